@@ -1,0 +1,250 @@
+/**
+ * The client side of the Mesh Portal Protocol, shared by the device agent and the owner CLI.
+ * node:http with a keep-alive agent and no extra headers, so an unchanged poll stays small.
+ * A refusal from the portal becomes a MeshError with the portal's stable code.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
+import { parseJson } from '../mesh/json.js';
+import type { SignedEnvelope, Signer } from '../mesh/envelope.js';
+import { createSession } from '../mesh/messages.js';
+import {
+  PATHS,
+  LIMITS,
+  parseAccountResponse,
+  parseBindAccountResponse,
+  parseClaimLookupResponse,
+  parseConsistencyResponse,
+  parseDeviceStatusResponse,
+  parseDownloadResponse,
+  parseEntryResponse,
+  parseHelloResponse,
+  parseInclusionResponse,
+  parseLogReceipt,
+  parseSessionResponse,
+  parseTreeHeadResponse,
+  type AccountResponse,
+  type BindAccountResponse,
+  type ClaimLookupResponse,
+  type ConsistencyResponse,
+  type DeviceStatusEntry,
+  type DownloadResponse,
+  type EntryResponse,
+  type HelloResponse,
+  type InclusionResponse,
+  type LogReceipt,
+  type RegisterRequest,
+} from '../mesh/protocol.js';
+
+export interface SessionIdentity {
+  /** device UDF or account name@host */
+  readonly subject: string;
+  /** the key the portal knows for the subject: a device's authentication key, an owner's administration key */
+  readonly key: Signer;
+}
+
+export interface PortalClientOptions {
+  readonly url: string;
+  readonly identity?: SessionIdentity;
+  readonly token?: string;
+  readonly timeoutMs?: number;
+}
+
+const KNOWN_CODES = new Set<string>([
+  'malformed', 'too-large', 'bad-signature', 'unknown-signer', 'revoked-key', 'wrong-master', 'wrong-device', 'wrong-type',
+  'bad-claim-proof', 'unauthorized', 'forbidden', 'not-found', 'conflict', 'rate-limited', 'replay', 'unavailable', 'timeout',
+  'internal', 'rollback', 'bad-key', 'log-inconsistent', 'bad-proof', 'not-owner',
+]);
+
+export class PortalClient {
+  readonly url: URL;
+  private readonly agent: http.Agent;
+  private readonly identity: SessionIdentity | undefined;
+  private token: string | undefined;
+  private readonly timeoutMs: number;
+  /** bytes sent and received by this client (request line, headers and bodies), for measuring */
+  bytesOut = 0;
+  bytesIn = 0;
+
+  constructor(opts: PortalClientOptions) {
+    this.url = new URL(opts.url);
+    this.identity = opts.identity;
+    this.token = opts.token;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.agent = this.url.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: 4 }) : new http.Agent({ keepAlive: true, maxSockets: 4 });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  get currentToken(): string | undefined {
+    return this.token;
+  }
+
+  setToken(t: string): void {
+    this.token = t;
+  }
+
+  /** One HTTP exchange. Returns parsed JSON, or throws MeshError carrying the portal's code. */
+  async request(method: 'GET' | 'POST', path: string, body?: unknown, opts: { auth?: boolean; timeoutMs?: number } = {}): Promise<unknown> {
+    const auth = opts.auth ?? true;
+    if (auth && this.token === undefined) await this.openSession();
+    try {
+      return await this.once(method, path, body, auth, opts.timeoutMs);
+    } catch (e) {
+      if (auth && e instanceof MeshError && e.code === 'unauthorized' && this.identity !== undefined) {
+        await this.openSession();
+        return this.once(method, path, body, auth, opts.timeoutMs);
+      }
+      throw e;
+    }
+  }
+
+  private once(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean, timeoutMs?: number): Promise<unknown> {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
+    const headers: Record<string, string> = {};
+    if (auth && this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    if (data !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(data.length);
+    }
+    const mod = this.url.protocol === 'https:' ? https : http;
+    const base = this.url.pathname.replace(/\/$/, '');
+    return new Promise((resolve, reject) => {
+      const req = mod.request(
+        { protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, path: base + path, method, headers, agent: this.agent, timeout: timeoutMs ?? this.timeoutMs },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > LIMITS.maxBodyBytes * 4) {
+              req.destroy(new MeshError('too-large', 'the portal sent too large a response'));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('end', () => {
+            this.bytesIn += size + headerBytes(res);
+            const text = Buffer.concat(chunks);
+            let json: unknown;
+            try {
+              json = text.length === 0 ? {} : parseJson(text, LIMITS.maxBodyBytes * 4, 'portal response');
+            } catch (e) {
+              reject(e);
+              return;
+            }
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) {
+              resolve(json);
+              return;
+            }
+            reject(wireError(status, json));
+          });
+          res.on('error', reject);
+        },
+      );
+      this.bytesOut += requestBytes(method, base + path, this.url.host, headers) + (data?.length ?? 0);
+      req.on('timeout', () => req.destroy(new MeshError('timeout', `the portal did not answer within ${timeoutMs ?? this.timeoutMs} ms`)));
+      req.on('error', (e) => reject(e instanceof MeshError ? e : new MeshError('unavailable', `cannot reach the portal at ${this.url.origin}: ${e.message}`)));
+      req.end(data);
+    });
+  }
+
+  /** Session: prove we hold the subject's key, get a bearer token. */
+  async openSession(): Promise<string> {
+    if (this.identity === undefined) throw new MeshError('unauthorized', 'no identity to open a portal session with');
+    const r = parseSessionResponse(await this.once('POST', PATHS.session, { request: createSession(this.identity.key, this.identity.subject) }, false));
+    this.token = r.token;
+    return r.token;
+  }
+
+  // ------------------------------------------------------------ transactions
+
+  async hello(): Promise<HelloResponse> {
+    return parseHelloResponse(await this.request('GET', PATHS.hello, undefined, { auth: false }));
+  }
+
+  async register(req: RegisterRequest): Promise<string> {
+    const r = parseSessionResponse(await this.request('POST', PATHS.register, req, { auth: false }));
+    this.token = r.token;
+    return r.token;
+  }
+
+  async bindAccount(req: { account: string; master: SignedEnvelope; personal: SignedEnvelope; request: SignedEnvelope }): Promise<BindAccountResponse> {
+    const r = parseBindAccountResponse(await this.request('POST', PATHS.bindAccount, req, { auth: false }));
+    this.token = r.token;
+    return r;
+  }
+
+  async publish(object: SignedEnvelope): Promise<LogReceipt> {
+    return parseLogReceipt(await this.request('POST', PATHS.publish, { object }), 'Publish');
+  }
+
+  async account(): Promise<AccountResponse> {
+    return parseAccountResponse(await this.request('GET', PATHS.account));
+  }
+
+  async download(since: number, waitMs = 0): Promise<DownloadResponse> {
+    const q = waitMs > 0 ? `?since=${since}&wait=${waitMs}` : `?since=${since}`;
+    return parseDownloadResponse(await this.request('GET', PATHS.download + q, undefined, { timeoutMs: waitMs + this.timeoutMs }));
+  }
+
+  async claimLookup(id: string): Promise<ClaimLookupResponse> {
+    return parseClaimLookupResponse(await this.request('GET', `${PATHS.claimLookup}?id=${encodeURIComponent(id)}`));
+  }
+
+  async claim(id: string, object: SignedEnvelope): Promise<LogReceipt> {
+    return parseLogReceipt(await this.request('POST', PATHS.claim, { id, object }), 'Claim');
+  }
+
+  async post(device: string, object: SignedEnvelope): Promise<LogReceipt> {
+    return parseLogReceipt(await this.request('POST', PATHS.post, { device, object }), 'Post');
+  }
+
+  async status(object: SignedEnvelope): Promise<void> {
+    await this.request('POST', PATHS.status, { object });
+  }
+
+  async deviceStatus(): Promise<DeviceStatusEntry[]> {
+    return parseDeviceStatusResponse(await this.request('GET', PATHS.deviceStatus)).devices;
+  }
+
+  async treeHead(): Promise<SignedEnvelope> {
+    return parseTreeHeadResponse(await this.request('GET', PATHS.treeHead, undefined, { auth: false })).treeHead;
+  }
+
+  async inclusion(index: number, size: number): Promise<InclusionResponse> {
+    return parseInclusionResponse(await this.request('GET', `${PATHS.inclusion}?index=${index}&size=${size}`, undefined, { auth: false }));
+  }
+
+  async consistency(from: number, to: number): Promise<ConsistencyResponse> {
+    return parseConsistencyResponse(await this.request('GET', `${PATHS.consistency}?from=${from}&to=${to}`, undefined, { auth: false }));
+  }
+
+  async entry(index: number): Promise<EntryResponse> {
+    return parseEntryResponse(await this.request('GET', `${PATHS.entry}?index=${index}`, undefined, { auth: false }));
+  }
+}
+
+function wireError(status: number, json: unknown): MeshError {
+  const e = (json as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  const code = typeof e?.code === 'string' && KNOWN_CODES.has(e.code) ? (e.code as MeshErrorCode) : status === 401 ? 'unauthorized' : status === 429 ? 'rate-limited' : status >= 500 ? 'unavailable' : 'malformed';
+  const message = typeof e?.message === 'string' ? e.message : `the portal answered HTTP ${status}`;
+  return new MeshError(code, `portal: ${message}`, { status });
+}
+
+function requestBytes(method: string, path: string, host: string, headers: Record<string, string>): number {
+  let n = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: keep-alive\r\n`.length;
+  for (const [k, v] of Object.entries(headers)) n += k.length + v.length + 4;
+  return n + 2;
+}
+
+function headerBytes(res: http.IncomingMessage): number {
+  let n = `HTTP/1.1 ${res.statusCode ?? 200} ${res.statusMessage ?? ''}\r\n`.length + 2;
+  const raw = res.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) n += (raw[i] as string).length + (raw[i + 1] as string).length + 4;
+  return n;
+}

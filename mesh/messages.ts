@@ -1,0 +1,310 @@
+/**
+ * Signed messages other than profiles: claim, remove, status, session, tree head, portal profile.
+ * Each has a create function (signs) and a verify function (the boundary: parse + check).
+ */
+import * as c from './crypto.js';
+import { b64u, fromB64u } from './bytes.js';
+import { fail } from './errors.js';
+import { type SignedEnvelope, type Signer, parseSignedEnvelope, payloadBytes, signJson, verifySignedBy, UDF_TEXT } from './envelope.js';
+import { arr, int, obj, parseJson, str, time, optStr, type Obj } from './json.js';
+import { signKeyId } from './keys.js';
+import { type MasterProfile, verifyByAdmin, ACCOUNT_PATTERN, NAME_PATTERN } from './profiles.js';
+import { type ClaimSecrets, checkProof, claimProofs } from './claim.js';
+import { nonceUdf } from './udf.js';
+
+const MAX_MESSAGE_BYTES = 64 * 1024;
+const nowIso = (): string => new Date().toISOString();
+const B64U = /^[A-Za-z0-9_-]+$/;
+
+function payloadObject(env: SignedEnvelope, what: string, type: string): Obj {
+  const v = parseJson(payloadBytes(env), MAX_MESSAGE_BYTES, what);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('malformed', `${what} must be a JSON object`);
+  const o = v as Obj;
+  if (o.type !== type) fail('wrong-type', `expected a ${type} message`, { expected: type });
+  return o;
+}
+
+/** The type field of a signed message, without verifying it (for dispatch only). */
+export function peekType(env: SignedEnvelope): string {
+  const v = parseJson(payloadBytes(env), MAX_MESSAGE_BYTES, 'message');
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('malformed', 'message must be a JSON object');
+  const t = (v as Obj).type;
+  if (typeof t !== 'string') return fail('malformed', 'message has no type');
+  return t;
+}
+
+// ---------------------------------------------------------------- claim
+
+export interface ClaimPayload {
+  readonly type: 'claim';
+  readonly device: string;
+  readonly master: string;
+  readonly account: string;
+  readonly nonce: string;
+  readonly created: string;
+  readonly portalProof: string;
+  readonly deviceProof: string;
+}
+
+export function createClaim(admin: Signer, secrets: ClaimSecrets, p: { device: string; master: string; account: string }): SignedEnvelope {
+  const nonce = nonceUdf();
+  const proofs = claimProofs(secrets, { ...p, nonce });
+  const payload: ClaimPayload = { type: 'claim', device: p.device, master: p.master, account: p.account, nonce, created: nowIso(), ...proofs };
+  return signJson(payload, [admin]);
+}
+
+export function parseClaimPayload(env: SignedEnvelope): ClaimPayload {
+  const w = 'claim';
+  const o = obj(payloadObject(env, w, 'claim'), w, ['type', 'device', 'master', 'account', 'nonce', 'created', 'portalProof', 'deviceProof']);
+  return {
+    type: 'claim',
+    device: str(o, 'device', w, 120, UDF_TEXT),
+    master: str(o, 'master', w, 120, UDF_TEXT),
+    account: str(o, 'account', w, 320, ACCOUNT_PATTERN),
+    nonce: str(o, 'nonce', w, 120, UDF_TEXT),
+    created: time(o, 'created', w),
+    portalProof: str(o, 'portalProof', w, 100, B64U),
+    deviceProof: str(o, 'deviceProof', w, 100, B64U),
+  };
+}
+
+/** Verify a claim signed by an administration key of `master`, with the proof checked by `proofKey` (portal or device key). */
+export function verifyClaim(envIn: unknown, master: MasterProfile, check: { key: Uint8Array; which: 'portal' | 'device' }): ClaimPayload {
+  const env = parseSignedEnvelope(envIn, 'claim');
+  verifyByAdmin(env, master);
+  const p = parseClaimPayload(env);
+  if (p.master !== master.id) fail('wrong-master', 'the claim names another master profile');
+  const proof = check.which === 'portal' ? p.portalProof : p.deviceProof;
+  if (!checkProof(check.key, p, proof)) fail('bad-claim-proof', 'the claimant did not prove it holds the label secret');
+  return p;
+}
+
+// ---------------------------------------------------------------- remove
+
+export interface RemovePayload {
+  readonly type: 'remove';
+  readonly device: string;
+  readonly master: string;
+  readonly nonce: string;
+  readonly created: string;
+}
+
+export function createRemove(admin: Signer, p: { device: string; master: string }): SignedEnvelope {
+  const payload: RemovePayload = { type: 'remove', device: p.device, master: p.master, nonce: nonceUdf(), created: nowIso() };
+  return signJson(payload, [admin]);
+}
+
+export function parseRemovePayload(env: SignedEnvelope): RemovePayload {
+  const w = 'remove';
+  const o = obj(payloadObject(env, w, 'remove'), w, ['type', 'device', 'master', 'nonce', 'created']);
+  return { type: 'remove', device: str(o, 'device', w, 120, UDF_TEXT), master: str(o, 'master', w, 120, UDF_TEXT), nonce: str(o, 'nonce', w, 120, UDF_TEXT), created: time(o, 'created', w) };
+}
+
+/** Verify that the owner `master` itself asks to leave: only an owner's own administration key can remove that owner. */
+export function verifyRemove(envIn: unknown, master: MasterProfile): RemovePayload {
+  const env = parseSignedEnvelope(envIn, 'remove');
+  const p = parseRemovePayload(env);
+  verifyByAdmin(env, master);
+  if (p.master !== master.id) fail('not-owner', 'a removal can only remove the owner who signed it');
+  return p;
+}
+
+// ---------------------------------------------------------------- status (device -> owners)
+
+export interface AppStatus {
+  readonly app: string;
+  readonly seq: number;
+  readonly appliedAt: string;
+}
+
+export interface OwnerStatus {
+  readonly master: string;
+  readonly account: string;
+  readonly apps: readonly AppStatus[];
+}
+
+export interface StatusError {
+  readonly code: string;
+  readonly message: string;
+  readonly at: string;
+  readonly master?: string;
+  readonly app?: string;
+  readonly seq?: number;
+}
+
+export interface TreeHeadRef {
+  readonly size: number;
+  readonly root: string;
+}
+
+export interface StatusPayload {
+  readonly type: 'status';
+  readonly device: string;
+  readonly seq: number;
+  readonly created: string;
+  /** the newest data the device has heard from the portal; owners judge staleness from it */
+  readonly lastContact: string;
+  readonly owners: readonly OwnerStatus[];
+  readonly errors: readonly StatusError[];
+  readonly treeHead?: TreeHeadRef;
+}
+
+export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'created' | 'device'> & { created?: string }): SignedEnvelope {
+  const payload: StatusPayload = {
+    type: 'status',
+    device: signKeyId(device.publicKey),
+    seq: p.seq,
+    created: p.created ?? nowIso(),
+    lastContact: p.lastContact,
+    owners: p.owners,
+    errors: p.errors,
+    ...(p.treeHead !== undefined ? { treeHead: p.treeHead } : {}),
+  };
+  return signJson(payload, [device]);
+}
+
+export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
+  const w = 'status';
+  const v = parseJson(bytes, MAX_MESSAGE_BYTES, w);
+  const o = obj(v, w, ['type', 'device', 'seq', 'created', 'lastContact', 'owners', 'errors'], ['treeHead']);
+  if (o.type !== 'status') fail('wrong-type', 'expected a status message');
+  const owners = arr(o, 'owners', w, 64).map((x, i): OwnerStatus => {
+    const ow = `${w}.owners[${i}]`;
+    const oo = obj(x, ow, ['master', 'account', 'apps']);
+    const apps = arr(oo, 'apps', ow, 64).map((a, j): AppStatus => {
+      const aw = `${ow}.apps[${j}]`;
+      const ao = obj(a, aw, ['app', 'seq', 'appliedAt']);
+      return { app: str(ao, 'app', aw, 64, NAME_PATTERN), seq: int(ao, 'seq', aw, 0), appliedAt: time(ao, 'appliedAt', aw) };
+    });
+    return { master: str(oo, 'master', ow, 120, UDF_TEXT), account: str(oo, 'account', ow, 320), apps };
+  });
+  const errors = arr(o, 'errors', w, 32).map((x, i): StatusError => {
+    const ew = `${w}.errors[${i}]`;
+    const eo = obj(x, ew, ['code', 'message', 'at'], ['master', 'app', 'seq']);
+    const master = optStr(eo, 'master', ew, 120, UDF_TEXT);
+    const app = optStr(eo, 'app', ew, 64);
+    return {
+      code: str(eo, 'code', ew, 64),
+      message: str(eo, 'message', ew, 1024),
+      at: time(eo, 'at', ew),
+      ...(master !== undefined ? { master } : {}),
+      ...(app !== undefined ? { app } : {}),
+      ...(eo.seq !== undefined ? { seq: int(eo, 'seq', ew, 0) } : {}),
+    };
+  });
+  let treeHead: TreeHeadRef | undefined;
+  if (o.treeHead !== undefined) {
+    const to = obj(o.treeHead, `${w}.treeHead`, ['size', 'root']);
+    treeHead = { size: int(to, 'size', `${w}.treeHead`, 0), root: str(to, 'root', `${w}.treeHead`, 60, B64U) };
+  }
+  return {
+    type: 'status',
+    device: str(o, 'device', w, 120, UDF_TEXT),
+    seq: int(o, 'seq', w, 0),
+    created: time(o, 'created', w),
+    lastContact: time(o, 'lastContact', w),
+    owners,
+    errors,
+    ...(treeHead !== undefined ? { treeHead } : {}),
+  };
+}
+
+/** Verify a status report signed by the device whose signature key is `devicePub`. */
+export function verifyStatus(envIn: unknown, devicePub: Uint8Array): StatusPayload {
+  const env = parseSignedEnvelope(envIn, 'status');
+  const p = parseStatusPayload(verifySignedBy(env, devicePub));
+  if (p.device !== signKeyId(devicePub)) fail('wrong-device', 'the status names another device');
+  return p;
+}
+
+// ---------------------------------------------------------------- session (authentication to the portal)
+
+export const SESSION_SKEW_MS = 5 * 60 * 1000;
+
+export interface SessionPayload {
+  readonly type: 'session';
+  /** a device UDF, or an account name@host */
+  readonly subject: string;
+  readonly nonce: string;
+  readonly created: string;
+}
+
+export function createSession(key: Signer, subject: string, created = nowIso()): SignedEnvelope {
+  const payload: SessionPayload = { type: 'session', subject, nonce: nonceUdf(), created };
+  return signJson(payload, [key]);
+}
+
+/** Parse (not verify) a session request; the caller verifies with the key it holds for the subject. */
+export function parseSessionPayload(env: SignedEnvelope): SessionPayload {
+  const w = 'session';
+  const o = obj(payloadObject(env, w, 'session'), w, ['type', 'subject', 'nonce', 'created']);
+  return { type: 'session', subject: str(o, 'subject', w, 320), nonce: str(o, 'nonce', w, 120, UDF_TEXT), created: time(o, 'created', w) };
+}
+
+/** Check a session's freshness against `nowMs`: `replay` if outside the skew window. */
+export function checkSessionTime(p: SessionPayload, nowMs = Date.now()): void {
+  const t = Date.parse(p.created);
+  if (Math.abs(nowMs - t) > SESSION_SKEW_MS) fail('replay', 'the session request is too old or from the future; check the clock');
+}
+
+// ---------------------------------------------------------------- tree head (portal's signed log head)
+
+export interface TreeHeadPayload {
+  readonly type: 'treehead';
+  readonly size: number;
+  readonly root: string;
+  readonly created: string;
+}
+
+export function createTreeHead(portal: Signer, size: number, root: Uint8Array, created = nowIso()): SignedEnvelope {
+  const p: TreeHeadPayload = { type: 'treehead', size, root: b64u(root), created };
+  return signJson(p, [portal]);
+}
+
+export interface TreeHead {
+  readonly size: number;
+  readonly root: Uint8Array;
+  readonly created: string;
+  readonly envelope: SignedEnvelope;
+}
+
+export function verifyTreeHead(envIn: unknown, portalPub: Uint8Array): TreeHead {
+  const env = parseSignedEnvelope(envIn, 'tree head');
+  const w = 'tree head';
+  const o = obj(parseJson(verifySignedBy(env, portalPub), 4096, w), w, ['type', 'size', 'root', 'created']);
+  if (o.type !== 'treehead') fail('wrong-type', 'expected a tree head');
+  return { size: int(o, 'size', w, 0), root: fromB64u(o.root, `${w}.root`, 32), created: time(o, 'created', w), envelope: env };
+}
+
+// ---------------------------------------------------------------- portal profile
+
+export interface PortalPayload {
+  readonly type: 'portal';
+  readonly name: string;
+  readonly sign: string;
+  readonly created: string;
+}
+
+export function createPortalProfile(key: c.KeyPair, name: string, created = nowIso()): SignedEnvelope {
+  return signJson({ type: 'portal', name, sign: b64u(key.publicKey), created } satisfies PortalPayload, [key]);
+}
+
+export interface PortalProfile {
+  readonly id: string;
+  readonly name: string;
+  readonly sign: Uint8Array;
+  readonly envelope: SignedEnvelope;
+}
+
+export function verifyPortalProfile(envIn: unknown, expectedId?: string): PortalProfile {
+  const env = parseSignedEnvelope(envIn, 'portal profile');
+  const w = 'portal profile';
+  const o = obj(parseJson(payloadBytes(env), 4096, w), w, ['type', 'name', 'sign', 'created']);
+  if (o.type !== 'portal') fail('wrong-type', 'expected a portal profile');
+  const sign = fromB64u(o.sign, `${w}.sign`, 32);
+  verifySignedBy(env, sign);
+  const id = signKeyId(sign);
+  if (expectedId !== undefined && id !== expectedId) fail('wrong-master', `this portal is ${id}, expected ${expectedId}`);
+  time(o, 'created', w);
+  return { id, name: str(o, 'name', w, 253), sign, envelope: env };
+}
