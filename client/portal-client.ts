@@ -212,6 +212,10 @@ export class PortalClient {
     return parseDeviceStatusResponse(await this.request('GET', PATHS.deviceStatus)).devices;
   }
 
+  async join(object: SignedEnvelope): Promise<void> {
+    await this.request('POST', PATHS.join, { object }, { auth: false });
+  }
+
   async treeHead(): Promise<SignedEnvelope> {
     return parseTreeHeadResponse(await this.request('GET', PATHS.treeHead, undefined, { auth: false })).treeHead;
   }

@@ -308,3 +308,63 @@ export function verifyPortalProfile(envIn: unknown, expectedId?: string): Portal
   time(o, 'created', w);
   return { id, name: str(o, 'name', w, 253), sign, envelope: env };
 }
+
+// ---------------------------------------------------------------- join (a second administration device, by one-time PIN)
+
+/**
+ * A new administration device asks to join an account. It signs with its own new key and proves
+ * knowledge of the one-time PIN the existing administration device showed:
+ *   mac = HMAC-SHA-512(HKDF-SHA-512(PIN bytes, info "mmm-pin-v1"), account || 0 || sign || 0 || enc || 0 || nonce)
+ */
+export interface JoinPayload {
+  readonly type: 'join';
+  readonly account: string;
+  readonly name: string;
+  readonly sign: string;
+  readonly enc: string;
+  readonly nonce: string;
+  readonly created: string;
+  readonly mac: string;
+}
+
+function pinKey(pin: string): Uint8Array {
+  const bytes = new TextEncoder().encode(pin.toUpperCase().replace(/[-\s]/g, ''));
+  return c.hkdfSha512(bytes, new Uint8Array(0), 'mmm-pin-v1', 32);
+}
+
+function joinMacInput(p: { account: string; sign: string; enc: string; nonce: string }): Uint8Array {
+  return new TextEncoder().encode(`${p.account}\u0000${p.sign}\u0000${p.enc}\u0000${p.nonce}`);
+}
+
+export function createJoin(admin: { name: string; sign: c.KeyPair; enc: c.KeyPair }, account: string, pin: string): SignedEnvelope {
+  const base = { account, sign: b64u(admin.sign.publicKey), enc: b64u(admin.enc.publicKey), nonce: nonceUdf() };
+  const mac = b64u(c.hmacSha512(pinKey(pin), joinMacInput(base)));
+  const payload: JoinPayload = { type: 'join', account, name: admin.name, sign: base.sign, enc: base.enc, nonce: base.nonce, created: nowIso(), mac };
+  return signJson(payload, [admin.sign]);
+}
+
+/** Parse and check the self-signature (anyone can do this; the portal does). */
+export function parseJoin(envIn: unknown): JoinPayload {
+  const env = parseSignedEnvelope(envIn, 'join');
+  const w = 'join';
+  const o = obj(payloadObject(env, w, 'join'), w, ['type', 'account', 'name', 'sign', 'enc', 'nonce', 'created', 'mac']);
+  const p: JoinPayload = {
+    type: 'join',
+    account: str(o, 'account', w, 320, ACCOUNT_PATTERN),
+    name: str(o, 'name', w, 64, /^[\p{L}\p{N} ._'-]{1,64}$/u),
+    sign: str(o, 'sign', w, 60, B64U),
+    enc: str(o, 'enc', w, 60, B64U),
+    nonce: str(o, 'nonce', w, 120, UDF_TEXT),
+    created: time(o, 'created', w),
+    mac: str(o, 'mac', w, 100, B64U),
+  };
+  verifySignedBy(env, fromB64u(p.sign, 'join.sign', 32));
+  fromB64u(p.enc, 'join.enc', 32);
+  return p;
+}
+
+/** The existing administration device checks the PIN. `bad-claim-proof` if it does not match. */
+export function verifyJoinPin(p: JoinPayload, pin: string): void {
+  const want = c.hmacSha512(pinKey(pin), joinMacInput(p));
+  if (!c.timingSafeEqual(want, fromB64u(p.mac, 'join.mac', 64))) fail('bad-claim-proof', 'the join request does not carry the PIN shown on this device');
+}

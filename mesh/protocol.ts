@@ -32,6 +32,7 @@ export const PATHS = {
   inclusion: `${MMM_PREFIX}Log/Inclusion`,
   consistency: `${MMM_PREFIX}Log/Consistency`,
   entry: `${MMM_PREFIX}Log/Entry`,
+  join: `${MMM_PREFIX}Join`,
 } as const;
 
 /** Limits the portal enforces and announces in Hello. */
@@ -198,11 +199,13 @@ export interface AccountResponse {
   readonly personal: SignedEnvelope | null;
   /** latest application profile per application name, as published */
   readonly applications: Readonly<Record<string, SignedEnvelope>>;
+  /** pending join requests from would-be administration devices (newest last, at most 16) */
+  readonly joins: readonly SignedEnvelope[];
 }
 
 export function parseAccountResponse(v: unknown): AccountResponse {
   const w = what('Account');
-  const o = obj(v, w, ['account', 'master', 'personal', 'applications']);
+  const o = obj(v, w, ['account', 'master', 'personal', 'applications', 'joins']);
   const ao = obj(o.applications, `${w}.applications`, [], Object.keys((o.applications ?? {}) as Obj));
   const applications: Record<string, SignedEnvelope> = {};
   for (const [k, x] of Object.entries(ao)) applications[k] = parseSignedEnvelope(x, `${w}.applications.${k}`);
@@ -211,7 +214,18 @@ export function parseAccountResponse(v: unknown): AccountResponse {
     master: parseSignedEnvelope(o.master, `${w}.master`),
     personal: o.personal === null ? null : parseSignedEnvelope(o.personal, `${w}.personal`),
     applications,
+    joins: arr(o, 'joins', w, 16).map((x, i) => parseSignedEnvelope(x, `${w}.joins[${i}]`)),
   };
+}
+
+/** POST Join (unauthenticated, rate-limited): a would-be administration device's signed join request. -> `{ ok: true }` */
+export interface JoinRequest {
+  readonly object: SignedEnvelope;
+}
+
+export function parseJoinRequest(v: unknown): JoinRequest {
+  const o = obj(v, 'Join request', ['object']);
+  return { object: parseSignedEnvelope(o.object, 'Join request.object') };
 }
 
 // ---------------------------------------------------------------- Download (device feed)
