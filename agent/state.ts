@@ -1,0 +1,76 @@
+/**
+ * The agent's persistent state: its owners (one entry per claimant, keyed by master UDF), the
+ * highest applied sequence per owner and application (rollback protection), the feed cursor and
+ * the last errors. Written atomically after every change (runtime/files.ts), so a power cut
+ * leaves exactly the old or the new state.
+ */
+import * as path from 'node:path';
+import { MeshError } from '../mesh/errors.js';
+import type { SignedEnvelope } from '../mesh/envelope.js';
+import type { StatusError, TreeHeadRef } from '../mesh/messages.js';
+import type { KeyValue } from './merge.js';
+import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
+
+export interface AppState {
+  readonly seq: number;
+  readonly created: string;
+  readonly appliedAt: string;
+  readonly values: Readonly<Record<string, KeyValue>>;
+}
+
+export interface Owner {
+  readonly master: string;
+  readonly account: string;
+  readonly masterEnvelope: SignedEnvelope;
+  readonly masterSeq: number;
+  readonly claimedAt: string;
+  readonly apps: Readonly<Record<string, AppState>>;
+}
+
+export interface AgentState {
+  readonly v: 1;
+  /** the last feed item applied (Download cursor) */
+  readonly n: number;
+  readonly statusSeq: number;
+  readonly registered: boolean;
+  /** last time the portal answered */
+  readonly lastContact: string | null;
+  /** the portal key pinned on first contact */
+  readonly portalKey: string | null;
+  readonly treeHead: TreeHeadRef | null;
+  readonly owners: Readonly<Record<string, Owner>>;
+  readonly errors: readonly StatusError[];
+}
+
+export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [] };
+
+export const MAX_ERRORS = 16;
+
+export function statePath(dir: string): string {
+  return path.join(dir, 'state.json');
+}
+
+export function loadState(dir: string): AgentState {
+  cleanTempFiles(dir);
+  const t = readTextIfExists(statePath(dir));
+  if (t === undefined) return EMPTY_STATE;
+  let v: unknown;
+  try {
+    v = JSON.parse(t);
+  } catch {
+    throw new MeshError('state', `${statePath(dir)} is not valid JSON; it was not written by this agent (writes are atomic). Move it away to start from a factory reset.`);
+  }
+  const s = v as Partial<AgentState>;
+  if (s.v !== 1 || typeof s.n !== 'number' || typeof s.owners !== 'object' || s.owners === null) {
+    throw new MeshError('state', `${statePath(dir)} has an unknown format`);
+  }
+  return { ...EMPTY_STATE, ...s } as AgentState;
+}
+
+export function saveState(dir: string, s: AgentState): void {
+  writeJsonAtomic(statePath(dir), s, 0o600);
+}
+
+export function withError(s: AgentState, e: StatusError): AgentState {
+  return { ...s, errors: [...s.errors, e].slice(-MAX_ERRORS) };
+}
