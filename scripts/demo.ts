@@ -1,0 +1,193 @@
+/**
+ * npm run demo: Alice and Bob and a shared thermostat, end to end, on embedded defaults
+ * (SQLite, embedded MQTT broker, a temporary directory, free ports), with real processes:
+ * mesh-portal, mesh-provision, mesh-agent and the owners' `mesh` CLI.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = (name: string): string => path.join(root, 'dist', name, 'cli.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-demo-'));
+const children: ChildProcess[] = [];
+const t0 = Date.now();
+const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+
+function say(s: string): void {
+  process.stdout.write(s + '\n');
+}
+
+class StepError extends Error {}
+
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  say(`\n${bold(`== ${name}`)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  try {
+    return await fn();
+  } catch (e) {
+    throw new StepError(`step "${name}" failed: ${(e as Error).message}`);
+  }
+}
+
+function run(file: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [file, ...args], { env: { ...process.env, ...env }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${path.basename(path.dirname(file))} ${args.join(' ')}: ${stderr.trim() || stdout.trim() || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function start(file: string, args: string[], readyPrefix: string): Promise<{ proc: ChildProcess; ready: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(proc);
+    let buf = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`${readyPrefix} did not start within 20 s: ${err.slice(-500)}`)), 20_000);
+    proc.stderr?.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-4000);
+    });
+    proc.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (const line of buf.split('\n')) {
+        if (line.startsWith(readyPrefix + ' ')) {
+          clearTimeout(timer);
+          resolve({ proc, ready: JSON.parse(line.slice(readyPrefix.length + 1)) as Record<string, unknown> });
+        }
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${readyPrefix} exited with ${code}: ${err.slice(-500)}`));
+    });
+  });
+}
+
+const mesh = (home: string, ...args: string[]): Promise<string> => run(bin('admin'), args, { MESH_HOME: home });
+
+async function deviceStatus(dir: string): Promise<{ owners: { account: string; apps: Record<string, { seq: number }> }[]; config: Record<string, unknown>; errors: { code: string; message: string }[] }> {
+  return JSON.parse(await run(bin('agent'), ['status', '--data', dir, '--json'])) as never;
+}
+
+async function waitFor(what: string, dir: string, ok: (s: Awaited<ReturnType<typeof deviceStatus>>) => boolean, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await deviceStatus(dir);
+    if (ok(s)) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; device state: ${JSON.stringify({ owners: s.owners, config: s.config, errors: s.errors.slice(-2) })}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function showConfig(dir: string): Promise<void> {
+  const out = await run(bin('agent'), ['status', '--data', dir]);
+  for (const line of out.split('\n')) if (/^(owners|config| {2})/.test(line)) say('   ' + line);
+}
+
+function thermostat(s: Awaited<ReturnType<typeof deviceStatus>>): Record<string, unknown> {
+  return (s.config.thermostat ?? {}) as Record<string, unknown>;
+}
+
+async function main(): Promise<void> {
+  say(bold('Mathematical Mesh demo: Alice, Bob and a shared thermostat'));
+  say(`working directory ${tmp}`);
+  const portal = await step('Start the portal (SQLite + embedded MQTT broker, free ports)', async () => {
+    const p = await start(bin('portal'), ['--data', path.join(tmp, 'portal'), '--http-port', '0', '--mqtt-port', '0'], 'mesh-portal ready');
+    say(`   portal at ${String(p.ready.http)}, push at ${String(p.ready.mqtt)}`);
+    return p.ready;
+  });
+  const url = String(portal.http);
+
+  const dev = await step('The factory provisions a thermostat (device profile, keys, label)', async () => {
+    const out = path.join(tmp, 'factory');
+    await run(bin('provisioning'), ['batch', '--count', '1', '--model', 'thermostat', '--out', out, '--portal', url, '--schema', `thermostat=${path.join(root, 'examples', 'thermostat.schema.json')}`, '--json']);
+    const serial = fs.readdirSync(out).find((d) => fs.existsSync(path.join(out, d, 'device.json')));
+    if (serial === undefined) throw new Error('no device directory was written');
+    const dir = path.join(out, serial);
+    const claim = JSON.parse(fs.readFileSync(path.join(dir, 'claim.json'), 'utf8')) as { uri: string };
+    say(`   label: ${claim.uri}`);
+    return { dir, uri: claim.uri };
+  });
+
+  await step('The thermostat boots its agent (a separate process) and registers', async () => {
+    const a = await start(bin('agent'), ['run', '--data', dev.dir, '--poll-interval-ms', '5000'], 'mesh-agent ready');
+    say(`   device ${String(a.ready.fingerprint)} waiting to be claimed`);
+  });
+
+  const alice = path.join(tmp, 'alice');
+  const bob = path.join(tmp, 'bob');
+  const shares = await step('Alice creates her profile (3-of-5 recovery shares)', async () => {
+    const out = JSON.parse(await mesh(alice, 'profile', 'create', '--portal', url, '--account', 'alice', '--json')) as { account: string; shares: string[] };
+    say(`   account ${out.account}; shares printed once, e.g. ${out.shares[0] ?? '?'}`);
+    return { account: out.account, shares: out.shares };
+  });
+
+  await step('Alice claims the thermostat from its label', async () => {
+    say('   ' + (await mesh(alice, 'device', 'claim', dev.uri, '--name', 'thermostat')).trim().split('\n').join('\n   '));
+    await waitFor('the thermostat to accept Alice', dev.dir, (s) => s.owners.some((o) => o.account.startsWith('alice@')));
+  });
+
+  await step('Bob creates his profile and claims the same thermostat', async () => {
+    await mesh(bob, 'profile', 'create', '--portal', url, '--account', 'bob', '--json');
+    await mesh(bob, 'device', 'claim', dev.uri, '--name', 'hall thermostat');
+    await waitFor('the thermostat to accept Bob too', dev.dir, (s) => s.owners.length === 2);
+    await showConfig(dev.dir);
+  });
+
+  await step('Alice sets setpoint=21', async () => {
+    await mesh(alice, 'config', 'set', 'thermostat', 'setpoint=21');
+    await waitFor('setpoint 21', dev.dir, (s) => thermostat(s).setpoint === 21);
+    await showConfig(dev.dir);
+  });
+
+  await step('Bob sets setpoint=19 mode=eco (the most recent change wins)', async () => {
+    await mesh(bob, 'config', 'set', 'thermostat', 'setpoint=19', 'mode=eco');
+    await waitFor('setpoint 19 and eco', dev.dir, (s) => thermostat(s).setpoint === 19 && thermostat(s).mode === 'eco');
+    await showConfig(dev.dir);
+  });
+
+  await step('A setpoint of 350 °C is refused by the device, even from its owner', async () => {
+    await mesh(alice, 'config', 'set', 'thermostat', 'setpoint=350');
+    await waitFor('the refusal', dev.dir, (s) => s.errors.some((e) => e.code === 'schema'));
+    const s = await deviceStatus(dev.dir);
+    say(`   refused: ${s.errors.filter((e) => e.code === 'schema').at(-1)?.message ?? ''}`);
+    say(`   setpoint is still ${String(thermostat(s).setpoint)}`);
+  });
+
+  await step('Bob removes the thermostat from his profile: his values disappear', async () => {
+    await mesh(bob, 'device', 'remove', 'hall thermostat');
+    await waitFor('Bob to be gone', dev.dir, (s) => s.owners.length === 1 && thermostat(s).mode === undefined);
+    await showConfig(dev.dir);
+  });
+
+  await step("Alice's laptop is lost: her state is deleted; she recovers from 3 of her 5 shares", async () => {
+    fs.rmSync(alice, { recursive: true, force: true });
+    const alice2 = path.join(tmp, 'alice-new-laptop');
+    await mesh(alice2, 'recover', ...shares.shares.slice(1, 4), '--portal', url, '--account', shares.account);
+    say('   recovered; the lost laptop\'s administration key is revoked');
+    await mesh(alice2, 'config', 'set', 'thermostat', 'setpoint=22');
+    await waitFor('setpoint 22 from the recovered Alice', dev.dir, (s) => thermostat(s).setpoint === 22);
+    say('   the thermostat applied it without being re-claimed');
+    await showConfig(dev.dir);
+  });
+
+  say(`\n${bold('demo complete')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+async function cleanup(): Promise<void> {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)))));
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+main().then(
+  () => cleanup(),
+  async (e: unknown) => {
+    process.stderr.write(`\ndemo FAILED: ${(e as Error).message}\n`);
+    await cleanup();
+    process.exitCode = 1;
+  },
+);
