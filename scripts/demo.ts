@@ -11,16 +11,14 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = (name: string): string => path.join(root, 'dist', name, 'cli.js');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-demo-'));
+let tmp = '';
 const children: ChildProcess[] = [];
-const t0 = Date.now();
+let t0 = Date.now();
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+let say: (s: string) => void = (s) => process.stdout.write(s + '\n');
+let agentFile = bin('agent');
 
-function say(s: string): void {
-  process.stdout.write(s + '\n');
-}
-
-class StepError extends Error {}
+export class StepError extends Error {}
 
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   say(`\n${bold(`== ${name}`)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -91,11 +89,32 @@ function thermostat(s: Awaited<ReturnType<typeof deviceStatus>>): Record<string,
   return (s.config.thermostat ?? {}) as Record<string, unknown>;
 }
 
-async function main(): Promise<void> {
+export interface ScenarioOptions {
+  /** extra portal arguments, e.g. --database-url and --mqtt-url for the at-scale run */
+  readonly portalArgs?: readonly string[];
+  /** the agent entry to run: dist/agent/cli.js, or the single-file bundle dist/mesh-agent.mjs */
+  readonly agentFile?: string;
+  readonly say?: (s: string) => void;
+}
+
+/** Run the whole scenario; throws StepError naming the step that failed; always cleans up. */
+export async function runScenario(opts: ScenarioOptions = {}): Promise<void> {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-demo-'));
+  t0 = Date.now();
+  if (opts.say !== undefined) say = opts.say;
+  if (opts.agentFile !== undefined) agentFile = opts.agentFile;
+  try {
+    await scenario(opts.portalArgs ?? []);
+  } finally {
+    await cleanup();
+  }
+}
+
+async function scenario(portalArgs: readonly string[]): Promise<void> {
   say(bold('Mathematical Mesh demo: Alice, Bob and a shared thermostat'));
   say(`working directory ${tmp}`);
   const portal = await step('Start the portal (SQLite + embedded MQTT broker, free ports)', async () => {
-    const p = await start(bin('portal'), ['--data', path.join(tmp, 'portal'), '--http-port', '0', '--mqtt-port', '0'], 'mesh-portal ready');
+    const p = await start(bin('portal'), ['--data', path.join(tmp, 'portal'), '--http-port', '0', '--mqtt-port', '0', ...portalArgs], 'mesh-portal ready');
     say(`   portal at ${String(p.ready.http)}, push at ${String(p.ready.mqtt)}`);
     return p.ready;
   });
@@ -113,7 +132,7 @@ async function main(): Promise<void> {
   });
 
   await step('The thermostat boots its agent (a separate process) and registers', async () => {
-    const a = await start(bin('agent'), ['run', '--data', dev.dir, '--poll-interval-ms', '5000'], 'mesh-agent ready');
+    const a = await start(agentFile, ['run', '--data', dev.dir, '--poll-interval-ms', '5000'], 'mesh-agent ready');
     say(`   device ${String(a.ready.fingerprint)} waiting to be claimed`);
   });
 
@@ -177,17 +196,20 @@ async function main(): Promise<void> {
   say(`\n${bold('demo complete')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
+
 async function cleanup(): Promise<void> {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)))));
-  fs.rmSync(tmp, { recursive: true, force: true });
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)))));
+  children.length = 0;
+  if (tmp !== '') fs.rmSync(tmp, { recursive: true, force: true });
 }
 
-main().then(
-  () => cleanup(),
-  async (e: unknown) => {
-    process.stderr.write(`\ndemo FAILED: ${(e as Error).message}\n`);
-    await cleanup();
-    process.exitCode = 1;
-  },
-);
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  runScenario().then(
+    () => undefined,
+    (e: unknown) => {
+      process.stderr.write(`\ndemo FAILED: ${(e as Error).message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
