@@ -115,7 +115,7 @@ async function run(argv: string[]): Promise<void> {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   await agent.start();
-  process.stdout.write(`mesh-agent ready ${JSON.stringify({ device: device.id, fingerprint: device.fingerprint, claim: device.claimUri, portal: settings.portal })}\n`);
+  process.stdout.write(`mesh-agent ready ${JSON.stringify({ device: device.id, fingerprint: device.fingerprint, claim: device.claimUri, portal: settings.portal, arch: process.arch, node: process.version })}\n`);
 }
 
 async function status(argv: string[]): Promise<void> {

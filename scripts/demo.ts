@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = (name: string): string => path.join(root, 'dist', name, 'cli.js');
@@ -17,6 +18,8 @@ let t0 = Date.now();
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 let say: (s: string) => void = (s) => process.stdout.write(s + '\n');
 let agentFile = bin('agent');
+let agentNode = process.execPath;
+let waitMs = 15_000;
 
 export class StepError extends Error {}
 
@@ -38,13 +41,13 @@ function run(file: string, args: string[], env: Record<string, string> = {}): Pr
   });
 }
 
-function start(file: string, args: string[], readyPrefix: string): Promise<{ proc: ChildProcess; ready: Record<string, unknown> }> {
+function start(file: string, args: string[], readyPrefix: string, node = process.execPath): Promise<{ proc: ChildProcess; ready: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(node, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(proc);
     let buf = '';
     let err = '';
-    const timer = setTimeout(() => reject(new Error(`${readyPrefix} did not start within 20 s: ${err.slice(-500)}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`${readyPrefix} did not start within ${waitMs * 4} ms: ${err.slice(-500)}`)), waitMs * 4);
     proc.stderr?.on('data', (d: Buffer) => {
       err = (err + d.toString()).slice(-4000);
     });
@@ -70,8 +73,8 @@ async function deviceStatus(dir: string): Promise<{ owners: { account: string; a
   return JSON.parse(await run(bin('agent'), ['status', '--data', dir, '--json'])) as never;
 }
 
-async function waitFor(what: string, dir: string, ok: (s: Awaited<ReturnType<typeof deviceStatus>>) => boolean, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
+async function waitFor(what: string, dir: string, ok: (s: Awaited<ReturnType<typeof deviceStatus>>) => boolean): Promise<void> {
+  const end = Date.now() + waitMs;
   for (;;) {
     const s = await deviceStatus(dir);
     if (ok(s)) return;
@@ -94,6 +97,10 @@ export interface ScenarioOptions {
   readonly portalArgs?: readonly string[];
   /** the agent entry to run: dist/agent/cli.js, or the single-file bundle dist/mesh-agent.mjs */
   readonly agentFile?: string;
+  /** the node executable that runs the agent, e.g. an ARM node under qemu (scripts/arm-test.sh) */
+  readonly agentNode?: string;
+  /** how long to wait for the device at each step */
+  readonly waitMs?: number;
   readonly say?: (s: string) => void;
 }
 
@@ -103,6 +110,8 @@ export async function runScenario(opts: ScenarioOptions = {}): Promise<void> {
   t0 = Date.now();
   if (opts.say !== undefined) say = opts.say;
   if (opts.agentFile !== undefined) agentFile = opts.agentFile;
+  if (opts.agentNode !== undefined) agentNode = opts.agentNode;
+  if (opts.waitMs !== undefined) waitMs = opts.waitMs;
   try {
     await scenario(opts.portalArgs ?? []);
   } finally {
@@ -132,8 +141,8 @@ async function scenario(portalArgs: readonly string[]): Promise<void> {
   });
 
   await step('The thermostat boots its agent (a separate process) and registers', async () => {
-    const a = await start(agentFile, ['run', '--data', dev.dir, '--poll-interval-ms', '5000'], 'mesh-agent ready');
-    say(`   device ${String(a.ready.fingerprint)} waiting to be claimed`);
+    const a = await start(agentFile, ['run', '--data', dev.dir, '--poll-interval-ms', '5000'], 'mesh-agent ready', agentNode);
+    say(`   device ${String(a.ready.fingerprint)} (process.arch=${String(a.ready.arch)}, node ${String(a.ready.node)}) waiting to be claimed`);
   });
 
   const alice = path.join(tmp, 'alice');
@@ -205,7 +214,31 @@ async function cleanup(): Promise<void> {
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  runScenario().then(
+  const { values } = parseArgs({
+    options: {
+      'agent-file': { type: 'string' },
+      'agent-node': { type: 'string' },
+      'wait-ms': { type: 'string' },
+      'portal-arg': { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    process.stdout.write(`npm run demo [-- options]: Alice, Bob and a shared thermostat, end to end, with real processes.
+  --agent-file F     run this agent entry (default dist/agent/cli.js; the bundle is dist/mesh-agent.mjs)
+  --agent-node N     run the agent with this node executable (an ARM node under qemu, say)
+  --wait-ms N        how long to wait for the device at each step (default 15000)
+  --portal-arg A     pass A to mesh-portal (repeat), e.g. --portal-arg=--mqtt-url=mqtt://127.0.0.1:1883
+`);
+    process.exit(0);
+  }
+  const opts: { agentFile?: string; agentNode?: string; waitMs?: number; portalArgs?: string[] } = {};
+  if (values['agent-file'] !== undefined) opts.agentFile = path.resolve(values['agent-file']);
+  if (values['agent-node'] !== undefined) opts.agentNode = values['agent-node'];
+  if (values['wait-ms'] !== undefined) opts.waitMs = Number(values['wait-ms']);
+  if (values['portal-arg'] !== undefined) opts.portalArgs = values['portal-arg'];
+  runScenario(opts).then(
     () => undefined,
     (e: unknown) => {
       process.stderr.write(`\ndemo FAILED: ${(e as Error).message}\n`);
