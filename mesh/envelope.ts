@@ -17,9 +17,9 @@ import { fail } from './errors.js';
 import { arr, obj, optStr, parseJson, str, type Obj } from './json.js';
 import { encKeyId, signKeyId } from './keys.js';
 
-export const MAX_ENVELOPE_BYTES = 256 * 1024;
+export const MAX_ENVELOPE_BYTES = 512 * 1024;
 export const MAX_SIGNATURES = 8;
-export const MAX_RECIPIENTS = 256;
+export const MAX_RECIPIENTS = 1100;
 /** UDF text, dashed, at any precision */
 export const UDF_TEXT = /^[A-Z2-7]{4}(?:-[A-Z2-7]{1,4})*$/;
 

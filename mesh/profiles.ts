@@ -31,10 +31,10 @@ import {
 import { arr, checkJsonValue, int, obj, parseJson, str, time, type Json, type Obj } from './json.js';
 import { encKeyId, signKeyId, type DeviceKeys, type MasterKeys } from './keys.js';
 
-export const MAX_PROFILE_BYTES = 64 * 1024;
+export const MAX_PROFILE_BYTES = 256 * 1024;
 export const MAX_CONFIG_BYTES = 32 * 1024;
 export const MAX_ADMINS = 16;
-export const MAX_DEVICES = 256;
+export const MAX_DEVICES = 1024;
 export const MAX_APPS = 64;
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;

@@ -37,7 +37,7 @@ export const PATHS = {
 
 /** Limits the portal enforces and announces in Hello. */
 export const LIMITS = {
-  maxBodyBytes: 512 * 1024,
+  maxBodyBytes: 1024 * 1024,
   maxLongPollMs: 60_000,
   maxItemsPerDownload: 100,
 } as const;
