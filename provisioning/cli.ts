@@ -1,0 +1,252 @@
+#!/usr/bin/env node
+/**
+ * mesh-provision: factory provisioning of headless devices (see docs/provisioning.md).
+ *
+ *   mesh-provision batch --count N --model NAME --out DIR --portal URL [...]
+ *   mesh-provision label DIR/<serial> [...]
+ *   mesh-provision keygen FILE
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MeshError } from '../mesh/errors.js';
+import { parseJson } from '../mesh/json.js';
+import { makeIo, parse, runMain, usage } from '../runtime/cli.js';
+import { DEFAULT_MANUFACTURER, MANIFEST_FILE, MANUFACTURER_KEY_FILE, PARTIAL_FILE, provisionBatch, type BatchResult } from './batch.js';
+import { progressReporter } from './progress.js';
+import { createManufacturerKey } from './manufacturer-key.js';
+import { ioError } from './device-job.js';
+
+const NAME = 'mesh-provision';
+
+const HELP = `${NAME}: factory provisioning for Mathematical Mesh devices
+
+Usage:
+  ${NAME} batch --count N --model NAME --out DIR --portal URL [options]
+      make N device identities, one directory per device ready for a board image,
+      each with a systemd unit and a printable claim label, and DIR/${MANIFEST_FILE}
+  ${NAME} label DIR/<serial> [DIR/<serial> ...]
+      render a device's label again (label.svg, label.png) from its files
+  ${NAME} keygen FILE
+      make a manufacturer key (0600) to pass to every batch with --manufacturer-key
+
+Run '${NAME} <command> --help' for a command's options.
+Every command takes --json (machine-readable output on stdout) and --help.
+Failures print 'error [code]: message' and exit non-zero (64 for usage errors).
+`;
+
+const BATCH_HELP = `Usage: ${NAME} batch --count N --model NAME --out DIR --portal URL [options]
+
+Required:
+  --count N                  devices to make (1 to 1000000)
+  --model NAME               model name (lowercase letters, digits, . _ -)
+  --out DIR                  output directory; must be new or empty (see --resume)
+  --portal URL               the portal's base URL, written to each agent.json; its
+                             host[:port] is printed in every label's claim URI
+
+Options:
+  --manufacturer NAME        manufacturer name on labels and endorsements (default "${DEFAULT_MANUFACTURER}")
+  --manufacturer-key FILE    the manufacturer's endorsement key, JSON {"sign": "<base64url
+                             32-byte Ed25519 seed>"}, mode 0600. Without it a NEW key is made
+                             at DIR/${MANUFACTURER_KEY_FILE}: keep it, and pass it to later batches
+  --schema APP=FILE          a JSON Schema the device accepts for application APP
+                             (repeatable); copied to each device's schemas/APP.json
+  --serial-prefix P          serial = P + zero-padded number (default "<model>-")
+  --serial-start N           first serial number (default 1)
+  --poll-interval-ms N       the agent's poll interval (default 30000)
+  --resume                   finish a batch that was interrupted in DIR (same options)
+  --json                     print the summary as JSON
+  -h, --help                 this help
+
+Writes, per device, DIR/<serial>/: device.json, keys.json (0600), claim.json (0600),
+agent.json, schemas/, mesh-agent.service, label.svg (0600), label.png (0600);
+and DIR/${MANIFEST_FILE} (public data only) when the batch is complete. While it runs,
+DIR/${PARTIAL_FILE} records finished devices; if it is still there, the batch was
+interrupted: rerun with --resume, or delete DIR.
+`;
+
+const LABEL_HELP = `Usage: ${NAME} label DIR/<serial> [DIR/<serial> ...]
+
+Render label.svg (QR code, model, serial, manufacturer, device fingerprint, claim code) and
+label.png (the QR code alone) again from a provisioned device directory, after checking
+that its claim.json matches its device.json.
+
+Options:
+  --json      print the files written as JSON
+  -h, --help  this help
+`;
+
+const KEYGEN_HELP = `Usage: ${NAME} keygen FILE
+
+Make a new manufacturer endorsement key, JSON {"sign": "<base64url 32-byte Ed25519 seed>"},
+at FILE with mode 0600 (an existing FILE is never replaced), and print its fingerprint: the
+UDF that owners and portals pin. Keep the file offline; see docs/provisioning.md.
+
+Options:
+  --json      print the result as JSON
+  -h, --help  this help
+`;
+
+function wholeNumber(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(v.trim())) usage(`${flag} must be a whole number, not ${JSON.stringify(v)}`);
+  return Number(v.trim());
+}
+
+function readSchemaArgs(specs: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    if (eq <= 0 || eq === spec.length - 1) usage(`--schema ${JSON.stringify(spec)}: write it as APP=FILE`);
+    const app = spec.slice(0, eq);
+    const file = spec.slice(eq + 1);
+    if (app in out) usage(`--schema ${app} is given twice`);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new MeshError('state', `cannot read the schema file ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { file });
+    }
+    out[app] = parseJson(text, 65_536, `schema file ${file}`);
+  }
+  return out;
+}
+
+function summary(r: BatchResult): string {
+  const rel = (f: string): string => {
+    const x = path.relative(process.cwd(), f);
+    return x === '' ? '.' : x.startsWith('..') ? f : x;
+  };
+  const lines = [
+    `provisioned ${r.count} devices (${r.firstSerial} .. ${r.lastSerial}) in ${rel(r.dir)}` + (r.kept > 0 ? `: ${r.made} made now, ${r.kept} kept from the interrupted run` : ''),
+    `  ${r.seconds.toFixed(2)} s, ${r.devicesPerSecond.toFixed(1)} devices/s`,
+    `  manifest (public): ${rel(r.manifest)}`,
+    `  manufacturer key: ${r.manufacturerKeyId}`,
+  ];
+  if (r.manufacturerKeyGenerated) {
+    lines.push(
+      `  NOTE: no --manufacturer-key was given, so a NEW manufacturer key was made at ${rel(r.manufacturerKeyFile)} (0600).`,
+      `        Move it to safe offline storage and pass it with --manufacturer-key to every later batch,`,
+      `        so that all your devices carry endorsements by the same key.`,
+    );
+  }
+  if (r.manufacturerKeyLooseMode) lines.push(`  WARNING: ${r.manufacturerKeyFile} is readable by other users: chmod 600 it`);
+  return lines.join('\n');
+}
+
+async function batch(args: string[]): Promise<void> {
+  const { values: v, positionals } = parse(args, {
+    count: { type: 'string' },
+    model: { type: 'string' },
+    out: { type: 'string' },
+    portal: { type: 'string' },
+    manufacturer: { type: 'string' },
+    'manufacturer-key': { type: 'string' },
+    schema: { type: 'string', multiple: true },
+    'serial-prefix': { type: 'string' },
+    'serial-start': { type: 'string' },
+    'poll-interval-ms': { type: 'string' },
+    resume: { type: 'boolean' },
+  });
+  const io = makeIo(v.json === true);
+  if (v.help === true) {
+    process.stdout.write(BATCH_HELP);
+    return;
+  }
+  if (positionals.length > 0) usage(`batch takes no arguments besides options; unexpected ${JSON.stringify(positionals[0])}`);
+  const missing = (['count', 'model', 'out', 'portal'] as const).filter((k) => v[k] === undefined);
+  if (missing.length > 0) usage(`batch needs ${missing.map((k) => `--${k}`).join(', ')} (see ${NAME} batch --help)`);
+  const count = wholeNumber(v.count, '--count') as number;
+  if (count < 1) usage('--count must be at least 1');
+
+  const ac = new AbortController();
+  const stop = (): void => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const reporter = progressReporter({ total: count, tty: !io.json && process.stderr.isTTY === true, write: (s) => process.stderr.write(s) });
+  let r: BatchResult;
+  try {
+    r = await provisionBatch(
+      {
+        count,
+        model: v.model as string,
+        out: v.out as string,
+        portal: v.portal as string,
+        manufacturer: v.manufacturer,
+        manufacturerKeyFile: v['manufacturer-key'],
+        schemas: readSchemaArgs(v.schema ?? []),
+        serialPrefix: v['serial-prefix'],
+        serialStart: wholeNumber(v['serial-start'], '--serial-start'),
+        pollIntervalMs: wholeNumber(v['poll-interval-ms'], '--poll-interval-ms'),
+        resume: v.resume === true,
+        signal: ac.signal,
+      },
+      reporter.onProgress,
+    );
+  } finally {
+    reporter.finish();
+    process.removeListener('SIGINT', stop);
+    process.removeListener('SIGTERM', stop);
+  }
+  io.out(summary(r), r);
+}
+
+async function label(args: string[]): Promise<void> {
+  const { values: v, positionals } = parse(args, {});
+  const io = makeIo(v.json === true);
+  if (v.help === true) {
+    process.stdout.write(LABEL_HELP);
+    return;
+  }
+  if (positionals.length === 0) usage(`label needs a device directory, e.g. ${NAME} label out/thermo-000001`);
+  const { relabel } = await import('./label.js');
+  const done = [];
+  for (const dir of positionals) done.push(await relabel(dir));
+  io.out(done.map((d) => `wrote ${d.files.join(' and ')}`).join('\n'), { labels: done });
+}
+
+async function keygen(args: string[]): Promise<void> {
+  const { values: v, positionals } = parse(args, {});
+  const io = makeIo(v.json === true);
+  if (v.help === true) {
+    process.stdout.write(KEYGEN_HELP);
+    return;
+  }
+  const [file, extra] = positionals;
+  if (file === undefined || extra !== undefined) usage(`keygen takes one file name, e.g. ${NAME} keygen acme-manufacturer-key.json`);
+  let k;
+  try {
+    k = createManufacturerKey(file);
+  } catch (e) {
+    throw ioError(e, 'write', file);
+  }
+  io.out(`made manufacturer key ${k.id} in ${file} (0600)\nkeep it offline; pass it to every batch with --manufacturer-key`, { manufacturerKeyId: k.id, file });
+}
+
+async function main(argv: string[]): Promise<void> {
+  const i = argv.findIndex((a) => !a.startsWith('-'));
+  const cmd = i < 0 ? undefined : argv[i];
+  const rest = i < 0 ? argv : [...argv.slice(0, i), ...argv.slice(i + 1)];
+  switch (cmd) {
+    case undefined:
+      if (argv.includes('--help') || argv.includes('-h')) {
+        process.stdout.write(HELP);
+        return;
+      }
+      return usage(`give a command: batch, label or keygen (see ${NAME} --help)`);
+    case 'help': {
+      const topic = rest.find((a) => !a.startsWith('-'));
+      process.stdout.write(topic === 'batch' ? BATCH_HELP : topic === 'label' ? LABEL_HELP : topic === 'keygen' ? KEYGEN_HELP : HELP);
+      return;
+    }
+    case 'batch':
+      return batch(rest);
+    case 'label':
+      return label(rest);
+    case 'keygen':
+      return keygen(rest);
+    default:
+      return usage(`unknown command ${JSON.stringify(cmd)}: use batch, label or keygen (see ${NAME} --help)`);
+  }
+}
+
+runMain(NAME, main);
