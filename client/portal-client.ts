@@ -52,10 +52,12 @@ export interface PortalClientOptions {
 }
 
 const KNOWN_CODES = new Set<string>([
-  'malformed', 'too-large', 'bad-signature', 'unknown-signer', 'revoked-key', 'wrong-master', 'wrong-device', 'wrong-type',
-  'bad-claim-proof', 'unauthorized', 'forbidden', 'not-found', 'conflict', 'rate-limited', 'replay', 'unavailable', 'timeout',
-  'internal', 'rollback', 'bad-key', 'log-inconsistent', 'bad-proof', 'not-owner',
-]);
+  'malformed', 'too-large', 'unknown-field', 'bad-udf', 'udf-too-short', 'bad-share', 'not-enough-shares', 'duplicate-share',
+  'bad-signature', 'unknown-signer', 'revoked-key', 'bad-key', 'wrong-master', 'wrong-device', 'wrong-type', 'not-a-recipient',
+  'decrypt-failed', 'endorsement-invalid', 'fingerprint-mismatch', 'bad-claim-proof', 'rollback', 'stale', 'schema',
+  'unknown-owner', 'not-owner', 'bad-proof', 'log-inconsistent', 'unauthorized', 'forbidden', 'not-found', 'conflict',
+  'rate-limited', 'replay', 'unavailable', 'timeout', 'internal', 'usage', 'state',
+] satisfies MeshErrorCode[]);
 
 export class PortalClient {
   readonly url: URL;

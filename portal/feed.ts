@@ -1,0 +1,93 @@
+/**
+ * Device feeds in memory: the latest item number per device (so an unchanged poll needs no
+ * database read), the long polls waiting for an item, and the wire form of an item.
+ */
+import { fail } from '../mesh/errors.js';
+import { Lru } from './lru.js';
+import type { Storage, StoredItem } from './storage/types.js';
+
+/** A feed item as the Download and MQTT JSON (`FeedItem` in mesh/protocol.ts), built from stored JSON text. */
+export function itemJson(i: StoredItem): string {
+  const master = i.master === null ? '' : `,"master":${i.master}`;
+  return `{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":${i.object}${master},"index":${i.index}}`;
+}
+
+interface Waiter {
+  readonly since: number;
+  readonly done: () => void;
+}
+
+export class FeedHub {
+  private readonly latest = new Lru<string, number>(200_000);
+  private readonly waiters = new Map<string, Waiter>();
+  private closing = false;
+
+  constructor(
+    private readonly store: Storage,
+    private readonly maxWaiters: number,
+  ) {}
+
+  get pending(): number {
+    return this.waiters.size;
+  }
+
+  /** The device's latest item number: from memory while the store's change feed is reliable. */
+  async latestN(device: string): Promise<number> {
+    if (this.store.eventsReliable) {
+      const n = this.latest.get(device);
+      if (n !== undefined) return n;
+    }
+    const n = await this.store.latestN(device);
+    this.bump(device, n);
+    return this.latest.get(device) ?? n;
+  }
+
+  /** An item was committed (here or by another process). */
+  onItem(device: string, n: number): void {
+    this.bump(device, n);
+    const w = this.waiters.get(device);
+    if (w !== undefined && n > w.since) w.done();
+  }
+
+  private bump(device: string, n: number): void {
+    const old = this.latest.get(device);
+    if (old === undefined || n > old) this.latest.set(device, n);
+  }
+
+  /** Forget cached numbers (another writer's changes may have been missed) and wake every poll. */
+  resync(): void {
+    this.latest.clear();
+    for (const w of [...this.waiters.values()]) w.done();
+  }
+
+  /**
+   * Wait until the device has an item after `since`, `ms` pass, the client goes away or the portal
+   * closes. One long poll per device: a newer one answers the older one at once.
+   */
+  wait(device: string, since: number, ms: number, signal: AbortSignal): Promise<void> {
+    if (this.closing || ms <= 0 || signal.aborted) return Promise.resolve();
+    const old = this.waiters.get(device);
+    if (old !== undefined) old.done();
+    else if (this.waiters.size >= this.maxWaiters) fail('unavailable', 'too many devices are waiting on this portal; poll again later', { retryAfterS: 5 });
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        if (timer !== undefined) clearTimeout(timer);
+        timer = undefined;
+        signal.removeEventListener('abort', done);
+        if (this.waiters.get(device) === w) this.waiters.delete(device);
+        resolve();
+      };
+      const w: Waiter = { since, done };
+      this.waiters.set(device, w);
+      timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Answer every long poll now (shutdown). */
+  close(): void {
+    this.closing = true;
+    for (const w of [...this.waiters.values()]) w.done();
+  }
+}

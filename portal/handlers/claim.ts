@@ -1,0 +1,84 @@
+/**
+ * ClaimLookup, Claim and Post (owner). A claim proves, with the portal-proof key the device
+ * registered, that the claimant held the device's label secret; failed proofs are counted per
+ * device (in the database) and past the limit every claim of that device is refused for the hour.
+ */
+import { fromB64u } from '../../mesh/bytes.js';
+import { fail, isMeshError } from '../../mesh/errors.js';
+import { peekType, verifyClaim, verifyRemove } from '../../mesh/messages.js';
+import { PATHS, parseClaimRequest, parsePostRequest } from '../../mesh/protocol.js';
+import { json, leafOf, limit, receipt, subject, type Route } from '../context.js';
+import { ownAccount } from './publish.js';
+
+const CLAIM_ID = /^[A-Za-z0-9_-]{1,40}$/;
+
+export const claimRoutes: readonly Route[] = [
+  {
+    name: 'ClaimLookup',
+    path: PATHS.claimLookup,
+    method: 'GET',
+    auth: 'account',
+    handle: async (ctx, call) => {
+      const account = subject(call);
+      limit(ctx.limiters.claimLookupPerAccount, account, 'claim lookups', ctx.now());
+      const id = call.query.get('id');
+      if (id === null || !CLAIM_ID.test(id)) fail('malformed', 'the query parameter id must be a claim id (base64url)');
+      const d = await ctx.store.getDeviceByClaimId(id);
+      if (d === undefined) fail('not-found', 'no device is registered under this claim id; is the device online?');
+      return { json: { blob: d.claimBlob } };
+    },
+  },
+  {
+    name: 'Claim',
+    path: PATHS.claim,
+    method: 'POST',
+    auth: 'account',
+    handle: async (ctx, call) => {
+      const req = parseClaimRequest(call.body);
+      const account = subject(call);
+      const d = await ctx.store.getDeviceByClaimId(req.id);
+      if (d === undefined) return fail('not-found', 'no device is registered under this claim id');
+      const now = ctx.now();
+      const { count, oldestMs } = await ctx.store.claimFailures(d.id, now - ctx.limits.claimWindowMs);
+      if (count >= ctx.limits.claimAttempts) {
+        const retryAfterS = Math.max(1, Math.ceil(((oldestMs ?? now) + ctx.limits.claimWindowMs - now) / 1000));
+        return fail('rate-limited', `too many failed claims for this device; try again in ${retryAfterS} s`, { retryAfterS });
+      }
+      const a = await ownAccount(ctx, account);
+      const master = ctx.trust.master(a);
+      let claim;
+      try {
+        claim = verifyClaim(req.object, master, { key: fromB64u(d.portalKey, 'portalKey', 32), which: 'portal' });
+      } catch (e) {
+        if (isMeshError(e, 'bad-claim-proof')) {
+          await ctx.store.recordClaimFailure(d.id, now);
+          ctx.log.warn('claim with a bad proof', { device: d.id, account, failures: count + 1 });
+        }
+        throw e;
+      }
+      if (claim.account !== account) fail('forbidden', `the claim is for ${claim.account}, not ${account}`);
+      if (claim.device !== d.id) fail('wrong-device', `the claim names device ${claim.device}, not the device registered under this claim id`);
+      const r = await ctx.store.claimDevice({ device: d.id, account, claim: json(req.object), master: a.master }, leafOf('claim', req.object), now);
+      ctx.log.info('device claimed', { device: d.id, account });
+      return receipt(ctx, r, { device: d.id });
+    },
+  },
+  {
+    name: 'Post',
+    path: PATHS.post,
+    method: 'POST',
+    auth: 'account',
+    handle: async (ctx, call) => {
+      const req = parsePostRequest(call.body);
+      const account = subject(call);
+      const type = peekType(req.object);
+      if (type !== 'remove') fail('wrong-type', `cannot post a ${type} message: only remove`);
+      const a = await ownAccount(ctx, account);
+      const p = verifyRemove(req.object, ctx.trust.master(a));
+      if (p.device !== req.device) fail('wrong-device', `the removal names device ${p.device}, not ${req.device}`);
+      const r = await ctx.store.removeDevice({ device: req.device, account, remove: json(req.object) }, leafOf('remove', req.object), ctx.now());
+      ctx.log.info('device removed', { device: req.device, account });
+      return receipt(ctx, r, { device: req.device });
+    },
+  },
+];

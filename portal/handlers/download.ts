@@ -1,0 +1,37 @@
+/**
+ * Download (device): its feed items after `since`, at most LIMITS.maxItemsPerDownload. With
+ * `wait`, an empty answer is held until an item arrives (long poll, at most LIMITS.maxLongPollMs).
+ * An unchanged poll costs a token lookup and a comparison with the cached latest item number.
+ */
+import { LIMITS, PATHS } from '../../mesh/protocol.js';
+import { itemJson } from '../feed.js';
+import { intParam, subject, type PortalContext, type Reply, type Route } from '../context.js';
+
+async function items(ctx: PortalContext, device: string, since: number, latest: number): Promise<Reply> {
+  const list = await ctx.store.feedSince(device, since, LIMITS.maxItemsPerDownload);
+  const last = list[list.length - 1];
+  const n = Math.max(latest, last?.n ?? 0);
+  return { raw: `{"n":${n},"items":[${list.map(itemJson).join(',')}]}` };
+}
+
+export const downloadRoutes: readonly Route[] = [
+  {
+    name: 'Download',
+    path: PATHS.download,
+    method: 'GET',
+    auth: 'device',
+    handle: async (ctx, call) => {
+      const device = subject(call);
+      const since = intParam(call.query, 'since', 0);
+      const waitMs = Math.min(intParam(call.query, 'wait', 0), LIMITS.maxLongPollMs);
+      let latest = await ctx.feed.latestN(device);
+      if (latest > since) return items(ctx, device, since, latest);
+      // nothing new; a cursor beyond the feed (since > latest) is answered at once, so the device learns n
+      if (waitMs === 0 || since > latest) return { raw: `{"n":${latest},"items":[]}` };
+      await ctx.feed.wait(device, since, waitMs, call.signal);
+      latest = await ctx.feed.latestN(device);
+      if (latest > since) return items(ctx, device, since, latest);
+      return { raw: `{"n":${latest},"items":[]}` };
+    },
+  },
+];

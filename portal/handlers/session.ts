@@ -1,0 +1,103 @@
+/**
+ * Session, Register (a device) and BindAccount (an owner): the three ways to get a bearer token.
+ */
+import { fromB64u } from '../../mesh/bytes.js';
+import { fail } from '../../mesh/errors.js';
+import { payloadBytes, verifySignedBy } from '../../mesh/envelope.js';
+import { checkSessionTime, parseSessionPayload } from '../../mesh/messages.js';
+import {
+  ACCOUNT_PATTERN,
+  parseMasterPayload,
+  signKeyId,
+  verifyDeviceProfile,
+  verifyEndorsement,
+  verifyMasterProfile,
+  verifyPersonalProfile,
+} from '../../mesh/profiles.js';
+import { PATHS, parseBindAccountRequest, parseRegisterRequest, parseSessionRequest } from '../../mesh/protocol.js';
+import { json, leafOf, type Route } from '../context.js';
+import { verifyOwnerSignature } from '../sessions.js';
+
+export const sessionRoutes: readonly Route[] = [
+  {
+    name: 'Session',
+    path: PATHS.session,
+    method: 'POST',
+    auth: 'none',
+    handle: async (ctx, call) => {
+      const req = parseSessionRequest(call.body);
+      const who = await ctx.sessions.verifyRequest(req.request);
+      const s = await ctx.sessions.issue(who);
+      ctx.log.debug('session opened', { subject: who.subject, kid: who.kid });
+      return { json: { token: s.token, expires: s.expires, ...(who.kind === 'device' ? { device: who.subject } : { account: who.subject }) } };
+    },
+  },
+  {
+    name: 'Register',
+    path: PATHS.register,
+    method: 'POST',
+    auth: 'none',
+    handle: async (ctx, call) => {
+      const req = parseRegisterRequest(call.body);
+      const dev = verifyDeviceProfile(req.device);
+      if (req.endorsement !== null) verifyEndorsement(req.endorsement, dev.id);
+      fromB64u(req.claim.portalKey, 'claim.portalKey', 32);
+      // the session request proves the registrant holds the device's authentication key
+      const auth = fromB64u(dev.payload.auth, 'auth', 32);
+      const sp = parseSessionPayload(req.request);
+      if (sp.subject !== dev.id) fail('wrong-device', `the session request is for ${sp.subject}, not the device ${dev.id}`);
+      checkSessionTime(sp, ctx.now());
+      verifySignedBy(req.request, auth);
+      await ctx.sessions.useNonce(sp.nonce);
+      const outcome = await ctx.store.registerDevice({
+        id: dev.id,
+        profile: json(req.device),
+        endorsement: req.endorsement === null ? null : json(req.endorsement),
+        claimId: req.claim.id,
+        claimBlob: req.claim.blob,
+        portalKey: req.claim.portalKey,
+        registeredMs: ctx.now(),
+      });
+      if (outcome !== 'unchanged') ctx.log.info('device registered', { device: dev.id, outcome, model: dev.payload.model });
+      const s = await ctx.sessions.issue({ kind: 'device', subject: dev.id, kid: signKeyId(auth) });
+      return { json: { token: s.token, expires: s.expires, device: dev.id } };
+    },
+  },
+  {
+    name: 'BindAccount',
+    path: PATHS.bindAccount,
+    method: 'POST',
+    auth: 'none',
+    handle: async (ctx, call) => {
+      const req = parseBindAccountRequest(call.body);
+      const account = `${req.account}@${ctx.name}`;
+      if (!ACCOUNT_PATTERN.test(account)) fail('malformed', `${account} is not a valid account name`);
+      // the master profile must be consistent with its own signing key: that key's UDF is the owner's identity
+      const masterId = signKeyId(fromB64u(parseMasterPayload(payloadBytes(req.master)).sign, 'master.sign', 32));
+      const master = verifyMasterProfile(req.master, masterId);
+      const personal = verifyPersonalProfile(req.personal, master);
+      if (personal.payload.account !== account) fail('forbidden', `the personal profile is for ${personal.payload.account}, not ${account}`);
+      const sp = parseSessionPayload(req.request);
+      if (sp.subject !== account) fail('forbidden', `the session request is for ${sp.subject}, not ${account}`);
+      checkSessionTime(sp, ctx.now());
+      const kid = verifyOwnerSignature(req.request, master);
+      await ctx.sessions.useNonce(sp.nonce);
+      const r = await ctx.store.bindAccount(
+        {
+          account,
+          masterId,
+          master: json(req.master),
+          masterSeq: master.payload.seq,
+          personal: json(req.personal),
+          personalSeq: personal.payload.seq,
+        },
+        [leafOf('master', req.master), leafOf('personal', req.personal)],
+        ctx.now(),
+      );
+      if (r.appended !== null) await ctx.tree.ensure(r.appended.index + 1);
+      if (r.created) ctx.log.info('account bound', { account, master: masterId });
+      const s = await ctx.sessions.issue({ kind: 'account', subject: account, kid });
+      return { json: { account, master: masterId, token: s.token, expires: s.expires } };
+    },
+  },
+];

@@ -1,0 +1,36 @@
+/** Status (device reports its signed status) and DeviceStatus (owner reads its devices' reports). */
+import { fail } from '../../mesh/errors.js';
+import { verifyStatus } from '../../mesh/messages.js';
+import { PATHS, parseStatusRequest } from '../../mesh/protocol.js';
+import { json, subject, type Route } from '../context.js';
+
+export const statusRoutes: readonly Route[] = [
+  {
+    name: 'Status',
+    path: PATHS.status,
+    method: 'POST',
+    auth: 'device',
+    handle: async (ctx, call) => {
+      const req = parseStatusRequest(call.body);
+      const device = subject(call);
+      const d = (await ctx.store.getDevice(device)) ?? fail('not-found', `device ${device} is not registered here`);
+      const p = verifyStatus(req.object, ctx.trust.deviceKeys(d).sign);
+      const stored = await ctx.store.putStatus(device, { seq: p.seq, status: json(req.object) }, ctx.now());
+      if (!stored) ctx.log.debug('older status ignored', { device, seq: p.seq });
+      return { json: { ok: true } };
+    },
+  },
+  {
+    name: 'DeviceStatus',
+    path: PATHS.deviceStatus,
+    method: 'GET',
+    auth: 'account',
+    handle: async (ctx, call) => {
+      const rows = await ctx.store.deviceStatuses(subject(call));
+      const devices = rows.map(
+        (r) => `{"device":${json(r.device)},"profile":${r.profile},"status":${r.status ?? 'null'},"received":${r.receivedMs === null ? 'null' : json(new Date(r.receivedMs).toISOString())}}`,
+      );
+      return { raw: `{"devices":[${devices.join(',')}]}` };
+    },
+  },
+];

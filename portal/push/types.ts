@@ -1,0 +1,12 @@
+/** Where feed items are pushed: an embedded MQTT broker, an external one, or nowhere. */
+export interface Push {
+  readonly mode: 'embedded' | 'external';
+  /** the URL devices should connect to (advertised in Hello; never carries credentials) */
+  readonly url: string;
+  /** Publish one feed item (QoS 1, not retained) on the device's topic. Best effort: devices catch up by Download. */
+  publish(device: string, payload: string): void;
+  /** connected MQTT clients (embedded), or 1/0 for the portal's own connection (external) */
+  clients(): number;
+  healthy(): boolean;
+  close(): Promise<void>;
+}

@@ -1,0 +1,273 @@
+/**
+ * startPortal: the whole portal in one process, for the CLI, in-process tests and benchmarks.
+ *
+ *   storage (SQLite or PostgreSQL) -> the log tree, feeds and sessions kept in memory, in step with
+ *   the database through its change events -> the HTTP front and the MQTT push.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MeshError } from '../mesh/errors.js';
+import { createPortalProfile } from '../mesh/messages.js';
+import { FeedHub, itemJson } from './feed.js';
+import { ROUTES } from './handlers/index.js';
+import { HttpFront } from './http.js';
+import { errorFields, jsonLogger, type Logger, type LogLevel } from './log.js';
+import { Metrics } from './metrics.js';
+import { claimDataDir } from './pidfile.js';
+import { loadOrCreatePortalKey } from './portal-key.js';
+import { RateLimiter } from './ratelimit.js';
+import { SessionManager } from './sessions.js';
+import { openStorage } from './storage/open.js';
+import type { Storage, StoreEvent } from './storage/types.js';
+import { LogTree } from './transparency.js';
+import { Trust } from './trust.js';
+import { connectExternalBroker } from './push/external.js';
+import { startEmbeddedBroker } from './push/embedded.js';
+import type { Push } from './push/types.js';
+import type { PortalContext, PortalLimits } from './context.js';
+
+export type MqttOption =
+  | { readonly mode: 'embedded'; readonly port: number }
+  | { readonly mode: 'external'; readonly url: string }
+  | { readonly mode: 'off' };
+
+export interface PortalOptions {
+  /** data directory: SQLite database and the portal key (created 0700) */
+  readonly dataDir: string;
+  /** address to bind HTTP and the embedded broker (default 127.0.0.1) */
+  readonly host?: string;
+  /** HTTP port; 0 picks a free one (default 8080) */
+  readonly httpPort?: number;
+  /** default: embedded broker on port 1883 */
+  readonly mqtt?: MqttOption;
+  /** the push URL to advertise in Hello, when devices reach the broker at another address */
+  readonly mqttPublicUrl?: string;
+  /** PostgreSQL URL (may carry ?schema=NAME); default SQLite in dataDir/portal.db */
+  readonly databaseUrl?: string;
+  /** PostgreSQL schema; overrides ?schema= */
+  readonly pgSchema?: string;
+  /** account domain: accounts are name@<name> (default localhost) */
+  readonly name?: string;
+  /** portal signing key file (default dataDir/portal-key.json) */
+  readonly keyFile?: string;
+  /** requests per second per client address and per session; 0 turns every request-rate limit off (default 50) */
+  readonly rateLimit?: number;
+  /** failed claim proofs per device per hour (default 10) */
+  readonly claimAttempts?: number;
+  /** long polls waiting at once (default 10000) */
+  readonly maxLongPolls?: number;
+  /** time to receive a request's headers / the whole request (defaults 10 s / 30 s; long polls are not cut by them) */
+  readonly headersTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
+  /** how long requests in flight may take to finish at close (default 10 s) */
+  readonly shutdownGraceMs?: number;
+  readonly logLevel?: LogLevel;
+  readonly logger?: Logger;
+}
+
+export interface PortalHandle {
+  /** e.g. http://127.0.0.1:43121 */
+  readonly httpUrl: string;
+  /** the push URL devices should use, or null */
+  readonly mqttUrl: string | null;
+  readonly name: string;
+  /** UDF of the portal key */
+  readonly portalId: string;
+  close(): Promise<void>;
+}
+
+const HOST_NAME = /^[a-z0-9.-]{1,253}(?::\d{1,5})?$/;
+const PRUNE_EVERY_MS = 60_000;
+const RESYNC_EVERY_MS = 5_000;
+
+export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
+  const log = opts.logger ?? jsonLogger(opts.logLevel ?? 'info');
+  const name = opts.name ?? 'localhost';
+  if (!HOST_NAME.test(name)) throw new MeshError('usage', `--name must be a lowercase host name (optionally :port), not "${name}"`);
+  const host = opts.host ?? '127.0.0.1';
+  const dataDir = path.resolve(opts.dataDir);
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const rate = opts.rateLimit ?? 50;
+  const limits: PortalLimits = {
+    claimAttempts: opts.claimAttempts ?? 10,
+    claimWindowMs: 60 * 60 * 1000,
+    maxLongPolls: opts.maxLongPolls ?? 10_000,
+    maxJoinsPerAccount: 16,
+    joinMaxAgeMs: 10 * 60 * 1000,
+  };
+
+  const keyFile = opts.keyFile ?? path.join(dataDir, 'portal-key.json');
+  const pk = loadOrCreatePortalKey(keyFile);
+  for (const w of pk.warnings) log.warn(w, { file: keyFile });
+  if (pk.created) log.info('portal key created', { portal: pk.id, file: keyFile });
+
+  const cleanups: (() => Promise<void>)[] = [];
+  const undo = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => log.error('cleanup failed', errorFields(e)));
+  };
+
+  try {
+    if (opts.databaseUrl === undefined || opts.databaseUrl === '') {
+      const release = claimDataDir(dataDir);
+      cleanups.push(() => Promise.resolve(release()));
+    }
+    const store: Storage = await openStorage({
+      dataDir,
+      ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}),
+      ...(opts.pgSchema !== undefined ? { pgSchema: opts.pgSchema } : {}),
+      onError: (e) => log.warn('database connection error', { err: e.message }),
+    });
+    cleanups.push(() => store.close());
+
+    const metrics = new Metrics();
+    const trust = new Trust();
+    const sessions = new SessionManager(store, trust);
+    const tree = new LogTree(store, pk.key);
+    await tree.sync();
+    const feed = new FeedHub(store, limits.maxLongPolls);
+
+    const mqtt = opts.mqtt ?? { mode: 'embedded', port: 1883 };
+    let push: Push | null = null;
+    if (mqtt.mode === 'embedded') {
+      push = await startEmbeddedBroker({ host, port: mqtt.port, sessions, metrics, log, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
+    } else if (mqtt.mode === 'external') {
+      push = await connectExternalBroker({ url: mqtt.url, metrics, log, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
+    }
+    const pushed = push;
+    if (pushed !== null) cleanups.push(() => pushed.close());
+
+    store.onEvent((e: StoreEvent) => {
+      switch (e.type) {
+        case 'feed':
+          feed.onItem(e.device, e.n);
+          if (pushed === null) break;
+          if (e.item !== undefined) pushed.publish(e.device, itemJson(e.item));
+          else if (pushed.mode === 'embedded') {
+            // another process wrote it; devices connected to this process's broker hear it from here
+            store.feedItem(e.device, e.n).then(
+              (i) => {
+                if (i !== undefined) pushed.publish(e.device, itemJson(i));
+              },
+              (err: unknown) => log.warn('could not read a feed item to push', { device: e.device, ...errorFields(err) }),
+            );
+          }
+          break;
+        case 'log':
+          if (e.size > tree.size) tree.sync().catch((err: unknown) => log.warn('log sync failed', errorFields(err)));
+          break;
+        case 'sessions':
+          sessions.forgetAccount(e.account);
+          break;
+        case 'resync':
+          log.warn('database change feed interrupted; refreshing caches');
+          feed.resync();
+          sessions.forgetAll();
+          tree.sync().catch((err: unknown) => log.warn('log sync failed', errorFields(err)));
+          break;
+      }
+    });
+
+    let closing = false;
+    const profile = createPortalProfile(pk.key, name);
+    const ctx: PortalContext = {
+      name,
+      key: pk.key,
+      portalId: pk.id,
+      profile,
+      store,
+      log,
+      tree,
+      sessions,
+      feed,
+      trust,
+      metrics,
+      limits,
+      limiters: {
+        joinPerIp: new RateLimiter(rate > 0 ? 1 / 6 : 0, 10),
+        joinPerAccount: new RateLimiter(rate > 0 ? 1 / 6 : 0, 10),
+        claimLookupPerAccount: new RateLimiter(rate > 0 ? 2 : 0, 20),
+      },
+      mqttUrl: pushed?.url ?? null,
+      now: Date.now,
+    };
+
+    const health = async (): Promise<{ status: number; type: string; body: string }> => {
+      let db = 'ok';
+      try {
+        await store.ping();
+      } catch (e) {
+        db = (e as Error).message;
+      }
+      const mq = pushed === null ? 'off' : pushed.healthy() ? 'ok' : 'down';
+      const ok = db === 'ok' && mq !== 'down' && !closing;
+      return {
+        status: ok ? 200 : 503,
+        type: 'application/json',
+        body: JSON.stringify({ ok, db, mqtt: mq, storage: store.kind, logSize: tree.size, portal: pk.id, ...(closing ? { closing: true } : {}) }),
+      };
+    };
+    const scrape = async (): Promise<{ status: number; type: string; body: string }> => {
+      const s = await store.stats();
+      return {
+        status: 200,
+        type: 'text/plain; version=0.0.4; charset=utf-8',
+        body: metrics.render({
+          log_size: { help: 'Entries in the transparency log.', value: s.logSize },
+          feed_items: { help: 'Feed items stored, all devices.', value: s.feedItems },
+          devices: { help: 'Registered devices.', value: s.devices },
+          accounts: { help: 'Bound accounts.', value: s.accounts },
+          mqtt_clients: { help: 'Connected MQTT clients (embedded broker) or the portal connection (external).', value: pushed?.clients() ?? 0 },
+          long_polls: { help: 'Downloads waiting for an item.', value: feed.pending },
+        }),
+      };
+    };
+
+    const front = new HttpFront(ctx, {
+      routes: ROUTES,
+      perIp: new RateLimiter(rate, Math.max(10, rate * 2)),
+      perSession: new RateLimiter(rate, Math.max(10, rate * 2)),
+      extra: { '/healthz': health, '/metrics': scrape },
+      ...(opts.headersTimeoutMs !== undefined ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),
+      ...(opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: opts.requestTimeoutMs } : {}),
+    });
+    const addr = await front.listen(opts.httpPort ?? 8080, host);
+    const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    const httpUrl = `http://${shownHost}:${addr.port}`;
+
+    const timers = [
+      setInterval(() => {
+        const now = Date.now();
+        store.prune({ nowMs: now, joinsBeforeMs: now - limits.joinMaxAgeMs, failuresBeforeMs: now - limits.claimWindowMs }).catch((e: unknown) => log.warn('prune failed', errorFields(e)));
+      }, PRUNE_EVERY_MS),
+      setInterval(() => {
+        // belt and braces: without a reliable change feed, read what other processes appended
+        if (!store.eventsReliable) tree.sync().catch((e: unknown) => log.warn('log sync failed', errorFields(e)));
+      }, RESYNC_EVERY_MS),
+    ];
+    for (const t of timers) t.unref();
+
+    log.info('portal started', { http: httpUrl, mqtt: ctx.mqttUrl, name, portal: pk.id, storage: store.kind, logSize: tree.size });
+
+    let closed: Promise<void> | undefined;
+    return {
+      httpUrl,
+      mqttUrl: ctx.mqttUrl,
+      name,
+      portalId: pk.id,
+      close: () => {
+        closed ??= (async () => {
+          closing = true;
+          for (const t of timers) clearInterval(t);
+          feed.close();
+          await front.stop(opts.shutdownGraceMs ?? 10_000);
+          await undo();
+          log.info('portal stopped');
+        })();
+        return closed;
+      },
+    };
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+}

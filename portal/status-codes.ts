@@ -1,0 +1,47 @@
+/** The HTTP status for each MeshError code a portal refusal can carry. */
+import type { MeshErrorCode } from '../mesh/errors.js';
+
+const STATUS: Record<MeshErrorCode, number> = {
+  malformed: 400,
+  usage: 400,
+  'unknown-field': 400,
+  'bad-udf': 400,
+  'udf-too-short': 400,
+  'bad-share': 400,
+  'not-enough-shares': 400,
+  'duplicate-share': 400,
+  schema: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  'not-owner': 403,
+  'bad-claim-proof': 403,
+  'not-found': 404,
+  'unknown-owner': 404,
+  conflict: 409,
+  rollback: 409,
+  state: 409,
+  stale: 409,
+  'too-large': 413,
+  'bad-signature': 422,
+  'unknown-signer': 422,
+  'revoked-key': 422,
+  'wrong-master': 422,
+  'wrong-device': 422,
+  'wrong-type': 422,
+  'bad-key': 422,
+  replay: 422,
+  'endorsement-invalid': 422,
+  'fingerprint-mismatch': 422,
+  'not-a-recipient': 422,
+  'decrypt-failed': 422,
+  'bad-proof': 422,
+  'log-inconsistent': 422,
+  'rate-limited': 429,
+  internal: 500,
+  unavailable: 503,
+  timeout: 503,
+};
+
+export function httpStatus(code: MeshErrorCode): number {
+  return STATUS[code] ?? 500;
+}

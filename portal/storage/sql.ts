@@ -1,0 +1,118 @@
+/**
+ * What the two SQL engines have in common, as far as the portal's store needs: parameterized
+ * statements (`?` placeholders), transactions, a lock that serializes log appends across
+ * processes, and a change feed (PostgreSQL NOTIFY; SQLite has one writer and needs none).
+ */
+export type SqlValue = string | number | null | Uint8Array;
+
+export interface SqlRunner {
+  all<T extends object>(sql: string, params?: readonly SqlValue[]): Promise<T[]>;
+  /** Returns the number of rows changed. */
+  run(sql: string, params?: readonly SqlValue[]): Promise<number>;
+}
+
+export interface SqlTx extends SqlRunner {
+  /** Serialize with every other log append (all processes) until this transaction ends. */
+  lockLog(): Promise<void>;
+  /** Tell every other process once this transaction commits. */
+  notify(payload: string): Promise<void>;
+}
+
+export interface SqlDriver extends SqlRunner {
+  readonly dialect: 'sqlite' | 'postgres';
+  /** True while notifications from other writers are known to arrive. */
+  readonly eventsReliable: boolean;
+  /** Run `fn` in one transaction: committed (durably) when the promise resolves, rolled back if it throws. */
+  transaction<T>(fn: (tx: SqlTx) => Promise<T>): Promise<T>;
+  isUniqueViolation(e: unknown): boolean;
+  /** Other processes' notifications, and a signal that some may have been missed. */
+  listen(onNotify: (payload: string) => void, onResync: () => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Byte and integer column types per dialect; everything else is portable SQL. */
+export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
+  const BYTES = dialect === 'sqlite' ? 'BLOB' : 'BYTEA';
+  return [
+    `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS devices (
+      id TEXT PRIMARY KEY,
+      profile TEXT NOT NULL,
+      endorsement TEXT,
+      claim_id TEXT NOT NULL UNIQUE,
+      claim_blob TEXT NOT NULL,
+      portal_key TEXT NOT NULL,
+      registered BIGINT NOT NULL,
+      feed_n BIGINT NOT NULL DEFAULT 0)`,
+    `CREATE TABLE IF NOT EXISTS accounts (
+      account TEXT PRIMARY KEY,
+      master_id TEXT NOT NULL,
+      master TEXT NOT NULL,
+      master_seq BIGINT NOT NULL,
+      personal TEXT,
+      personal_seq BIGINT NOT NULL DEFAULT 0,
+      created BIGINT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS applications (
+      account TEXT NOT NULL,
+      app TEXT NOT NULL,
+      seq BIGINT NOT NULL,
+      object TEXT NOT NULL,
+      PRIMARY KEY (account, app))`,
+    `CREATE TABLE IF NOT EXISTS links (
+      device TEXT NOT NULL,
+      account TEXT NOT NULL,
+      created BIGINT NOT NULL,
+      PRIMARY KEY (device, account))`,
+    `CREATE INDEX IF NOT EXISTS links_account ON links (account)`,
+    `CREATE TABLE IF NOT EXISTS feed (
+      device TEXT NOT NULL,
+      n BIGINT NOT NULL,
+      kind TEXT NOT NULL,
+      object TEXT NOT NULL,
+      master TEXT,
+      log_index BIGINT NOT NULL,
+      created BIGINT NOT NULL,
+      PRIMARY KEY (device, n))`,
+    `CREATE TABLE IF NOT EXISTS log (
+      idx BIGINT PRIMARY KEY,
+      kind TEXT NOT NULL,
+      data ${BYTES} NOT NULL,
+      leaf_hash ${BYTES} NOT NULL,
+      created BIGINT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS sessions (
+      token_hash TEXT PRIMARY KEY,
+      kind TEXT NOT NULL,
+      subject TEXT NOT NULL,
+      kid TEXT NOT NULL,
+      expires BIGINT NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS sessions_subject ON sessions (subject)`,
+    `CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires BIGINT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS statuses (
+      device TEXT PRIMARY KEY,
+      seq BIGINT NOT NULL,
+      status TEXT NOT NULL,
+      received BIGINT NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS joins (
+      account TEXT NOT NULL,
+      nonce TEXT NOT NULL,
+      object TEXT NOT NULL,
+      created BIGINT NOT NULL,
+      PRIMARY KEY (account, nonce))`,
+    `CREATE TABLE IF NOT EXISTS claim_failures (device TEXT NOT NULL, at BIGINT NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS claim_failures_device ON claim_failures (device, at)`,
+  ];
+}
+
+export const SCHEMA_VERSION = '1';
+
+/** Integers come back as numbers from SQLite and (with our type parser) PostgreSQL; be strict anyway. */
+export function num(v: unknown): number {
+  const n = typeof v === 'string' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n)) throw new Error(`database returned a non-integer: ${String(v)}`);
+  return n;
+}
+
+export function bytes(v: unknown): Uint8Array {
+  if (!(v instanceof Uint8Array)) throw new Error('database returned a non-binary value');
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}

@@ -1,0 +1,177 @@
+/**
+ * The portal's storage: one interface, two implementations (SQLite in the data directory,
+ * PostgreSQL for several portal processes). Every method that changes state is one database
+ * transaction and has committed (durably) when its promise resolves.
+ *
+ * Storage holds no cryptography: callers pass leaf hashes in, and envelopes are opaque JSON text.
+ * Refusals are MeshErrors with stable codes: `conflict`, `rollback`, `forbidden`, `not-found`.
+ */
+import type { ItemKind } from '../../mesh/protocol.js';
+
+/** A device as it registered itself. Envelopes are stored as their JSON text. */
+export interface DeviceRecord {
+  readonly id: string;
+  readonly profile: string;
+  readonly endorsement: string | null;
+  readonly claimId: string;
+  readonly claimBlob: string;
+  /** base64url of the claim-proof key the portal checks claims with */
+  readonly portalKey: string;
+  readonly registeredMs: number;
+}
+
+export type RegisterOutcome = 'created' | 'unchanged' | 'updated';
+
+export interface AccountRecord {
+  /** full account name, name@portal */
+  readonly account: string;
+  readonly masterId: string;
+  readonly master: string;
+  readonly masterSeq: number;
+  readonly personal: string | null;
+  readonly personalSeq: number;
+  readonly createdMs: number;
+}
+
+/** One leaf to append to the transparency log. */
+export interface LeafInput {
+  readonly kind: string;
+  readonly data: Uint8Array;
+  /** RFC 9162 leaf hash of data, computed by the caller */
+  readonly hash: Uint8Array;
+}
+
+/** A feed item as stored: envelopes as JSON text. */
+export interface StoredItem {
+  readonly device: string;
+  readonly n: number;
+  readonly kind: ItemKind;
+  readonly object: string;
+  readonly master: string | null;
+  readonly index: number;
+}
+
+/** What a logged change produced: the log index of its (last) leaf and the feed items it added. */
+export interface Appended {
+  readonly index: number;
+  /** indices of every leaf appended, in order */
+  readonly indices: readonly number[];
+  readonly items: readonly StoredItem[];
+}
+
+export interface SessionRecord {
+  /** base64url SHA-256 of the bearer token; the token itself is never stored */
+  readonly tokenHash: string;
+  readonly kind: 'device' | 'account';
+  readonly subject: string;
+  /** the key that opened the session (so revoking the key can end it) */
+  readonly kid: string;
+  readonly expiresMs: number;
+}
+
+export interface StatusRecord {
+  readonly device: string;
+  readonly profile: string;
+  readonly status: string | null;
+  readonly receivedMs: number | null;
+}
+
+export interface LogEntryRecord {
+  readonly index: number;
+  readonly kind: string;
+  readonly data: Uint8Array;
+}
+
+/** Something another writer (or this one) committed: feed items and log growth. */
+export type StoreEvent =
+  | { readonly type: 'feed'; readonly device: string; readonly n: number; readonly local: boolean; readonly item?: StoredItem }
+  | { readonly type: 'log'; readonly size: number; readonly local: boolean }
+  | { readonly type: 'sessions'; readonly account: string; readonly local: boolean }
+  /** the change feed was interrupted: caches must be refreshed from the database */
+  | { readonly type: 'resync' };
+
+export interface StoreStats {
+  readonly devices: number;
+  readonly accounts: number;
+  readonly feedItems: number;
+  readonly logSize: number;
+}
+
+export interface Storage {
+  readonly kind: 'sqlite' | 'postgres';
+  /**
+   * True when every other writer's commits reach onEvent (PostgreSQL LISTEN is connected, or
+   * SQLite, which has one writer). While false, callers must read the database instead of caches.
+   */
+  readonly eventsReliable: boolean;
+  onEvent(listener: (e: StoreEvent) => void): void;
+
+  // ------------------------------------------------------------ devices
+  /** Idempotent for the same device; `conflict` if another device holds the claim id. */
+  registerDevice(d: DeviceRecord): Promise<RegisterOutcome>;
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  getDeviceByClaimId(claimId: string): Promise<DeviceRecord | undefined>;
+
+  // ------------------------------------------------------------ accounts and profiles
+  /**
+   * Bind an unused account name to a master (appending master and personal to the log), or accept
+   * the same master again (`created: false`, nothing appended). `conflict` for another master.
+   */
+  bindAccount(a: Omit<AccountRecord, 'createdMs'>, leaves: readonly LeafInput[], nowMs: number): Promise<{ created: boolean; appended: Appended | null }>;
+  getAccount(account: string): Promise<AccountRecord | undefined>;
+  /** A new master profile (seq strictly greater, else `rollback`); a 'master' item to every linked device. */
+  publishMaster(account: string, p: { master: string; seq: number; revoked: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  /** A new personal profile (seq strictly greater, else `rollback`). */
+  publishPersonal(account: string, p: { personal: string; seq: number }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  /**
+   * A new application profile: seq strictly greater than the account's last for the app (else
+   * `rollback`); every target linked to the account (else `forbidden`); an item per target.
+   */
+  publishApplication(account: string, p: { app: string; seq: number; object: string; targets: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  /** Latest application profile per app name. */
+  applications(account: string): Promise<Record<string, string>>;
+
+  // ------------------------------------------------------------ claims and links
+  /** Link device and account; a 'claim' item carrying the master. */
+  claimDevice(p: { device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  /** A 'remove' item, then unlink. `forbidden` if the device is not linked to the account. */
+  removeDevice(p: { device: string; account: string; remove: string }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  isLinked(device: string, account: string): Promise<boolean>;
+  /** Failed claim proofs for a device since `sinceMs`: how many and the oldest time. */
+  claimFailures(device: string, sinceMs: number): Promise<{ count: number; oldestMs: number | null }>;
+  recordClaimFailure(device: string, atMs: number): Promise<void>;
+
+  // ------------------------------------------------------------ feed
+  feedSince(device: string, since: number, limit: number): Promise<StoredItem[]>;
+  feedItem(device: string, n: number): Promise<StoredItem | undefined>;
+  latestN(device: string): Promise<number>;
+
+  // ------------------------------------------------------------ sessions
+  putSession(s: SessionRecord): Promise<void>;
+  getSession(tokenHash: string): Promise<SessionRecord | undefined>;
+  /** Refuse (false) a nonce already seen; remember it until `expiresMs`. */
+  useNonce(nonce: string, expiresMs: number): Promise<boolean>;
+  /** Drop expired sessions and nonces, claim failures before `failuresBeforeMs`, joins before `joinsBeforeMs`. */
+  prune(p: { nowMs: number; joinsBeforeMs: number; failuresBeforeMs: number }): Promise<void>;
+
+  // ------------------------------------------------------------ status
+  /** Keep the newest by seq; false (ignored) when `seq` is not newer than the stored one. */
+  putStatus(device: string, p: { seq: number; status: string }, receivedMs: number): Promise<boolean>;
+  deviceStatuses(account: string): Promise<StatusRecord[]>;
+
+  // ------------------------------------------------------------ joins
+  /** Keep the newest `max` per account, none older than `notBeforeMs`. */
+  addJoin(account: string, p: { nonce: string; object: string }, nowMs: number, max: number, notBeforeMs: number): Promise<void>;
+  joins(account: string, notBeforeMs: number): Promise<string[]>;
+
+  // ------------------------------------------------------------ log
+  /** Leaf hashes from `from` on, in index order (a visible prefix has no gaps). */
+  leafHashes(from: number): Promise<Uint8Array[]>;
+  logEntry(index: number): Promise<LogEntryRecord | undefined>;
+
+  // ------------------------------------------------------------ operations
+  stats(): Promise<StoreStats>;
+  /** Fails unless the database answers. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
