@@ -260,6 +260,7 @@ export class Agent extends EventEmitter {
   private async apply(items: readonly FeedItem[]): Promise<void> {
     let changed = false;
     let s = this.state;
+    this.pending = [];
     for (const item of [...items].sort((a, b) => a.n - b.n)) {
       if (item.n <= s.n) continue;
       try {
@@ -272,7 +273,7 @@ export class Agent extends EventEmitter {
         const ctx = itemContext(item);
         s = withError(s, { code: err.code, message: err.message, at: new Date().toISOString(), ...ctx });
         this.log('refused', { n: item.n, kind: item.kind, code: err.code, message: err.message, ...ctx });
-        this.emit('refused', { n: item.n, kind: item.kind, code: err.code, ...ctx });
+        this.pending.push(['refused', { n: item.n, kind: item.kind, code: err.code, ...ctx }]);
       }
       s = { ...s, n: item.n };
     }
@@ -281,9 +282,15 @@ export class Agent extends EventEmitter {
       this.writeConfig(s);
     }
     this.commit(s);
+    // events only once the state and the configuration they describe are on disk
+    const events = this.pending;
+    this.pending = [];
+    for (const [name, data] of events) this.emit(name, data);
     this.scheduleStatus(50);
     if (changed) this.runHook();
   }
+
+  private pending: [string, Record<string, unknown>][] = [];
 
   private applyItem(s: AgentState, item: FeedItem): { state: AgentState; configChanged: boolean } {
     const now = new Date().toISOString();
@@ -308,7 +315,7 @@ export class Agent extends EventEmitter {
           apps: known?.apps ?? {},
         };
         this.log('claimed', { owner: claim.account, master: master.id });
-        this.emit('claimed', { account: claim.account, master: master.id });
+        this.pending.push(['claimed', { account: claim.account, master: master.id }]);
         return { state: { ...s, owners: { ...s.owners, [master.id]: owner } }, configChanged: false };
       }
       case 'master': {
@@ -340,7 +347,7 @@ export class Agent extends EventEmitter {
         const nextProblems = validate(schema, next.values as Json);
         if (nextProblems.length > 0) throw new MeshError('schema', `the merged ${ap.payload.app} settings would be invalid: ${nextProblems.join('; ')}`);
         const apps = { ...owner.apps, [ap.payload.app]: { seq: ap.payload.seq, created: ap.payload.created, appliedAt: now, values } };
-        this.emit('applied', { account: owner.account, app: ap.payload.app, seq: ap.payload.seq });
+        this.pending.push(['applied', { account: owner.account, app: ap.payload.app, seq: ap.payload.seq }]);
         return { state: { ...s, owners: { ...s.owners, [owner.master]: { ...owner, apps } } }, configChanged: true };
       }
       case 'remove': {
@@ -351,7 +358,7 @@ export class Agent extends EventEmitter {
         if (p.device !== this.device.id) throw new MeshError('wrong-device', `the removal is for device ${p.device}`);
         const owners = { ...s.owners };
         delete owners[p.master];
-        this.emit('removed', { account: owner.account, master: owner.master });
+        this.pending.push(['removed', { account: owner.account, master: owner.master }]);
         return { state: { ...s, owners }, configChanged: true };
       }
     }

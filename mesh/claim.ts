@@ -75,6 +75,7 @@ const URI = /^mcu:\/\/([a-z0-9][a-z0-9._-]{0,63})@([A-Za-z0-9.:[\]-]{1,260})\/([
  * A mistyped code or fingerprint fails with `bad-udf` / `udf-too-short` / `malformed`.
  */
 export function parseClaimLabel(input: string): ClaimLabel {
+  if (typeof input !== 'string') return fail('malformed', 'a claim label must be text: the label URI, or the code and the fingerprint');
   const s = input.trim();
   if (s.length > 400) fail('too-large', 'a claim label is at most 400 characters');
   const m = URI.exec(s);

@@ -28,30 +28,44 @@ function abytes(v: unknown, len: number | undefined, field: string): asserts v i
   if (len !== undefined && v.length !== len) fail('malformed', `${field} must be ${len} bytes, got ${v.length}`);
 }
 
+function alength(n: unknown): asserts n is number {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > 255 * 64) fail('malformed', 'output length must be a whole number from 1 to 16320');
+}
+
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
 // ---------------------------------------------------------------- hashes
 
 export function sha512(data: Uint8Array): Uint8Array {
+  abytes(data, undefined, 'data');
   return u8(nc.createHash('sha512').update(data).digest());
 }
 export function sha3_512(data: Uint8Array): Uint8Array {
+  abytes(data, undefined, 'data');
   return u8(nc.createHash('sha3-512').update(data).digest());
 }
 /** SHA-256: only for the RFC 9162 transparency log, whose hash is SHA-256. */
 export function sha256(data: Uint8Array): Uint8Array {
+  abytes(data, undefined, 'data');
   return u8(nc.createHash('sha256').update(data).digest());
 }
 export function hmacSha512(key: Uint8Array, data: Uint8Array): Uint8Array {
+  abytes(key, undefined, 'key');
+  abytes(data, undefined, 'data');
   return u8(nc.createHmac('sha512', key).update(data).digest());
 }
 /** RFC 5869 HKDF with SHA-512 (extract then expand). */
 export function hkdfSha512(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array | string, length: number): Uint8Array {
+  abytes(ikm, undefined, 'ikm');
+  abytes(salt, undefined, 'salt');
+  alength(length);
   const i = typeof info === 'string' ? Buffer.from(info, 'utf8') : info;
   return new Uint8Array(nc.hkdfSync('sha512', ikm, salt, i, length));
 }
 /** RFC 5869 §2.3 HKDF-Expand alone (UDF authenticators use a PRK made by HMAC). */
 export function hkdfExpandSha512(prk: Uint8Array, info: Uint8Array | string, length: number): Uint8Array {
+  abytes(prk, undefined, 'prk');
+  alength(length);
   const i = typeof info === 'string' ? Buffer.from(info, 'utf8') : info;
   if (length > 255 * 64) fail('malformed', 'HKDF output too long');
   const out = new Uint8Array(length);
@@ -71,6 +85,8 @@ export function randomBytes(n: number): Uint8Array {
 
 /** Constant-time equality of two byte strings (false when lengths differ). */
 export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  abytes(a, undefined, 'a');
+  abytes(b, undefined, 'b');
   return a.length === b.length && nc.timingSafeEqual(a, b);
 }
 
@@ -105,7 +121,7 @@ export interface KeyPair {
 }
 
 export function ed25519KeyPair(seed?: Uint8Array): KeyPair {
-  const s = seed ?? randomBytes(ED25519_SEED_LEN);
+  const s = seed === undefined ? randomBytes(ED25519_SEED_LEN) : seed;
   abytes(s, ED25519_SEED_LEN, 'seed');
   const priv = nc.createPrivateKey({ key: Buffer.concat([ED_PKCS8, s]), format: 'der', type: 'pkcs8' });
   return { publicKey: rawPublic(nc.createPublicKey(priv)), privateKey: new Uint8Array(s) };
@@ -183,7 +199,7 @@ export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signat
 // ---------------------------------------------------------------- X25519
 
 export function x25519KeyPair(seed?: Uint8Array): KeyPair {
-  const s = seed ?? randomBytes(X25519_LEN);
+  const s = seed === undefined ? randomBytes(X25519_LEN) : seed;
   abytes(s, X25519_LEN, 'seed');
   const priv = nc.createPrivateKey({ key: Buffer.concat([X_PKCS8, s]), format: 'der', type: 'pkcs8' });
   return { publicKey: rawPublic(nc.createPublicKey(priv)), privateKey: new Uint8Array(s) };
@@ -191,6 +207,7 @@ export function x25519KeyPair(seed?: Uint8Array): KeyPair {
 
 /** The X25519 public key of a private scalar. */
 export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
+  abytes(privateKey, X25519_LEN, 'privateKey');
   return x25519KeyPair(privateKey).publicKey;
 }
 
@@ -215,12 +232,24 @@ export function x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Uint8
   return shared;
 }
 
+/**
+ * Refuse an X25519 public key of small order (its shared secret with anyone is all zeros),
+ * so a profile cannot carry an encryption key nobody can really encrypt to. Throws `bad-key`.
+ */
+export function checkX25519PublicKey(pub: Uint8Array): void {
+  abytes(pub, X25519_LEN, 'publicKey');
+  x25519(PROBE_SCALAR, pub);
+}
+const PROBE_SCALAR = new Uint8Array(32).fill(0x5a);
+
 // ---------------------------------------------------------------- AES-256-GCM
 
 /** AES-256-GCM encryption; returns ciphertext || 16-byte tag. */
 export function aesGcmEncrypt(key: Uint8Array, iv: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
   abytes(key, AES_KEY_LEN, 'key');
   abytes(iv, GCM_IV_LEN, 'iv');
+  abytes(plaintext, undefined, 'plaintext');
+  abytes(aad, undefined, 'aad');
   const c = nc.createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(aad);
   const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
@@ -232,6 +261,7 @@ export function aesGcmDecrypt(key: Uint8Array, iv: Uint8Array, sealed: Uint8Arra
   abytes(key, AES_KEY_LEN, 'key');
   abytes(iv, GCM_IV_LEN, 'iv');
   abytes(sealed, undefined, 'ciphertext');
+  abytes(aad, undefined, 'aad');
   if (sealed.length < GCM_TAG_LEN) fail('decrypt-failed', 'ciphertext shorter than its tag');
   const d = nc.createDecipheriv('aes-256-gcm', key, iv);
   d.setAAD(aad);

@@ -236,6 +236,7 @@ export function verifyDeviceProfile(envIn: unknown, expectedId?: string): Device
   const payload = parseDevicePayload(payloadBytes(env));
   const signPub = fromB64u(payload.sign, 'sign', 32);
   c.checkEd25519PublicKey(fromB64u(payload.auth, 'auth', 32));
+  c.checkX25519PublicKey(fromB64u(payload.enc, 'enc', 32));
   verifySignedBy(env, signPub);
   const id = signKeyId(signPub);
   if (expectedId !== undefined && id !== expectedId) fail('wrong-device', `expected device ${expectedId}, got ${id}`, { expected: expectedId, got: id });

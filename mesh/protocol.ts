@@ -207,8 +207,11 @@ export function parseAccountResponse(v: unknown): AccountResponse {
   const w = what('Account');
   const o = obj(v, w, ['account', 'master', 'personal', 'applications', 'joins']);
   const ao = obj(o.applications, `${w}.applications`, [], Object.keys((o.applications ?? {}) as Obj));
-  const applications: Record<string, SignedEnvelope> = {};
-  for (const [k, x] of Object.entries(ao)) applications[k] = parseSignedEnvelope(x, `${w}.applications.${k}`);
+  const applications: Record<string, SignedEnvelope> = Object.create(null) as Record<string, SignedEnvelope>;
+  for (const [k, x] of Object.entries(ao)) {
+    if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(k)) fail('malformed', `${w}.applications has a key that is not an application name`);
+    applications[k] = parseSignedEnvelope(x, `${w}.applications.${k}`);
+  }
   return {
     account: str(o, 'account', w, 320),
     master: parseSignedEnvelope(o.master, `${w}.master`),

@@ -1,0 +1,714 @@
+/**
+ * Real examples of every wire format, made with the code in mesh/, and docs/protocol.md built
+ * around them:
+ *
+ *   npx tsc -p . && node dist/scripts/protocol-examples.js > docs/protocol.md
+ *
+ * Keys come from fixed labels (so key UDFs stay the same from one run to the next); times, nonces,
+ * IVs and ephemeral keys are fresh on every run. `buildExamples()` is also the source of valid
+ * seeds for the fuzz targets (test/fuzz/targets.ts) and the fixtures of the protocol tests, so every
+ * example shown in the document is one the tests parse, verify and mutate.
+ */
+import { pathToFileURL } from 'node:url';
+import * as c from '../mesh/crypto.js';
+import { b64u, utf8 } from '../mesh/bytes.js';
+import { MeshError } from '../mesh/errors.js';
+import { type SignedEnvelope, payloadBytes, MAX_ENVELOPE_BYTES, MAX_RECIPIENTS, MAX_SIGNATURES } from '../mesh/envelope.js';
+import { type DeviceKeys, type MasterKeys, masterKeysFromSeed, signKeyId, encKeyId, KEYINFO_CONTENT_TYPE } from '../mesh/keys.js';
+import {
+  type AdminKeys,
+  MAX_CONFIG_BYTES,
+  MAX_PROFILE_BYTES,
+  adminEntry,
+  createApplicationProfile,
+  createDeviceProfile,
+  createMasterProfile,
+  createPersonalProfile,
+  endorseDevice,
+  verifyApplicationProfile,
+  verifyMasterProfile,
+  openApplicationProfile,
+} from '../mesh/profiles.js';
+import { type ClaimSecrets, claimCode, deriveClaimSecrets, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
+import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead } from '../mesh/messages.js';
+import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
+import { MerkleTree } from '../mesh/merkle.js';
+import { splitSecret } from '../mesh/shamir.js';
+
+// ---------------------------------------------------------------- the examples
+
+/** A device as it leaves the factory (mesh/device.ts newDeviceIdentity, with fixed keys). */
+export interface ExampleDevice {
+  readonly keys: DeviceKeys;
+  readonly id: string;
+  readonly fingerprint: string;
+  readonly model: string;
+  readonly serial: string;
+  readonly profile: SignedEnvelope;
+  readonly endorsement: SignedEnvelope;
+  readonly claimSecret: Uint8Array;
+  readonly secrets: ClaimSecrets;
+  readonly labelUri: string;
+}
+
+export interface LogLeaf {
+  readonly kind: 'master' | 'personal' | 'application' | 'claim' | 'remove';
+  readonly data: Uint8Array;
+}
+
+export interface Examples {
+  readonly portalName: string;
+  readonly account: string;
+  readonly pin: string;
+  readonly keys: {
+    readonly master: MasterKeys;
+    /** the first administration device ("laptop") and a second one ("phone", revoked in masterV2) */
+    readonly admin: AdminKeys;
+    readonly admin2: AdminKeys;
+    /** a would-be administration device asking to join with the PIN */
+    readonly joiner: AdminKeys;
+    readonly manufacturer: c.KeyPair;
+    readonly portal: c.KeyPair;
+  };
+  readonly masterId: string;
+  readonly portalId: string;
+  /** devices[0] and devices[1] are the application's targets; devices[2] is not */
+  readonly devices: readonly ExampleDevice[];
+  readonly master: SignedEnvelope;
+  /** seq 2: the same master key, admin2 removed and revoked */
+  readonly masterV2: SignedEnvelope;
+  readonly personal: SignedEnvelope;
+  readonly application: SignedEnvelope;
+  readonly config: { readonly [k: string]: unknown };
+  readonly claim: SignedEnvelope;
+  readonly remove: SignedEnvelope;
+  readonly status: SignedEnvelope;
+  /** device session request (subject = device UDF, signed by its authentication key) */
+  readonly session: SignedEnvelope;
+  /** owner session request (subject = account, signed by an administration key) */
+  readonly ownerSession: SignedEnvelope;
+  readonly portalProfile: SignedEnvelope;
+  readonly join: SignedEnvelope;
+  readonly claimBlob: string;
+  readonly escrowShares: readonly string[];
+  readonly log: { readonly leaves: readonly LogLeaf[]; readonly tree: MerkleTree; readonly treeHead: SignedEnvelope; readonly treeHeadAt: (size: number) => SignedEnvelope };
+  /** HTTP bodies, by transaction: `<name>Request` and `<name>Response` */
+  readonly wire: { readonly [name: string]: unknown };
+  readonly wireError: WireError;
+}
+
+/** 32 bytes that depend only on the label: the examples' keys stay the same from run to run. */
+export function exampleSeed(label: string): Uint8Array {
+  return c.sha512(utf8(`mmm-example-v1 ${label}`)).slice(0, 32);
+}
+
+function exampleDevice(i: number, manufacturer: c.KeyPair, portalName: string, created: string): ExampleDevice {
+  const keys: DeviceKeys = {
+    sign: c.ed25519KeyPair(exampleSeed(`device-${i}-sign`)),
+    enc: c.x25519KeyPair(exampleSeed(`device-${i}-enc`)),
+    auth: c.ed25519KeyPair(exampleSeed(`device-${i}-auth`)),
+  };
+  const model = 'thermostat-t2';
+  const serial = `sn-${String(1001 + i)}`;
+  const id = signKeyId(keys.sign.publicKey);
+  const profile = createDeviceProfile(keys, model, created);
+  const endorsement = endorseDevice(manufacturer, { id, model }, { manufacturer: 'acme', serial }, created);
+  const claimSecret = exampleSeed(`device-${i}-claim`).slice(0, 16);
+  const fingerprint = shortFingerprint(id);
+  return {
+    keys,
+    id,
+    fingerprint,
+    model,
+    serial,
+    profile,
+    endorsement,
+    claimSecret,
+    secrets: deriveClaimSecrets(claimSecret),
+    labelUri: labelUri({ manufacturer: 'acme', portal: portalName, secret: claimSecret, fingerprint }),
+  };
+}
+
+export function buildExamples(opts: { now?: Date } = {}): Examples {
+  const nowMs = (opts.now ?? new Date()).getTime();
+  const at = (minutesAgo: number): string => new Date(nowMs - minutesAgo * 60_000).toISOString();
+  const portalName = 'portal.example';
+  const account = `alice@${portalName}`;
+  const pin = 'QX7T-M2KD';
+
+  const master = masterKeysFromSeed(exampleSeed('master'));
+  const admin: AdminKeys = { name: 'laptop', sign: c.ed25519KeyPair(exampleSeed('admin-sign')), enc: c.x25519KeyPair(exampleSeed('admin-enc')) };
+  const admin2: AdminKeys = { name: 'phone', sign: c.ed25519KeyPair(exampleSeed('admin2-sign')), enc: c.x25519KeyPair(exampleSeed('admin2-enc')) };
+  const joiner: AdminKeys = { name: 'tablet', sign: c.ed25519KeyPair(exampleSeed('joiner-sign')), enc: c.x25519KeyPair(exampleSeed('joiner-enc')) };
+  const manufacturer = c.ed25519KeyPair(exampleSeed('manufacturer'));
+  const portal = c.ed25519KeyPair(exampleSeed('portal'));
+  const masterId = signKeyId(master.sign.publicKey);
+  const portalId = signKeyId(portal.publicKey);
+
+  const devices = [0, 1, 2].map((i) => exampleDevice(i, manufacturer, portalName, at(60 * 24 * 30)));
+  const [d0, d1, d2] = devices as [ExampleDevice, ExampleDevice, ExampleDevice];
+
+  const masterEnv = createMasterProfile(master, [adminEntry(admin, at(600)), adminEntry(admin2, at(500))], { seq: 1, created: at(500) });
+  const masterV2 = createMasterProfile(master, [adminEntry(admin, at(600))], { seq: 2, revoked: [signKeyId(admin2.sign.publicKey)], created: at(5) });
+  const personal = createPersonalProfile(admin, {
+    master: masterId,
+    account,
+    seq: 1,
+    created: at(400),
+    devices: [d0, d1].map((d, i) => ({ id: d.id, name: i === 0 ? 'Kitchen' : 'Hall', model: d.model, enc: b64u(d.keys.enc.publicKey) })),
+    apps: ['thermostat'],
+  });
+  const config = { setpointC: 20.5, schedule: [{ from: '06:30', to: '22:00', setpointC: 21 }], units: 'metric' };
+  const application = createApplicationProfile(admin, {
+    master: masterId,
+    app: 'thermostat',
+    seq: 1,
+    created: at(300),
+    config,
+    devices: [d0, d1].map((d) => ({ id: d.id, enc: d.keys.enc.publicKey })),
+    alsoReadableBy: [admin.enc.publicKey],
+  });
+  const claim = createClaim(admin.sign, d0.secrets, { device: d0.id, master: masterId, account });
+  const remove = createRemove(admin.sign, { device: d2.id, master: masterId });
+  const session = createSession(d0.keys.auth, d0.id, at(0));
+  const ownerSession = createSession(admin.sign, account, at(0));
+  const portalProfile = createPortalProfile(portal, portalName, at(60 * 24 * 60));
+  const join = createJoin(joiner, account, pin);
+  const claimBlob = sealClaimBlob(d0.secrets, { device: d0.profile, endorsement: d0.endorsement });
+
+  // the log, in the order a portal would accept these objects
+  const leaves: LogLeaf[] = [
+    { kind: 'master', data: payloadBytes(masterEnv) },
+    { kind: 'personal', data: payloadBytes(personal) },
+    { kind: 'claim', data: payloadBytes(claim) },
+    { kind: 'application', data: payloadBytes(application) },
+    { kind: 'master', data: payloadBytes(masterV2) },
+    { kind: 'remove', data: payloadBytes(remove) },
+  ];
+  const tree = new MerkleTree();
+  for (const l of leaves) tree.appendData(l.data);
+  const heads = new Map<number, SignedEnvelope>();
+  const treeHeadAt = (size: number): SignedEnvelope => {
+    let h = heads.get(size);
+    if (h === undefined) {
+      h = createTreeHead(portal, size, tree.root(size), at(0));
+      heads.set(size, h);
+    }
+    return h;
+  };
+  const treeHead = treeHeadAt(tree.size);
+
+  const status = createStatus(d0.keys.sign, {
+    seq: 7,
+    created: at(0),
+    lastContact: at(1),
+    owners: [{ master: masterId, account, apps: [{ app: 'thermostat', seq: 1, appliedAt: at(2) }] }],
+    errors: [{ code: 'rollback', message: 'ignored thermostat seq 1: seq 1 is already applied', at: at(1), master: masterId, app: 'thermostat', seq: 1 }],
+    treeHead: { size: tree.size, root: b64u(tree.root()) },
+  });
+
+  const token = b64u(exampleSeed('token').slice(0, 32));
+  const expires = new Date(nowMs + 24 * 3600_000).toISOString();
+  const receipt = (index: number, extra: Record<string, unknown> = {}): unknown => ({ index, treeHead: treeHeadAt(index + 1), ...extra });
+  const items = [
+    { n: 1, kind: 'claim', object: claim, master: masterEnv, index: 2 },
+    { n: 2, kind: 'application', object: application, index: 3 },
+    { n: 3, kind: 'master', object: masterV2, index: 4 },
+  ];
+  const wire: Record<string, unknown> = {
+    helloResponse: { version: PROTOCOL_VERSION, portal: portalProfile, treeHead, mqtt: `mqtts://${portalName}:8883`, limits: LIMITS },
+    sessionRequest: { request: session },
+    sessionResponse: { token, expires, device: d0.id },
+    ownerSessionRequest: { request: ownerSession },
+    ownerSessionResponse: { token, expires, account },
+    registerRequest: { device: d0.profile, endorsement: d0.endorsement, claim: { id: d0.secrets.claimId, blob: claimBlob, portalKey: b64u(d0.secrets.portalKey) }, request: session },
+    registerResponse: { token, expires, device: d0.id },
+    bindAccountRequest: { account: 'alice', master: masterEnv, personal, request: ownerSession },
+    bindAccountResponse: { account, master: masterId, token, expires },
+    publishRequest: { object: application },
+    publishResponse: receipt(3, { delivered: 2 }),
+    accountResponse: { account, master: masterV2, personal, applications: { thermostat: application }, joins: [join] },
+    joinRequest: { object: join },
+    joinResponse: { ok: true },
+    downloadResponse: { n: 3, items },
+    downloadUnchangedResponse: { n: 3, items: [] },
+    claimLookupResponse: { blob: claimBlob },
+    claimRequest: { id: d0.secrets.claimId, object: claim },
+    claimResponse: receipt(2, { device: d0.id, delivered: 1 }),
+    postRequest: { device: d2.id, object: remove },
+    postResponse: receipt(5, { device: d2.id, delivered: 1 }),
+    statusRequest: { object: status },
+    statusResponse: { ok: true },
+    deviceStatusResponse: { devices: [{ device: d0.id, profile: d0.profile, status, received: at(0) }, { device: d1.id, profile: d1.profile, status: null, received: null }] },
+    treeHeadResponse: { treeHead },
+    inclusionResponse: { index: 3, size: tree.size, proof: tree.inclusionProof(3).map(b64u) },
+    consistencyResponse: { from: 2, to: tree.size, proof: tree.consistencyProof(2).map(b64u) },
+    entryResponse: { index: 3, kind: 'application', data: b64u(leaves[3]!.data) },
+  };
+  const refusal = new MeshError('rate-limited', 'too many failed claims for this device; try again in 1740 s', { retryAfterS: 1740 });
+  const wireError: WireError = { error: refusal.toJSON() };
+
+  return {
+    portalName,
+    account,
+    pin,
+    keys: { master, admin, admin2, joiner, manufacturer, portal },
+    masterId,
+    portalId,
+    devices,
+    master: masterEnv,
+    masterV2,
+    personal,
+    application,
+    config,
+    claim,
+    remove,
+    status,
+    session,
+    ownerSession,
+    portalProfile,
+    join,
+    claimBlob,
+    escrowShares: splitSecret(master.seed, 2, 3),
+    log: { leaves, tree, treeHead, treeHeadAt },
+    wire,
+    wireError,
+  };
+}
+
+// ---------------------------------------------------------------- the document
+
+const pretty = (v: unknown): string => JSON.stringify(v, null, 2);
+const block = (lang: string, text: string): string => '```' + lang + '\n' + text + '\n```\n';
+
+/** The envelope as it travels and its payload decoded, side by side. */
+function envelope(title: string, env: SignedEnvelope, note = ''): string {
+  const payload = JSON.parse(Buffer.from(payloadBytes(env)).toString('utf8')) as unknown;
+  return `#### ${title}\n\n${note === '' ? '' : note + '\n\n'}On the wire:\n\n${block('json', pretty(env))}\nPayload (the base64url \`payload\` decoded; these exact bytes are what is signed):\n\n${block('json', pretty(payload))}`;
+}
+
+interface Tx {
+  readonly name: keyof typeof PATHS;
+  readonly method: 'GET' | 'POST';
+  readonly auth: string;
+  readonly query?: string;
+  readonly request?: string;
+  readonly response: string;
+  readonly errors: string;
+  readonly what: string;
+}
+
+const TXS: readonly Tx[] = [
+  { name: 'hello', method: 'GET', auth: 'none', response: 'helloResponse', what: 'Who the portal is (its self-signed portal profile), its current signed tree head, the MQTT URL (or null), its limits.', errors: '' },
+  {
+    name: 'session',
+    method: 'POST',
+    auth: 'none (the request is signed)',
+    request: 'sessionRequest',
+    response: 'sessionResponse',
+    what: 'A signed session request buys a bearer token (24 h). Subject = a device UDF (signed by the device authentication key) or an account name@portal (signed by an administration key the master lists, or the master key itself). Each nonce is accepted once; `created` must be within 5 minutes of the portal clock.',
+    errors: '`wrong-type` 422 (payload is not a session), `replay` 422 (outside the time window, or a nonce seen before), `not-found` 404 (unknown device or account), `unknown-signer` / `bad-signature` / `revoked-key` / `bad-key` 422',
+  },
+  {
+    name: 'register',
+    method: 'POST',
+    auth: 'none (the request is signed by the device)',
+    request: 'registerRequest',
+    response: 'registerResponse',
+    what: 'A device publishes its self-signed profile, its manufacturer endorsement (or null), its claim publication (claim id, the profile sealed under the label secret, the portal verifier key) and a session request signed by its authentication key. Idempotent; answers a device token.',
+    errors: '`bad-signature` / `unknown-signer` / `bad-key` 422 (device profile), `endorsement-invalid` 422, `wrong-device` 422 (session subject is not this device), `replay` 422, `conflict` 409 (another device holds this claim id)',
+  },
+  {
+    name: 'bindAccount',
+    method: 'POST',
+    auth: 'none (the request is signed by an administration key)',
+    request: 'bindAccountRequest',
+    response: 'bindAccountResponse',
+    what: 'Binds `alice@<portal>` to a master profile with the first personal profile; logs both. Answers an owner token.',
+    errors: '`wrong-master` / `bad-signature` / `unknown-signer` / `revoked-key` 422, `forbidden` 403 (the personal profile or session is for another account), `replay` 422, `conflict` 409 (the account is bound to another master)',
+  },
+  {
+    name: 'publish',
+    method: 'POST',
+    auth: 'owner token',
+    request: 'publishRequest',
+    response: 'publishResponse',
+    what: 'A new master profile (same master key, higher seq: how administration keys are added and revoked), a personal profile, or an application profile. Verified against the account\'s master, logged, and (masters and application profiles) put on the target devices\' feeds. Answers the log receipt: leaf index, a signed tree head that includes it, and how many feeds received it.',
+    errors: '`wrong-type` 422 (not master/personal/application), `wrong-master` / `unknown-signer` / `revoked-key` / `bad-signature` 422, `rollback` 409 (seq not higher than the one held), `forbidden` 403 (a target device is not claimed by this account, or a personal profile for another account), `not-found` 404',
+  },
+  {
+    name: 'account',
+    method: 'GET',
+    auth: 'owner token',
+    response: 'accountResponse',
+    what: 'The account\'s current master, personal and application profiles as published, and pending join requests (newest last, at most 16).',
+    errors: '`not-found` 404',
+  },
+  {
+    name: 'join',
+    method: 'POST',
+    auth: 'none (rate-limited per address and per account)',
+    request: 'joinRequest',
+    response: 'joinResponse',
+    what: 'A would-be administration device leaves its self-signed join request (with the PIN MAC) for the owner\'s existing administration device to approve.',
+    errors: '`bad-signature` / `wrong-type` 422, `not-found` 404 (no such account), `rate-limited` 429',
+  },
+  {
+    name: 'download',
+    method: 'GET',
+    auth: 'device token',
+    query: '`since=N` (required, the last item number held), `wait=MS` (optional long poll, at most 60000)',
+    response: 'downloadResponse',
+    what: 'The device\'s feed items after `since` (at most 100). Unchanged: `{"n":N,"items":[]}` at once, or when `wait` runs out. See also the unchanged answer below.',
+    errors: '`malformed` 400 (query), `unavailable` 503 (too many long polls; Retry-After)',
+  },
+  {
+    name: 'claimLookup',
+    method: 'GET',
+    auth: 'owner token',
+    query: '`id=<claim id>`',
+    response: 'claimLookupResponse',
+    what: 'The blob a device registered under a claim id: its profile and endorsement sealed under the label secret (the portal cannot read it).',
+    errors: '`malformed` 400, `not-found` 404 (no device under this id: is it online?), `rate-limited` 429',
+  },
+  {
+    name: 'claim',
+    method: 'POST',
+    auth: 'owner token',
+    request: 'claimRequest',
+    response: 'claimResponse',
+    what: 'The claim, signed by an administration key, for the device registered under `id`. The portal checks the portal proof with the verifier key the device registered; failed proofs are counted per device and past the limit every claim of that device is refused for the hour.',
+    errors: '`bad-claim-proof` 403, `forbidden` 403 (the claim is for another account), `wrong-device` 422, `unknown-signer` / `revoked-key` / `bad-signature` / `wrong-master` 422, `not-found` 404, `rate-limited` 429 (Retry-After)',
+  },
+  {
+    name: 'post',
+    method: 'POST',
+    auth: 'owner token',
+    request: 'postRequest',
+    response: 'postResponse',
+    what: 'A message to one device\'s feed; today only `remove` (an owner leaves a device).',
+    errors: '`wrong-type` 422 (not a remove), `wrong-device` 422 (the removal names another device), `not-owner` 403 (the removal names another owner), `unknown-signer` / `revoked-key` / `bad-signature` 422, `forbidden` 403 (the device is not claimed by this account)',
+  },
+  {
+    name: 'status',
+    method: 'POST',
+    auth: 'device token',
+    request: 'statusRequest',
+    response: 'statusResponse',
+    what: 'The device\'s signed status report (kept when its seq is newer than the one held).',
+    errors: '`unknown-signer` / `bad-signature` / `wrong-device` / `wrong-type` 422, `not-found` 404',
+  },
+  {
+    name: 'deviceStatus',
+    method: 'GET',
+    auth: 'owner token',
+    response: 'deviceStatusResponse',
+    what: 'Each device this account has claimed: its profile, its last signed status (or null) and when the portal received it. The owner verifies the status with the device key from the profile.',
+    errors: '',
+  },
+  { name: 'treeHead', method: 'GET', auth: 'none', response: 'treeHeadResponse', what: 'The current signed tree head.', errors: '' },
+  {
+    name: 'inclusion',
+    method: 'GET',
+    auth: 'none',
+    query: '`index=I&size=N`',
+    response: 'inclusionResponse',
+    what: 'RFC 9162 §2.1.3 inclusion proof of leaf I in the tree of the first N leaves (from the leaf\'s sibling upward).',
+    errors: '`malformed` 400 (index >= size), `not-found` 404 (the log has fewer than N leaves)',
+  },
+  {
+    name: 'consistency',
+    method: 'GET',
+    auth: 'none',
+    query: '`from=M&to=N`',
+    response: 'consistencyResponse',
+    what: 'RFC 9162 §2.1.4 consistency proof between the trees of the first M and the first N leaves (empty when M is 0 or M = N).',
+    errors: '`malformed` 400 (from > to), `not-found` 404',
+  },
+  {
+    name: 'entry',
+    method: 'GET',
+    auth: 'none',
+    query: '`index=I`',
+    response: 'entryResponse',
+    what: 'The data of leaf I: the exact payload bytes of the accepted object (base64url) and its kind.',
+    errors: '`malformed` 400, `not-found` 404',
+  },
+];
+
+export function renderDocument(x: Examples): string {
+  const [d0] = x.devices as [ExampleDevice];
+  const out: string[] = [];
+  const p = (s: string): void => {
+    out.push(s);
+  };
+  const wire = (name: string): string => block('json', pretty(x.wire[name]));
+  const tx = (t: Tx): string => {
+    const lines = [
+      `### ${t.method} ${PATHS[t.name]}`,
+      '',
+      t.what,
+      '',
+      `- Auth: ${t.auth}`,
+      ...(t.query === undefined ? [] : [`- Query: ${t.query}`]),
+      `- Errors: ${t.errors === '' ? 'the common ones' : `${t.errors}; and the common ones`}`,
+      '',
+    ];
+    if (t.request !== undefined) lines.push('Request body:', '', wire(t.request));
+    lines.push('Response (200):', '', wire(t.response));
+    return lines.join('\n');
+  };
+  const appPayload = JSON.parse(Buffer.from(payloadBytes(x.application)).toString('utf8')) as { config: unknown };
+  const masterProfile = verifyMasterProfile(x.master, x.masterId);
+  const opened = openApplicationProfile(verifyApplicationProfile(x.application, masterProfile), { id: d0.id, enc: d0.keys.enc });
+
+  p(`# The Mesh Portal Protocol: wire formats
+
+<!-- Generated: do not edit by hand. -->
+This document is generated from the code. Every example below was made by mesh/ when the
+document was built, and the same examples are the valid seeds of the fuzz tests. To regenerate:
+
+\`\`\`sh
+npx tsc -p . && node dist/scripts/protocol-examples.js > docs/protocol.md
+\`\`\`
+
+Edit \`scripts/protocol-examples.ts\` (the prose lives there too), not this file. Key UDFs are stable
+from run to run (the examples' keys derive from fixed labels); times, nonces, IVs, ephemeral
+keys and the escrow shares change.
+
+Contents: 1 Conventions · 2 Identifiers (UDF) · 3 Signed envelopes · 4 Encrypted envelopes ·
+5 Profiles · 6 Onboarding and claims · 7 Messages · 8 HTTP transactions · 9 Push (MQTT) ·
+10 The transparency log · 11 Errors
+
+## 1. Conventions
+
+- JSON everywhere, UTF-8, no BOM. Every parser (mesh/json.ts, mesh/protocol.ts) refuses unknown
+  fields, wrong types, missing fields and trailing garbage (\`malformed\`) and has a size limit
+  (\`too-large\`): ${MAX_ENVELOPE_BYTES} bytes per envelope, ${MAX_PROFILE_BYTES} per profile payload,
+  ${MAX_CONFIG_BYTES} per application configuration, ${LIMITS.maxBodyBytes} per HTTP body.
+- Binary values are base64url without padding, and must be canonical (the one encoding of their bytes).
+- Times are ISO 8601 UTC with milliseconds, exactly as \`Date.prototype.toISOString\` writes them.
+- Cryptography (mesh/crypto.ts, one suite, no options): Ed25519 (RFC 8032) with strict public keys
+  (canonical encoding, not of small order: \`bad-key\`), X25519 (RFC 7748; a small-order peer is
+  \`bad-key\`), HKDF-SHA-512 (RFC 5869), AES-256-GCM, SHA-2-512, SHA-3-512 and HMAC-SHA-512 for UDFs,
+  SHA-256 for the log.
+
+## 2. Identifiers: Uniform Data Fingerprints
+
+A key is named by the UDF of its public key: the SHA-2-512 content digest UDF (140 bits, shown as
+28 Base32 characters dashed every 4) of the key's DER SubjectPublicKeyInfo (RFC 8410) under the
+content type \`${KEYINFO_CONTENT_TYPE}\` (mesh/keys.ts, mesh/udf.ts):
+
+    kid = contentUdf(SPKI(publicKey), "${KEYINFO_CONTENT_TYPE}")
+
+- A device's identity is the UDF of its signature key: \`${d0.id}\`.
+- An owner's lasting identity (the master profile UDF) is the UDF of the master signing key: \`${x.masterId}\`.
+- A portal is the UDF of its key: \`${x.portalId}\`.
+- An encryption key has its own UDF (the SPKI names X25519, so the same 32 bytes would give another
+  UDF as an Ed25519 key): device 0's encryption key is \`${encKeyId(d0.keys.enc.publicKey)}\`.
+- A label carries the first 100 bits of the device UDF as its fingerprint: \`${d0.fingerprint}\`.
+- The label's claim code is the 16-byte claim secret as a key UDF (type 0x20, starts with E): \`${claimCode(d0.claimSecret)}\`.
+- Nonces are nonce UDFs (type 0x68, 16 random bytes).
+- Escrow: the 32-byte master seed split 2-of-3 into share UDFs (mesh/shamir.ts); all master keys
+  derive from the seed (\`HKDF-SHA-512(seed, salt = "", info = "mmm-master-sign-v1" | "mmm-master-escrow-v1", 32)\`),
+  so any two shares rebuild the same master identity. Example shares of this example's seed:
+
+${block('', x.escrowShares.join('\n'))}
+## 3. Signed envelopes
+
+mesh/envelope.ts. The exact payload bytes travel (base64url) with one or more signatures over them;
+a verifier checks the bytes it received and parses them afterwards, never re-serialized JSON:
+
+    to-be-signed = "mmm-sig-v1" || 0x00 || payload
+    sig          = Ed25519(signing key, to-be-signed)
+
+\`\`\`
+{ "payload": b64u(payload bytes),
+  "sigs": [ { "kid": UDF of the signing key, "key"?: b64u(public key), "sig": b64u(64 bytes) } ] }
+\`\`\`
+
+At most ${MAX_SIGNATURES} signatures. \`key\` is carried only where the verifier cannot know the key otherwise (a
+manufacturer's endorsement); elsewhere the verifier knows the key from the profile that lists it.
+Refusals: \`unknown-signer\` (no signature by the expected key, or no key the verifier trusts),
+\`bad-signature\` (the signature by that key does not verify), \`bad-key\` (the key is of small order
+or non-canonical), \`malformed\`, \`too-large\`.
+
+## 4. Encrypted envelopes
+
+A fresh 256-bit content key (cek) per envelope seals the content with AES-256-GCM; the cek is
+wrapped for each recipient with one ephemeral X25519 key per envelope:
+
+    kek_i = HKDF-SHA-512(ikm = X25519(eph, R_i), salt = epk || R_i, info = "mmm-wrap-v1", 32)
+    wk_i  = AES-256-GCM(kek_i, iv = 0^96, cek, aad = kid_i)          (kek_i is single-use)
+    ct    = AES-256-GCM(cek, iv, plaintext, aad = "mmm-enc-v1" || epk)
+
+\`\`\`
+{ "epk": b64u(ephemeral X25519 public key),
+  "recipients": [ { "kid": UDF of R_i, "wk": b64u(48 bytes: wrapped cek || tag) } ],
+  "iv": b64u(12 bytes), "ct": b64u(ciphertext || 16-byte tag) }
+\`\`\`
+
+At most ${MAX_RECIPIENTS} recipients. Refusals: \`not-a-recipient\` (our key is not listed), \`decrypt-failed\`
+(anything changed, or the wrong key), \`bad-key\` (a small-order key).
+
+Example: the \`config\` of the application profile in section 5, encrypted to target devices 0 and 1
+and to the administration device:
+
+${block('json', pretty(appPayload.config))}
+Decrypted by target device 0 (device 2, not a target, gets \`not-a-recipient\`):
+
+${block('json', pretty(opened))}
+## 5. Profiles
+
+mesh/profiles.ts. Four profiles, each a signed envelope whose payload has a \`type\`:
+
+| profile | signed by | verified against |
+|---|---|---|
+| device | the device's own signature key (self-signed) | the device UDF, when the verifier expects one (\`wrong-device\`) |
+| master | the master signing key | the trusted master UDF the verifier holds (\`wrong-master\`) |
+| personal | an administration key the master lists | the master (\`unknown-signer\`, \`revoked-key\`, \`wrong-master\`) |
+| application | an administration key the master lists | the master; its config is encrypted to the target devices |
+
+The one verification function \`verify(trustedMaster, { master, object? }, { device? })\` returns
+the verified master, personal or application profile (with the configuration decrypted when a
+target device is given) or throws a MeshError whose code says why.
+
+${envelope('Device profile', d0.profile, 'Self-signed by the device signature key `sign`; `enc` (X25519) receives configuration; `auth` (Ed25519) signs session requests. The device UDF is the UDF of `sign`.')}
+${envelope('Manufacturer endorsement', d0.endorsement, 'Signed by the manufacturer, whose key travels in the signature (`key`). Whether that manufacturer key is trusted is the verifier\'s decision; a wrong device or any failure is `endorsement-invalid`.')}
+${envelope('Master profile', x.master, 'Signed by the master signing key `sign`; lists the administration keys (`admins`), the escrow keys and the revoked administration key UDFs; `seq` grows with every new version.')}
+${envelope('Master profile, seq 2 (an administration key revoked)', x.masterV2, 'The same master key, a higher `seq`: the phone is removed from `admins` and its key UDF listed in `revoked`. Anything it signs is now `revoked-key`.')}
+${envelope('Personal profile', x.personal, 'Signed by an administration key; names its master, the account, the connected devices (with their encryption keys) and the applications.')}
+${envelope('Application profile', x.application, 'Signed by an administration key; `config` is an encrypted envelope (shown pretty-printed and decrypted in section 4) whose recipients are the target devices (and here the administration device too). The portal verifies the signature chain but cannot read the configuration.')}
+
+## 6. Onboarding and claims
+
+mesh/claim.ts. At manufacture a 128-bit secret is made per device and printed on its label:
+
+    mcu://<manufacturer>@<portal>/<secret as key UDF>?fp=<device fingerprint, 100 bits>
+
+Example: \`${d0.labelUri}\` (or typed by hand: the code and the fingerprint, separated by a space).
+Both sides derive from the secret, with HKDF-SHA-512 (salt empty) and distinct info strings:
+
+| value | derivation | who holds it |
+|---|---|---|
+| claimId | b64u(HKDF(secret, info = "mmm-claim-id-v1", 16)) | the portal indexes the device's registration under it |
+| blobKey | HKDF(secret, info = "mmm-claim-blob-v1", 32) | seals the device's profile + endorsement: the portal cannot read or swap it |
+| portalKey | HKDF(secret, info = "mmm-claim-portal-v1", 32) | given to the portal, so it can check claims and count failed guesses without the secret |
+| deviceKey | HKDF(secret, info = "mmm-claim-device-v1", 32) | device and claimant only: the device's proof that the claimant held the label |
+
+The blob is \`b64u(iv) "." b64u(AES-256-GCM(blobKey, iv, JSON({device, endorsement}), aad = "mmm-claim-blob-v1"))\`.
+The claim carries two proofs over the same input:
+
+    input       = "mmm-claim-v1" || 0 || master || 0 || device || 0 || account || 0 || nonce
+    portalProof = HMAC-SHA-512(portalKey, input)      checked by the portal (Claim transaction)
+    deviceProof = HMAC-SHA-512(deviceKey, input)      checked by the device (its feed)
+
+A wrong secret is \`bad-claim-proof\`.
+
+${envelope('Claim', x.claim, 'Signed by an administration key of the claiming owner; delivered to the device with the master profile it chains to.')}
+## 7. Messages
+
+mesh/messages.ts.
+
+${envelope('Remove', x.remove, 'Signed by an administration key of the owner that leaves the device. Verified against that owner\'s master: a removal signed by another owner\'s key is `unknown-signer`; one that names another owner\'s master is `not-owner`.')}
+${envelope('Status (device to owners)', x.status, 'Signed by the device signature key. `lastContact` is the newest data the device has heard from the portal (owners judge staleness from it); `treeHead` is the log head the device last verified.')}
+${envelope('Session request (device)', x.session, 'Signed by the device authentication key; subject = device UDF. Fresh within 5 minutes of the verifier\'s clock (else `replay`), each nonce once.')}
+${envelope('Session request (owner)', x.ownerSession, 'Signed by an administration key (or the master key, for recovery); subject = the account.')}
+${envelope('Signed tree head', x.log.treeHead, 'Signed by the portal key: the size and SHA-256 root of the log (section 10).')}
+${envelope('Portal profile', x.portalProfile, 'Self-signed by the portal key; the portal UDF is the UDF of `sign`.')}
+${envelope('Join (a second administration device)', x.join, `Self-signed by the new administration device's key \`sign\`. It proves knowledge of the one-time PIN the existing administration device shows (here \`${x.pin}\`; upper-cased, dashes and spaces removed before use):\n\n    mac = HMAC-SHA-512(HKDF-SHA-512(PIN, salt = "", info = "mmm-pin-v1", 32), account || 0 || sign || 0 || enc || 0 || nonce)\n\nA wrong PIN is \`bad-claim-proof\`.`)}
+## 8. HTTP transactions
+
+mesh/protocol.ts \`PATHS\`; client/portal-client.ts is the client. Every transaction is under
+\`${'/.well-known/mmm/'}\`, with JSON bodies. Authentication is \`Authorization: Bearer <token>\`,
+the token coming from Session, Register (device) or BindAccount (owner); a device token opens only
+device transactions and an owner token only owner transactions (else \`forbidden\` 403).
+An unchanged Download is one cheap round trip: a token lookup and a cursor comparison.
+
+Common refusals of every transaction: \`malformed\` 400 (body or query does not parse; also 405 for
+the wrong method, with an \`Allow\` header), \`unauthorized\` 401 (no token, or an unknown or
+expired one; \`WWW-Authenticate: Bearer\`), \`forbidden\` 403, \`not-found\` 404 (no such path),
+\`too-large\` 413 (body over ${LIMITS.maxBodyBytes} bytes), \`rate-limited\` 429 (per address and per
+session; \`Retry-After\`), \`internal\` 500, \`unavailable\` 503.
+
+| transaction | method | path | auth |
+|---|---|---|---|
+${TXS.map((t) => `| ${t.name} | ${t.method} | \`${PATHS[t.name]}\` | ${t.auth} |`).join('\n')}
+
+`);
+  for (const t of TXS) p(tx(t));
+  p(`An unchanged Download (nothing after \`since\`):
+
+${wire('downloadUnchangedResponse')}
+An owner's Session (subject = account), and its answer:
+
+${wire('ownerSessionRequest')}
+${wire('ownerSessionResponse')}
+## 9. Push (MQTT)
+
+When Hello's \`mqtt\` is not null, a device may also hear its feed pushed over MQTT 3.1.1:
+
+- Connect with username = the device UDF and password = a fresh session request (the JSON of a
+  signed session payload, as in the Session transaction: signature by the authentication key,
+  freshness, an unused nonce). Clean session; no will.
+- Subscribe to its own topic only, QoS 1; devices may not publish:
+
+      ${deviceTopic(d0.id)}
+
+- Each payload is one feed item, the same JSON as an element of Download's \`items\`, QoS 1, not
+  retained. Push is best effort: item numbers \`n\` count 1, 2, 3, ... per device; a device that
+  holds n-1 applies a pushed item n at once, and downloads on any gap.
+
+Payload example (the first item of the Download example):
+
+${block('json', pretty((x.wire.downloadResponse as { items: unknown[] }).items[0]))}
+## 10. The transparency log
+
+The portal appends one leaf per accepted object. The leaf data is the exact payload bytes of each
+accepted master, personal, application, claim and remove object (the signed bytes, not the
+envelope). Hashing is RFC 9162 §2.1.1 with SHA-256 (mesh/merkle.ts):
+
+    leaf hash = SHA-256(0x00 || payload bytes)
+    node hash = SHA-256(0x01 || left || right)
+    empty     = SHA-256("")
+
+The tree head signs \`{type: "treehead", size, root, created}\`; Log/Inclusion and Log/Consistency
+serve RFC 9162 §2.1.3 and §2.1.4 proofs, Log/Entry the leaf data. The examples above were logged in
+this order:
+
+| index | kind | leaf hash |
+|---|---|---|
+${x.log.leaves.map((l, i) => `| ${i} | ${l.kind} | \`${Buffer.from(x.log.tree.leafHashAt(i)).toString('hex')}\` |`).join('\n')}
+
+Root of the ${x.log.tree.size} leaves: \`${Buffer.from(x.log.tree.root()).toString('hex')}\` (base64url \`${b64u(x.log.tree.root())}\`).
+
+## 11. Errors
+
+Every refusal is \`{"error":{"code","message","detail"?}}\` with the HTTP status of its code;
+clients act on the code, never the message. Example (a 429 with \`Retry-After: 1740\`):
+
+${block('json', pretty(x.wireError))}
+| HTTP | codes |
+|---|---|
+| 400 | malformed, usage (and unknown-field, bad-udf, udf-too-short, bad-share, not-enough-shares, duplicate-share, schema) |
+| 401 | unauthorized |
+| 403 | forbidden, not-owner, bad-claim-proof |
+| 404 | not-found (and unknown-owner) |
+| 409 | conflict, rollback (and state, stale) |
+| 413 | too-large |
+| 422 | bad-signature, unknown-signer, revoked-key, wrong-master, wrong-device, wrong-type, bad-key, replay (and endorsement-invalid, fingerprint-mismatch, not-a-recipient, decrypt-failed, bad-proof, log-inconsistent) |
+| 429 | rate-limited |
+| 500 | internal |
+| 503 | unavailable (and timeout) |
+
+The portal's mapping is portal/status-codes.ts; a client that meets an unknown code falls back on
+the status (client/portal-client.ts).
+`);
+  return out.join('\n');
+}
+
+function main(): void {
+  process.stdout.write(renderDocument(buildExamples()));
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();

@@ -1,0 +1,240 @@
+/**
+ * The device agent as a real process against a real portal process: claims by two owners,
+ * headless updates by push, schema refusal, rollback refusal, catch-up after a broker restart,
+ * removal of one owner, revocation, factory reset, first boot.
+ */
+import test from 'ava';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { startPortalProcess } from './helpers/portal-process.js';
+import { provisionDevice, startAgentProcess, readConfig, agentStatus, until, AGENT_CLI } from './helpers/agent-process.js';
+import { TestOwner } from './helpers/owner.js';
+import { verifyStatus } from '../mesh/messages.js';
+import { verifyDeviceProfile } from '../mesh/profiles.js';
+import { fromB64u } from '../mesh/bytes.js';
+
+test('two owners claim one thermostat; their settings merge; removing Bob leaves Alice intact', async (t) => {
+  const portal = await startPortalProcess();
+  const { dir, identity } = provisionDevice(portal.http, { pollIntervalMs: 60_000 });
+  const agent = await startAgentProcess(dir);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  const bob = await TestOwner.create(portal.http, 'bob');
+  try {
+    t.is(agent.ready.device, identity.id);
+    await alice.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed' && e.account === alice.account, 15_000, 'alice claimed');
+    await bob.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed' && e.account === bob.account, 15_000, 'bob claimed');
+
+    await alice.publish('thermostat', { setpoint: 21 });
+    await agent.waitFor((e) => e.type === 'applied' && e.account === alice.account && e.seq === 1);
+    await bob.publish('thermostat', { setpoint: 19, mode: 'eco' });
+    await agent.waitFor((e) => e.type === 'applied' && e.account === bob.account && e.seq === 1);
+    const cfg = readConfig(dir);
+    t.deepEqual(cfg.thermostat, { mode: 'eco', setpoint: 19 });
+    const sources = cfg._sources as unknown as Record<string, Record<string, { owner: string }>>;
+    t.is(sources.thermostat?.setpoint?.owner, bob.account);
+
+    // the owner sees what was applied in the device's signed status
+    const devPub = fromB64u(verifyDeviceProfile(identity.profile).payload.sign, 'sign', 32);
+    const st = await until('a status listing both owners', async () => {
+      const list = await alice.client.deviceStatus();
+      const s = list[0]?.status;
+      if (s == null) return undefined;
+      const p = verifyStatus(s, devPub);
+      return p.owners.length === 2 && p.owners.some((o) => o.apps.some((a) => a.seq === 1)) ? p : undefined;
+    });
+    t.is(st.device, identity.id);
+
+    await bob.remove(identity.id);
+    await agent.waitFor((e) => e.type === 'removed' && e.account === bob.account);
+    t.deepEqual(readConfig(dir).thermostat, { setpoint: 21 }, "Bob's values are gone, Alice's stand");
+    const s = await agentStatus(dir);
+    t.deepEqual(s.owners.map((o) => o.account), [alice.account]);
+  } finally {
+    alice.close();
+    bob.close();
+    await agent.stop();
+    await portal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an out-of-schema setpoint is refused and the last good configuration stays; the reason is reported', async (t) => {
+  const portal = await startPortalProcess();
+  const { dir, identity } = provisionDevice(portal.http);
+  const agent = await startAgentProcess(dir);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  try {
+    await alice.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed');
+    await alice.publish('thermostat', { setpoint: 20 });
+    await agent.waitFor((e) => e.type === 'applied' && e.seq === 1);
+    await alice.publish('thermostat', { setpoint: 350 });
+    const refused = await agent.waitFor((e) => e.type === 'refused' && e.seq === 2);
+    t.is(refused.code, 'schema');
+    t.deepEqual(readConfig(dir).thermostat, { setpoint: 20 });
+    const devPub = fromB64u(verifyDeviceProfile(identity.profile).payload.sign, 'sign', 32);
+    const errs = await until('the refusal in the signed status', async () => {
+      const s = (await alice.client.deviceStatus())[0]?.status;
+      if (s == null) return undefined;
+      const p = verifyStatus(s, devPub);
+      return p.errors.some((e) => e.code === 'schema') ? p.errors : undefined;
+    });
+    t.true(errs.some((e) => e.code === 'schema' && e.message.includes('maximum')));
+    // an application the device does not run is refused too
+    await alice.publish('lights', { on: true });
+    t.is((await agent.waitFor((e) => e.type === 'refused' && e.app === 'lights')).code, 'schema');
+  } finally {
+    alice.close();
+    await agent.stop();
+    await portal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a portal that re-serves old profiles is refused as rollback; state survives restarts', async (t) => {
+  const portal = await startPortalProcess();
+  const { dir, identity } = provisionDevice(portal.http);
+  let agent = await startAgentProcess(dir);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  try {
+    await alice.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed');
+    await alice.publish('thermostat', { setpoint: 18 });
+    await alice.publish('thermostat', { setpoint: 22 });
+    await agent.waitFor((e) => e.type === 'applied' && e.seq === 2);
+    await agent.stop();
+    // the device restarts having "forgotten" its feed cursor: the portal serves everything again
+    const statePath = path.join(dir, 'state.json');
+    const st = JSON.parse(fs.readFileSync(statePath, 'utf8')) as { n: number };
+    fs.writeFileSync(statePath, JSON.stringify({ ...st, n: 0 }));
+    agent = await startAgentProcess(dir);
+    const r = await agent.waitFor((e) => e.type === 'refused' && e.seq === 1);
+    t.is(r.code, 'rollback');
+    await agent.waitFor((e) => e.type === 'refused' && e.seq === 2);
+    t.deepEqual(readConfig(dir).thermostat, { setpoint: 22 });
+    t.is((await agentStatus(dir)).owners.length, 1, 'the owner survived the restart');
+  } finally {
+    alice.close();
+    await agent.stop();
+    await portal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function startMosquitto(port: number): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const conf = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-mosq-')), 'm.conf');
+    fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+    const p = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
+    p.once('error', reject);
+    const deadline = Date.now() + 5000;
+    const probe = (): void => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(p);
+      });
+      s.on('error', () => (Date.now() > deadline ? reject(new Error('mosquitto did not start')) : setTimeout(probe, 50)));
+    };
+    probe();
+  });
+}
+
+test('after a broker restart the agent catches up on everything it missed', async (t) => {
+  const port = await freePort();
+  let broker = await startMosquitto(port);
+  const portal = await startPortalProcess({ args: ['--mqtt-url', `mqtt://127.0.0.1:${port}`] });
+  // polling is slow (60 s): only the push path and the catch-up on reconnect can deliver in time
+  const { dir, identity } = provisionDevice(portal.http, { pollIntervalMs: 60_000 });
+  const agent = await startAgentProcess(dir);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  try {
+    await alice.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed');
+    await alice.publish('thermostat', { setpoint: 20 });
+    await agent.waitFor((e) => e.type === 'applied' && e.seq === 1, 10_000, 'push before the restart');
+    broker.kill('SIGKILL');
+    await new Promise((r) => broker.once('exit', r));
+    await alice.publish('thermostat', { setpoint: 23, mode: 'comfort' });
+    await alice.publish('thermostat', { setpoint: 24, mode: 'comfort' });
+    await new Promise((r) => setTimeout(r, 500));
+    t.is(readConfig(dir).thermostat?.setpoint, 20, 'nothing can arrive while the broker is down');
+    broker = await startMosquitto(port);
+    await agent.waitFor((e) => e.type === 'applied' && e.seq === 3, 30_000, 'catch-up after the broker returned');
+    t.deepEqual(readConfig(dir).thermostat, { mode: 'comfort', setpoint: 24 });
+  } finally {
+    alice.close();
+    await agent.stop();
+    await portal.stop();
+    broker.kill('SIGTERM');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a revoked administration key: new master reaches the device, the new key is obeyed', async (t) => {
+  const portal = await startPortalProcess();
+  const { dir, identity } = provisionDevice(portal.http);
+  const agent = await startAgentProcess(dir);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  try {
+    await alice.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed');
+    await alice.rotateAdmin();
+    await alice.publish('thermostat', { setpoint: 17 });
+    await agent.waitFor((e) => e.type === 'applied' && e.seq === 1);
+    t.deepEqual(readConfig(dir).thermostat, { setpoint: 17 });
+    const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as { owners: Record<string, { masterSeq: number }> };
+    t.is(state.owners[alice.masterId]?.masterSeq, 2);
+  } finally {
+    alice.close();
+    await agent.stop();
+    await portal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('factory reset forgets every owner; first boot makes an identity and prints its claim code', async (t) => {
+  const portal = await startPortalProcess();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-firstboot-'));
+  fs.rmSync(dir, { recursive: true });
+  const schema = path.join(dir + '-schema.json');
+  fs.writeFileSync(schema, JSON.stringify({ type: 'object', properties: { setpoint: { type: 'number' } } }));
+  const agent = await startAgentProcess(dir, ['--first-boot', '--model', 'thermostat', '--portal', portal.http, '--schema', `thermostat=${schema}`]);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  try {
+    const claim = String(agent.ready.claim);
+    t.regex(claim, /^mcu:\/\/selfmade@127\.0\.0\.1:\d+\/E[A-Z2-7-]+\?fp=[A-Z2-7-]+$/);
+    t.is((fs.statSync(path.join(dir, 'keys.json')).mode & 0o777), 0o600);
+    await alice.claim(claim);
+    await agent.waitFor((e) => e.type === 'claimed');
+    await alice.publish('thermostat', { setpoint: 19 });
+    await agent.waitFor((e) => e.type === 'applied');
+    await agent.stop();
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [AGENT_CLI, 'reset', '--data', dir, '--yes'], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    t.regex(out, /factory reset/);
+    const s = await agentStatus(dir);
+    t.deepEqual(s.owners, []);
+    t.deepEqual(s.config, {});
+  } finally {
+    alice.close();
+    await agent.stop();
+    await portal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(schema, { force: true });
+  }
+});

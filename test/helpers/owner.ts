@@ -1,0 +1,97 @@
+/**
+ * A minimal owner built straight from the mesh library (no CLI), for agent, hostile and bench
+ * tests: master keys, one administration key, a bound account, claims, application profiles.
+ */
+import { PortalClient } from '../../client/portal-client.js';
+import { generateMasterKeys, signKeyId, type MasterKeys } from '../../mesh/keys.js';
+import * as c from '../../mesh/crypto.js';
+import { adminEntry, createApplicationProfile, createMasterProfile, createPersonalProfile, verifyDeviceProfile, type AdminKeys } from '../../mesh/profiles.js';
+import { createClaim, createRemove, createSession, verifyPortalProfile } from '../../mesh/messages.js';
+import { deriveClaimSecrets, openClaimBlob, parseClaimLabel } from '../../mesh/claim.js';
+import { fromB64u } from '../../mesh/bytes.js';
+import type { SignedEnvelope } from '../../mesh/envelope.js';
+import type { Json } from '../../mesh/json.js';
+
+export interface TestDevice {
+  readonly id: string;
+  readonly enc: Uint8Array;
+}
+
+export class TestOwner {
+  readonly master: MasterKeys = generateMasterKeys();
+  admin: AdminKeys = { name: 'laptop', sign: c.ed25519KeyPair(), enc: c.x25519KeyPair() };
+  masterEnvelope!: SignedEnvelope;
+  masterSeq = 1;
+  account = '';
+  client!: PortalClient;
+  readonly devices = new Map<string, TestDevice>();
+  private seqs = new Map<string, number>();
+  /** the owner's lasting identity: the UDF of the master signing key */
+  get masterId(): string {
+    return signKeyId(this.master.sign.publicKey);
+  }
+
+  static async create(portalUrl: string, name: string): Promise<TestOwner> {
+    const o = new TestOwner();
+    const anon = new PortalClient({ url: portalUrl });
+    const hello = await anon.hello();
+    const portalName = verifyPortalProfile(hello.portal).name;
+    anon.close();
+    o.account = `${name}@${portalName}`;
+    o.masterEnvelope = createMasterProfile(o.master, [adminEntry(o.admin)]);
+    const id = o.masterId;
+    const personal = createPersonalProfile(o.admin, { master: id, account: o.account, seq: 1, devices: [], apps: [] });
+    o.client = new PortalClient({ url: portalUrl, identity: { subject: o.account, key: o.admin.sign } });
+    await o.client.bindAccount({ account: name, master: o.masterEnvelope, personal, request: createSession(o.admin.sign, o.account) });
+    return o;
+  }
+
+  /** Claim a device from its label URI, as the CLI does (without the fingerprint UX). */
+  async claim(labelUri: string): Promise<TestDevice> {
+    const label = parseClaimLabel(labelUri);
+    const secrets = deriveClaimSecrets(label.secret);
+    const blob = (await this.client.claimLookup(secrets.claimId)).blob;
+    const bundle = openClaimBlob(secrets, blob) as { profile: unknown };
+    const dev = verifyDeviceProfile(bundle.profile);
+    const claim = createClaim(this.admin.sign, secrets, { device: dev.id, master: this.masterId, account: this.account });
+    await this.client.claim(secrets.claimId, claim);
+    const d = { id: dev.id, enc: fromB64u(dev.payload.enc, 'enc', 32) };
+    this.devices.set(d.id, d);
+    return d;
+  }
+
+  applicationProfile(app: string, config: Json, opts: { seq?: number; devices?: TestDevice[]; signer?: AdminKeys } = {}): SignedEnvelope {
+    const seq = opts.seq ?? (this.seqs.get(app) ?? 0) + 1;
+    this.seqs.set(app, Math.max(seq, this.seqs.get(app) ?? 0));
+    return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: opts.devices ?? [...this.devices.values()] });
+  }
+
+  async publish(app: string, config: Json, opts: { seq?: number; devices?: TestDevice[] } = {}): Promise<SignedEnvelope> {
+    const env = this.applicationProfile(app, config, opts);
+    await this.client.publish(env);
+    return env;
+  }
+
+  async remove(deviceId: string): Promise<void> {
+    await this.client.post(deviceId, createRemove(this.admin.sign, { device: deviceId, master: this.masterId }));
+    this.devices.delete(deviceId);
+  }
+
+  /** Replace the administration key: a new master profile revoking the old one. Returns the old key. */
+  async rotateAdmin(): Promise<AdminKeys> {
+    const old = this.admin;
+    const next: AdminKeys = { name: 'phone', sign: c.ed25519KeyPair(), enc: c.x25519KeyPair() };
+    this.masterSeq += 1;
+    this.masterEnvelope = createMasterProfile(this.master, [adminEntry(next)], { seq: this.masterSeq, revoked: [signKeyId(old.sign.publicKey)] });
+    this.admin = next;
+    await this.client.publish(this.masterEnvelope);
+    this.client.close();
+    this.client = new PortalClient({ url: this.client.url.toString(), identity: { subject: this.account, key: next.sign } });
+    return old;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
