@@ -122,8 +122,9 @@ export async function runScenario(opts: ScenarioOptions = {}): Promise<void> {
 async function scenario(portalArgs: readonly string[]): Promise<void> {
   say(bold('Mathematical Mesh demo: Alice, Bob and a shared thermostat'));
   say(`working directory ${tmp}`);
-  const portal = await step('Start the portal (SQLite + embedded MQTT broker, free ports)', async () => {
-    const p = await start(bin('portal'), ['--data', path.join(tmp, 'portal'), '--http-port', '0', '--mqtt-port', '0', ...portalArgs], 'mesh-portal ready');
+  const portal = await step(portalArgs.length === 0 ? 'Start the portal (SQLite + embedded MQTT broker, free ports)' : `Start the portal (${portalArgs.join(' ')})`, async () => {
+    const external = portalArgs.some((a) => a.startsWith('--mqtt-url') || a === '--no-mqtt');
+    const p = await start(bin('portal'), ['--data', path.join(tmp, 'portal'), '--http-port', '0', ...(external ? [] : ['--mqtt-port', '0']), ...portalArgs], 'mesh-portal ready');
     say(`   portal at ${String(p.ready.http)}, push at ${String(p.ready.mqtt)}`);
     return p.ready;
   });

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { runScenario } from '../../scripts/demo.js';
 import { REPO } from '../helpers/agent-process.js';
 
-const PG = process.env.MESH_TEST_PG ?? 'postgres://127.0.0.1:5432/test';
+const PG = process.env.MESH_TEST_PG ?? 'postgres://root@127.0.0.1:5432/test';
 const MQTT = process.env.MESH_TEST_MQTT ?? 'mqtt://127.0.0.1:1883';
 
 function collect(): { say: (s: string) => void; lines: string[] } {

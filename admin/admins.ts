@@ -1,0 +1,308 @@
+/**
+ * Administration devices: mesh admin add (on an existing one: shows a one-time PIN, waits for the
+ * join request, signs a new master profile listing the new device), mesh admin join (on the new
+ * one), mesh admin revoke (a new master profile without it; its key goes into `revoked`).
+ *
+ * Changing the master profile needs the master key: kept (--keep-master-key) or rebuilt from the
+ * recovery shares given with --share, and always checked against the account's master UDF.
+ */
+import * as c from '../mesh/crypto.js';
+import { b64u, concat, fromB64u } from '../mesh/bytes.js';
+import { MeshError, isMeshError } from '../mesh/errors.js';
+import { payloadBytes } from '../mesh/envelope.js';
+import { signKeyId } from '../mesh/keys.js';
+import { createJoin, parseJoin, verifyJoinPin, type JoinPayload } from '../mesh/messages.js';
+import {
+  ACCOUNT_PATTERN,
+  createMasterProfile,
+  parseMasterPayload,
+  verifyApplicationProfile,
+  verifyMasterProfile,
+  verifyPersonalProfile,
+  type AdminEntry,
+  type MasterProfile,
+} from '../mesh/profiles.js';
+import { shortFingerprint } from '../mesh/claim.js';
+import { normalizeUdf, present, udfMatches } from '../mesh/udf.js';
+import { PortalClient } from '../client/portal-client.js';
+import type { AccountResponse } from '../mesh/protocol.js';
+import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
+import { restoreFromAccount } from './restore.js';
+import { currentMaster, hello, pollUntil, publishApp, publishPersonal, recordReceipt, save, sync, type Ctx } from './portal.js';
+import { ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState, type AppRecord, type DeviceRecord, type State } from './state.js';
+
+/** A one-time PIN: 80 random bits shown as a key-type UDF (the portal sees the join MAC; the PIN must resist offline guessing). */
+export function newPin(): string {
+  return present(concat(Uint8Array.of(0x20), c.randomBytes(10)));
+}
+
+const SHARE_HELP = '  --share S     one of your recovery shares (repeat for as many as your quorum); not needed when the master key is kept';
+
+async function publishMaster(ctx: Ctx, env: ReturnType<typeof createMasterProfile>): Promise<MasterProfile> {
+  const m = verifyMasterProfile(env, ctx.state.master);
+  const r = await ctx.client.publish(env);
+  ctx.state.masterEnvelope = env;
+  recordReceipt(ctx, 'master', env, r);
+  save(ctx);
+  return m;
+}
+
+// ---------------------------------------------------------------- add
+
+export const adminAddCommand: Command = {
+  name: 'admin add',
+  summary: 'add another administration device (shows a one-time PIN)',
+  help: `usage: mesh admin add --name NAME [--share S ...] [--wait-ms N]
+
+Run this on an administration device you already have. It shows a one-time PIN and the
+command to type on the new device (mesh admin join). When the new device's request arrives
+with the right PIN, a new master profile listing it is signed and published.
+
+  --name NAME   what to call the new administration device
+${SHARE_HELP}
+  --wait-ms N   how long to wait for the new device (default 120000)
+  --json        print the PIN line and the result as JSON lines`,
+  options: { name: { type: 'string' }, share: { type: 'string', multiple: true }, 'wait-ms': { type: 'string' } },
+  async run(v, pos, env) {
+    if (pos.length > 0) throw new MeshError('usage', `unexpected argument "${pos[0] as string}"`);
+    const name = checkLabel(needStr(v, 'name', 'what to call the new administration device, e.g. --name phone'), 'the administration device name');
+    const waitMs = intOpt(v, 'wait-ms', 120_000, 0, 3_600_000);
+    await withOwner(env, async (ctx) => {
+      const { state, io } = ctx;
+      const mk = masterKeyFor(env, state, listOpt(v, 'share'));
+      await sync(ctx);
+      save(ctx);
+      const master = currentMaster(state);
+      if (master.payload.admins.some((a) => a.name === name)) throw new MeshError('conflict', `there is already an administration device called "${name}"; choose another name`);
+
+      const pin = newPin();
+      const cmd = `mesh admin join --portal ${state.portal} --account ${state.account} --pin ${pin} --name ${/^[A-Za-z0-9._-]+$/.test(name) ? name : `'${name.replace(/'/g, `'\\''`)}'`} --master ${state.master}`;
+      io.out(
+        [`One-time PIN: ${pin}`, '', 'On the new administration device, run:', `  ${cmd}`, '', `Waiting up to ${Math.round(waitMs / 1000)} s for it...`].join('\n'),
+        { pin, command: cmd, waitMs },
+      );
+
+      const seen = new Set<string>();
+      const found = await pollUntil(waitMs, 1000, async () => {
+        const acct = await ctx.client.account();
+        for (const j of acct.joins) {
+          let p: JoinPayload;
+          try {
+            p = parseJoin(j);
+          } catch {
+            continue;
+          }
+          if (p.account !== state.account) continue;
+          try {
+            verifyJoinPin(p, pin);
+            return p;
+          } catch {
+            if (!seen.has(p.nonce)) {
+              seen.add(p.nonce);
+              if (Date.now() - Date.parse(p.created) < waitMs + 60_000) io.progress(`note: ignored a join request from "${p.name}" (${signKeyId(fromB64u(p.sign, 'sign', 32))}) that does not carry this PIN\n`);
+            }
+          }
+        }
+        return undefined;
+      });
+      if (found === undefined) throw new MeshError('timeout', `no join request with this PIN arrived within ${Math.round(waitMs / 1000)} s; nothing was changed. Run mesh admin add again for a new PIN`);
+      // other commands may have run on this computer while we waited: start again from what is on disk
+      Object.assign(state, loadState(env.home));
+      await sync(ctx);
+      save(ctx);
+
+      const key = signKeyId(fromB64u(found.sign, 'sign', 32));
+      const cur = currentMaster(state);
+      if (cur.payload.admins.some((a) => a.sign === found.sign)) throw new MeshError('conflict', `the key ${key} is already an administration device of ${state.account}`);
+      if (cur.payload.revoked.includes(key)) throw new MeshError('revoked-key', `the key ${key} was revoked before; the new device must make new keys (run mesh admin join in an empty --home)`);
+      if (found.name !== name) io.progress(`note: the new device calls itself "${found.name}"; it is listed as "${name}"\n`);
+      const entry: AdminEntry = { name, sign: found.sign, enc: found.enc, added: nowIso() };
+      // Re-encrypt the configurations so the new administration device can read them too,
+      // before it sees itself listed (it reads them back right after).
+      const reencrypted: string[] = [];
+      for (const [app, r] of Object.entries(state.apps)) {
+        if (r.doc === null) continue;
+        await publishApp(ctx, app, r.doc, [fromB64u(found.enc, 'enc', 32)]);
+        save(ctx);
+        reencrypted.push(app);
+      }
+      const next = createMasterProfile(mk, [...cur.payload.admins, entry], { seq: cur.payload.seq + 1, revoked: cur.payload.revoked });
+      const m = await publishMaster(ctx, next);
+      io.out(
+        `Added "${name}" (${key}) as an administration device of ${state.account} (master profile #${m.payload.seq}).${reencrypted.length > 0 ? `\n  configurations re-sent so it can read them: ${reencrypted.join(', ')}` : ''}`,
+        { added: { name, key }, masterSeq: m.payload.seq, reencrypted },
+      );
+    });
+  },
+};
+
+// ---------------------------------------------------------------- join
+
+export const adminJoinCommand: Command = {
+  name: 'admin join',
+  summary: 'make this computer an administration device of an existing account',
+  help: `usage: mesh admin join --portal URL --account ACCOUNT --pin PIN --name NAME [--master UDF] [--wait-ms N]
+
+Run this on the new administration device (with its own --home), with the PIN that
+mesh admin add shows on an existing one. It makes this computer's keys, sends the
+join request, and waits until the existing device has listed it.
+
+  --portal URL    the portal
+  --account ACC   the full account, e.g. alice@portal.example
+  --pin PIN       the one-time PIN shown by mesh admin add
+  --name NAME     what to call this computer
+  --master UDF    the master profile UDF shown by mesh admin add (checked when given)
+  --wait-ms N     how long to wait (default 120000)
+  --json          print the result as JSON`,
+  options: {
+    portal: { type: 'string' },
+    account: { type: 'string' },
+    pin: { type: 'string' },
+    name: { type: 'string' },
+    master: { type: 'string' },
+    'wait-ms': { type: 'string' },
+  },
+  async run(v, pos, env) {
+    if (pos.length > 0) throw new MeshError('usage', `unexpected argument "${pos[0] as string}"`);
+    const portalUrl = needStr(v, 'portal', 'the portal URL');
+    const account = needStr(v, 'account', 'the full account, e.g. --account alice@portal.example');
+    if (!ACCOUNT_PATTERN.test(account)) throw new MeshError('usage', `"${account}" is not a full account name like alice@portal.example`);
+    const pin = needStr(v, 'pin', 'the one-time PIN shown by mesh admin add');
+    normalizeUdf(pin);
+    const name = checkLabel(strOpt(v, 'name') ?? defaultAdminName(), 'the administration device name');
+    const expectMaster = strOpt(v, 'master');
+    if (expectMaster !== undefined) normalizeUdf(expectMaster);
+    const waitMs = intOpt(v, 'wait-ms', 120_000, 0, 3_600_000);
+    requireNoProfile(env.home);
+    ensureHome(env.home);
+
+    // Reuse the keys of an unfinished join for the same account, so a retry does not leave a dead key listed.
+    const prior = readAdminKeys(env.home);
+    let admin = prior !== undefined && prior.pending && prior.account === account ? prior.keys : undefined;
+    if (prior !== undefined && admin === undefined) throw new MeshError('conflict', `${env.home} already holds administration keys for another account; use another --home`);
+    if (admin === undefined || admin.name !== name) {
+      admin = admin === undefined ? newAdminKeys(name) : { ...admin, name };
+      saveAdminKeys(env.home, admin, { account, pending: true });
+    }
+    const key = signKeyId(admin.sign.publicKey);
+
+    const anon = new PortalClient({ url: portalUrl });
+    const client = new PortalClient({ url: portalUrl, identity: { subject: account, key: admin.sign } });
+    try {
+      const { portal } = await hello(anon);
+      const domain = account.slice(account.indexOf('@') + 1);
+      if (domain !== portal.name) env.io.progress(`note: the portal calls itself ${portal.name}, and the account is at ${domain}\n`);
+      await anon.join(createJoin(admin, account, pin));
+      env.io.progress(`join request sent for ${account}; this computer's key is ${key}\nwaiting for the existing administration device to accept it...\n`);
+
+      let last: unknown;
+      const acct = await pollUntil(waitMs, 1000, async () => {
+        try {
+          return await client.account();
+        } catch (e) {
+          last = e;
+          return undefined;
+        }
+      });
+      if (acct === undefined) {
+        throw new MeshError('timeout', `not accepted within ${Math.round(waitMs / 1000)} s${isMeshError(last) && !['unauthorized', 'forbidden', 'unknown-signer', 'not-found'].includes(last.code) ? ` (last answer: ${last.message})` : ''}. Check the PIN, keep mesh admin add running on the other device, and run this again (the same keys are reused)`);
+      }
+      const claimedMaster = parseMasterPayload(payloadBytes(acct.master));
+      const masterId = signKeyId(fromB64u(claimedMaster.sign, 'sign', 32));
+      if (expectMaster !== undefined && !udfMatches(expectMaster, masterId, 20)) {
+        throw new MeshError('wrong-master', `the portal's ${account} belongs to master ${masterId}, not the ${expectMaster} you were shown: do not use this portal`);
+      }
+      const master = verifyMasterProfile(acct.master, masterId);
+      if (!master.payload.admins.some((a) => a.sign === b64u(admin.sign.publicKey))) {
+        throw new MeshError('unknown-signer', `the portal let this computer in, but ${account}'s master profile does not list its key ${key}; try mesh admin add again`);
+      }
+      const restored = restoreFromAccount(acct, master, [admin.enc], (s) => env.io.progress(s));
+      const state: State = {
+        version: 1,
+        portal: portalUrl,
+        portalKey: b64u(portal.sign),
+        portalId: portal.id,
+        portalName: portal.name,
+        account,
+        master: masterId,
+        masterEnvelope: master.envelope,
+        personalSeq: restored.personalSeq,
+        admin: name,
+        apps: restored.apps,
+        devices: restored.devices,
+        lastTreeHead: null,
+        receipts: [],
+      };
+      saveState(env.home, state);
+      saveAdminKeys(env.home, admin);
+      const lines = [
+        `This computer ("${name}", key ${key}) is now an administration device of ${account}.`,
+        `  master profile: ${masterId}${expectMaster === undefined ? '  <- check it matches what mesh profile show says on your other device' : ' (as expected)'}`,
+        `  devices: ${restored.devices.length}${restored.devices.length > 0 ? ` (${restored.devices.map((d) => d.name).join(', ')})` : ''}`,
+        `  applications: ${Object.keys(restored.apps).length === 0 ? 'none' : Object.entries(restored.apps).map(([a, r]) => `${a} #${r.seq}${r.doc === null ? ' (not readable here)' : ''}`).join(', ')}`,
+      ];
+      env.io.out(lines.join('\n'), { account, master: masterId, admin: { name, key }, devices: restored.devices.map((d) => ({ id: d.id, name: d.name })), apps: Object.fromEntries(Object.entries(restored.apps).map(([a, r]) => [a, { seq: r.seq, readable: r.doc !== null }])) });
+    } finally {
+      anon.close();
+      client.close();
+    }
+  },
+};
+
+// ---------------------------------------------------------------- revoke
+
+export function findAdmin(admins: readonly AdminEntry[], which: string): AdminEntry {
+  const byName = admins.filter((a) => a.name === which);
+  if (byName.length === 1) return byName[0] as AdminEntry;
+  if (byName.length > 1) throw new MeshError('usage', `${byName.length} administration devices are called "${which}": give the start of its key UDF instead`);
+  let norm: string | undefined;
+  try {
+    norm = normalizeUdf(which);
+  } catch {
+    norm = undefined;
+  }
+  const byKey = norm !== undefined && norm.length >= 4 ? admins.filter((a) => normalizeUdf(signKeyId(fromB64u(a.sign, 'sign', 32))).startsWith(norm as string)) : [];
+  if (byKey.length === 1) return byKey[0] as AdminEntry;
+  throw new MeshError('not-found', `no administration device is called "${which}"; see mesh profile show`);
+}
+
+export const adminRevokeCommand: Command = {
+  name: 'admin revoke',
+  summary: 'revoke an administration device (lost or stolen)',
+  help: `usage: mesh admin revoke NAME [--share S ...]
+
+Signs and publishes a new master profile without the administration device NAME (its name
+or the start of its key UDF) and with its key listed as revoked. The portal passes the new
+master profile to your devices, which from then on refuse anything signed by that key.
+
+${SHARE_HELP}
+  --json        print the result as JSON`,
+  options: { share: { type: 'string', multiple: true } },
+  async run(v, pos, env) {
+    if (pos.length !== 1) throw new MeshError('usage', 'name the administration device to revoke');
+    await withOwner(env, async (ctx) => {
+      const { state } = ctx;
+      const mk = masterKeyFor(env, state, listOpt(v, 'share'));
+      await sync(ctx);
+      save(ctx);
+      const cur = currentMaster(state);
+      const gone = findAdmin(cur.payload.admins, pos[0] as string);
+      const kid = signKeyId(fromB64u(gone.sign, 'sign', 32));
+      if (gone.sign === b64u(ctx.admin.sign.publicKey)) {
+        throw new MeshError('usage', `"${gone.name}" is this computer: revoke it from another administration device, or use mesh recover on a new one`);
+      }
+      const next = createMasterProfile(mk, cur.payload.admins.filter((a) => a.sign !== gone.sign), {
+        seq: cur.payload.seq + 1,
+        revoked: [...cur.payload.revoked, kid],
+      });
+      const m = await publishMaster(ctx, next);
+      // re-sign the personal profile with a key that stays valid
+      const personalSeq = await publishPersonal(ctx);
+      save(ctx);
+      env.io.out(
+        `Revoked "${gone.name}" (${kid}): master profile #${m.payload.seq} no longer lists it. Your devices refuse anything it signs from the moment they receive this.`,
+        { revoked: { name: gone.name, key: kid }, masterSeq: m.payload.seq, personalSeq },
+      );
+    });
+  },
+};

@@ -1,0 +1,309 @@
+/**
+ * mesh device claim / list / remove.
+ */
+import { MeshError, isMeshError } from '../mesh/errors.js';
+import { deriveClaimSecrets, openClaimBlob, parseClaimLabel, shortFingerprint } from '../mesh/claim.js';
+import { createClaim, createRemove, type StatusError, type StatusPayload } from '../mesh/messages.js';
+import { verifyDeviceProfile, verifyEndorsement, type Endorsement } from '../mesh/profiles.js';
+import { normalizeUdf, udfMatches } from '../mesh/udf.js';
+import { checkLabel, intOpt, strOpt, withOwner, type Command } from './command.js';
+import { deviceStatuses, ownerEntry, pollUntil, publishApp, publishPersonal, recordReceipt, save, sync, type Ctx } from './portal.js';
+import { nowIso, type DeviceRecord, type Endorsed } from './state.js';
+
+const SKEW_MS = 5000;
+
+/** Errors a device reports that concern this owner (never another owner's). */
+export function errorsFor(status: StatusPayload | null, master: string): StatusError[] {
+  return (status?.errors ?? []).filter((e) => e.master === undefined || e.master === master);
+}
+
+function ago(iso: string, now = Date.now()): string {
+  const s = Math.round((now - Date.parse(iso)) / 1000);
+  if (s < 0) return 'in the future (check the clocks)';
+  if (s < 90) return `${s} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function fmtMs(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${ms / 1000} s`;
+}
+
+// ---------------------------------------------------------------- claim
+
+export const deviceClaimCommand: Command = {
+  name: 'device claim',
+  summary: 'claim a device from its label (QR code or printed code and fingerprint)',
+  help: `usage: mesh device claim LABEL [--name NAME] [--trust-manufacturer KEYUDF] [--wait-ms N]
+
+LABEL is what the device's label shows: the URI in its QR code (mcu://maker@portal/CODE?fp=FP),
+or the code and the fingerprint typed by hand ("CODE FINGERPRINT").
+
+The device's record is fetched from the portal and opened with the code; its fingerprint
+must match the label (otherwise the portal handed you another device and nothing is done).
+The manufacturer's endorsement is shown when there is one. Then the claim is sent, the device
+is added to your personal profile, your current configurations are sent to it, and the
+command waits for the device to confirm.
+
+  --name NAME                 what to call the device (default: its model and fingerprint)
+  --trust-manufacturer KEYUDF the manufacturer key you expect (warns when the endorsement is by another key)
+  --wait-ms N                 how long to wait for the device to confirm (default 15000; 0 = don't wait)
+  --json                      print the result as JSON`,
+  options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, 'wait-ms': { type: 'string' } },
+  async run(v, pos, env) {
+    if (pos.length === 0) throw new MeshError('usage', 'give the label: the mcu://... URI, or "CODE FINGERPRINT"');
+    const label = parseClaimLabel(pos.join(' '));
+    const waitMs = intOpt(v, 'wait-ms', 15_000, 0, 3_600_000);
+    const trust = strOpt(v, 'trust-manufacturer');
+    if (trust !== undefined) normalizeUdf(trust);
+    const wantName = strOpt(v, 'name');
+    if (wantName !== undefined) checkLabel(wantName, 'the device name');
+
+    await withOwner(env, async (ctx) => {
+      const { state, io } = ctx;
+      if (label.portal !== '') {
+        const host = new URL(state.portal).host;
+        if (label.portal !== host && label.portal !== state.portalName) io.progress(`note: the label names the portal ${label.portal}; your profile is at ${state.portal}\n`);
+      }
+      await sync(ctx);
+      save(ctx);
+      const secrets = deriveClaimSecrets(label.secret);
+
+      let blob: unknown;
+      try {
+        blob = openClaimBlob(secrets, (await ctx.client.claimLookup(secrets.claimId)).blob);
+      } catch (e) {
+        if (isMeshError(e, 'not-found')) {
+          throw new MeshError('not-found', 'no device is waiting under this code at the portal: check the code on the label, and that the device is switched on and online (it registers when it first reaches the portal)');
+        }
+        if (isMeshError(e, 'decrypt-failed')) {
+          throw new MeshError('decrypt-failed', "the code does not open the device's record: the code is wrong (a mistyped character?) or the portal returned something else. Check the code on the label and try again");
+        }
+        throw e;
+      }
+      if (typeof blob !== 'object' || blob === null || Array.isArray(blob) || !('profile' in blob)) {
+        throw new MeshError('malformed', "the device's record does not hold a device profile");
+      }
+      const bundle = blob as { profile: unknown; endorsement?: unknown };
+      const device = verifyDeviceProfile(bundle.profile);
+      if (!udfMatches(label.fingerprint, device.id)) {
+        throw new MeshError('fingerprint-mismatch', `the device the portal returned (${shortFingerprint(device.id)}) is not the one on the label (${label.fingerprint}): someone substituted another device. Nothing was claimed. Check the fingerprint on the label; if it is right, do not use this portal`, {
+          label: label.fingerprint,
+          device: device.id,
+        });
+      }
+      const existing = state.devices.find((d) => d.id === device.id);
+      if (existing !== undefined) throw new MeshError('conflict', `this device is already yours, as "${existing.name}"`);
+
+      let endorsedBy: Endorsed | null = null;
+      let endorsement: Endorsement | null = null;
+      if (bundle.endorsement !== undefined && bundle.endorsement !== null) {
+        endorsement = verifyEndorsement(bundle.endorsement, device.id);
+        const trusted = trust !== undefined && udfMatches(trust, endorsement.manufacturerKeyId, 20);
+        endorsedBy = { manufacturer: endorsement.payload.manufacturer, key: endorsement.manufacturerKeyId, trusted };
+        io.progress(`endorsed by ${endorsement.payload.manufacturer} (${endorsement.manufacturerKeyId}), model ${endorsement.payload.model}, serial ${endorsement.payload.serial}\n`);
+        if (endorsement.payload.model !== device.payload.model) io.progress(`warning: the endorsement is for model ${endorsement.payload.model}, but the device says it is a ${device.payload.model}\n`);
+        if (trust !== undefined && !trusted) io.progress(`warning: this endorsement is NOT by the manufacturer key you trust (${trust}); it may not be a genuine device\n`);
+      } else {
+        io.progress(`warning: this device is not endorsed by any manufacturer: nothing shows it is genuine${trust !== undefined ? ` (you expected ${trust})` : ''}\n`);
+      }
+
+      const fp = shortFingerprint(device.id);
+      const name = wantName ?? `${device.payload.model}-${(fp.split('-')[1] ?? fp).toLowerCase()}`;
+      checkLabel(name, 'the device name');
+      if (state.devices.some((d) => d.name === name)) throw new MeshError('conflict', `you already have a device called "${name}": choose another with --name`);
+
+      const claim = createClaim(ctx.admin.sign, secrets, { device: device.id, master: state.master, account: state.account });
+      const claimedAt = nowIso();
+      const receipt = await ctx.client.claim(secrets.claimId, claim);
+      recordReceipt(ctx, 'claim', claim, receipt);
+      const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy };
+      state.devices.push(rec);
+      save(ctx);
+      const personalSeq = await publishPersonal(ctx);
+      save(ctx);
+      const sent: { app: string; seq: number }[] = [];
+      for (const [app, r] of Object.entries(state.apps)) {
+        if (r.doc === null) {
+          io.progress(`note: this computer cannot read the current ${app} configuration, so it was not sent to ${name}; send it with mesh config apply ${app} FILE\n`);
+          continue;
+        }
+        const p = await publishApp(ctx, app, r.doc);
+        save(ctx);
+        sent.push({ app, seq: p.seq });
+      }
+
+      io.progress(`claimed ${name} (${fp}); waiting for it to confirm...\n`);
+      const outcome = waitMs === 0 ? undefined : await pollUntil(waitMs, 500, async () => {
+        const view = (await deviceStatuses(ctx)).get(device.id);
+        if (view === undefined || view.status === null) return undefined;
+        if (ownerEntry(view.status, state.master) !== undefined) return { accepted: true as const };
+        const err = errorsFor(view.status, state.master).find((e) => e.master === state.master && Date.parse(e.at) >= Date.parse(claimedAt) - SKEW_MS);
+        return err === undefined ? undefined : { accepted: false as const, error: err };
+      });
+
+      const head = [
+        `Claimed ${name}: ${device.payload.model}, fingerprint ${fp}`,
+        endorsedBy !== null ? `  endorsed by ${endorsedBy.manufacturer} (${endorsedBy.key})${endorsedBy.trusted ? ', the manufacturer key you trust' : ''}` : '  not endorsed by a manufacturer',
+        `  added to your personal profile (#${personalSeq})`,
+        ...sent.map((s) => `  sent your ${s.app} configuration (#${s.seq})`),
+      ];
+      let verdict: string;
+      if (waitMs === 0) verdict = '  not waiting for the device; check later with mesh device list';
+      else if (outcome === undefined) verdict = `  the device has not confirmed yet (waited ${fmtMs(waitMs)}); it will pick the claim up when it next reaches the portal. Check with mesh device list`;
+      else if (outcome.accepted) verdict = '  the device accepted: it now lists you as an owner';
+      else verdict = `  the device REFUSED the claim: [${outcome.error.code}] ${outcome.error.message}`;
+      io.out([...head, verdict].join('\n'), {
+        device: { id: device.id, name, fingerprint: fp, model: device.payload.model },
+        endorsedBy,
+        personalSeq,
+        sent,
+        accepted: outcome === undefined ? null : outcome.accepted,
+        ...(outcome !== undefined && !outcome.accepted ? { error: outcome.error } : {}),
+      });
+      if (outcome !== undefined && !outcome.accepted) process.exitCode = 1;
+    });
+  },
+};
+
+// ---------------------------------------------------------------- list
+
+export interface DeviceReport {
+  readonly id: string;
+  readonly name: string;
+  readonly fingerprint: string;
+  readonly model: string;
+  readonly state: 'ok' | 'no-status' | 'unverified' | 'not-at-portal';
+  readonly owner: boolean;
+  readonly lastContact: string | null;
+  readonly stale: boolean;
+  readonly apps: { app: string; seq: number | null; appliedAt: string | null; published: number; upToDate: boolean }[];
+  readonly lastError: StatusError | null;
+  readonly problem: string | null;
+  readonly treeHead: { size: number; root: string } | null;
+}
+
+export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<DeviceReport[]> {
+  const { state } = ctx;
+  const views = await deviceStatuses(ctx);
+  const now = Date.now();
+  return state.devices.map((d): DeviceReport => {
+    const view = views.get(d.id);
+    const st = view?.status ?? null;
+    const mine = ownerEntry(st, state.master);
+    const apps = Object.entries(state.apps).map(([app, r]) => {
+      const a = mine?.apps.find((x) => x.app === app);
+      return { app, seq: a?.seq ?? null, appliedAt: a?.appliedAt ?? null, published: r.seq, upToDate: a !== undefined && a.seq >= r.seq };
+    });
+    for (const a of mine?.apps ?? []) {
+      if (!apps.some((x) => x.app === a.app)) apps.push({ app: a.app, seq: a.seq, appliedAt: a.appliedAt, published: 0, upToDate: true });
+    }
+    const errs = errorsFor(st, state.master).sort((x, y) => Date.parse(x.at) - Date.parse(y.at));
+    const lastContact = st?.lastContact ?? null;
+    return {
+      id: d.id,
+      name: d.name,
+      fingerprint: d.fingerprint,
+      model: d.model,
+      state: view === undefined ? 'not-at-portal' : view.problem !== null ? 'unverified' : st === null ? 'no-status' : 'ok',
+      owner: mine !== undefined,
+      lastContact,
+      stale: lastContact === null || now - Date.parse(lastContact) > maxStaleMs,
+      apps,
+      lastError: errs[errs.length - 1] ?? null,
+      problem: view?.problem ?? null,
+      treeHead: st?.treeHead ?? null,
+    };
+  });
+}
+
+export const deviceListCommand: Command = {
+  name: 'device list',
+  summary: "list your devices with what each has applied, from their own signed reports",
+  help: `usage: mesh device list [--max-stale-ms N] [--json]
+
+For each of your devices: its name, fingerprint and model, and from its latest signed
+status report (checked with the device's own key): per application the configuration
+number it applied for you and when, when it last heard from the portal, and its last
+error. A device not heard from for longer than --max-stale-ms (default 24 h) is marked
+STALE: it keeps running on what it has, but that may be out of date.
+
+  --max-stale-ms N   how old "last contact" may be before a device is marked stale (default 86400000)
+  --json             print the list as JSON`,
+  options: { 'max-stale-ms': { type: 'string' } },
+  async run(v, pos, env) {
+    if (pos.length > 0) throw new MeshError('usage', `unexpected argument "${pos[0] as string}"`);
+    const maxStaleMs = intOpt(v, 'max-stale-ms', 86_400_000, 0, Number.MAX_SAFE_INTEGER);
+    await withOwner(env, async (ctx) => {
+      await sync(ctx);
+      save(ctx);
+      const reports = await deviceReports(ctx, maxStaleMs);
+      const lines: string[] = [];
+      if (reports.length === 0) lines.push('no devices yet: claim one with mesh device claim LABEL');
+      for (const r of reports) {
+        lines.push(`${r.name}   ${r.fingerprint}   ${r.model}${r.stale ? '   STALE' : ''}`);
+        if (r.state === 'not-at-portal') lines.push('  the portal knows nothing of this device (has it been reset, or is the portal hiding it?)');
+        else if (r.state === 'unverified') lines.push(`  ${r.problem ?? 'its report does not verify'}`);
+        else if (r.state === 'no-status') lines.push('  no status report yet: the device has not reported since it registered');
+        else {
+          lines.push(`  last contact: ${r.lastContact ?? '-'} (${r.lastContact !== null ? ago(r.lastContact) : 'never'})${r.stale ? ` -- older than ${fmtMs(maxStaleMs)}: its data may be out of date` : ''}`);
+          if (!r.owner) lines.push('  the device does not list you as an owner (yet): the claim has not reached it, or it was refused');
+          for (const a of r.apps) {
+            if (a.seq === null) lines.push(`  ${a.app}: nothing applied yet (published #${a.published})`);
+            else lines.push(`  ${a.app}: applied #${a.seq} at ${a.appliedAt ?? '?'}${a.upToDate ? '' : ` (latest published #${a.published}: not applied yet)`}`);
+          }
+          if (r.lastError !== null) lines.push(`  last error: [${r.lastError.code}] ${r.lastError.message} (${r.lastError.at}${r.lastError.app !== undefined ? `, ${r.lastError.app}${r.lastError.seq !== undefined ? ` #${r.lastError.seq}` : ''}` : ''})`);
+        }
+      }
+      env.io.out(lines.join('\n'), { devices: reports });
+    });
+  },
+};
+
+// ---------------------------------------------------------------- remove
+
+export function findDevice(devices: readonly DeviceRecord[], which: string): DeviceRecord {
+  const byName = devices.filter((d) => d.name === which);
+  if (byName.length === 1) return byName[0] as DeviceRecord;
+  let norm: string | undefined;
+  try {
+    norm = normalizeUdf(which);
+  } catch {
+    norm = undefined;
+  }
+  const byFp = norm !== undefined && norm.length >= 4 ? devices.filter((d) => normalizeUdf(d.id).startsWith(norm as string)) : [];
+  if (byFp.length === 1) return byFp[0] as DeviceRecord;
+  if (byFp.length > 1) throw new MeshError('usage', `"${which}" matches ${byFp.length} devices (${byFp.map((d) => d.name).join(', ')}): give more of the fingerprint, or the name`);
+  throw new MeshError('not-found', `you have no device called "${which}"; see mesh device list`);
+}
+
+export const deviceRemoveCommand: Command = {
+  name: 'device remove',
+  summary: 'stop owning a device (other owners keep it)',
+  help: `usage: mesh device remove DEVICE [--json]
+
+DEVICE is the device's name or the start of its fingerprint. Sends the device a removal
+signed by this computer (it forgets you; other owners are not affected), and drops it from
+your personal profile. Configuration you publish afterwards is not encrypted to it.`,
+  options: {},
+  async run(_v, pos, env) {
+    if (pos.length !== 1) throw new MeshError('usage', 'name one device (its name or the start of its fingerprint)');
+    await withOwner(env, async (ctx) => {
+      const { state } = ctx;
+      await sync(ctx);
+      save(ctx);
+      const d = findDevice(state.devices, pos[0] as string);
+      const env2 = createRemove(ctx.admin.sign, { device: d.id, master: state.master });
+      const r = await ctx.client.post(d.id, env2);
+      recordReceipt(ctx, 'remove', env2, r);
+      state.devices = state.devices.filter((x) => x.id !== d.id);
+      save(ctx);
+      const seq = await publishPersonal(ctx);
+      save(ctx);
+      env.io.out(`Removed ${d.name} (${d.fingerprint}): the device has been told to forget you; it is no longer in your personal profile (#${seq}).`, { removed: { id: d.id, name: d.name, fingerprint: d.fingerprint }, personalSeq: seq });
+    });
+  },
+};

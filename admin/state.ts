@@ -1,0 +1,321 @@
+/**
+ * The owner's state in the home directory (--home, $MESH_HOME, or ~/.mesh). Every write goes
+ * through runtime/files.ts (temp file, fsync, rename): after a power cut a file is exactly the
+ * old or the new version.
+ *
+ *   profile.json      public-ish: account, master profile, devices, applications, log view (0600 anyway)
+ *   admin-keys.json   private (0600): this administration device's signature and encryption keys
+ *   master-seed.json  private (0600): only with --keep-master-key (seed §6.2: the master key is
+ *                     normally used once and put away; the recovery shares are its backup)
+ *
+ * These files are our own, but they are read back through checks all the same: a hand-edited or
+ * half-restored file fails with `state` and says which file, never with a crash.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as c from '../mesh/crypto.js';
+import { b64u, fromB64u } from '../mesh/bytes.js';
+import { MeshError } from '../mesh/errors.js';
+import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
+import { arr, checkJsonValue, int, obj, optStr, parseJson, str, type Json, type Obj } from '../mesh/json.js';
+import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
+import { parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
+import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
+
+export const STATE_VERSION = 1;
+const MAX_STATE_BYTES = 8 * 1024 * 1024;
+/** receipts kept for `mesh log verify`; the oldest are dropped beyond this */
+export const MAX_RECEIPTS = 2000;
+
+export type ConfigDoc = { [k: string]: Json };
+
+export interface Endorsed {
+  readonly manufacturer: string;
+  /** the manufacturer key's UDF */
+  readonly key: string;
+  /** whether it matched the key given with --trust-manufacturer */
+  readonly trusted: boolean;
+}
+
+export interface DeviceRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly model: string;
+  /** X25519 public key (base64url): configuration is encrypted to it */
+  readonly enc: string;
+  readonly fingerprint: string;
+  readonly claimedAt: string | null;
+  readonly endorsedBy: Endorsed | null;
+}
+
+export interface AppRecord {
+  readonly seq: number;
+  /** the last published document; null when this administration device cannot read it */
+  readonly doc: ConfigDoc | null;
+  readonly publishedAt: string;
+}
+
+export interface Receipt {
+  readonly index: number;
+  readonly kind: string;
+  /** the RFC 9162 leaf hash (base64url) of the published payload bytes */
+  readonly payloadHash: string;
+  /** the signed tree head the receipt came with (null when it did not verify) */
+  readonly size: number | null;
+  readonly root: string | null;
+  /** included in a tree head this owner has verified (consistency keeps it included) */
+  readonly checked?: boolean;
+}
+
+export interface TreeHeadRecord {
+  readonly size: number;
+  readonly root: string;
+  readonly created: string;
+}
+
+export interface State {
+  version: number;
+  /** the portal's base URL */
+  portal: string;
+  /** the portal's signing key (base64url) and its UDF, pinned on first contact */
+  portalKey: string;
+  portalId: string;
+  portalName: string;
+  /** alice@portal */
+  account: string;
+  /** the master profile's UDF: the owner's lasting identity */
+  master: string;
+  masterEnvelope: SignedEnvelope;
+  personalSeq: number;
+  /** this administration device's name */
+  admin: string;
+  apps: Record<string, AppRecord>;
+  devices: DeviceRecord[];
+  lastTreeHead: TreeHeadRecord | null;
+  receipts: Receipt[];
+}
+
+// ---------------------------------------------------------------- home directory
+
+export function homeDir(option: string | undefined): string {
+  if (option !== undefined && option.length === 0) throw new MeshError('usage', '--home must not be empty');
+  const envHome = process.env.MESH_HOME;
+  const h = option ?? (envHome !== undefined && envHome.length > 0 ? envHome : path.join(os.homedir(), '.mesh'));
+  return path.resolve(h);
+}
+
+export const files = (home: string) => ({
+  profile: path.join(home, 'profile.json'),
+  adminKeys: path.join(home, 'admin-keys.json'),
+  masterSeed: path.join(home, 'master-seed.json'),
+});
+
+export function ensureHome(home: string): void {
+  fs.mkdirSync(home, { recursive: true, mode: 0o700 });
+  cleanTempFiles(home);
+}
+
+export function hasProfile(home: string): boolean {
+  return fs.existsSync(files(home).profile);
+}
+
+/** Refuse to overwrite an existing owner (`conflict`). */
+export function requireNoProfile(home: string): void {
+  if (hasProfile(home)) {
+    throw new MeshError('conflict', `${home} already holds a Mesh profile (${files(home).profile}); use another --home, or move that directory away first`);
+  }
+}
+
+// ---------------------------------------------------------------- profile.json
+
+function stateError(file: string, e: unknown): never {
+  const m = e instanceof Error ? e.message : String(e);
+  throw new MeshError('state', `${file} is damaged (${m}); restore it from a backup, or start again with mesh recover in an empty --home`);
+}
+
+function parseDevice(v: unknown, w: string): DeviceRecord {
+  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy']);
+  let endorsedBy: Endorsed | null = null;
+  if (o.endorsedBy !== null) {
+    const eo = obj(o.endorsedBy, `${w}.endorsedBy`, ['manufacturer', 'key', 'trusted']);
+    endorsedBy = { manufacturer: str(eo, 'manufacturer', w), key: str(eo, 'key', w), trusted: eo.trusted === true };
+  }
+  return {
+    id: str(o, 'id', w, 120),
+    name: str(o, 'name', w, 64),
+    model: str(o, 'model', w, 64),
+    enc: str(o, 'enc', w, 60),
+    fingerprint: str(o, 'fingerprint', w, 120),
+    claimedAt: o.claimedAt === null ? null : str(o, 'claimedAt', w, 30),
+    endorsedBy,
+  };
+}
+
+function parseApp(v: unknown, w: string): AppRecord {
+  const o = obj(v, w, ['seq', 'doc', 'publishedAt']);
+  let doc: ConfigDoc | null = null;
+  if (o.doc !== null) {
+    const d = checkJsonValue(o.doc, `${w}.doc`);
+    if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new MeshError('malformed', `${w}.doc must be an object`);
+    doc = d;
+  }
+  return { seq: int(o, 'seq', w, 0), doc, publishedAt: str(o, 'publishedAt', w, 30) };
+}
+
+export function parseState(v: unknown): State {
+  const w = 'profile.json';
+  const o = obj(v, w, [
+    'version', 'portal', 'portalKey', 'portalId', 'portalName', 'account', 'master', 'masterEnvelope',
+    'personalSeq', 'admin', 'apps', 'devices', 'lastTreeHead', 'receipts',
+  ]);
+  if (o.version !== STATE_VERSION) throw new MeshError('malformed', `unknown version ${String(o.version)}`);
+  const appsO = obj(o.apps, `${w}.apps`, [], Object.keys((o.apps ?? {}) as Obj));
+  const apps: Record<string, AppRecord> = {};
+  for (const [k, x] of Object.entries(appsO)) apps[k] = parseApp(x, `${w}.apps.${k}`);
+  let lastTreeHead: TreeHeadRecord | null = null;
+  if (o.lastTreeHead !== null) {
+    const t = obj(o.lastTreeHead, `${w}.lastTreeHead`, ['size', 'root', 'created']);
+    lastTreeHead = { size: int(t, 'size', w), root: str(t, 'root', w, 60), created: str(t, 'created', w, 30) };
+  }
+  const portalKey = str(o, 'portalKey', w, 60);
+  fromB64u(portalKey, `${w}.portalKey`, 32);
+  return {
+    version: STATE_VERSION,
+    portal: str(o, 'portal', w, 300),
+    portalKey,
+    portalId: str(o, 'portalId', w, 120),
+    portalName: str(o, 'portalName', w, 260),
+    account: str(o, 'account', w, 320),
+    master: str(o, 'master', w, 120),
+    masterEnvelope: parseSignedEnvelope(o.masterEnvelope, `${w}.masterEnvelope`),
+    personalSeq: int(o, 'personalSeq', w, 0),
+    admin: str(o, 'admin', w, 64),
+    apps,
+    devices: arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`)),
+    lastTreeHead,
+    receipts: arr(o, 'receipts', w, MAX_RECEIPTS + 100).map((r, i) => {
+      const rw = `${w}.receipts[${i}]`;
+      const ro = obj(r, rw, ['index', 'kind', 'payloadHash', 'size', 'root'], ['checked']);
+      return {
+        index: int(ro, 'index', rw),
+        kind: str(ro, 'kind', rw, 20),
+        payloadHash: str(ro, 'payloadHash', rw, 60),
+        size: ro.size === null ? null : int(ro, 'size', rw),
+        root: ro.root === null ? null : str(ro, 'root', rw, 60),
+        ...(ro.checked === true ? { checked: true } : {}),
+      };
+    }),
+  };
+}
+
+export function loadState(home: string): State {
+  const f = files(home).profile;
+  const t = readTextIfExists(f);
+  if (t === undefined) {
+    throw new MeshError('state', `no Mesh profile in ${home}: create one with "mesh profile create --portal URL --account NAME", join an existing account with "mesh admin join", or restore one with "mesh recover"`);
+  }
+  try {
+    return parseState(parseJson(t, MAX_STATE_BYTES, 'profile.json'));
+  } catch (e) {
+    return stateError(f, e);
+  }
+}
+
+export function saveState(home: string, s: State): void {
+  if (s.receipts.length > MAX_RECEIPTS) s.receipts = s.receipts.slice(s.receipts.length - MAX_RECEIPTS);
+  writeJsonAtomic(files(home).profile, s, 0o600);
+}
+
+/** The master profile payload as we last saw it (our own state: parsed, not re-verified). */
+export function masterPayload(s: State): MasterPayload {
+  return parseMasterPayload(payloadBytes(s.masterEnvelope));
+}
+
+// ---------------------------------------------------------------- admin-keys.json
+
+export function newAdminKeys(name: string): AdminKeys {
+  return { name, sign: c.ed25519KeyPair(), enc: c.x25519KeyPair() };
+}
+
+export function saveAdminKeys(home: string, k: AdminKeys, extra: { account?: string; pending?: boolean } = {}): void {
+  writeJsonAtomic(
+    files(home).adminKeys,
+    { name: k.name, sign: b64u(k.sign.privateKey), enc: b64u(k.enc.privateKey), ...(extra.account !== undefined ? { account: extra.account } : {}), ...(extra.pending === true ? { pending: true } : {}) },
+    0o600,
+  );
+}
+
+export interface StoredAdminKeys {
+  readonly keys: AdminKeys;
+  readonly account: string | undefined;
+  readonly pending: boolean;
+}
+
+export function readAdminKeys(home: string): StoredAdminKeys | undefined {
+  const f = files(home).adminKeys;
+  const t = readTextIfExists(f);
+  if (t === undefined) return undefined;
+  try {
+    const o = obj(parseJson(t, 4096, 'admin-keys.json'), 'admin-keys.json', ['name', 'sign', 'enc'], ['account', 'pending']);
+    return {
+      keys: {
+        name: str(o, 'name', 'admin-keys.json', 64),
+        sign: c.ed25519KeyPair(fromB64u(o.sign, 'admin-keys.json sign', 32)),
+        enc: c.x25519KeyPair(fromB64u(o.enc, 'admin-keys.json enc', 32)),
+      },
+      account: optStr(o, 'account', 'admin-keys.json', 320),
+      pending: o.pending === true,
+    };
+  } catch (e) {
+    return stateError(f, e);
+  }
+}
+
+export function loadAdminKeys(home: string): AdminKeys {
+  const k = readAdminKeys(home);
+  if (k === undefined) {
+    throw new MeshError('state', `${files(home).adminKeys} is missing: this administration device has lost its keys; add it again from another administration device (mesh admin add / join) or use mesh recover`);
+  }
+  return k.keys;
+}
+
+// ---------------------------------------------------------------- master-seed.json (only with --keep-master-key)
+
+export function saveMasterSeed(home: string, seed: Uint8Array): void {
+  writeJsonAtomic(files(home).masterSeed, { seed: b64u(seed) }, 0o600);
+}
+
+export function readMasterSeed(home: string): Uint8Array | undefined {
+  const f = files(home).masterSeed;
+  const t = readTextIfExists(f);
+  if (t === undefined) return undefined;
+  try {
+    const o = obj(parseJson(t, 1024, 'master-seed.json'), 'master-seed.json', ['seed']);
+    return fromB64u(o.seed, 'master-seed.json seed', 32);
+  } catch (e) {
+    return stateError(f, e);
+  }
+}
+
+/** The master keys, checked against the account's master UDF (a wrong seed is `bad-share`). */
+export function checkMasterKeys(seed: Uint8Array, master: string, account: string): MasterKeys {
+  let keys: MasterKeys;
+  try {
+    keys = masterKeysFromSeed(seed);
+  } catch {
+    throw new MeshError('bad-share', `these shares do not rebuild ${account}'s master key (they give a ${seed.length}-byte secret, not a 32-byte master seed); check each share for typing mistakes, or use shares from the right account`);
+  }
+  if (signKeyId(keys.sign.publicKey) !== master) {
+    throw new MeshError('bad-share', `these shares do not rebuild ${account}'s master key: at least one share is mistyped or belongs to another account; check them and try again`);
+  }
+  return keys;
+}
+
+export function adminKid(k: AdminKeys): string {
+  return signKeyId(k.sign.publicKey);
+}
+
+export function nowIso(): string {
+  return new Date().toISOString();
+}
