@@ -16,6 +16,8 @@ import { verifyStatus } from '../mesh/messages.js';
 import { verifyDeviceProfile } from '../mesh/profiles.js';
 import { fromB64u } from '../mesh/bytes.js';
 
+const MQTT_URL = process.env.MESH_TEST_MQTT ?? 'mqtt://127.0.0.1:1883';
+
 test('two owners claim one thermostat; their settings merge; removing Bob leaves Alice intact', async (t) => {
   const portal = await startPortalProcess();
   const { dir, identity } = provisionDevice(portal.http, { pollIntervalMs: 60_000 });
@@ -236,5 +238,37 @@ test('factory reset forgets every owner; first boot makes an identity and prints
     await portal.stop();
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(schema, { force: true });
+  }
+});
+
+test('after a change the hook runs with MESH_CONFIG, and the configuration is published to a local MQTT topic', async (t) => {
+  const portal = await startPortalProcess();
+  const { dir, identity } = provisionDevice(portal.http);
+  const marker = path.join(dir, 'hook-ran.json');
+  const topic = `test/mesh/${identity.fingerprint}/config`;
+  const settingsPath = path.join(dir, 'agent.json');
+  const settings = JSON.parse(fs.readFileSync(settingsPath, 'utf8')) as Record<string, unknown>;
+  fs.writeFileSync(settingsPath, JSON.stringify({ ...settings, hook: `cp "$MESH_CONFIG" "${marker}"`, localMqtt: { url: MQTT_URL, topic } }));
+  const { connectAsync } = await import('mqtt');
+  const sub = await connectAsync(MQTT_URL, { reconnectPeriod: 0 });
+  const got = new Promise<string>((resolve) => sub.on('message', (_t, p) => resolve(p.toString())));
+  await sub.subscribeAsync(topic, { qos: 1 });
+  const agent = await startAgentProcess(dir);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  try {
+    await alice.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed');
+    await alice.publish('thermostat', { setpoint: 16, mode: 'off' });
+    await agent.waitFor((e) => e.type === 'applied');
+    const hooked = await until('the hook to copy the config', () => (fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8') : undefined));
+    t.deepEqual((JSON.parse(hooked) as Record<string, unknown>).thermostat, { mode: 'off', setpoint: 16 });
+    const published = JSON.parse(await got) as Record<string, unknown>;
+    t.deepEqual(published.thermostat, { mode: 'off', setpoint: 16 });
+  } finally {
+    alice.close();
+    await sub.endAsync();
+    await agent.stop();
+    await portal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
