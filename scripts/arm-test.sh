@@ -17,9 +17,11 @@ esac
 NODE_ARM="$WORK/node-$SUITE-$ARCH"
 if [ ! -x "$NODE_ARM" ]; then
   echo "== preparing Debian $SUITE $ARCH Node under qemu (once; cached in $WORK)"
-  WORK="$WORK" bash "$EMU" "$SUITE" "$ARCH"
+  # exit 3: the emulator could not be prepared (no qemu package or Debian mirror): not a failure of ours
+  WORK="$WORK" bash "$EMU" "$SUITE" "$ARCH" || { echo "arm-test: could not prepare the ARM emulation" >&2; exit 3; }
 fi
 echo "== the emulated node: $("$NODE_ARM" -e 'console.log("process.arch=" + process.arch, process.version, "arm_version=" + process.config.variables.arm_version)')"
-[ -f dist/mesh-agent.mjs ] && [ dist/mesh-agent.mjs -nt dist/agent/cli.js ] || npm run build:agent --silent
+[ -f dist/agent/cli.js ] || npm run build --silent
+node scripts/build-agent.mjs
 echo "== scenario with the bundled agent on $TARGET ($QEMU_CPU)"
 node dist/scripts/demo.js --agent-file dist/mesh-agent.mjs --agent-node "$NODE_ARM" --wait-ms "${WAIT_MS:-60000}"
