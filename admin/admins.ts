@@ -29,7 +29,7 @@ import type { AccountResponse } from '../mesh/protocol.js';
 import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
 import { restoreFromAccount } from './restore.js';
 import { currentMaster, hello, pollUntil, publishApp, publishPersonal, recordReceipt, save, sync, type Ctx } from './portal.js';
-import { ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState, type AppRecord, type DeviceRecord, type State } from './state.js';
+import { newState, ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState, type AppRecord, type DeviceRecord } from './state.js';
 
 /** A one-time PIN: 80 random bits shown as a key-type UDF (the portal sees the join MAC; the PIN must resist offline guessing). */
 export function newPin(): string {
@@ -217,22 +217,7 @@ join request, and waits until the existing device has listed it.
         throw new MeshError('unknown-signer', `the portal let this computer in, but ${account}'s master profile does not list its key ${key}; try mesh admin add again`);
       }
       const restored = restoreFromAccount(acct, master, [admin.enc], (s) => env.io.progress(s));
-      const state: State = {
-        version: 1,
-        portal: portalUrl,
-        portalKey: b64u(portal.sign),
-        portalId: portal.id,
-        portalName: portal.name,
-        account,
-        master: masterId,
-        masterEnvelope: master.envelope,
-        personalSeq: restored.personalSeq,
-        admin: name,
-        apps: restored.apps,
-        devices: restored.devices,
-        lastTreeHead: null,
-        receipts: [],
-      };
+      const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: master.envelope, admin: name, personalSeq: restored.personalSeq, apps: restored.apps, devices: restored.devices });
       saveState(env.home, state);
       saveAdminKeys(env.home, admin);
       const lines = [

@@ -13,6 +13,7 @@ import { checkLabel, defaultAdminName, intOpt, needStr, strOpt, type Command, ty
 import { hello } from './portal.js';
 import {
   ensureHome,
+  newState,
   files,
   loadState,
   masterPayload,
@@ -23,7 +24,6 @@ import {
   saveAdminKeys,
   saveMasterSeed,
   saveState,
-  type State,
 } from './state.js';
 
 const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -115,22 +115,7 @@ The master key itself is not kept on this computer unless --keep-master-key is g
       const keep = v['keep-master-key'] === true;
       saveAdminKeys(env.home, admin);
       if (keep) saveMasterSeed(env.home, seed);
-      const state: State = {
-        version: 1,
-        portal: portalUrl,
-        portalKey: b64u(portal.sign),
-        portalId: portal.id,
-        portalName: portal.name,
-        account,
-        master: masterId,
-        masterEnvelope: masterEnv,
-        personalSeq: 1,
-        admin: adminName,
-        apps: {},
-        devices: [],
-        lastTreeHead: null,
-        receipts: [],
-      };
+      const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: masterEnv, admin: adminName });
       saveState(env.home, state);
       seed.fill(0);
 

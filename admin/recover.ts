@@ -4,7 +4,6 @@
  * one, re-sign the personal profile, and read the configurations back with the escrow key.
  * Devices claimed before keep obeying: they trust the master UDF, which has not changed.
  */
-import { b64u } from '../mesh/bytes.js';
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { fromB64u } from '../mesh/bytes.js';
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
@@ -15,7 +14,7 @@ import type { AccountResponse } from '../mesh/protocol.js';
 import { checkLabel, defaultAdminName, needStr, strOpt, type Command } from './command.js';
 import { hello, recordReceipt } from './portal.js';
 import { restoreFromAccountForRecovery } from './restore.js';
-import { ensureHome, newAdminKeys, readAdminKeys, requireNoProfile, saveAdminKeys, saveMasterSeed, saveState, files, type State } from './state.js';
+import { newState, ensureHome, newAdminKeys, readAdminKeys, requireNoProfile, saveAdminKeys, saveMasterSeed, saveState, files } from './state.js';
 
 function badShares(account: string, why: string): MeshError {
   return new MeshError('bad-share', `these shares do not rebuild ${account}'s master key (${why}): check each share for a typing mistake, and that they are for this account`);
@@ -82,22 +81,7 @@ shares stay valid.
       const next = createMasterProfile(mk, [adminEntry(admin)], { seq: old.payload.seq + 1, revoked });
       ensureHome(env.home);
       saveAdminKeys(env.home, admin);
-      const state: State = {
-        version: 1,
-        portal: portalUrl,
-        portalKey: b64u(portal.sign),
-        portalId: portal.id,
-        portalName: portal.name,
-        account,
-        master: masterId,
-        masterEnvelope: next,
-        personalSeq: restored.personalSeq,
-        admin: adminName,
-        apps: restored.apps,
-        devices: restored.devices,
-        lastTreeHead: null,
-        receipts: [],
-      };
+      const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: next, admin: adminName, personalSeq: restored.personalSeq, apps: restored.apps, devices: restored.devices });
       const ctxLike = { state, io: env.io };
       const r1 = await client.publish(next);
       recordReceipt(ctxLike, 'master', next, r1);

@@ -96,6 +96,36 @@ export interface State {
   receipts: Receipt[];
 }
 
+/** A fresh state for this administration device, pinned to the portal it first talked to. */
+export function newState(p: {
+  portalUrl: string;
+  portal: { sign: Uint8Array; id: string; name: string };
+  account: string;
+  master: string;
+  masterEnvelope: SignedEnvelope;
+  admin: string;
+  personalSeq?: number;
+  apps?: Record<string, AppRecord>;
+  devices?: DeviceRecord[];
+}): State {
+  return {
+    version: 1,
+    portal: p.portalUrl,
+    portalKey: Buffer.from(p.portal.sign).toString('base64url'),
+    portalId: p.portal.id,
+    portalName: p.portal.name,
+    account: p.account,
+    master: p.master,
+    masterEnvelope: p.masterEnvelope,
+    personalSeq: p.personalSeq ?? 1,
+    admin: p.admin,
+    apps: p.apps ?? {},
+    devices: p.devices ?? [],
+    lastTreeHead: null,
+    receipts: [],
+  };
+}
+
 // ---------------------------------------------------------------- home directory
 
 export function homeDir(option: string | undefined): string {
