@@ -10,7 +10,7 @@ import { ACCOUNT_PATTERN, adminEntry, createMasterProfile, createPersonalProfile
 import { splitSecret } from '../mesh/shamir.js';
 import { PortalClient } from '../client/portal-client.js';
 import { checkLabel, defaultAdminName, intOpt, needStr, strOpt, type Command, type Env } from './command.js';
-import { hello } from './portal.js';
+import { hello, recordReceipt } from './portal.js';
 import {
   ensureHome,
   newState,
@@ -116,6 +116,10 @@ The master key itself is not kept on this computer unless --keep-master-key is g
       saveAdminKeys(env.home, admin);
       if (keep) saveMasterSeed(env.home, seed);
       const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: masterEnv, admin: adminName });
+      if (bound.receipts !== undefined) {
+        recordReceipt({ state, io: env.io }, 'master', masterEnv, bound.receipts.master);
+        recordReceipt({ state, io: env.io }, 'personal', personalEnv, bound.receipts.personal);
+      }
       saveState(env.home, state);
       seed.fill(0);
 

@@ -154,12 +154,17 @@ export interface BindAccountResponse {
   readonly master: string;
   readonly token: string;
   readonly expires: string;
+  /** log receipts for the master and personal profiles, when this call bound the account (absent on a repeat) */
+  readonly receipts?: { readonly master: LogReceipt; readonly personal: LogReceipt };
 }
 
 export function parseBindAccountResponse(v: unknown): BindAccountResponse {
   const w = what('BindAccount');
-  const o = obj(v, w, ['account', 'master', 'token', 'expires']);
-  return { account: str(o, 'account', w, 320), master: str(o, 'master', w, 120, UDF_TEXT), token: str(o, 'token', w, 100, B64U), expires: str(o, 'expires', w, 30) };
+  const o = obj(v, w, ['account', 'master', 'token', 'expires'], ['receipts']);
+  const r = { account: str(o, 'account', w, 320), master: str(o, 'master', w, 120, UDF_TEXT), token: str(o, 'token', w, 100, B64U), expires: str(o, 'expires', w, 30) };
+  if (o.receipts === undefined) return r;
+  const ro = obj(o.receipts, `${w}.receipts`, ['master', 'personal']);
+  return { ...r, receipts: { master: parseLogReceipt(ro.master, 'BindAccount.receipts.master'), personal: parseLogReceipt(ro.personal, 'BindAccount.receipts.personal') } };
 }
 
 // ---------------------------------------------------------------- Publish

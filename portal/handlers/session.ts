@@ -97,7 +97,10 @@ export const sessionRoutes: readonly Route[] = [
       if (r.appended !== null) await ctx.tree.ensure(r.appended.index + 1);
       if (r.created) ctx.log.info('account bound', { account, master: masterId });
       const s = await ctx.sessions.issue({ kind: 'account', subject: account, kid });
-      return { json: { account, master: masterId, token: s.token, expires: s.expires } };
+      const [mi, pi] = r.appended?.indices ?? [];
+      if (mi === undefined || pi === undefined) return { json: { account, master: masterId, token: s.token, expires: s.expires } };
+      const treeHead = ctx.tree.treeHead();
+      return { json: { account, master: masterId, token: s.token, expires: s.expires, receipts: { master: { index: mi, treeHead }, personal: { index: pi, treeHead } } } };
     },
   },
 ];
