@@ -224,7 +224,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     registerRequest: { device: d0.profile, endorsement: d0.endorsement, claim: { id: d0.secrets.claimId, blob: claimBlob, portalKey: b64u(d0.secrets.portalKey) }, request: session },
     registerResponse: { token, expires, device: d0.id },
     bindAccountRequest: { account: 'alice', master: masterEnv, personal, request: ownerSession },
-    bindAccountResponse: { account, master: masterId, token, expires },
+    bindAccountResponse: { account, master: masterId, token, expires, receipts: { master: { index: 0, treeHead: treeHeadAt(2) }, personal: { index: 1, treeHead: treeHeadAt(2) } } },
     publishRequest: { object: application },
     publishResponse: receipt(3, { delivered: 2 }),
     accountResponse: { account, master: masterV2, personal, applications: { thermostat: application }, joins: [join] },
@@ -324,7 +324,7 @@ const TXS: readonly Tx[] = [
     auth: 'none (the request is signed by an administration key)',
     request: 'bindAccountRequest',
     response: 'bindAccountResponse',
-    what: 'Binds `alice@<portal>` to a master profile with the first personal profile; logs both. Answers an owner token.',
+    what: 'Binds `alice@<portal>` to a master profile with the first personal profile; logs both. Answers an owner token and, when this call bound the account, the log receipts of both profiles (absent on a repeat of the same binding).',
     errors: '`wrong-master` / `bad-signature` / `unknown-signer` / `revoked-key` 422, `forbidden` 403 (the personal profile or session is for another account), `replay` 422, `conflict` 409 (the account is bound to another master)',
   },
   {
