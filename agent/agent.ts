@@ -47,6 +47,7 @@ export function* backoff(baseMs: number, maxMs: number, random: () => number = M
 }
 
 export const CONFIG_FILE = 'config.json';
+const FEED_REFUSED = "the portal's Download answer was refused: ";
 
 export class Agent extends EventEmitter {
   readonly dir: string;
@@ -68,6 +69,11 @@ export class Agent extends EventEmitter {
   private pollAgain = false;
   private portalPub: Uint8Array | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
+  /** settled by the first successful poll (or by stop): start() resolves only then */
+  private firstPolled: () => void = () => undefined;
+  private readonly firstPoll = new Promise<void>((resolve) => {
+    this.firstPolled = resolve;
+  });
 
   constructor(opts: AgentOptions) {
     super();
@@ -98,7 +104,7 @@ export class Agent extends EventEmitter {
     }
   }
 
-  /** Start: register (retrying with backoff), then listen for pushes and poll. Resolves once registered. */
+  /** Start: register (retrying with backoff), then listen for pushes and poll. Resolves once registered and the first poll has succeeded. */
   async start(): Promise<void> {
     this.setConn('registering');
     const delays = backoff(500, 30_000, this.random);
@@ -115,13 +121,19 @@ export class Agent extends EventEmitter {
       }
     }
     this.setConn('online');
-    if (this.settings.push) void this.connectPush();
     await this.pollNow();
+    // push after the first poll, and after start() has returned: loading mqtt.js (tens of ms) would
+    // otherwise hold up that poll and the start-up; anything that arrives meanwhile is caught by the
+    // poll the push connection makes once subscribed
+    if (this.settings.push) setImmediate(() => void this.connectPush());
     this.scheduleStatus(0);
+    // a failed first poll is retried with backoff; "ready" means the feed has been read once
+    await this.firstPoll;
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.firstPolled();
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.mqttTimer !== undefined) clearTimeout(this.mqttTimer);
     if (this.statusTimer !== undefined) clearTimeout(this.statusTimer);
@@ -162,7 +174,7 @@ export class Agent extends EventEmitter {
     const attempt = (): void => {
       if (this.stopping || this.mqttUrl === null) return;
       const password = JSON.stringify(createSession(this.device.keys.auth, this.device.id));
-      const c = connect(this.mqttUrl, { username: this.device.id, password, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, keepalive: 30, clientId: `mmm-${this.device.id.slice(0, 24)}-${Math.floor(this.random() * 1e9).toString(36)}` });
+      const c = connect(this.mqttUrl, { username: this.device.id, password, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, keepalive: 30, writeCache: false, clientId: `mmm-${this.device.id.slice(0, 24)}-${Math.floor(this.random() * 1e9).toString(36)}` });
       this.mqtt = c;
       let up = false;
       c.on('connect', () => {
@@ -231,6 +243,7 @@ export class Agent extends EventEmitter {
         const r = await this.client.download(this.state.n);
         if (this.conn !== 'online') this.setConn('online');
         this.pollDelays = backoff(1000, 60_000, this.random);
+        this.firstPolled();
         this.state = { ...this.state, lastContact: new Date().toISOString() };
         if (r.items.length > 0) {
           await new Promise<void>((resolve, reject) => this.enqueue(() => this.apply(r.items).then(resolve, reject)));
@@ -244,10 +257,23 @@ export class Agent extends EventEmitter {
       this.log('poll-failed', { code: isMeshError(e) ? e.code : 'unavailable', message: (e as Error).message, retryMs: d });
       if (isMeshError(e) && (e.code === 'unavailable' || e.code === 'timeout')) this.setConn('offline');
       if (isMeshError(e) && e.code === 'unauthorized') this.state = { ...this.state, registered: false };
+      else if (isMeshError(e) && e.code !== 'unavailable' && e.code !== 'timeout') this.feedRefused(e);
       this.schedulePoll(d);
     } finally {
       this.polling = false;
     }
+  }
+
+  /**
+   * A Download answer the agent cannot use (malformed, too large, a refusal it does not expect):
+   * nothing is applied or skipped and the poll is retried, but the owners must be able to see why
+   * the device is not moving, so the reason goes into the state and the signed status; once per
+   * code while it lasts, not once per retry.
+   */
+  private feedRefused(e: MeshError): void {
+    const last = this.state.errors[this.state.errors.length - 1];
+    if (last !== undefined && last.code === e.code && last.message.startsWith(FEED_REFUSED)) return;
+    this.recordError({ code: e.code, message: `${FEED_REFUSED}${e.message}`.slice(0, 1000) });
   }
 
   private enqueue(task: () => Promise<void>): void {
@@ -364,9 +390,16 @@ export class Agent extends EventEmitter {
     }
   }
 
+  /** An owner's master profile, verified once per envelope held (each item re-verified it: a signature check per change). */
   private ownerMaster(owner: Owner): MasterProfile {
-    return verifyMasterProfile(owner.masterEnvelope, owner.master);
+    const hit = this.verifiedMasters.get(owner.master);
+    if (hit !== undefined && hit.envelope === owner.masterEnvelope) return hit.master;
+    const master = verifyMasterProfile(owner.masterEnvelope, owner.master);
+    this.verifiedMasters.set(owner.master, { envelope: owner.masterEnvelope, master });
+    return master;
   }
+
+  private readonly verifiedMasters = new Map<string, { envelope: Owner['masterEnvelope']; master: MasterProfile }>();
 
   private mergeWith(s: AgentState, master: string, app: string, values: Record<string, import('./merge.js').KeyValue>): Effective {
     const docs = Object.values(s.owners).flatMap((o) => {

@@ -5,7 +5,7 @@
 import * as c from './crypto.js';
 import { b64u, fromB64u } from './bytes.js';
 import { fail } from './errors.js';
-import { type SignedEnvelope, type Signer, parseSignedEnvelope, payloadBytes, signJson, verifySignedBy, UDF_TEXT } from './envelope.js';
+import { type SignedEnvelope, type Signer, parseSignedEnvelope, payloadBytes, signJson, verifySignedBy, UDF_TEXT, MAX_ENVELOPE_BYTES } from './envelope.js';
 import { arr, int, obj, parseJson, str, time, optStr, type Obj } from './json.js';
 import { signKeyId } from './keys.js';
 import { type MasterProfile, verifyByAdmin, ACCOUNT_PATTERN, NAME_PATTERN } from './profiles.js';
@@ -26,7 +26,8 @@ function payloadObject(env: SignedEnvelope, what: string, type: string): Obj {
 
 /** The type field of a signed message, without verifying it (for dispatch only). */
 export function peekType(env: SignedEnvelope): string {
-  const v = parseJson(payloadBytes(env), MAX_MESSAGE_BYTES, 'message');
+  // any signed object may be peeked, profiles included: the envelope's own limit applies
+  const v = parseJson(payloadBytes(env), MAX_ENVELOPE_BYTES, 'message');
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('malformed', 'message must be a JSON object');
   const t = (v as Obj).type;
   if (typeof t !== 'string') return fail('malformed', 'message has no type');

@@ -14,6 +14,7 @@ import type { Session, SessionManager } from './sessions.js';
 import type { Appended, LeafInput, Storage } from './storage/types.js';
 import type { LogTree } from './transparency.js';
 import type { Trust } from './trust.js';
+import type { Verifier } from './verify.js';
 
 export interface PortalLimits {
   /** failed claim proofs per device per hour before every claim is refused */
@@ -39,6 +40,8 @@ export interface PortalContext {
   readonly sessions: SessionManager;
   readonly feed: FeedHub;
   readonly trust: Trust;
+  /** verifies published application profiles, on worker threads when there are cores for them */
+  readonly verifier: Verifier;
   readonly metrics: Metrics;
   readonly limits: PortalLimits;
   readonly limiters: {
@@ -74,7 +77,8 @@ export interface Route {
   readonly path: string;
   readonly method: 'GET' | 'POST';
   readonly auth: Auth;
-  handle(ctx: PortalContext, call: Call): Promise<Reply>;
+  /** may answer at once (no promise) when it needs nothing it has to wait for */
+  handle(ctx: PortalContext, call: Call): Reply | Promise<Reply>;
 }
 
 export function subject(call: Call): string {

@@ -12,6 +12,19 @@ export function itemJson(i: StoredItem): string {
   return `{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":${i.object}${master},"index":${i.index}}`;
 }
 
+/** The last object encoded for a push: the items of one change to many devices share it. */
+let lastObject: { text: string; bytes: Buffer } | undefined;
+
+/** itemJson(i) as UTF-8 bytes, encoding an object shared by many items (one change to a fleet) only once. */
+export function itemBuffer(i: StoredItem): Buffer {
+  if (i.object.length < 4096) return Buffer.from(itemJson(i), 'utf8');
+  if (lastObject?.text !== i.object) lastObject = { text: i.object, bytes: Buffer.from(i.object, 'utf8') };
+  const master = i.master === null ? '' : `,"master":${i.master}`;
+  const head = Buffer.from(`{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":`, 'utf8');
+  const tail = Buffer.from(`${master},"index":${i.index}}`, 'utf8');
+  return Buffer.concat([head, lastObject.bytes, tail], head.length + lastObject.bytes.length + tail.length);
+}
+
 interface Waiter {
   readonly since: number;
   readonly done: () => void;
@@ -31,12 +44,15 @@ export class FeedHub {
     return this.waiters.size;
   }
 
+  /** The device's latest item number if memory can say it (the store's change feed is reliable and it is cached). */
+  cachedLatestN(device: string): number | undefined {
+    return this.store.eventsReliable ? this.latest.get(device) : undefined;
+  }
+
   /** The device's latest item number: from memory while the store's change feed is reliable. */
   async latestN(device: string): Promise<number> {
-    if (this.store.eventsReliable) {
-      const n = this.latest.get(device);
-      if (n !== undefined) return n;
-    }
+    const cached = this.cachedLatestN(device);
+    if (cached !== undefined) return cached;
     const n = await this.store.latestN(device);
     this.bump(device, n);
     return this.latest.get(device) ?? n;

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
 import { LIMITS } from '../mesh/protocol.js';
+import { performance } from 'node:perf_hooks';
 import type { Call, PortalContext, Reply, Route } from './context.js';
 import { errorFields } from './log.js';
 import type { RateLimiter } from './ratelimit.js';
@@ -78,6 +79,70 @@ function bearer(req: http.IncomingMessage): string | undefined {
   return m?.[1];
 }
 
+/** One request on its way through the front. */
+interface Exchange {
+  readonly req: http.IncomingMessage;
+  readonly res: http.ServerResponse;
+  readonly started: number;
+  readonly ip: string;
+  /** transaction name, for metrics and logs */
+  name: string;
+  status: number;
+  aborter: AbortController | undefined;
+}
+
+/**
+ * The request's abort signal, made only for the handlers that ask for it (long polls): an
+ * AbortController per request, and the DOMException its abort() builds, would cost more than the
+ * rest of an unchanged poll. Aborted when the client goes away before the answer is sent.
+ */
+function signalOf(x: Exchange): AbortSignal {
+  if (x.aborter === undefined) {
+    const a = new AbortController();
+    x.aborter = a;
+    const { req, res } = x;
+    if (!res.writableFinished) {
+      if (res.destroyed || req.socket.destroyed) a.abort();
+      else res.once('close', () => {
+        if (!res.writableFinished) a.abort();
+      });
+    }
+  }
+  return x.aborter.signal;
+}
+
+/** A Call whose signal is made when a handler asks for it (a class: an accessor in an object literal costs an allocation per request). */
+class CallOf implements Call {
+  readonly ip: string;
+  constructor(
+    private readonly x: Exchange,
+    readonly query: URLSearchParams,
+    readonly body: unknown,
+    readonly session: Session | undefined,
+  ) {
+    this.ip = x.ip;
+  }
+
+  get signal(): AbortSignal {
+    return signalOf(this.x);
+  }
+}
+
+/** A request target of plain characters, without dot segments: its path is taken as it is. */
+const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9._~\/-]*$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+const PLAIN_QUERY = /^[A-Za-z0-9._~=&-]*$/;
+
+/** Path and query of a request target, as `new URL(target, 'http://portal')` gives them (which is used for anything unusual). */
+export function target(raw: string): { pathname: string; query: URLSearchParams } {
+  const q = raw.indexOf('?');
+  const path = q < 0 ? raw : raw.slice(0, q);
+  const qs = q < 0 ? '' : raw.slice(q + 1);
+  if (PLAIN_PATH.test(path) && !DOT_SEGMENT.test(path) && PLAIN_QUERY.test(qs)) return { pathname: path, query: new URLSearchParams(qs) };
+  const u = new URL(raw, 'http://portal');
+  return { pathname: u.pathname, query: u.searchParams };
+}
+
 export class HttpFront {
   readonly server: http.Server;
   private readonly routes = new Map<string, Route>();
@@ -90,15 +155,7 @@ export class HttpFront {
     private readonly o: HttpOptions,
   ) {
     for (const r of o.routes) this.routes.set(r.path, r);
-    this.server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
-      this.inflight++;
-      this.serve(req, res)
-        .catch((e: unknown) => ctx.log.error('request handling failed', errorFields(e)))
-        .finally(() => {
-          this.inflight--;
-          if (this.inflight === 0) this.idle?.();
-        });
-    });
+    this.server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => this.onRequest(req, res));
     this.server.headersTimeout = o.headersTimeoutMs ?? 10_000;
     this.server.requestTimeout = o.requestTimeoutMs ?? 30_000;
     this.server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 65_000;
@@ -139,63 +196,115 @@ export class HttpFront {
     await closed;
   }
 
-  private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const started = process.hrtime.bigint();
-    const ip = req.socket.remoteAddress ?? 'unknown';
-    let name = 'unknown';
-    let status = 500;
-    const aborter = new AbortController();
-    res.on('close', () => aborter.abort());
+  /**
+   * One request. Everything up to the reply runs synchronously unless a step really waits (a
+   * session or feed number not cached, a body to read, a handler that reads the database), so an
+   * unchanged poll costs no promise, timer or URL object of its own.
+   */
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.inflight++;
+    const x: Exchange = { req, res, started: performance.now(), ip: req.socket.remoteAddress ?? 'unknown', name: 'unknown', status: 500, aborter: undefined };
+    let pending: Promise<void> | void;
     try {
-      const url = new URL(req.url ?? '/', 'http://portal');
-      const extra = this.o.extra[url.pathname];
-      if (extra !== undefined) {
-        name = url.pathname.slice(1);
-        if (req.method !== 'GET' && req.method !== 'HEAD') throw new Refusal(405, 'malformed', `${url.pathname} takes GET`, { allow: 'GET' });
-        const r = await extra();
-        status = r.status;
-        this.send(res, status, r.body, { 'content-type': r.type });
-        return;
-      }
-      const route = this.routes.get(url.pathname);
-      if (route === undefined) throw new Refusal(404, 'not-found', `no transaction at ${url.pathname.slice(0, 200)}`);
-      name = route.name;
-      if (req.method !== route.method) throw new Refusal(405, 'malformed', `${route.name} takes ${route.method}`, { allow: route.method });
-      const now = this.ctx.now();
-      const ipTake = this.o.perIp.take(ip, now);
-      if (!ipTake.ok) throw new Refusal(429, 'rate-limited', `too many requests from this address; try again in ${ipTake.retryAfterS} s`, { 'retry-after': String(ipTake.retryAfterS) });
-      let session: Session | undefined;
-      if (route.auth !== 'none') {
-        const token = bearer(req);
-        session = token === undefined ? undefined : await this.ctx.sessions.authenticate(token);
-        if (session === undefined) {
-          throw new Refusal(401, 'unauthorized', token === undefined ? 'this transaction needs "Authorization: Bearer <token>"; open a Session' : 'the session is unknown or expired; open a new Session', {
-            'www-authenticate': 'Bearer',
-          });
-        }
-        if (session.kind !== route.auth) throw new Refusal(403, 'forbidden', `${route.name} is for ${route.auth === 'device' ? 'devices' : 'owners'}, not a ${session.kind} session`);
-        const t = this.o.perSession.take(session.subject, now);
-        if (!t.ok) throw new Refusal(429, 'rate-limited', `too many requests from ${session.subject}; try again in ${t.retryAfterS} s`, { 'retry-after': String(t.retryAfterS) });
-      }
-      let body: unknown;
-      if (route.method === 'POST') body = parseJson(await readBody(req, LIMITS.maxBodyBytes), LIMITS.maxBodyBytes, `${route.name} request`);
-      else if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') await readBody(req, LIMITS.maxBodyBytes);
-      const call: Call = { ip, query: url.searchParams, body, session, signal: aborter.signal };
-      const reply: Reply = await route.handle(this.ctx, call);
-      status = reply.status ?? 200;
-      this.send(res, status, 'raw' in reply ? reply.raw : JSON.stringify(reply.json), { 'content-type': 'application/json' });
+      pending = this.dispatch(x);
     } catch (e) {
-      const r = this.refusal(e);
-      status = r.status;
-      const err = r.detail === undefined ? { code: r.code, message: r.message } : { code: r.code, message: r.message, detail: r.detail };
-      this.send(res, r.status, JSON.stringify({ error: err }), { 'content-type': 'application/json', ...r.headers });
-      if (r.status >= 500) this.ctx.log.error('request failed', { tx: name, status: r.status, ip, ...errorFields(e) });
-      else this.ctx.log.info('request refused', { tx: name, status: r.status, code: r.code, ip, err: r.message.slice(0, 300) });
-    } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.ctx.metrics.observe(name, status, seconds);
-      if (this.ctx.log.enabled('debug')) this.ctx.log.debug('request', { tx: name, status, ms: Math.round(seconds * 1e4) / 10, ip });
+      pending = undefined;
+      this.guard(x, () => this.refuse(x, e));
     }
+    if (pending === undefined) {
+      this.guard(x, () => this.finish(x));
+      return;
+    }
+    pending
+      .then(undefined, (e: unknown) => this.refuse(x, e))
+      .catch((e: unknown) => this.ctx.log.error('request handling failed', errorFields(e)))
+      .finally(() => this.guard(x, () => this.finish(x)));
+  }
+
+  /** Run a step that must not throw out of the request callback; count the request done once. */
+  private guard(x: Exchange, step: () => void): void {
+    try {
+      step();
+    } catch (e) {
+      this.ctx.log.error('request handling failed', errorFields(e));
+    }
+  }
+
+  private finish(x: Exchange): void {
+    try {
+      const seconds = (performance.now() - x.started) / 1000;
+      this.ctx.metrics.observe(x.name, x.status, seconds);
+      if (this.ctx.log.enabled('debug')) this.ctx.log.debug('request', { tx: x.name, status: x.status, ms: Math.round(seconds * 1e4) / 10, ip: x.ip });
+    } finally {
+      this.inflight--;
+      if (this.inflight === 0) this.idle?.();
+    }
+  }
+
+  private dispatch(x: Exchange): void | Promise<void> {
+    const { req, res } = x;
+    const t = target(req.url ?? '/');
+    const extra = this.o.extra[t.pathname];
+    if (extra !== undefined) {
+      x.name = t.pathname.slice(1);
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new Refusal(405, 'malformed', `${t.pathname} takes GET`, { allow: 'GET' });
+      return extra().then((r) => {
+        x.status = r.status;
+        this.send(res, r.status, r.body, { 'content-type': r.type });
+      });
+    }
+    const route = this.routes.get(t.pathname);
+    if (route === undefined) throw new Refusal(404, 'not-found', `no transaction at ${t.pathname.slice(0, 200)}`);
+    x.name = route.name;
+    if (req.method !== route.method) throw new Refusal(405, 'malformed', `${route.name} takes ${route.method}`, { allow: route.method });
+    const now = this.ctx.now();
+    const ipTake = this.o.perIp.take(x.ip, now);
+    if (!ipTake.ok) throw new Refusal(429, 'rate-limited', `too many requests from this address; try again in ${ipTake.retryAfterS} s`, { 'retry-after': String(ipTake.retryAfterS) });
+    if (route.auth === 'none') return this.withBody(x, route, t.query, undefined);
+    const token = bearer(req);
+    if (token === undefined) return this.authorized(x, route, t.query, token, undefined, now);
+    const cached = this.ctx.sessions.cached(token);
+    if (cached !== null) return this.authorized(x, route, t.query, token, cached, now);
+    return this.ctx.sessions.authenticate(token).then((s) => this.authorized(x, route, t.query, token, s, now));
+  }
+
+  private authorized(x: Exchange, route: Route, query: URLSearchParams, token: string | undefined, session: Session | undefined, now: number): void | Promise<void> {
+    if (session === undefined) {
+      throw new Refusal(401, 'unauthorized', token === undefined ? 'this transaction needs "Authorization: Bearer <token>"; open a Session' : 'the session is unknown or expired; open a new Session', {
+        'www-authenticate': 'Bearer',
+      });
+    }
+    if (session.kind !== route.auth) throw new Refusal(403, 'forbidden', `${route.name} is for ${route.auth === 'device' ? 'devices' : 'owners'}, not a ${session.kind} session`);
+    const t = this.o.perSession.take(session.subject, now);
+    if (!t.ok) throw new Refusal(429, 'rate-limited', `too many requests from ${session.subject}; try again in ${t.retryAfterS} s`, { 'retry-after': String(t.retryAfterS) });
+    return this.withBody(x, route, query, session);
+  }
+
+  private withBody(x: Exchange, route: Route, query: URLSearchParams, session: Session | undefined): void | Promise<void> {
+    const { req } = x;
+    if (route.method === 'POST') return readBody(req, LIMITS.maxBodyBytes).then((b) => this.handle(x, route, query, session, parseJson(b, LIMITS.maxBodyBytes, `${route.name} request`)));
+    if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') return readBody(req, LIMITS.maxBodyBytes).then(() => this.handle(x, route, query, session, undefined));
+    return this.handle(x, route, query, session, undefined);
+  }
+
+  private handle(x: Exchange, route: Route, query: URLSearchParams, session: Session | undefined, body: unknown): void | Promise<void> {
+    const r = route.handle(this.ctx, new CallOf(x, query, body, session));
+    if (r instanceof Promise) return r.then((reply) => this.reply(x, reply));
+    this.reply(x, r);
+  }
+
+  private reply(x: Exchange, reply: Reply): void {
+    x.status = reply.status ?? 200;
+    this.send(x.res, x.status, 'raw' in reply ? reply.raw : JSON.stringify(reply.json), { 'content-type': 'application/json' });
+  }
+
+  private refuse(x: Exchange, e: unknown): void {
+    const r = this.refusal(e);
+    x.status = r.status;
+    const err = r.detail === undefined ? { code: r.code, message: r.message } : { code: r.code, message: r.message, detail: r.detail };
+    this.send(x.res, r.status, JSON.stringify({ error: err }), { 'content-type': 'application/json', ...r.headers });
+    if (r.status >= 500) this.ctx.log.error('request failed', { tx: x.name, status: r.status, ip: x.ip, ...errorFields(e) });
+    else this.ctx.log.info('request refused', { tx: x.name, status: r.status, code: r.code, ip: x.ip, err: r.message.slice(0, 300) });
   }
 
   private refusal(e: unknown): Refusal {

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MeshError } from '../mesh/errors.js';
 import { createPortalProfile } from '../mesh/messages.js';
-import { FeedHub, itemJson } from './feed.js';
+import { FeedHub, itemBuffer } from './feed.js';
 import { ROUTES } from './handlers/index.js';
 import { HttpFront } from './http.js';
 import { errorFields, jsonLogger, type Logger, type LogLevel } from './log.js';
@@ -21,6 +21,7 @@ import { openStorage } from './storage/open.js';
 import type { Storage, StoreEvent } from './storage/types.js';
 import { LogTree } from './transparency.js';
 import { Trust } from './trust.js';
+import { Verifier } from './verify.js';
 import { connectExternalBroker } from './push/external.js';
 import { startEmbeddedBroker } from './push/embedded.js';
 import type { Push } from './push/types.js';
@@ -61,6 +62,8 @@ export interface PortalOptions {
   readonly requestTimeoutMs?: number;
   /** how long requests in flight may take to finish at close (default 10 s) */
   readonly shutdownGraceMs?: number;
+  /** worker threads verifying published profiles (default: cores - 1, at most 4; 0 verifies on the event loop) */
+  readonly verifyThreads?: number;
   readonly logLevel?: LogLevel;
   readonly logger?: Logger;
 }
@@ -121,6 +124,8 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
 
     const metrics = new Metrics();
     const trust = new Trust();
+    const verifier = new Verifier(opts.verifyThreads);
+    cleanups.push(() => verifier.close());
     const sessions = new SessionManager(store, trust);
     const tree = new LogTree(store, pk.key);
     await tree.sync();
@@ -141,12 +146,12 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
         case 'feed':
           feed.onItem(e.device, e.n);
           if (pushed === null) break;
-          if (e.item !== undefined) pushed.publish(e.device, itemJson(e.item));
+          if (e.item !== undefined) pushed.publish(e.device, itemBuffer(e.item));
           else if (pushed.mode === 'embedded') {
             // another process wrote it; devices connected to this process's broker hear it from here
             store.feedItem(e.device, e.n).then(
               (i) => {
-                if (i !== undefined) pushed.publish(e.device, itemJson(i));
+                if (i !== undefined) pushed.publish(e.device, itemBuffer(i));
               },
               (err: unknown) => log.warn('could not read a feed item to push', { device: e.device, ...errorFields(err) }),
             );
@@ -180,6 +185,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       sessions,
       feed,
       trust,
+      verifier,
       metrics,
       limits,
       limiters: {

@@ -80,15 +80,23 @@ export class SessionManager {
     return { token, expires: new Date(expiresMs).toISOString() };
   }
 
+  /**
+   * The session a bearer token stands for, from memory alone: the session, undefined (expired),
+   * or null when the store must be asked (not cached, or the change feed is not reliable).
+   */
+  cached(token: string): Session | undefined | null {
+    const hit = this.cache.get(token);
+    if (hit === undefined || !this.store.eventsReliable) return null;
+    if (hit.expiresMs > this.now()) return hit;
+    this.cache.delete(token);
+    return undefined;
+  }
+
   /** The session a bearer token stands for, or undefined. */
   async authenticate(token: string): Promise<Session | undefined> {
+    const c = this.cached(token);
+    if (c !== null) return c;
     const now = this.now();
-    const hit = this.cache.get(token);
-    if (hit !== undefined && this.store.eventsReliable) {
-      if (hit.expiresMs > now) return hit;
-      this.cache.delete(token);
-      return undefined;
-    }
     if (!TOKEN.test(token)) return undefined;
     const rec = await this.store.getSession(tokenHash(token));
     if (rec === undefined || rec.expiresMs <= now) {

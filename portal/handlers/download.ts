@@ -5,7 +5,7 @@
  */
 import { LIMITS, PATHS } from '../../mesh/protocol.js';
 import { itemJson } from '../feed.js';
-import { intParam, subject, type PortalContext, type Reply, type Route } from '../context.js';
+import { intParam, subject, type Call, type PortalContext, type Reply, type Route } from '../context.js';
 
 async function items(ctx: PortalContext, device: string, since: number, latest: number): Promise<Reply> {
   const list = await ctx.store.feedSince(device, since, LIMITS.maxItemsPerDownload);
@@ -20,18 +20,25 @@ export const downloadRoutes: readonly Route[] = [
     path: PATHS.download,
     method: 'GET',
     auth: 'device',
-    handle: async (ctx, call) => {
+    handle: (ctx, call) => {
       const device = subject(call);
       const since = intParam(call.query, 'since', 0);
       const waitMs = Math.min(intParam(call.query, 'wait', 0), LIMITS.maxLongPollMs);
-      let latest = await ctx.feed.latestN(device);
-      if (latest > since) return items(ctx, device, since, latest);
-      // nothing new; a cursor beyond the feed (since > latest) is answered at once, so the device learns n
-      if (waitMs === 0 || since > latest) return { raw: `{"n":${latest},"items":[]}` };
-      await ctx.feed.wait(device, since, waitMs, call.signal);
-      latest = await ctx.feed.latestN(device);
-      if (latest > since) return items(ctx, device, since, latest);
-      return { raw: `{"n":${latest},"items":[]}` };
+      // the common case, an unchanged poll answered from memory, without a promise
+      const cached = ctx.feed.cachedLatestN(device);
+      if (cached !== undefined && cached <= since && (waitMs === 0 || since > cached)) return { raw: `{"n":${cached},"items":[]}` };
+      return changed(ctx, call, device, since, waitMs);
     },
   },
 ];
+
+async function changed(ctx: PortalContext, call: Call, device: string, since: number, waitMs: number): Promise<Reply> {
+  let latest = await ctx.feed.latestN(device);
+  if (latest > since) return items(ctx, device, since, latest);
+  // nothing new; a cursor beyond the feed (since > latest) is answered at once, so the device learns n
+  if (waitMs === 0 || since > latest) return { raw: `{"n":${latest},"items":[]}` };
+  await ctx.feed.wait(device, since, waitMs, call.signal);
+  latest = await ctx.feed.latestN(device);
+  if (latest > since) return items(ctx, device, since, latest);
+  return { raw: `{"n":${latest},"items":[]}` };
+}

@@ -5,7 +5,7 @@
  */
 import { fail } from '../../mesh/errors.js';
 import { peekType } from '../../mesh/messages.js';
-import { verifyApplicationProfile, verifyMasterProfile, verifyPersonalProfile } from '../../mesh/profiles.js';
+import { verifyMasterProfile, verifyPersonalProfile } from '../../mesh/profiles.js';
 import { PATHS, parsePublishRequest } from '../../mesh/protocol.js';
 import { json, leafOf, receipt, subject, type PortalContext, type Route } from '../context.js';
 import type { AccountRecord } from '../storage/types.js';
@@ -41,14 +41,10 @@ export const publishRoutes: readonly Route[] = [
           return receipt(ctx, r);
         }
         case 'application': {
-          const p = verifyApplicationProfile(req.object, ctx.trust.master(a));
-          const r = await ctx.store.publishApplication(
-            account,
-            { app: p.payload.app, seq: p.payload.seq, object: json(req.object), targets: p.payload.devices },
-            leafOf('application', req.object),
-            now,
-          );
-          ctx.log.debug('application profile published', { account, app: p.payload.app, seq: p.payload.seq, devices: r.items.length });
+          // verified (signature chain to the account's master) off the event loop when it can be
+          const p = await ctx.verifier.application(req.object, a);
+          const r = await ctx.store.publishApplication(account, { app: p.app, seq: p.seq, object: p.text, targets: p.devices }, p.leaf, now);
+          ctx.log.debug('application profile published', { account, app: p.app, seq: p.seq, devices: r.items.length });
           return receipt(ctx, r);
         }
         default:

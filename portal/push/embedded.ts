@@ -118,7 +118,7 @@ export async function startEmbeddedBroker(o: EmbeddedOptions): Promise<Push> {
     url,
     publish(device, payload) {
       if (closed) return;
-      const packet = { cmd: 'publish', topic: deviceTopic(device), payload: Buffer.from(payload, 'utf8'), qos: 1, retain: false, dup: false } as unknown as AedesPublishPacket;
+      const packet = { cmd: 'publish', topic: deviceTopic(device), payload: typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload, qos: 1, retain: false, dup: false } as unknown as AedesPublishPacket;
       broker.publish(packet, (e?: Error) => {
         if (e === undefined || e === null) o.metrics.mqttPublishes++;
         else {

@@ -4,7 +4,7 @@ export interface Push {
   /** the URL devices should connect to (advertised in Hello; never carries credentials) */
   readonly url: string;
   /** Publish one feed item (QoS 1, not retained) on the device's topic. Best effort: devices catch up by Download. */
-  publish(device: string, payload: string): void;
+  publish(device: string, payload: string | Buffer): void;
   /** connected MQTT clients (embedded), or 1/0 for the portal's own connection (external) */
   clients(): number;
   healthy(): boolean;

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { fail } from '../../mesh/errors.js';
 import type { ItemKind } from '../../mesh/protocol.js';
-import { bytes, num, schemaSql, SCHEMA_VERSION, type SqlDriver, type SqlTx } from './sql.js';
+import { bytes, num, schemaSql, SCHEMA_VERSION, UPGRADABLE_SCHEMAS, type SqlDriver, type SqlTx } from './sql.js';
 import type {
   AccountRecord,
   Appended,
@@ -79,6 +79,11 @@ const toItem = (r: FeedRow): StoredItem => ({
   index: num(r.log_index),
 });
 
+/** A feed row as a FeedRow, its object resolved when the row refers to a shared one. */
+const FEED_COLUMNS = `f.device AS device, f.n AS n, f.kind AS kind,
+  CASE WHEN f.object LIKE '@%' THEN (SELECT o.object FROM objects o WHERE o.id = substr(f.object, 2)) ELSE f.object END AS object,
+  f.master AS master, f.log_index AS log_index`;
+
 /** What a transaction produced, announced once it has committed. */
 interface Pending {
   readonly events: StoreEvent[];
@@ -101,6 +106,7 @@ export class SqlStore implements Storage {
       for (const s of schemaSql(db.dialect)) await tx.run(s);
       const v = await tx.all<{ value: string }>(`SELECT value FROM meta WHERE key = 'schema'`);
       if (v.length === 0) await tx.run(`INSERT INTO meta (key, value) VALUES ('schema', ?)`, [SCHEMA_VERSION]);
+      else if (UPGRADABLE_SCHEMAS.includes(v[0]?.value ?? '')) await tx.run(`UPDATE meta SET value = ? WHERE key = 'schema'`, [SCHEMA_VERSION]);
       else if (v[0]?.value !== SCHEMA_VERSION) fail('state', `the database has schema version ${v[0]?.value ?? '?'}; this portal needs ${SCHEMA_VERSION}`);
     });
     const store = new SqlStore(db);
@@ -160,14 +166,22 @@ export class SqlStore implements Storage {
     return index;
   }
 
-  private async addItem(tx: SqlTx, p: Pending, device: string, kind: ItemKind, object: string, master: string | null, index: number, nowMs: number): Promise<StoredItem> {
+  /** An item to one device. `shared`: the object is stored once in `objects` under this id (several devices get it). */
+  private async addItem(tx: SqlTx, p: Pending, device: string, kind: ItemKind, object: string, master: string | null, index: number, nowMs: number, shared?: string): Promise<StoredItem> {
     const r = await tx.all<{ feed_n: number }>(`UPDATE devices SET feed_n = feed_n + 1 WHERE id = ? RETURNING feed_n`, [device]);
     if (r[0] === undefined) return fail('not-found', `device ${device} is not registered here`);
     const n = num(r[0].feed_n);
-    await tx.run(`INSERT INTO feed (device, n, kind, object, master, log_index, created) VALUES (?, ?, ?, ?, ?, ?, ?)`, [device, n, kind, object, master, index, nowMs]);
+    await tx.run(`INSERT INTO feed (device, n, kind, object, master, log_index, created) VALUES (?, ?, ?, ?, ?, ?, ?)`, [device, n, kind, shared === undefined ? object : `@${shared}`, master, index, nowMs]);
     const item: StoredItem = { device, n, kind, object, master, index };
     p.events.push({ type: 'feed', device, n, local: true, item });
     return item;
+  }
+
+  /** Store an object several feed items will carry, once; returns its id (the log index of the change that delivers it). */
+  private async shareObject(tx: SqlTx, index: number, object: string): Promise<string> {
+    const id = String(index);
+    await tx.run(`INSERT INTO objects (id, object) VALUES (?, ?)`, [id, object]);
+    return id;
   }
 
   // ------------------------------------------------------------ devices
@@ -255,6 +269,12 @@ export class SqlStore implements Storage {
     return r[0] ?? fail('not-found', `no account ${account} here`);
   }
 
+  /** lockedAccount when only its existence matters (no master text to read). */
+  private async accountExists(tx: SqlTx, account: string): Promise<void> {
+    const r = await tx.all<{ one: number }>(`SELECT 1 AS one FROM accounts WHERE account = ?`, [account]);
+    if (r[0] === undefined) fail('not-found', `no account ${account} here`);
+  }
+
   publishMaster(account: string, m: { master: string; seq: number; revoked: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
     return this.logged(async (tx, p) => {
       const a = await this.lockedAccount(tx, account);
@@ -262,8 +282,9 @@ export class SqlStore implements Storage {
       await tx.run(`UPDATE accounts SET master = ?, master_seq = ? WHERE account = ?`, [m.master, m.seq, account]);
       const index = await this.appendLeaf(tx, p, leaf, nowMs);
       const devices = await tx.all<{ device: string }>(`SELECT device FROM links WHERE account = ? ORDER BY device`, [account]);
+      const shared = devices.length > 1 ? await this.shareObject(tx, index, m.master) : undefined;
       const items: StoredItem[] = [];
-      for (const d of devices) items.push(await this.addItem(tx, p, d.device, 'master', m.master, null, index, nowMs));
+      for (const d of devices) items.push(await this.addItem(tx, p, d.device, 'master', m.master, null, index, nowMs, shared));
       if (m.revoked.length > 0) {
         const marks = m.revoked.map(() => '?').join(', ');
         const gone = await tx.run(`DELETE FROM sessions WHERE subject = ? AND kid IN (${marks})`, [account, ...m.revoked]);
@@ -285,7 +306,7 @@ export class SqlStore implements Storage {
 
   publishApplication(account: string, v: { app: string; seq: number; object: string; targets: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
     return this.logged(async (tx, p) => {
-      await this.lockedAccount(tx, account);
+      await this.accountExists(tx, account);
       const prev = await tx.all<{ seq: number }>(`SELECT seq FROM applications WHERE account = ? AND app = ?`, [account, v.app]);
       const held = prev[0] === undefined ? 0 : num(prev[0].seq);
       if (v.seq <= held) fail('rollback', `the ${v.app} profile has seq ${v.seq}; the portal holds seq ${held}`, { held });
@@ -300,8 +321,9 @@ export class SqlStore implements Storage {
         [account, v.app, v.seq, v.object],
       );
       const index = await this.appendLeaf(tx, p, leaf, nowMs);
+      const shared = targets.length > 1 ? await this.shareObject(tx, index, v.object) : undefined;
       const items: StoredItem[] = [];
-      for (const d of targets) items.push(await this.addItem(tx, p, d, 'application', v.object, null, index, nowMs));
+      for (const d of targets) items.push(await this.addItem(tx, p, d, 'application', v.object, null, index, nowMs, shared));
       return { index, indices: [index], items };
     });
   }
@@ -317,7 +339,7 @@ export class SqlStore implements Storage {
 
   claimDevice(v: { device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended> {
     return this.logged(async (tx, p) => {
-      await this.lockedAccount(tx, v.account);
+      await this.accountExists(tx, v.account);
       await tx.run(`INSERT INTO links (device, account, created) VALUES (?, ?, ?) ON CONFLICT (device, account) DO NOTHING`, [v.device, v.account, nowMs]);
       const index = await this.appendLeaf(tx, p, leaf, nowMs);
       const item = await this.addItem(tx, p, v.device, 'claim', v.claim, v.master, index, nowMs);
@@ -354,12 +376,12 @@ export class SqlStore implements Storage {
   // ------------------------------------------------------------ feed
 
   async feedSince(device: string, since: number, limit: number): Promise<StoredItem[]> {
-    const rows = await this.db.all<FeedRow>(`SELECT device, n, kind, object, master, log_index FROM feed WHERE device = ? AND n > ? ORDER BY n LIMIT ?`, [device, since, limit]);
+    const rows = await this.db.all<FeedRow>(`SELECT ${FEED_COLUMNS} FROM feed f WHERE f.device = ? AND f.n > ? ORDER BY f.n LIMIT ?`, [device, since, limit]);
     return rows.map(toItem);
   }
 
   async feedItem(device: string, n: number): Promise<StoredItem | undefined> {
-    const rows = await this.db.all<FeedRow>(`SELECT device, n, kind, object, master, log_index FROM feed WHERE device = ? AND n = ?`, [device, n]);
+    const rows = await this.db.all<FeedRow>(`SELECT ${FEED_COLUMNS} FROM feed f WHERE f.device = ? AND f.n = ?`, [device, n]);
     return rows[0] === undefined ? undefined : toItem(rows[0]);
   }
 

@@ -73,6 +73,9 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
       log_index BIGINT NOT NULL,
       created BIGINT NOT NULL,
       PRIMARY KEY (device, n))`,
+    // an object delivered to several devices (one application profile to a fleet), stored once:
+    // their feed rows hold '@' + its id instead of the object itself
+    `CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, object TEXT NOT NULL)`,
     `CREATE TABLE IF NOT EXISTS log (
       idx BIGINT PRIMARY KEY,
       kind TEXT NOT NULL,
@@ -103,7 +106,9 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
   ];
 }
 
-export const SCHEMA_VERSION = '1';
+/** 2: feed rows may refer to a shared object ('@' + objects.id); a version 1 database is upgraded in place (it has no such rows). */
+export const SCHEMA_VERSION = '2';
+export const UPGRADABLE_SCHEMAS: readonly string[] = ['1'];
 
 /** Integers come back as numbers from SQLite and (with our type parser) PostgreSQL; be strict anyway. */
 export function num(v: unknown): number {
