@@ -180,7 +180,14 @@ export interface DeviceReport {
   readonly owner: boolean;
   readonly lastContact: string | null;
   readonly stale: boolean;
-  readonly apps: { app: string; seq: number | null; appliedAt: string | null; published: number; upToDate: boolean }[];
+  /**
+   * per application: what the device applied for this owner and what the owner published.
+   * `lagging`: the device has been in contact since the latest was published, longer ago than
+   * the allowed age, and has neither applied nor refused it: the portal may be withholding it.
+   * `unpublished`: the device applied a sequence this owner never published: someone else holds
+   * one of this owner's administration keys.
+   */
+  readonly apps: { app: string; seq: number | null; appliedAt: string | null; published: number; upToDate: boolean; lagging: boolean; unpublished: boolean }[];
   readonly lastError: StatusError | null;
   readonly problem: string | null;
   readonly treeHead: { size: number; root: string } | null;
@@ -194,15 +201,20 @@ export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<Devic
     const view = views.get(d.id);
     const st = view?.status ?? null;
     const mine = ownerEntry(st, state.master);
-    const apps = Object.entries(state.apps).map(([app, r]) => {
-      const a = mine?.apps.find((x) => x.app === app);
-      return { app, seq: a?.seq ?? null, appliedAt: a?.appliedAt ?? null, published: r.seq, upToDate: a !== undefined && a.seq >= r.seq };
-    });
-    for (const a of mine?.apps ?? []) {
-      if (!apps.some((x) => x.app === a.app)) apps.push({ app: a.app, seq: a.seq, appliedAt: a.appliedAt, published: 0, upToDate: true });
-    }
     const errs = errorsFor(st, state.master).sort((x, y) => Date.parse(x.at) - Date.parse(y.at));
     const lastContact = st?.lastContact ?? null;
+    const apps = Object.entries(state.apps).map(([app, r]) => {
+      const a = mine?.apps.find((x) => x.app === app);
+      const applied = a?.seq ?? 0;
+      const refused = errs.some((e) => e.app === app && e.seq === r.seq);
+      const publishedMs = Date.parse(r.publishedAt);
+      const lagging =
+        applied < r.seq && !refused && now - publishedMs > maxStaleMs && lastContact !== null && Date.parse(lastContact) > publishedMs;
+      return { app, seq: a?.seq ?? null, appliedAt: a?.appliedAt ?? null, published: r.seq, upToDate: applied === r.seq, lagging, unpublished: applied > r.seq };
+    });
+    for (const a of mine?.apps ?? []) {
+      if (!apps.some((x) => x.app === a.app)) apps.push({ app: a.app, seq: a.seq, appliedAt: a.appliedAt, published: 0, upToDate: false, lagging: false, unpublished: a.seq > 0 });
+    }
     return {
       id: d.id,
       name: d.name,
@@ -253,7 +265,11 @@ STALE: it keeps running on what it has, but that may be out of date.
           if (!r.owner) lines.push('  the device does not list you as an owner (yet): the claim has not reached it, or it was refused');
           for (const a of r.apps) {
             if (a.seq === null) lines.push(`  ${a.app}: nothing applied yet (published #${a.published})`);
-            else lines.push(`  ${a.app}: applied #${a.seq} at ${a.appliedAt ?? '?'}${a.upToDate ? '' : ` (latest published #${a.published}: not applied yet)`}`);
+            else if (a.unpublished) {
+              lines.push(`  ${a.app}: applied #${a.seq} at ${a.appliedAt ?? '?'} -- ALARM: you never published #${a.seq} (your latest is #${a.published})`);
+              lines.push('    someone holds one of your administration keys: revoke them (mesh admin revoke) and run mesh log verify');
+            } else lines.push(`  ${a.app}: applied #${a.seq} at ${a.appliedAt ?? '?'}${a.upToDate ? '' : ` (latest published #${a.published}: not applied yet)`}`);
+            if (a.lagging) lines.push(`    LAGGING: #${a.published} was published more than ${fmtMs(maxStaleMs)} ago and the device has been in contact since, without it: the portal may be withholding it`);
           }
           if (r.lastError !== null) lines.push(`  last error: [${r.lastError.code}] ${r.lastError.message} (${r.lastError.at}${r.lastError.app !== undefined ? `, ${r.lastError.app}${r.lastError.seq !== undefined ? ` #${r.lastError.seq}` : ''}` : ''})`);
         }

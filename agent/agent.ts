@@ -69,6 +69,7 @@ export class Agent extends EventEmitter {
   private pollAgain = false;
   private portalPub: Uint8Array | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
+  private lastStatusSentMs = 0;
   /** settled by the first successful poll (or by stop): start() resolves only then */
   private firstPolled: () => void = () => undefined;
   private readonly firstPoll = new Promise<void>((resolve) => {
@@ -203,20 +204,20 @@ export class Agent extends EventEmitter {
     attempt();
   }
 
+  /**
+   * A push is a hint, never an instruction: its feed number is not signed, so whoever can publish
+   * on the device's topic (a misconfigured or hostile broker) could otherwise move the cursor past
+   * a real item (say, the revocation of a stolen key). The agent parses it (so junk is recorded for
+   * the owners) and then polls: the cursor only ever moves with the portal's Download answers.
+   */
   private onPush(payload: Buffer): void {
-    let item: FeedItem;
     try {
-      item = parseFeedItem(parseJson(payload, 600_000, 'MQTT payload'), 'pushed item');
+      const item = parseFeedItem(parseJson(payload, 600_000, 'MQTT payload'), 'pushed item');
+      if (item.n <= this.state.n) return;
     } catch (e) {
       this.recordError({ code: isMeshError(e) ? e.code : 'malformed', message: `a pushed message was refused: ${(e as Error).message}` });
-      void this.pollNow();
-      return;
     }
-    this.enqueue(async () => {
-      if (item.n <= this.state.n) return;
-      if (item.n === this.state.n + 1) await this.apply([item]);
-      else void this.pollNow();
-    });
+    void this.pollNow();
   }
 
   // ------------------------------------------------------------ poll
@@ -245,6 +246,8 @@ export class Agent extends EventEmitter {
         this.pollDelays = backoff(1000, 60_000, this.random);
         this.firstPolled();
         this.state = { ...this.state, lastContact: new Date().toISOString() };
+        // while nothing changes the owners still need fresh signed evidence that the device is in contact
+        if (Date.now() - this.lastStatusSentMs > this.settings.maxStaleMs / 4) this.scheduleStatus(0);
         if (r.items.length > 0) {
           await new Promise<void>((resolve, reject) => this.enqueue(() => this.apply(r.items).then(resolve, reject)));
           if (r.n > this.state.n) this.pollAgain = true;
@@ -501,6 +504,7 @@ export class Agent extends EventEmitter {
       });
       this.commit(s);
       await this.client.status(env);
+      this.lastStatusSentMs = Date.now();
       this.emit('status', s.statusSeq);
     } catch (e) {
       this.log('status-failed', { message: (e as Error).message });
