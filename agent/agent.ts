@@ -14,7 +14,7 @@ import { MeshError, isMeshError } from '../mesh/errors.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import { deriveClaimSecrets, sealClaimBlob, type ClaimSecrets } from '../mesh/claim.js';
-import { createSession, createStatus, peekType, verifyClaim, verifyRemove, verifyTreeHead, verifyPortalProfile, parseClaimPayload, parseRemovePayload, type StatusError } from '../mesh/messages.js';
+import { createSession, createStatus, verifyClaim, verifyRemove, verifyTreeHead, verifyPortalProfile, parseClaimPayload, parseRemovePayload, type StatusError } from '../mesh/messages.js';
 import { parseMasterPayload, verifyApplicationProfile, verifyMasterProfile, openApplicationProfile, parseApplicationPayload, type MasterProfile } from '../mesh/profiles.js';
 import { signKeyId } from '../mesh/keys.js';
 import { parseFeedItem, deviceTopic, type FeedItem } from '../mesh/protocol.js';
@@ -323,8 +323,7 @@ export class Agent extends EventEmitter {
 
   private applyItem(s: AgentState, item: FeedItem): { state: AgentState; configChanged: boolean } {
     const now = new Date().toISOString();
-    const type = peekType(item.object);
-    if (type !== item.kind) throw new MeshError('wrong-type', `a feed item marked ${item.kind} holds a ${type}`);
+    // each kind's parser checks the payload's type itself (`wrong-type`)
     switch (item.kind) {
       case 'claim': {
         if (item.master === undefined) throw new MeshError('malformed', 'a claim arrived without its master profile');
@@ -357,11 +356,11 @@ export class Agent extends EventEmitter {
         return { state: { ...s, owners: { ...s.owners, [id]: { ...owner, masterEnvelope: master.envelope, masterSeq: master.payload.seq } } }, configChanged: false };
       }
       case 'application': {
-        const p = parseApplicationPayload(payloadBytes(item.object));
-        const owner = s.owners[p.master];
-        if (owner === undefined) throw new MeshError('unknown-owner', `configuration from ${p.master}, who does not own this device`);
+        // find the owner by the signing key first: the payload (which may be large) is then parsed once, when verified
+        const owner = this.ownerBySigner(s, item.object) ?? this.ownerNamedIn(s, item.object);
         const master = this.ownerMaster(owner);
         const ap = verifyApplicationProfile(item.object, master);
+        if (ap.payload.master !== owner.master) throw new MeshError('wrong-master', `a ${ap.payload.app} profile names ${ap.payload.master}, but is signed by ${owner.account}`);
         const prev = owner.apps[ap.payload.app];
         if (prev !== undefined && ap.payload.seq <= prev.seq) {
           throw new MeshError('rollback', `${ap.payload.app} profile ${ap.payload.seq} from ${owner.account} is not newer than ${prev.seq}, already applied`);
@@ -394,6 +393,34 @@ export class Agent extends EventEmitter {
   }
 
   /** An owner's master profile, verified once per envelope held (each item re-verified it: a signature check per change). */
+  /** The owner one of whose administration keys (current or revoked) signed `env`, if any. */
+  private ownerBySigner(s: AgentState, env: FeedItem['object']): Owner | undefined {
+    for (const owner of Object.values(s.owners)) {
+      const kids = this.ownerKids(owner);
+      if (env.sigs.some((x) => kids.has(x.kid))) return owner;
+    }
+    return undefined;
+  }
+
+  /** Slow path, for objects no owner's key signed: say whether the named owner is unknown or the key is. */
+  private ownerNamedIn(s: AgentState, env: FeedItem['object']): Owner {
+    const p = parseApplicationPayload(payloadBytes(env));
+    const owner = s.owners[p.master];
+    if (owner === undefined) throw new MeshError('unknown-owner', `configuration from ${p.master}, who does not own this device`);
+    return owner;
+  }
+
+  private readonly kidCache = new WeakMap<object, Set<string>>();
+
+  private ownerKids(owner: Owner): Set<string> {
+    const hit = this.kidCache.get(owner.masterEnvelope);
+    if (hit !== undefined) return hit;
+    const m = this.ownerMaster(owner).payload;
+    const kids = new Set<string>([...m.admins.map((a) => signKeyId(fromB64u(a.sign, 'sign', 32))), ...m.revoked]);
+    this.kidCache.set(owner.masterEnvelope, kids);
+    return kids;
+  }
+
   private ownerMaster(owner: Owner): MasterProfile {
     const hit = this.verifiedMasters.get(owner.master);
     if (hit !== undefined && hit.envelope === owner.masterEnvelope) return hit.master;

@@ -40,9 +40,10 @@ const cases: { name: string; code: string; replace: (it: WireItem) => WireItem }
         return b;
       }),
   },
-  { name: 'the payload cut in half', code: 'malformed', replace: (it) => withPayload(it, (b) => b.subarray(0, Math.floor(b.length / 2))) },
+  // the signature is checked before the payload is parsed: changed bytes are refused as bad-signature, whatever they parse as
+  { name: 'the payload cut in half', code: 'bad-signature', replace: (it) => withPayload(it, (b) => b.subarray(0, Math.floor(b.length / 2))) },
   { name: 'the payload padded with whitespace (same JSON, other bytes)', code: 'bad-signature', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from('    \n')])) },
-  { name: 'the payload padded with a trailing garbage byte', code: 'malformed', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from([0x00])])) },
+  { name: 'the payload padded with a trailing garbage byte', code: 'bad-signature', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from([0x00])])) },
 ];
 
 for (const k of cases) {
