@@ -73,9 +73,10 @@ export function validate(s: Schema, v: Json, path = ''): string[] {
   if (t === 'object') {
     const o = v as { [k: string]: Json };
     const props = (s.properties ?? {}) as Record<string, Schema>;
-    for (const r of (s.required ?? []) as string[]) if (!(r in o)) out.push(`${path === '' ? '' : path + '.'}${r} is required`);
+    // own properties only: "toString", "constructor" or "__proto__" must not find Object.prototype's members
+    for (const r of (s.required ?? []) as string[]) if (!Object.hasOwn(o, r)) out.push(`${path === '' ? '' : path + '.'}${r} is required`);
     for (const [k, x] of Object.entries(o)) {
-      const p = props[k];
+      const p = Object.hasOwn(props, k) ? props[k] : undefined;
       const kp = path === '' ? k : `${path}.${k}`;
       if (p !== undefined) out.push(...validate(p, x, kp));
       else if (s.additionalProperties === false) out.push(`${kp} is not a setting of this application`);

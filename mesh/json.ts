@@ -86,7 +86,8 @@ export function checkJsonValue(v: unknown, what: string, depth = 0): Json {
   if (Array.isArray(v)) return v.map((x, i) => checkJsonValue(x, `${what}[${i}]`, depth + 1));
   if (typeof v === 'object') {
     const out: { [k: string]: Json } = {};
-    for (const [k, x] of Object.entries(v as Obj)) out[k] = checkJsonValue(x, `${what}.${k}`, depth + 1);
+    // defined, not assigned: a key named "__proto__" must stay an ordinary key (assignment would set the copy's prototype)
+    for (const [k, x] of Object.entries(v as Obj)) Object.defineProperty(out, k, { value: checkJsonValue(x, `${what}.${k}`, depth + 1), enumerable: true, writable: true, configurable: true });
     return out;
   }
   return fail('malformed', `${what} is not JSON data`);

@@ -541,13 +541,12 @@ test('Claim attempts: after N failed proofs every claim of that device is 429, e
 test('Rate limit: past the per-address budget requests are 429 with Retry-After', async (t) => {
   const p = await startPortalProcess({ args: ['--rate-limit', '2', '--no-mqtt'] });
   try {
-    const statuses: number[] = [];
-    for (let i = 0; i < 30; i++) statuses.push((await raw(p.http, 'GET', PATHS.hello)).status);
-    t.true(statuses.includes(200));
-    t.true(statuses.includes(429));
-    const r = await raw(p.http, 'GET', PATHS.treeHead);
-    t.is(r.status, 429);
-    t.true(Number(r.headers['retry-after']) >= 1);
+    // all at once, so the bucket cannot refill between them however slow the machine is
+    const rs = await Promise.all(Array.from({ length: 30 }, (_, i) => raw(p.http, 'GET', i % 2 === 0 ? PATHS.hello : PATHS.treeHead)));
+    t.true(rs.some((r) => r.status === 200));
+    const limited = rs.filter((r) => r.status === 429);
+    t.true(limited.length >= 20, `at most a burst gets through: ${limited.length} of 30 refused`);
+    for (const r of limited) t.true(Number(r.headers['retry-after']) >= 1);
   } finally {
     t.is(await p.stop(), 0);
   }
