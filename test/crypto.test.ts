@@ -3,6 +3,7 @@
  * and §6.1, the GCM specification), a differential run against an independent implementation
  * (@noble/curves, @noble/hashes), strict key checks, a junk table and fast-check properties.
  */
+import { codeOf } from './helpers/code-of.js';
 import test from 'ava';
 import fc from 'fast-check';
 import { ed25519 as nobleEd, x25519 as nobleX, ED25519_TORSION_SUBGROUP } from '@noble/curves/ed25519.js';
@@ -11,21 +12,12 @@ import { sha3_512 as nSha3_512 } from '@noble/hashes/sha3.js';
 import { hmac as nHmac } from '@noble/hashes/hmac.js';
 import { hkdf as nHkdf, expand as nExpand } from '@noble/hashes/hkdf.js';
 import * as c from '../mesh/crypto.js';
-import { MeshError, isMeshError } from '../mesh/errors.js';
+import { MeshError } from '../mesh/errors.js';
 import { equalBytes, fromHex, hex, utf8 } from '../mesh/bytes.js';
 
 const h = (s: string): Uint8Array => fromHex(s.replace(/\s+/g, ''));
 
 /** The MeshError code `fn` throws, 'no error', or the name of any other exception (a bug). */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    if (isMeshError(e)) return e.code;
-    return `not a MeshError: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
-  }
-}
 
 function flipBit(b: Uint8Array, bit: number): Uint8Array {
   const out = new Uint8Array(b);

@@ -2,10 +2,10 @@
  * mesh/envelope.ts: signed and encrypted envelopes. Round trips (fast-check payloads, signer and
  * recipient sets) and one mutation per refusal, each asserting its code.
  */
+import { codeOf } from './helpers/code-of.js';
 import test from 'ava';
 import fc from 'fast-check';
 import * as c from '../mesh/crypto.js';
-import { isMeshError } from '../mesh/errors.js';
 import { b64u, equalBytes, fromB64u, utf8 } from '../mesh/bytes.js';
 import { encKeyId, signKeyId } from '../mesh/keys.js';
 import {
@@ -27,15 +27,6 @@ import {
   type SignedEnvelope,
 } from '../mesh/envelope.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    if (isMeshError(e)) return e.code;
-    return `not a MeshError: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
-  }
-}
 
 /** A deep, mutable copy of a wire object, as a tamperer would hold it. */
 const wire = (v: unknown): Record<string, any> => JSON.parse(JSON.stringify(v)) as Record<string, any>;

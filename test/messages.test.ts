@@ -3,10 +3,10 @@
  * session (time window), tree head, portal profile, join + PIN. Fixtures are the real examples of
  * scripts/protocol-examples.ts.
  */
+import { codeOf } from './helpers/code-of.js';
 import test from 'ava';
 import fc from 'fast-check';
 import * as c from '../mesh/crypto.js';
-import { isMeshError } from '../mesh/errors.js';
 import { b64u, fromB64u, utf8 } from '../mesh/bytes.js';
 import { payloadBytes, signJson, type SignedEnvelope } from '../mesh/envelope.js';
 import { masterKeysFromSeed, signKeyId } from '../mesh/keys.js';
@@ -52,15 +52,6 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { leafHash, verifyInclusion } from '../mesh/merkle.js';
 import { buildExamples, type ExampleDevice } from '../scripts/protocol-examples.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    if (isMeshError(e)) return e.code;
-    return `not a MeshError: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
-  }
-}
 
 const x = buildExamples();
 const [d0, d1, d2] = x.devices as [ExampleDevice, ExampleDevice, ExampleDevice];

@@ -3,10 +3,11 @@
  * function, and escrow of the master seed. Fixtures are the real examples of
  * scripts/protocol-examples.ts (the ones docs/protocol.md shows).
  */
+import { codeOf } from './helpers/code-of.js';
 import test from 'ava';
 import fc from 'fast-check';
 import * as c from '../mesh/crypto.js';
-import { isMeshError, MeshError } from '../mesh/errors.js';
+import { MeshError } from '../mesh/errors.js';
 import { b64u, fromB64u, utf8 } from '../mesh/bytes.js';
 import { decrypt, encrypt, payloadBytes, sign, signJson, type SignedEnvelope } from '../mesh/envelope.js';
 import { encKeyId, masterKeysFromSeed, parseDeviceKeys, serializeDeviceKeys, signKeyId, generateDeviceKeys } from '../mesh/keys.js';
@@ -33,15 +34,6 @@ import { recoverSecret, splitSecret } from '../mesh/shamir.js';
 import type { Json } from '../mesh/json.js';
 import { buildExamples, type ExampleDevice } from '../scripts/protocol-examples.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    if (isMeshError(e)) return e.code;
-    return `not a MeshError: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
-  }
-}
 
 const x = buildExamples();
 const [d0, d1, d2] = x.devices as [ExampleDevice, ExampleDevice, ExampleDevice];
