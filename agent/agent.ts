@@ -22,7 +22,8 @@ import { parseJson, type Json } from '../mesh/json.js';
 import { PortalClient } from '../client/portal-client.js';
 import { type AgentSettings, type DeviceFiles } from '../runtime/device-files.js';
 import { fsyncDir } from '../runtime/files.js';
-import { checkSchema, validate, type Schema } from './schema.js';
+import { backoff as mkBackoff } from '../runtime/backoff.js';
+import { checkSchema, validate, type Schema } from '../mesh/schema.js';
 import { merge, nextValues, type Effective } from './merge.js';
 import { loadState, saveState, withError, type AgentState, type Owner } from './state.js';
 
@@ -39,11 +40,9 @@ export interface AgentOptions {
 }
 
 /** Jittered exponential backoff (full jitter between half and the whole step). */
-export function* backoff(baseMs: number, maxMs: number, random: () => number = Math.random): Generator<number, never> {
-  for (let k = 0; ; k++) {
-    const step = Math.min(maxMs, baseMs * 2 ** Math.min(k, 20));
-    yield Math.round(step / 2 + random() * (step / 2));
-  }
+function* backoff(baseMs: number, maxMs: number, random: () => number = Math.random): Generator<number, never> {
+  const b = mkBackoff(baseMs, maxMs, random);
+  for (;;) yield b.next();
 }
 
 export const CONFIG_FILE = 'config.json';

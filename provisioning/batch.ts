@@ -23,7 +23,7 @@ import { sha512 } from '../mesh/crypto.js';
 import { MeshError } from '../mesh/errors.js';
 import { NAME_PATTERN } from '../mesh/profiles.js';
 import type { SignedEnvelope } from '../mesh/envelope.js';
-import { checkSchema } from '../agent/schema.js';
+import { checkSchema } from '../mesh/schema.js';
 import { DEFAULT_SETTINGS, hasDeviceDirectory, writeDeviceDirectory, type AgentSettings } from '../runtime/device-files.js';
 import { cleanTempFiles, fsyncDir, writeFileAtomic, writeJsonAtomic } from '../runtime/files.js';
 import { createManufacturerKey, readManufacturerKey, type ManufacturerKey } from './manufacturer-key.js';

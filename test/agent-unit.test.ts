@@ -1,8 +1,8 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { validate, checkSchema } from '../agent/schema.js';
+import { validate, checkSchema } from '../mesh/schema.js';
 import { merge, nextValues } from '../agent/merge.js';
-import { backoff } from '../agent/agent.js';
+import { backoff } from '../runtime/backoff.js';
 import { MeshError } from '../mesh/errors.js';
 
 const thermostat = checkSchema({
@@ -66,8 +66,11 @@ test('merge is independent of owner order (property)', (t) => {
 test('backoff grows, is capped and jittered between half and the whole step', (t) => {
   const lo = backoff(100, 1000, () => 0);
   const hi = backoff(100, 1000, () => 1);
-  const a = Array.from({ length: 8 }, () => lo.next().value);
-  const b = Array.from({ length: 8 }, () => hi.next().value);
+  const a = Array.from({ length: 8 }, () => lo.next());
+  const b = Array.from({ length: 8 }, () => hi.next());
   t.deepEqual(a, [50, 100, 200, 400, 500, 500, 500, 500]);
   t.deepEqual(b, [100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+  lo.reset();
+  t.is(lo.failures, 0);
+  t.is(lo.next(), 50, 'after a reset the schedule starts again at the base delay');
 });

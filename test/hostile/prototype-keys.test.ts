@@ -11,7 +11,7 @@
  */
 import test from 'ava';
 import { checkJsonValue } from '../../mesh/json.js';
-import { checkSchema, validate } from '../../agent/schema.js';
+import { checkSchema, validate } from '../../mesh/schema.js';
 import { THERMOSTAT_SCHEMA } from '../helpers/agent-process.js';
 import { hostileWorld, refusal } from './world.js';
 

@@ -6,8 +6,8 @@
  * A dependency such as ajv would add ~1 MB and ~40 ms of start-up to a $5 board for keywords
  * thermostats do not use.
  */
-import { MeshError } from '../mesh/errors.js';
-import type { Json } from '../mesh/json.js';
+import { MeshError } from './errors.js';
+import type { Json } from './json.js';
 
 const KNOWN = new Set([
   '$schema', '$id', 'title', 'description', 'default', 'examples', 'type', 'properties', 'required', 'additionalProperties',
