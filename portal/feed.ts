@@ -3,7 +3,7 @@
  * database read), the long polls waiting for an item, and the wire form of an item.
  */
 import { fail } from '../mesh/errors.js';
-import { Lru } from './lru.js';
+import { Lru } from '../mesh/lru.js';
 import type { Storage, StoredItem } from './storage/types.js';
 
 /** A feed item as the Download and MQTT JSON (`FeedItem` in mesh/protocol.ts), built from stored JSON text. */

@@ -14,7 +14,7 @@ import { verifySignedBy, type SignedEnvelope } from '../mesh/envelope.js';
 import { checkSessionTime, parseSessionPayload, SESSION_SKEW_MS } from '../mesh/messages.js';
 import { signKeyId, verifyByAdmin, type MasterProfile } from '../mesh/profiles.js';
 import { fromB64u } from '../mesh/bytes.js';
-import { Lru } from './lru.js';
+import { Lru } from '../mesh/lru.js';
 import type { Trust } from './trust.js';
 import type { Storage, SessionRecord } from './storage/types.js';
 

@@ -6,7 +6,7 @@
 import { fromB64u } from '../mesh/bytes.js';
 import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
 import { parseDevicePayload, verifyMasterProfile, type MasterProfile } from '../mesh/profiles.js';
-import { Lru } from './lru.js';
+import { Lru } from '../mesh/lru.js';
 import type { AccountRecord, DeviceRecord } from './storage/types.js';
 
 export interface DeviceKeys {
