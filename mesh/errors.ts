@@ -33,6 +33,8 @@ export type MeshErrorCode =
   // log
   | 'bad-proof'
   | 'log-inconsistent'
+  // feed
+  | 'feed-gap'
   // protocol / transport
   | 'unauthorized'
   | 'forbidden'

@@ -36,6 +36,7 @@ const STATUS: Record<MeshErrorCode, number> = {
   'decrypt-failed': 422,
   'bad-proof': 422,
   'log-inconsistent': 422,
+  'feed-gap': 422,
   'rate-limited': 429,
   internal: 500,
   unavailable: 503,

@@ -74,6 +74,7 @@ const CODES: Record<MeshErrorCode, true> = {
   'not-owner': true,
   'bad-proof': true,
   'log-inconsistent': true,
+  'feed-gap': true,
   unauthorized: true,
   forbidden: true,
   'not-found': true,
