@@ -55,7 +55,7 @@ const KNOWN_CODES = new Set<string>([
   'malformed', 'too-large', 'unknown-field', 'bad-udf', 'udf-too-short', 'bad-share', 'not-enough-shares', 'duplicate-share',
   'bad-signature', 'unknown-signer', 'revoked-key', 'bad-key', 'wrong-master', 'wrong-device', 'wrong-type', 'not-a-recipient',
   'decrypt-failed', 'endorsement-invalid', 'fingerprint-mismatch', 'bad-claim-proof', 'rollback', 'stale', 'schema',
-  'unknown-owner', 'not-owner', 'bad-proof', 'log-inconsistent', 'feed-gap', 'unauthorized', 'forbidden', 'not-found', 'conflict',
+  'unknown-owner', 'not-owner', 'bad-proof', 'log-inconsistent', 'feed-gap', 'not-invited', 'clock-ahead', 'unauthorized', 'forbidden', 'not-found', 'conflict',
   'rate-limited', 'replay', 'unavailable', 'timeout', 'internal', 'usage', 'state',
 ] satisfies MeshErrorCode[]);
 

@@ -35,6 +35,9 @@ export type MeshErrorCode =
   | 'log-inconsistent'
   // feed
   | 'feed-gap'
+  // ownership
+  | 'not-invited'
+  | 'clock-ahead'
   // protocol / transport
   | 'unauthorized'
   | 'forbidden'

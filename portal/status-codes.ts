@@ -37,6 +37,8 @@ const STATUS: Record<MeshErrorCode, number> = {
   'bad-proof': 422,
   'log-inconsistent': 422,
   'feed-gap': 422,
+  'not-invited': 403,
+  'clock-ahead': 422,
   'rate-limited': 429,
   internal: 500,
   unavailable: 503,

@@ -75,6 +75,8 @@ const CODES: Record<MeshErrorCode, true> = {
   'bad-proof': true,
   'log-inconsistent': true,
   'feed-gap': true,
+  'not-invited': true,
+  'clock-ahead': true,
   unauthorized: true,
   forbidden: true,
   'not-found': true,
