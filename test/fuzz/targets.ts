@@ -14,7 +14,7 @@
  */
 import fc from 'fast-check';
 import { b64u, fromB64u, utf8 } from '../../mesh/bytes.js';
-import { MeshError, type MeshErrorCode } from '../../mesh/errors.js';
+import { MESH_ERROR_CODES, MeshError, type MeshErrorCode } from '../../mesh/errors.js';
 import { decodeSignedEnvelope, parseEncryptedEnvelope, parseSignedEnvelope, sign, type SignedEnvelope, type Signer } from '../../mesh/envelope.js';
 import { parseDeviceKeys, signKeyId } from '../../mesh/keys.js';
 import {
@@ -45,48 +45,8 @@ import type { Examples } from '../../scripts/protocol-examples.js';
 
 // ---------------------------------------------------------------- the property
 
-/** Every MeshErrorCode. A Record, so adding a code to mesh/errors.ts without listing it here fails the build. */
-const CODES: Record<MeshErrorCode, true> = {
-  malformed: true,
-  'too-large': true,
-  'unknown-field': true,
-  'bad-udf': true,
-  'udf-too-short': true,
-  'bad-share': true,
-  'not-enough-shares': true,
-  'duplicate-share': true,
-  'bad-signature': true,
-  'unknown-signer': true,
-  'revoked-key': true,
-  'bad-key': true,
-  'wrong-master': true,
-  'wrong-device': true,
-  'wrong-type': true,
-  'not-a-recipient': true,
-  'decrypt-failed': true,
-  'endorsement-invalid': true,
-  'fingerprint-mismatch': true,
-  'bad-claim-proof': true,
-  rollback: true,
-  stale: true,
-  schema: true,
-  'unknown-owner': true,
-  'not-owner': true,
-  'bad-proof': true,
-  'log-inconsistent': true,
-  unauthorized: true,
-  forbidden: true,
-  'not-found': true,
-  conflict: true,
-  'rate-limited': true,
-  replay: true,
-  unavailable: true,
-  timeout: true,
-  internal: true,
-  usage: true,
-  state: true,
-};
-export const KNOWN_CODES: ReadonlySet<string> = new Set(Object.keys(CODES));
+/** Every MeshErrorCode: the one list in mesh/errors.ts. */
+export const KNOWN_CODES: ReadonlySet<string> = new Set(MESH_ERROR_CODES);
 
 /** What a target takes: any JS value (parsed JSON or junk), text, bytes, or text-or-bytes. */
 export type InputKind = 'value' | 'string' | 'bytes' | 'text';
