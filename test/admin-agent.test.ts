@@ -14,7 +14,7 @@ import * as c from '../mesh/crypto.js';
 import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
 import { signKeyId } from '../mesh/keys.js';
 import { writeDeviceDirectory } from '../runtime/device-files.js';
-import { startPortalProcess, type PortalProcess } from './helpers/portal-process.js';
+import { startPortalProcess, type PortalProcess } from '../harness/portal-process.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(here, '../admin/cli.js');

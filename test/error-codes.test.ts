@@ -15,7 +15,7 @@ import { PortalClient } from '../client/portal-client.js';
 import { MESH_ERRORS, MESH_ERROR_CODES, MeshError, isMeshErrorCode, type MeshErrorCode } from '../mesh/errors.js';
 import { PATHS, type WireError } from '../mesh/protocol.js';
 import { HTTP_STATUS, httpStatus } from '../portal/status-codes.js';
-import { startPortalProcess } from './helpers/portal-process.js';
+import { startPortalProcess } from '../harness/portal-process.js';
 
 interface Answer {
   readonly status: number;

@@ -16,7 +16,7 @@ import { deriveClaimSecrets, sealClaimBlob } from '../../mesh/claim.js';
 import { newDeviceIdentity } from '../../mesh/device.js';
 import { createSession } from '../../mesh/messages.js';
 import { PATHS } from '../../mesh/protocol.js';
-import { agentStatus } from '../helpers/agent-process.js';
+import { agentStatus } from '../../harness/agent-process.js';
 import { jsonResponse } from './proxy.js';
 import { cliError, hostileWorld, mesh, tmpHome } from './world.js';
 

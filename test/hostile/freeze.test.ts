@@ -10,7 +10,7 @@
  * sends no status while nothing changes, so today every idle device turns STALE).
  */
 import test from 'ava';
-import { until } from '../helpers/agent-process.js';
+import { until } from '../../harness/agent-process.js';
 import { DOWNLOAD, onDownload } from './proxy.js';
 import { hostileWorld, mesh, tmpHome } from './world.js';
 

@@ -2,14 +2,13 @@
  * Real examples of every wire format, made with the code in mesh/, and docs/protocol.md built
  * around them:
  *
- *   npx tsc -p . && node dist/scripts/protocol-examples.js > docs/protocol.md
+ *   npx tsc -p . && node dist/scripts/protocol-doc.js > docs/protocol.md
  *
  * Keys come from fixed labels (so key UDFs stay the same from one run to the next); times, nonces,
  * IVs and ephemeral keys are fresh on every run. `buildExamples()` is also the source of valid
- * seeds for the fuzz targets (test/fuzz/targets.ts) and the fixtures of the protocol tests, so every
+ * seeds for the fuzz targets (harness/fuzz-targets.ts) and the fixtures of the protocol tests, so every
  * example shown in the document is one the tests parse, verify and mutate.
  */
-import { pathToFileURL } from 'node:url';
 import * as c from '../mesh/crypto.js';
 import { b64u, utf8 } from '../mesh/bytes.js';
 import { MeshError } from '../mesh/errors.js';
@@ -469,10 +468,10 @@ This document is generated from the code. Every example below was made by mesh/ 
 document was built, and the same examples are the valid seeds of the fuzz tests. To regenerate:
 
 \`\`\`sh
-npx tsc -p . && node dist/scripts/protocol-examples.js > docs/protocol.md
+npx tsc -p . && node dist/scripts/protocol-doc.js > docs/protocol.md
 \`\`\`
 
-Edit \`scripts/protocol-examples.ts\` (the prose lives there too), not this file. Key UDFs are stable
+Edit \`harness/protocol-examples.ts\` (the prose lives there too), not this file. Key UDFs are stable
 from run to run (the examples' keys derive from fixed labels); times, nonces, IVs, ephemeral
 keys and the escrow shares change.
 
@@ -706,9 +705,3 @@ the status (client/portal-client.ts).
 `);
   return out.join('\n');
 }
-
-function main(): void {
-  process.stdout.write(renderDocument(buildExamples()));
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();
