@@ -9,13 +9,17 @@
  * blames the caller's input (`malformed`) or the owner's state.
  */
 import test from 'ava';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { PortalClient } from '../client/portal-client.js';
 import { MESH_ERRORS, MESH_ERROR_CODES, MeshError, isMeshErrorCode, type MeshErrorCode } from '../mesh/errors.js';
 import { PATHS, type WireError } from '../mesh/protocol.js';
 import { HTTP_STATUS, httpStatus } from '../portal/status-codes.js';
 import { startPortalProcess } from '../harness/portal-process.js';
+import { REPO } from '../harness/agent-process.js';
+import { errorCodeTable } from '../harness/protocol-examples.js';
 
 interface Answer {
   readonly status: number;
@@ -154,4 +158,12 @@ test('a real portal process: its refusals reach the client with the code it sent
     client.close();
     await p.stop();
   }
+});
+
+test('docs/protocol.md carries the table of every code, exactly as the list and the status map give it', (t) => {
+  const table = errorCodeTable();
+  for (const code of MESH_ERROR_CODES) t.true(table.includes(`| \`${code}\` | ${httpStatus(code)} |`), `${code} is in the table`);
+  t.is(table.trim().split('\n').length, MESH_ERROR_CODES.length + 2);
+  const doc = fs.readFileSync(path.join(REPO, 'docs', 'protocol.md'), 'utf8');
+  t.true(doc.includes(table), 'docs/protocol.md §11 is out of date: paste errorCodeTable() (node dist/scripts/protocol-doc.js prints the whole document)');
 });
