@@ -68,13 +68,11 @@ export type Ahead = Map<string, number>;
 export const MAX_UNVERIFIED_STEP = 1000;
 
 /** The portal's answer cannot be believed: `bad-answer`, naming what and why (the verifier's code). */
-export function badAnswer(what: string, e: unknown, detail: Record<string, unknown> = {}): MeshError {
-  const cause = isMeshError(e) ? e.code : 'internal';
-  const why = isMeshError(e) ? e.message : String(e);
+export function badAnswer(what: string, e: MeshError, detail: Record<string, unknown> = {}): MeshError {
   return new MeshError(
     'bad-answer',
-    `the portal's ${what} cannot be believed (${cause}: ${why}); nothing of it was kept. Run the command again; if it keeps failing, run mesh log verify and do not trust this portal`,
-    { what, cause, ...detail },
+    `the portal's ${what} cannot be believed (${e.code}: ${e.message}); nothing of it was kept. Run the command again; if it keeps failing, run mesh log verify and do not trust this portal`,
+    { what, cause: e.code, ...detail },
   );
 }
 
@@ -149,7 +147,8 @@ export async function proveReceipt(p: { client: PortalClient; state: State }, ki
     verifyInclusion(leaf, r.index, th.size, inc.proof.map((x, i) => fromB64u(x, `proof[${i}]`, 32)), th.root);
     return { index: r.index, kind, payloadHash: b64u(leaf), size: th.size, root: b64u(th.root) };
   } catch (e) {
-    if (isMeshError(e) && (e.code === 'unavailable' || e.code === 'timeout')) throw e;
+    // a fault of ours (not a MeshError) or of the network is not blamed on the portal's answer
+    if (!isMeshError(e) || e.code === 'unavailable' || e.code === 'timeout') throw e;
     throw badAnswer(`receipt for this ${kind}`, e, { index: r.index });
   }
 }
@@ -204,6 +203,7 @@ export function verifiedOrAhead<T>(
       p.note(`note: the portal's ${what} #${claimed} is signed by an administration key revoked since; its content is not used, and the next version is numbered above it\n`);
       return undefined;
     }
+    if (!isMeshError(e)) throw e;
     throw badAnswer(`${what} #${claimed}`, e, { seq: claimed });
   }
 }
@@ -213,6 +213,7 @@ export function claimedSeq(what: string, read: () => { seq: number }): number {
   try {
     return read().seq;
   } catch (e) {
+    if (!isMeshError(e)) throw e;
     throw badAnswer(what, e);
   }
 }
@@ -231,6 +232,7 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
   try {
     master = verifyMasterProfile(acct.master, state.master);
   } catch (e) {
+    if (!isMeshError(e)) throw e;
     throw badAnswer('master profile', e);
   }
   const ours = currentMaster(state);
