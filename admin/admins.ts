@@ -28,7 +28,7 @@ import { PortalClient } from '../client/portal-client.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
 import { restoreFromAccount } from './restore.js';
-import { currentMaster, hello, pollUntil, publishApp, publishPersonal, recordReceipt, save, sync, type Ctx } from './portal.js';
+import { currentMaster, hello, keepReceipt, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
 import { newState, ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState, type AppRecord, type DeviceRecord } from './state.js';
 
 /** A one-time PIN: 80 random bits shown as a key-type UDF (the portal sees the join MAC; the PIN must resist offline guessing). */
@@ -40,9 +40,9 @@ const SHARE_HELP = '  --share S     one of your recovery shares (repeat for as m
 
 async function publishMaster(ctx: Ctx, env: ReturnType<typeof createMasterProfile>): Promise<MasterProfile> {
   const m = verifyMasterProfile(env, ctx.state.master);
-  const r = await ctx.client.publish(env);
+  const receipt = await proveReceipt(ctx, 'master', env, await ctx.client.publish(env));
   ctx.state.masterEnvelope = env;
-  recordReceipt(ctx, 'master', env, r);
+  keepReceipt(ctx.state, receipt);
   save(ctx);
   return m;
 }

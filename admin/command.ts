@@ -85,7 +85,7 @@ export async function withOwner<T>(env: Env, fn: (ctx: Ctx) => Promise<T>): Prom
   const admin = loadAdminKeys(env.home);
   const client = ownerClient(state, admin);
   try {
-    return await fn({ home: env.home, io: env.io, state, admin, client });
+    return await fn({ home: env.home, io: env.io, state, admin, client, ahead: new Map() });
   } catch (e) {
     // the portal refuses this computer's key: say what it means for the owner
     if (isMeshError(e, 'revoked-key') && e.message.startsWith('portal:')) {

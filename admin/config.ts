@@ -131,6 +131,10 @@ example: mesh config set thermostat target=21 mode=heat`,
       if (cur !== undefined && cur.doc === null && cur.seq > 0) {
         throw new MeshError('state', `this computer cannot read the current ${app} configuration (#${cur.seq}; it was published before this administration device joined). Write the whole document with: mesh config apply ${app} FILE.json`);
       }
+      const unverified = ctx.ahead.get(`app:${app}`);
+      if (cur?.doc == null && unverified !== undefined) {
+        throw new MeshError('state', `the current ${app} configuration at the portal (#${unverified}) is signed by an administration key revoked since, and this computer holds no earlier one to start from. Write the whole document with: mesh config apply ${app} FILE.json`);
+      }
       const doc: ConfigDoc = { ...(cur?.doc ?? {}) };
       for (const k of remove) delete doc[k];
       Object.assign(doc, set);

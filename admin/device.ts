@@ -7,7 +7,7 @@ import { createClaim, createRemove, type StatusError, type StatusPayload } from 
 import { verifyDeviceProfile, verifyEndorsement, type Endorsement } from '../mesh/profiles.js';
 import { normalizeUdf, udfMatches } from '../mesh/udf.js';
 import { checkLabel, intOpt, strOpt, withOwner, type Command } from './command.js';
-import { deviceStatuses, ownerEntry, pollUntil, publishApp, publishPersonal, recordReceipt, save, sync, type Ctx } from './portal.js';
+import { deviceStatuses, keepReceipt, ownerEntry, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
 import { nowIso, type DeviceRecord, type Endorsed } from './state.js';
 
 const SKEW_MS = 5000;
@@ -118,8 +118,8 @@ command waits for the device to confirm.
 
       const claim = createClaim(ctx.admin.sign, secrets, { device: device.id, master: state.master, account: state.account });
       const claimedAt = nowIso();
-      const receipt = await ctx.client.claim(secrets.claimId, claim);
-      recordReceipt(ctx, 'claim', claim, receipt);
+      const receipt = await proveReceipt(ctx, 'claim', claim, await ctx.client.claim(secrets.claimId, claim));
+      keepReceipt(state, receipt);
       const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy };
       state.devices.push(rec);
       save(ctx);
@@ -313,8 +313,8 @@ your personal profile. Configuration you publish afterwards is not encrypted to 
       save(ctx);
       const d = findDevice(state.devices, pos[0] as string);
       const env2 = createRemove(ctx.admin.sign, { device: d.id, master: state.master });
-      const r = await ctx.client.post(d.id, env2);
-      recordReceipt(ctx, 'remove', env2, r);
+      const receipt = await proveReceipt(ctx, 'remove', env2, await ctx.client.post(d.id, env2));
+      keepReceipt(state, receipt);
       state.devices = state.devices.filter((x) => x.id !== d.id);
       save(ctx);
       const seq = await publishPersonal(ctx);

@@ -111,12 +111,16 @@ On success the new log head is remembered for next time.`,
         if (why !== null) problems.push({ code: 'log-inconsistent', message: `the log does not extend the head the portal signed when you published (${h.size} entries): ${why}` });
       }
       const fresh: number[] = [];
+      const unproven: number[] = [];
       for (let i = 0; i < state.receipts.length; i++) {
         const r = state.receipts[i] as Receipt;
         if (r.checked === true) continue;
         const why = await checkReceipt(ctx, r, th.size, th.root);
-        if (why !== null) problems.push({ code: 'bad-proof', message: why });
-        else fresh.push(i);
+        if (why === null) fresh.push(i);
+        // kept unproven by an earlier version of mesh (it now proves a receipt before keeping it):
+        // the portal never signed for it, so it is no evidence against the portal; it is dropped
+        else if (r.size === null) unproven.push(i);
+        else problems.push({ code: 'bad-proof', message: why });
       }
 
       const deviceResults: { name: string; id: string; size: number | null; consistent: boolean | null }[] = [];
@@ -141,7 +145,7 @@ On success the new log head is remembered for next time.`,
         if (why !== null) problems.push({ code: 'log-inconsistent', message: `SPLIT VIEW: device ${d.name} (${d.fingerprint}) saw a log (${h.size} entries, root ${short(h.root)}) that is not part of the log the portal shows you: ${why}` });
       }
 
-      const total = state.receipts.length;
+      const total = state.receipts.length - unproven.length;
       if (problems.length > 0) {
         const code = problems.some((p) => p.code === 'log-inconsistent') ? 'log-inconsistent' : 'bad-proof';
         const lines = [
@@ -155,6 +159,7 @@ On success the new log head is remembered for next time.`,
       }
 
       for (const i of fresh) state.receipts[i] = { ...(state.receipts[i] as Receipt), checked: true };
+      state.receipts = state.receipts.filter((_, i) => !unproven.includes(i));
       state.lastTreeHead = { size: th.size, root: b64u(th.root), created: th.created };
       save(ctx);
       const seen = deviceResults.filter((d) => d.consistent === true);
@@ -164,13 +169,14 @@ On success the new log head is remembered for next time.`,
         total === 0 ? '  you have published nothing yet that the portal gave a receipt for' : `  all ${total} objects you published are in it (${fresh.length === total ? 'all checked now' : `${fresh.length} checked now, the rest on earlier checks`})`,
         seen.length > 0 ? `  ${seen.length} device${seen.length === 1 ? '' : 's'} saw the same history: ${seen.map((d) => `${d.name} (${d.size ?? 0} entries)`).join(', ')}` : '  no device has reported a log head yet',
         ...(devicesNote !== null ? [`  note: ${devicesNote}`] : []),
+        ...(unproven.length > 0 ? [`  note: dropped ${unproven.length} receipt${unproven.length === 1 ? '' : 's'} an earlier version of mesh kept without proof (not signed for by the portal)`] : []),
         '  verdict: OK, no split view detected',
       ];
       env.io.out(lines.join('\n'), {
         ok: true,
         treeHead: { size: th.size, root: b64u(th.root), created: th.created },
         previous: prev,
-        receipts: { total, checkedNow: fresh.length },
+        receipts: { total, checkedNow: fresh.length, droppedUnproven: unproven.length },
         devices: deviceResults,
       });
     });

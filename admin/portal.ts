@@ -2,13 +2,27 @@
  * Talking to the (untrusted) portal as the owner: the pinned portal key, the session identity,
  * read-back of the account (Account), log receipts, device statuses, and publication of the
  * personal and application profiles. Nothing the portal returns is believed before it has been
- * verified against the master UDF this owner holds.
+ * verified against the master UDF this owner holds, and nothing is stored before that: a number
+ * or object that does not verify fails the command with `bad-answer` (the portal's answer is
+ * wrong) and leaves the state as it was, so the next command, with an honest answer, works.
+ *
+ * What the state takes from the portal, and the check before it is kept:
+ *   master profile        signed by the master key the owner holds (its UDF), seq not older
+ *   personal profile      signed by an administration key the current master lists
+ *   application profiles  the same, filed under their own application name
+ *   our own seq numbers   kept only after the portal's receipt is proven: the tree head is signed
+ *                         by the pinned portal key and an inclusion proof shows the leaf is exactly
+ *                         what we published (a forged "accepted" would otherwise leave us ahead of
+ *                         the portal and every later read-back would look like a rollback)
+ *   receipts              the same proof; an unproven receipt is never kept (mesh log verify would
+ *                         fail on it for good)
+ *   tree heads            signed by the pinned key and consistent with the last one (mesh log verify)
  */
 import { b64u, fromB64u } from '../mesh/bytes.js';
-import { MeshError, isMeshError } from '../mesh/errors.js';
+import { MeshError, fail, isMeshError } from '../mesh/errors.js';
 import { decrypt, payloadBytes, type EncryptedEnvelope, type SignedEnvelope } from '../mesh/envelope.js';
 import { checkJsonValue, parseJson } from '../mesh/json.js';
-import { leafHash } from '../mesh/merkle.js';
+import { leafHash, verifyInclusion } from '../mesh/merkle.js';
 import { verifyStatus, verifyTreeHead, verifyPortalProfile, type PortalProfile, type StatusPayload } from '../mesh/messages.js';
 import { signKeyId } from '../mesh/keys.js';
 import {
@@ -30,7 +44,7 @@ import { shortFingerprint } from '../mesh/claim.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
 import type { CommandIo } from '../runtime/cli.js';
-import { adminKid, nowIso, saveState, type AppRecord, type ConfigDoc, type DeviceRecord, type State } from './state.js';
+import { adminKid, nowIso, saveState, type AppRecord, type ConfigDoc, type DeviceRecord, type Receipt, type State } from './state.js';
 
 export interface Ctx {
   readonly home: string;
@@ -38,6 +52,28 @@ export interface Ctx {
   readonly state: State;
   readonly admin: AdminKeys;
   readonly client: PortalClient;
+  /** numbers the portal shows above what verifies, this command only (see Ahead) */
+  readonly ahead: Ahead;
+}
+
+/**
+ * Sequence numbers the portal shows for objects signed by an administration key the owner has
+ * since revoked: their content is not believed, but the next version must be numbered above them
+ * (the portal and the devices refuse anything not newer). Kept in memory for the one command,
+ * never stored, and believed only up to MAX_UNVERIFIED_STEP above what verifies, so a forged
+ * number can neither stick nor push the account's numbers out of range.
+ * Keys: 'personal', and 'app:NAME'.
+ */
+export type Ahead = Map<string, number>;
+export const MAX_UNVERIFIED_STEP = 1000;
+
+/** The portal's answer cannot be believed: `bad-answer`, naming what and why (the verifier's code). */
+export function badAnswer(what: string, e: MeshError, detail: Record<string, unknown> = {}): MeshError {
+  return new MeshError(
+    'bad-answer',
+    `the portal's ${what} cannot be believed (${e.code}: ${e.message}); nothing of it was kept. Run the command again; if it keeps failing, run mesh log verify and do not trust this portal`,
+    { what, cause: e.code, ...detail },
+  );
 }
 
 export function ownerClient(state: State, admin: AdminKeys): PortalClient {
@@ -95,17 +131,31 @@ function requireListed(master: MasterProfile, admin: AdminKeys, account: string)
 
 // ---------------------------------------------------------------- receipts
 
-/** Keep the portal's receipt so `mesh log verify` can later check the object is in the log. */
-export function recordReceipt(ctx: { state: State; io: CommandIo }, kind: string, env: SignedEnvelope, r: LogReceipt): void {
-  const hash = b64u(leafHash(payloadBytes(env)));
+/**
+ * The portal's receipt for `env`, proven before anything is kept: the tree head is signed by the
+ * pinned portal key, the leaf is inside it, and an inclusion proof (one more request) shows that
+ * leaf is exactly the payload we published. Otherwise `bad-answer`; a network failure on the way
+ * stays `unavailable`/`timeout`. Either way the caller keeps nothing of this exchange.
+ */
+export async function proveReceipt(p: { client: PortalClient; state: State }, kind: string, env: SignedEnvelope, r: LogReceipt): Promise<Receipt> {
+  const leaf = leafHash(payloadBytes(env));
   try {
-    const th = verifyTreeHead(r.treeHead, portalKey(ctx.state));
-    if (r.index >= th.size) throw new MeshError('bad-proof', `leaf ${r.index} is not inside a tree of ${th.size}`);
-    ctx.state.receipts.push({ index: r.index, kind, payloadHash: hash, size: th.size, root: b64u(th.root) });
+    const th = verifyTreeHead(r.treeHead, portalKey(p.state));
+    if (r.index >= th.size) fail('bad-proof', `leaf ${r.index} is not inside the signed log of ${th.size} entries`);
+    const inc = await p.client.inclusion(r.index, th.size);
+    if (inc.index !== r.index || inc.size !== th.size) fail('bad-proof', `an inclusion proof for leaf ${inc.index} of ${inc.size} came back for leaf ${r.index} of ${th.size}`);
+    verifyInclusion(leaf, r.index, th.size, inc.proof.map((x, i) => fromB64u(x, `proof[${i}]`, 32)), th.root);
+    return { index: r.index, kind, payloadHash: b64u(leaf), size: th.size, root: b64u(th.root) };
   } catch (e) {
-    ctx.state.receipts.push({ index: r.index, kind, payloadHash: hash, size: null, root: null });
-    ctx.io.progress(`warning: the portal's log receipt for this ${kind} does not verify (${isMeshError(e) ? e.message : String(e)}); run "mesh log verify"\n`);
+    // a fault of ours (not a MeshError) or of the network is not blamed on the portal's answer
+    if (!isMeshError(e) || e.code === 'unavailable' || e.code === 'timeout') throw e;
+    throw badAnswer(`receipt for this ${kind}`, e, { index: r.index });
   }
+}
+
+/** Keep a proven receipt so `mesh log verify` can later check the object is still in the log. */
+export function keepReceipt(state: State, receipt: Receipt): void {
+  state.receipts.push(receipt);
 }
 
 // ---------------------------------------------------------------- reading the account back
@@ -133,55 +183,101 @@ export function openAsOwner(ap: ApplicationProfile, key: { publicKey: Uint8Array
 }
 
 /**
+ * `verify()`, or, for an object signed by an administration key the owner revoked since, its number
+ * noted in `ahead` (not its content), when it is at most MAX_UNVERIFIED_STEP above `known`.
+ * Anything else is the portal's answer failing: `bad-answer`, and nothing is kept.
+ */
+export function verifiedOrAhead<T>(
+  p: { ahead: Ahead; note: (s: string) => void },
+  key: string,
+  what: string,
+  claimed: number,
+  known: number,
+  verify: () => T,
+): T | undefined {
+  try {
+    return verify();
+  } catch (e) {
+    if (isMeshError(e, 'revoked-key') && claimed - known <= MAX_UNVERIFIED_STEP) {
+      p.ahead.set(key, claimed);
+      p.note(`note: the portal's ${what} #${claimed} is signed by an administration key revoked since; its content is not used, and the next version is numbered above it\n`);
+      return undefined;
+    }
+    if (!isMeshError(e)) throw e;
+    throw badAnswer(`${what} #${claimed}`, e, { seq: claimed });
+  }
+}
+
+/** The number a verifier is asked to trust, read before the signature is checked (never kept as such). */
+export function claimedSeq(what: string, read: () => { seq: number }): number {
+  try {
+    return read().seq;
+  } catch (e) {
+    if (!isMeshError(e)) throw e;
+    throw badAnswer(what, e);
+  }
+}
+
+/**
  * Read the account back (Account) and bring our state up to what other administration devices
- * published. Everything is verified against our master UDF. A portal that returns an older
- * profile than we published is `rollback`. Our own key no longer listed is `revoked-key`.
+ * published. Everything kept is verified against our master UDF first. A portal that returns an
+ * older profile than we hold is `rollback`; one that returns what does not verify is `bad-answer`
+ * (and nothing is kept). Our own key no longer listed is `revoked-key`.
  */
 export async function sync(ctx: Ctx): Promise<SyncResult> {
   const { state } = ctx;
   const acct = await ctx.client.account();
-  if (acct.account !== state.account) throw new MeshError('wrong-master', `the portal answered for ${acct.account}, not ${state.account}`);
-  const master = verifyMasterProfile(acct.master, state.master);
+  if (acct.account !== state.account) throw badAnswer('Account answer', new MeshError('wrong-master', `it is for ${acct.account}, not ${state.account}`));
+  let master: MasterProfile;
+  try {
+    master = verifyMasterProfile(acct.master, state.master);
+  } catch (e) {
+    if (!isMeshError(e)) throw e;
+    throw badAnswer('master profile', e);
+  }
   const ours = currentMaster(state);
   if (master.payload.seq < ours.payload.seq) {
     throw new MeshError('rollback', `the portal returned master profile #${master.payload.seq}, older than #${ours.payload.seq} this device already holds: it is replaying old data. Run mesh log verify, and do not trust this portal until it is explained`);
   }
-  if (master.payload.seq > ours.payload.seq) state.masterEnvelope = master.envelope;
   requireListed(master, ctx.admin, state.account);
+  if (master.payload.seq > ours.payload.seq) state.masterEnvelope = master.envelope;
+  ctx.ahead.clear();
+  const note = (s: string): void => ctx.io.progress(s);
 
-  if (acct.personal !== null) {
-    const claimed = parsePersonalPayload(payloadBytes(acct.personal));
-    if (claimed.seq < state.personalSeq) {
-      throw new MeshError('rollback', `the portal returned personal profile #${claimed.seq}, older than #${state.personalSeq} this device published: it is replaying old data`);
+  const personal = acct.personal;
+  if (personal !== null) {
+    const claimed = claimedSeq('personal profile', () => parsePersonalPayload(payloadBytes(personal)));
+    if (claimed < state.personalSeq) {
+      throw new MeshError('rollback', `the portal returned personal profile #${claimed}, older than #${state.personalSeq} this device published: it is replaying old data`);
     }
-    if (claimed.seq > state.personalSeq) {
-      try {
-        const pp = verifyPersonalProfile(acct.personal, master);
+    if (claimed > state.personalSeq) {
+      const pp = verifiedOrAhead({ ahead: ctx.ahead, note }, 'personal', 'personal profile', claimed, state.personalSeq, () => verifyPersonalProfile(personal, master));
+      if (pp !== undefined) {
+        if (pp.payload.account !== state.account) throw badAnswer(`personal profile #${claimed}`, new MeshError('wrong-master', `it is for ${pp.payload.account}`));
         mergeDevices(state, pp.payload.devices);
         for (const app of pp.payload.apps) if (state.apps[app] === undefined) state.apps[app] = { seq: 0, doc: null, publishedAt: pp.payload.created };
-      } catch (e) {
-        // signed by an administrator since revoked: its seq still counts, its content does not
-        ctx.io.progress(`note: the latest personal profile at the portal does not verify under the current master profile (${isMeshError(e) ? e.code : 'error'}); it will be re-signed at the next change\n`);
+        state.personalSeq = pp.payload.seq;
       }
-      state.personalSeq = claimed.seq;
     }
   }
 
   for (const [app, env] of Object.entries(acct.applications)) {
-    const claimed = parseApplicationPayload(payloadBytes(env));
+    const claimed = claimedSeq(`${app} configuration`, () => parseApplicationPayload(payloadBytes(env)));
     const mine = state.apps[app];
-    if (mine !== undefined && claimed.seq < mine.seq) {
-      throw new MeshError('rollback', `the portal returned ${app} configuration #${claimed.seq}, older than #${mine.seq} this device published: it is replaying old data`);
+    if (mine !== undefined && claimed < mine.seq) {
+      throw new MeshError('rollback', `the portal returned ${app} configuration #${claimed}, older than #${mine.seq} this device published: it is replaying old data`);
     }
-    if (mine === undefined || claimed.seq > mine.seq) {
-      let doc: ConfigDoc | null = null;
+    if (mine === undefined || claimed > mine.seq) {
+      const ap = verifiedOrAhead({ ahead: ctx.ahead, note }, `app:${app}`, `${app} configuration`, claimed, mine?.seq ?? 0, () => verifyApplicationProfile(env, master));
+      if (ap === undefined) continue;
+      if (ap.payload.app !== app) throw badAnswer(`${app} configuration #${claimed}`, new MeshError('wrong-type', `it is the configuration of ${ap.payload.app}`));
+      let doc: ConfigDoc | null;
       try {
-        const ap = verifyApplicationProfile(env, master);
         doc = openAsOwner(ap, ctx.admin.enc);
       } catch {
         doc = null;
       }
-      state.apps[app] = { seq: claimed.seq, doc, publishedAt: claimed.created };
+      state.apps[app] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
     }
   }
   return { account: acct, master };
@@ -194,9 +290,14 @@ function mergeDevices(state: State, listed: readonly { id: string; name: string;
 
 // ---------------------------------------------------------------- publishing
 
+/** The next number for `key` ('personal' or 'app:NAME'): above what we hold and what the portal showed this command. */
+export function nextSeq(ahead: Ahead, key: string, held: number): number {
+  return Math.max(held, ahead.get(key) ?? 0) + 1;
+}
+
 export async function publishPersonal(ctx: Ctx): Promise<number> {
   const { state } = ctx;
-  const seq = state.personalSeq + 1;
+  const seq = nextSeq(ctx.ahead, 'personal', state.personalSeq);
   const env = createPersonalProfile(ctx.admin, {
     master: state.master,
     account: state.account,
@@ -204,9 +305,10 @@ export async function publishPersonal(ctx: Ctx): Promise<number> {
     devices: state.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc })),
     apps: Object.keys(state.apps).sort(),
   });
-  const r = await ctx.client.publish(env);
+  const receipt = await proveReceipt(ctx, 'personal', env, await ctx.client.publish(env));
   state.personalSeq = seq;
-  recordReceipt(ctx, 'personal', env, r);
+  ctx.ahead.delete('personal');
+  keepReceipt(state, receipt);
   return seq;
 }
 
@@ -214,7 +316,7 @@ export async function publishPersonal(ctx: Ctx): Promise<number> {
 export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, extraReaders: readonly Uint8Array[] = []): Promise<{ seq: number; publishedAt: string; devices: DeviceRecord[] }> {
   const { state } = ctx;
   const master = currentMaster(state);
-  const seq = (state.apps[app]?.seq ?? 0) + 1;
+  const seq = nextSeq(ctx.ahead, `app:${app}`, state.apps[app]?.seq ?? 0);
   const publishedAt = nowIso();
   const devices = [...state.devices];
   const env = createApplicationProfile(ctx.admin, {
@@ -226,10 +328,11 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, extraRea
     devices: devices.map((d) => ({ id: d.id, enc: fromB64u(d.enc, 'device.enc', 32) })),
     alsoReadableBy: [...ownerReaders(master), ...extraReaders],
   });
-  const r = await ctx.client.publish(env);
+  const receipt = await proveReceipt(ctx, 'application', env, await ctx.client.publish(env));
   const rec: AppRecord = { seq, doc, publishedAt };
   state.apps[app] = rec;
-  recordReceipt(ctx, 'application', env, r);
+  ctx.ahead.delete(`app:${app}`);
+  keepReceipt(state, receipt);
   return { seq, publishedAt, devices };
 }
 

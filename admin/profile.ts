@@ -3,14 +3,14 @@
  */
 import * as c from '../mesh/crypto.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
-import { MeshError } from '../mesh/errors.js';
+import { MeshError, isMeshError } from '../mesh/errors.js';
 import { masterKeysFromSeed, signKeyId } from '../mesh/keys.js';
 import { createSession } from '../mesh/messages.js';
 import { ACCOUNT_PATTERN, adminEntry, createMasterProfile, createPersonalProfile } from '../mesh/profiles.js';
 import { splitSecret } from '../mesh/shamir.js';
 import { PortalClient } from '../client/portal-client.js';
 import { checkLabel, defaultAdminName, intOpt, needStr, strOpt, type Command, type Env } from './command.js';
-import { hello, recordReceipt } from './portal.js';
+import { hello, keepReceipt, proveReceipt } from './portal.js';
 import {
   ensureHome,
   newState,
@@ -116,9 +116,13 @@ The master key itself is not kept on this computer unless --keep-master-key is g
       saveAdminKeys(env.home, admin);
       if (keep) saveMasterSeed(env.home, seed);
       const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: masterEnv, admin: adminName });
-      if (bound.receipts !== undefined) {
-        recordReceipt({ state, io: env.io }, 'master', masterEnv, bound.receipts.master);
-        recordReceipt({ state, io: env.io }, 'personal', personalEnv, bound.receipts.personal);
+      // the account is bound: keep it whatever the receipts say, but keep only receipts that prove
+      for (const [kind, obj, r] of bound.receipts === undefined ? [] : ([['master', masterEnv, bound.receipts.master], ['personal', personalEnv, bound.receipts.personal]] as const)) {
+        try {
+          keepReceipt(state, await proveReceipt({ client, state }, kind, obj, r));
+        } catch (e) {
+          env.io.progress(`warning: ${isMeshError(e) ? e.message : String(e)}\n`);
+        }
       }
       saveState(env.home, state);
       seed.fill(0);

@@ -12,7 +12,7 @@ import { recoverSecret } from '../mesh/shamir.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { checkLabel, defaultAdminName, needStr, strOpt, type Command } from './command.js';
-import { hello, recordReceipt } from './portal.js';
+import { hello, keepReceipt, nextSeq, proveReceipt } from './portal.js';
 import { restoreFromAccountForRecovery } from './restore.js';
 import { newState, ensureHome, newAdminKeys, readAdminKeys, requireNoProfile, saveAdminKeys, saveMasterSeed, saveState, files } from './state.js';
 
@@ -82,14 +82,14 @@ shares stay valid.
       ensureHome(env.home);
       saveAdminKeys(env.home, admin);
       const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: next, admin: adminName, personalSeq: restored.personalSeq, apps: restored.apps, devices: restored.devices });
-      const ctxLike = { state, io: env.io };
-      const r1 = await client.publish(next);
-      recordReceipt(ctxLike, 'master', next, r1);
+      // kept only once the portal's receipt proves the new master profile is in its log (else a
+      // forged "accepted" would leave this computer ahead of the portal for good)
+      keepReceipt(state, await proveReceipt({ client, state }, 'master', next, await client.publish(next)));
       saveState(env.home, state);
 
       // From here on this computer's own administration key speaks for the account.
       adminClient = new PortalClient({ url: portalUrl, identity: { subject: account, key: admin.sign } });
-      const personalSeq = state.personalSeq + 1;
+      const personalSeq = nextSeq(restored.ahead, 'personal', state.personalSeq);
       const personal = createPersonalProfile(admin, {
         master: masterId,
         account,
@@ -97,9 +97,9 @@ shares stay valid.
         devices: state.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc })),
         apps: Object.keys(state.apps).sort(),
       });
-      const r2 = await adminClient.publish(personal);
+      const r2 = await proveReceipt({ client: adminClient, state }, 'personal', personal, await adminClient.publish(personal));
       state.personalSeq = personalSeq;
-      recordReceipt(ctxLike, 'personal', personal, r2);
+      keepReceipt(state, r2);
       saveState(env.home, state);
       const keep = v['keep-master-key'] === true;
       if (keep) saveMasterSeed(env.home, seed);

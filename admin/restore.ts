@@ -1,65 +1,58 @@
 /**
  * Reading an account back from the portal onto a new administration device (mesh admin join)
- * or a recovered one (mesh recover). Only what verifies under the master profile is believed;
- * of anything else only its number is kept (so the next version is numbered above it), never
- * its content.
+ * or a recovered one (mesh recover). Only what verifies under the master profile is kept. An
+ * object signed by an administration key revoked since gives only its number, in memory, so the
+ * next version is numbered above it (see Ahead in portal.ts); anything else that does not verify
+ * fails with `bad-answer` and nothing is kept.
  */
-import { isMeshError } from '../mesh/errors.js';
+import { MeshError } from '../mesh/errors.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import type { KeyPair } from '../mesh/crypto.js';
 import type { MasterKeys } from '../mesh/keys.js';
 import { shortFingerprint } from '../mesh/claim.js';
 import { parseApplicationPayload, parsePersonalPayload, verifyApplicationProfile, verifyPersonalProfile, type MasterProfile } from '../mesh/profiles.js';
 import type { AccountResponse } from '../mesh/protocol.js';
-import { openAsOwner } from './portal.js';
+import { badAnswer, claimedSeq, openAsOwner, verifiedOrAhead, type Ahead } from './portal.js';
 import type { AppRecord, ConfigDoc, DeviceRecord } from './state.js';
 
 export interface Restored {
   readonly personalSeq: number;
   readonly devices: DeviceRecord[];
   readonly apps: Record<string, AppRecord>;
-}
-
-function seqOf(parse: () => { seq: number }): number {
-  try {
-    return parse().seq;
-  } catch {
-    return 0;
-  }
+  /** numbers of objects signed by since-revoked keys: for numbering the next versions, never stored */
+  readonly ahead: Ahead;
 }
 
 export function restoreFromAccount(acct: AccountResponse, master: MasterProfile, readers: readonly KeyPair[], note: (s: string) => void): Restored {
+  const ahead: Ahead = new Map();
   let personalSeq = 0;
   let devices: DeviceRecord[] = [];
-  if (acct.personal !== null) {
-    const env = acct.personal;
-    try {
-      const pp = verifyPersonalProfile(env, master);
+  const personal = acct.personal;
+  if (personal !== null) {
+    const claimed = claimedSeq('personal profile', () => parsePersonalPayload(payloadBytes(personal)));
+    const pp = verifiedOrAhead({ ahead, note }, 'personal', 'personal profile', claimed, 0, () => verifyPersonalProfile(personal, master));
+    if (pp !== undefined) {
       personalSeq = pp.payload.seq;
       devices = pp.payload.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc, fingerprint: shortFingerprint(d.id), claimedAt: null, endorsedBy: null }));
-    } catch (e) {
-      personalSeq = seqOf(() => parsePersonalPayload(payloadBytes(env)));
-      note(`warning: the list of devices at the portal does not verify (${isMeshError(e) ? e.code : 'error'}); claim your devices again if they are missing\n`);
+    } else {
+      note('warning: so the list of devices at the portal is not used; claim your devices again if they are missing\n');
     }
   }
   const apps: Record<string, AppRecord> = {};
   for (const [app, env] of Object.entries(acct.applications)) {
-    try {
-      const ap = verifyApplicationProfile(env, master);
-      let doc: ConfigDoc | null = null;
-      for (const k of readers) {
-        doc = openAsOwner(ap, k);
-        if (doc !== null) break;
-      }
-      if (doc === null) note(`note: the ${app} configuration (#${ap.payload.seq}) is not readable here; only its number is kept\n`);
-      apps[app] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
-    } catch (e) {
-      const seq = seqOf(() => parseApplicationPayload(payloadBytes(env)));
-      note(`warning: the ${app} configuration at the portal does not verify (${isMeshError(e) ? `${e.code}: ${e.message}` : 'error'}); only its number is kept, publish it again\n`);
-      apps[app] = { seq, doc: null, publishedAt: new Date().toISOString() };
+    const claimed = claimedSeq(`${app} configuration`, () => parseApplicationPayload(payloadBytes(env)));
+    const ap = verifiedOrAhead({ ahead, note }, `app:${app}`, `${app} configuration`, claimed, 0, () => verifyApplicationProfile(env, master));
+    if (ap === undefined) continue;
+    if (ap.payload.app !== app) throw badAnswer(`${app} configuration #${claimed}`, new MeshError('wrong-type', `it is the configuration of ${ap.payload.app}`));
+    let doc: ConfigDoc | null = null;
+    for (const k of readers) {
+      doc = openAsOwner(ap, k);
+      if (doc !== null) break;
     }
+    if (doc === null) note(`note: the ${app} configuration (#${ap.payload.seq}) is not readable here; only its number is kept\n`);
+    apps[app] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
   }
-  return { personalSeq, devices, apps };
+  return { personalSeq, devices, apps, ahead };
 }
 
 /** Recovery reads the configurations with the master escrow key (every owner-published configuration is also encrypted to it). */

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import { spawn } from 'node:child_process';
 
-import { provisionDevice, startAgentProcess, type AgentProcess } from '../test/helpers/agent-process.js';
-import { TestOwner } from '../test/helpers/owner.js';
+import { provisionDevice, startAgentProcess, type AgentProcess } from '../harness/agent-process.js';
+import { TestOwner } from '../harness/owner.js';
 import { startBenchPortal, track, type BenchPortal, BUNDLED_AGENT, fmt, log, median, percentile, rssMiB, rssParts, sleep, spawnUntil, stopChild, timeToExit, wallMs, type Line, type Options } from './util.js';
 
 function needBundle(): void {

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { TestOwner } from '../test/helpers/owner.js';
+import { TestOwner } from '../harness/owner.js';
 import { isMeshError } from '../mesh/errors.js';
 import { startBenchPortal, track, DIST, fmt, log, tempDir, wallMs, type Line, type Options } from './util.js';
 

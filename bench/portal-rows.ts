@@ -15,7 +15,7 @@ import { parseApplicationPayload, type ApplicationPayload } from '../mesh/profil
 import { PATHS } from '../mesh/protocol.js';
 import { PostgresDriver } from '../portal/storage/postgres.js';
 
-import { TestOwner } from '../test/helpers/owner.js';
+import { TestOwner } from '../harness/owner.js';
 import { each, hammer, rawRequest, repeat } from './load.js';
 import { cpuMs, cpuSplitMs, startBenchPortal, type BenchPortal, DIST, fmt, log, median, PG_URL, spawnUntil, stopChild, type Line, type Options } from './util.js';
 import * as path from 'node:path';

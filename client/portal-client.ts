@@ -5,7 +5,7 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
+import { MeshError, isMeshErrorCode, type MeshErrorCode } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
 import type { SignedEnvelope, Signer } from '../mesh/envelope.js';
 import { createSession } from '../mesh/messages.js';
@@ -50,14 +50,6 @@ export interface PortalClientOptions {
   readonly token?: string;
   readonly timeoutMs?: number;
 }
-
-const KNOWN_CODES = new Set<string>([
-  'malformed', 'too-large', 'unknown-field', 'bad-udf', 'udf-too-short', 'bad-share', 'not-enough-shares', 'duplicate-share',
-  'bad-signature', 'unknown-signer', 'revoked-key', 'bad-key', 'wrong-master', 'wrong-device', 'wrong-type', 'not-a-recipient',
-  'decrypt-failed', 'endorsement-invalid', 'fingerprint-mismatch', 'bad-claim-proof', 'rollback', 'stale', 'schema',
-  'unknown-owner', 'not-owner', 'bad-proof', 'log-inconsistent', 'feed-gap', 'not-invited', 'clock-ahead', 'unauthorized', 'forbidden', 'not-found', 'conflict',
-  'rate-limited', 'replay', 'unavailable', 'timeout', 'internal', 'usage', 'state',
-] satisfies MeshErrorCode[]);
 
 export class PortalClient {
   readonly url: URL;
@@ -131,14 +123,16 @@ export class PortalClient {
           res.on('end', () => {
             this.bytesIn += size + headerBytes(res);
             const text = Buffer.concat(chunks);
+            const status = res.statusCode ?? 0;
             let json: unknown;
             try {
               json = text.length === 0 ? {} : parseJson(text, LIMITS.maxBodyBytes * 4, 'portal response');
             } catch (e) {
-              reject(e);
+              // a refusal whose body is not JSON (a gateway's error page, say) is still judged by its status
+              if (status >= 200 && status < 300) reject(e);
+              else reject(wireError(status, undefined));
               return;
             }
-            const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) {
               resolve(json);
               return;
@@ -235,10 +229,21 @@ export class PortalClient {
   }
 }
 
-function wireError(status: number, json: unknown): MeshError {
-  const e = (json as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-  const code = typeof e?.code === 'string' && KNOWN_CODES.has(e.code) ? (e.code as MeshErrorCode) : status === 401 ? 'unauthorized' : status === 429 ? 'rate-limited' : status >= 500 ? 'unavailable' : 'malformed';
-  const message = typeof e?.message === 'string' ? e.message : `the portal answered HTTP ${status}`;
+/**
+ * A refusal from the portal as a MeshError. A code from mesh/errors.ts is kept; a code this client
+ * does not know is `bad-answer` with the raw code in `detail` (it is the portal's answer that is
+ * wrong, never the caller's input). Only a refusal without any code falls back on the HTTP status.
+ */
+export function wireError(status: number, json: unknown): MeshError {
+  const e = (json as { error?: { code?: unknown; message?: unknown } } | null | undefined)?.error;
+  const raw = e?.code;
+  const message = typeof e?.message === 'string' ? e.message.slice(0, 2000) : `the portal answered HTTP ${status}`;
+  if (isMeshErrorCode(raw)) return new MeshError(raw, `portal: ${message}`, { status });
+  if (raw !== undefined) {
+    const shown = typeof raw === 'string' ? raw.slice(0, 100) : typeof raw;
+    return new MeshError('bad-answer', `the portal refused with a code this client does not know ("${shown}", HTTP ${status}): ${message}`, { status, code: shown });
+  }
+  const code: MeshErrorCode = status === 401 ? 'unauthorized' : status === 429 ? 'rate-limited' : status >= 500 ? 'unavailable' : 'bad-answer';
   return new MeshError(code, `portal: ${message}`, { status });
 }
 

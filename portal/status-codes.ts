@@ -1,7 +1,10 @@
-/** The HTTP status for each MeshError code a portal refusal can carry. */
+/**
+ * The HTTP status of each MeshError code when the portal refuses with it. A Record over the one
+ * list in mesh/errors.ts: a code added there without a status here does not compile.
+ */
 import type { MeshErrorCode } from '../mesh/errors.js';
 
-const STATUS: Record<MeshErrorCode, number> = {
+export const HTTP_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   malformed: 400,
   usage: 400,
   'unknown-field': 400,
@@ -41,10 +44,12 @@ const STATUS: Record<MeshErrorCode, number> = {
   'clock-ahead': 422,
   'rate-limited': 429,
   internal: 500,
+  // the portal never says this of itself (a client says it of the portal); were it relayed, a bad gateway
+  'bad-answer': 502,
   unavailable: 503,
   timeout: 503,
 };
 
 export function httpStatus(code: MeshErrorCode): number {
-  return STATUS[code] ?? 500;
+  return HTTP_STATUS[code] ?? 500;
 }

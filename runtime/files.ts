@@ -9,15 +9,7 @@ import { randomBytes } from 'node:crypto';
 
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): void {
   const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = fs.openSync(tmp, 'w', mode);
-  try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  const tmp = writeTemp(file, data, mode);
   try {
     fs.renameSync(tmp, file);
   } catch (e) {
@@ -25,6 +17,45 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
     throw e;
   }
   fsyncDir(dir);
+}
+
+/**
+ * Create `file` with `data` unless it exists: the same temp file and fsync, then link(2) instead of
+ * rename, so a file another process made first is never overwritten. Returns whether this call made it.
+ */
+export function createFileOnce(file: string, data: string | Uint8Array, mode = 0o600): boolean {
+  const tmp = writeTemp(file, data, mode);
+  let made = true;
+  try {
+    fs.linkSync(tmp, file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    made = false;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  fsyncDir(path.dirname(file));
+  return made;
+}
+
+/** A flushed temp file beside `file` (cleanTempFiles removes one a crash left behind). */
+function writeTemp(file: string, data: string | Uint8Array, mode: number): string {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  const fd = fs.openSync(tmp, 'wx', mode);
+  try {
+    // writeSync may write less than asked (a full disk, a signal): loop until all is written
+    for (let off = 0; off < bytes.length; ) off += fs.writeSync(fd, bytes, off, bytes.length - off);
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+  return tmp;
 }
 
 export function fsyncDir(dir: string): void {

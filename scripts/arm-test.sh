@@ -24,4 +24,4 @@ echo "== the emulated node: $("$NODE_ARM" -e 'console.log("process.arch=" + proc
 [ -f dist/agent/cli.js ] || npm run build --silent
 node scripts/build-agent.mjs
 echo "== scenario with the bundled agent on $TARGET ($QEMU_CPU)"
-node dist/scripts/demo.js --agent-file dist/mesh-agent.mjs --agent-node "$NODE_ARM" --wait-ms "${WAIT_MS:-60000}"
+node dist/scripts/run-demo.js --agent-file dist/mesh-agent.mjs --agent-node "$NODE_ARM" --wait-ms "${WAIT_MS:-60000}"

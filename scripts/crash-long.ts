@@ -1,6 +1,6 @@
 /**
  * The long crash run: the scenarios of test/crash-agent.test.ts and test/crash-portal.test.ts
- * (test/hostile/crash-kit.ts) with hundreds of SIGKILLs instead of a few.
+ * (harness/crash-kit.ts) with hundreds of SIGKILLs instead of a few.
  *
  *   npx tsc -p . && node dist/scripts/crash-long.js [--out FILE.json]
  *
@@ -17,8 +17,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PostgresDriver } from '../portal/storage/postgres.js';
-import { startPortalProcess } from '../test/helpers/portal-process.js';
-import { agentKills, cliKills, portalKills } from '../test/hostile/crash-kit.js';
+import { startPortalProcess } from '../harness/portal-process.js';
+import { agentKills, cliKills, portalKills } from '../harness/crash-kit.js';
+import { writeJsonAtomic } from '../runtime/files.js';
 
 const AGENT = Number(process.env.CRASH_LONG_AGENT ?? 300);
 const CLI = Number(process.env.CRASH_LONG_CLI ?? 100);
@@ -101,7 +102,7 @@ async function main(): Promise<void> {
   }
   const lines = ['| scenario | kills | result | time | detail |', '|---|---:|---|---:|---|', ...rows.map((r) => `| ${r.scenario} | ${r.kills} | ${r.ok ? 'OK' : 'FAILED'} | ${r.seconds} s | ${r.detail} |`)];
   process.stdout.write(lines.join('\n') + '\n');
-  if (out !== undefined) fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, rows }, null, 2));
+  if (out !== undefined) writeJsonAtomic(out, { date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, rows }, 0o644);
   process.exitCode = rows.every((r) => r.ok) ? 0 : 1;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The long fuzz run: every parser of external input in the fuzz table (test/fuzz/targets.ts, the
+ * The long fuzz run: every parser of external input in the fuzz table (harness/fuzz-targets.ts, the
  * same table as the short run in test/fuzz-core.test.ts) with FUZZ_LONG_RUNS inputs each (default
  * 1,000,000), spread over worker processes, then (FUZZ_LONG_HTTP, default 100,000) generated and
  * mutated request bodies and MQTT garbage against a REAL portal process (the same generators as
@@ -21,9 +21,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { buildExamples } from './protocol-examples.js';
-import { check, fuzzTargets, inputFor, nastyValues, type FuzzTarget } from '../test/fuzz/targets.js';
-import type { HttpSummary } from '../test/hostile/portal-fuzz.js';
+import { buildExamples } from '../harness/protocol-examples.js';
+import { check, fuzzTargets, inputFor, nastyValues, type FuzzTarget } from '../harness/fuzz-targets.js';
+import type { HttpSummary } from '../harness/portal-fuzz.js';
+import { writeJsonAtomic } from '../runtime/files.js';
 
 const RUNS = Number(process.env.FUZZ_LONG_RUNS ?? 1_000_000);
 const WORKERS = Math.max(1, Number(process.env.FUZZ_LONG_WORKERS ?? 2));
@@ -163,7 +164,7 @@ async function main(): Promise<void> {
 
   let http: HttpSummary | undefined;
   if (HTTP > 0) {
-    const { fuzzPortalLong } = await import('../test/hostile/portal-fuzz.js');
+    const { fuzzPortalLong } = await import('../harness/portal-fuzz.js');
     http = await fuzzPortalLong(HTTP, BASE_SEED, (line) => process.stderr.write(line));
   }
 
@@ -185,7 +186,7 @@ async function main(): Promise<void> {
   for (const r of results) for (const e of r.examples) lines.push(`  FAILURE ${e}`);
   for (const e of http?.examples ?? []) lines.push(`  FAILURE ${e}`);
   process.stdout.write(lines.join('\n') + '\n');
-  if (out !== undefined) fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seed: BASE_SEED, runs: RUNS, workers: WORKERS, cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, seconds: secs, results, http }, null, 2));
+  if (out !== undefined) writeJsonAtomic(out, { date: new Date().toISOString(), seed: BASE_SEED, runs: RUNS, workers: WORKERS, cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, seconds: secs, results, http }, 0o644);
   if (totalFail > 0 || (http !== undefined && (http.serverErrors > 0 || http.badAnswers > 0 || !http.alive))) process.exitCode = 1;
 }
 

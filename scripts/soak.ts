@@ -20,6 +20,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeJsonAtomic } from '../runtime/files.js';
 
 const AGENTS = Number(process.env.SOAK_AGENTS ?? 1000);
 const WORKERS = Math.max(1, Number(process.env.SOAK_WORKERS ?? 4));
@@ -198,7 +199,7 @@ async function startPortal(dataDir: string): Promise<{ proc: ChildProcess; http:
 async function main(): Promise<void> {
   const outIdx = process.argv.indexOf('--out');
   const out = outIdx > 0 ? process.argv[outIdx + 1] : undefined;
-  const { TestOwner } = await import('../test/helpers/owner.js');
+  const { TestOwner } = await import('../harness/owner.js');
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-soak-'));
   const log = (s: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
   log(`soak: ${AGENTS} agents in ${WORKERS} workers, ${OWNERS} owners, a publication every ${PUBLISH_MS} ms for ${MINUTES} min; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${MiB(os.totalmem())} RAM, node ${process.version}`);
@@ -334,7 +335,7 @@ async function main(): Promise<void> {
   ];
   process.stdout.write(lines.join('\n') + '\n');
   if (out !== undefined) {
-    fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), agents: AGENTS, workers: WORKERS, owners: OWNERS, minutes: publishSeconds / 60, publishMs: PUBLISH_MS, cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, publications, publishErrors, applied, expected, lost, duplicated, refused, atLast, events, portalErrors, latencyMs: { p50: pct(50), p99: pct(99), max: latencies[latencies.length - 1] ?? 0 }, rss: series.map((s) => ({ name: s.name, ...stats(s), samples: s.samples })), load, ok }, null, 2));
+    writeJsonAtomic(out, { date: new Date().toISOString(), agents: AGENTS, workers: WORKERS, owners: OWNERS, minutes: publishSeconds / 60, publishMs: PUBLISH_MS, cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, publications, publishErrors, applied, expected, lost, duplicated, refused, atLast, events, portalErrors, latencyMs: { p50: pct(50), p99: pct(99), max: latencies[latencies.length - 1] ?? 0 }, rss: series.map((s) => ({ name: s.name, ...stats(s), samples: s.samples })), load, ok }, 0o644);
   }
   process.exitCode = ok ? 0 : 1;
 }

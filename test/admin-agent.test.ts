@@ -4,7 +4,7 @@
  * Bob, each with their own --home. One shared thermostat, two owners, configuration applied,
  * listed, refused, removed; a second administration device added and revoked; recovery.
  */
-import { openClaimWindow } from './helpers/agent-process.js';
+import { openClaimWindow } from '../harness/agent-process.js';
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -15,7 +15,7 @@ import * as c from '../mesh/crypto.js';
 import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
 import { signKeyId } from '../mesh/keys.js';
 import { writeDeviceDirectory } from '../runtime/device-files.js';
-import { startPortalProcess, type PortalProcess } from './helpers/portal-process.js';
+import { startPortalProcess, type PortalProcess } from '../harness/portal-process.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(here, '../admin/cli.js');

@@ -22,7 +22,7 @@ import { parseApplicationPayload, parseMasterPayload, parsePersonalPayload } fro
 import { authenticatorUdf, contentUdf } from '../mesh/udf.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { FeedItem } from '../mesh/protocol.js';
-import { startPortalProcess } from './helpers/portal-process.js';
+import { startPortalProcess } from '../harness/portal-process.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(here, '../admin/cli.js');

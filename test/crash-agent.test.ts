@@ -10,13 +10,13 @@
  * Then the owner's side: `mesh config set` killed at random points; every file in --home parses,
  * the CLI reads its state back, and the next command works (it re-reads what reached the portal).
  * CRASH_KILLS (default 4) kills per part; scripts/powerloss-long.sh runs hundreds
- * (the scenarios are in test/hostile/crash-kit.ts).
+ * (the scenarios are in harness/crash-kit.ts).
  */
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { agentKills, cliKills, inspectDevice } from './hostile/crash-kit.js';
+import { agentKills, cliKills, inspectDevice } from '../harness/crash-kit.js';
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 4);
 

@@ -5,7 +5,7 @@
  * names (Log/Entry), in the owner's account (Account) and in the target device's feed (Download);
  * and the tree head after the restart is proven (consistency proof) to extend the last one any
  * client received before the crash. CRASH_PORTAL_KILLS (default 2) crash cycles per store;
- * scripts/powerloss-long.sh runs more (the scenario is in test/hostile/crash-kit.ts).
+ * scripts/powerloss-long.sh runs more (the scenario is in harness/crash-kit.ts).
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
@@ -13,8 +13,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PostgresDriver } from '../portal/storage/postgres.js';
-import { startPortalProcess } from './helpers/portal-process.js';
-import { portalKills } from './hostile/crash-kit.js';
+import { startPortalProcess } from '../harness/portal-process.js';
+import { portalKills } from '../harness/crash-kit.js';
 
 const KILLS = Number(process.env.CRASH_PORTAL_KILLS ?? 2);
 const PG_URL = process.env.MESH_TEST_PG ?? 'postgres://root@127.0.0.1:5432/test';

@@ -1,7 +1,7 @@
 /**
  * mesh/messages.ts and mesh/claim.ts: claims (label, derivations, blob, proofs), remove, status,
  * session (time window), tree head, portal profile, join + PIN. Fixtures are the real examples of
- * scripts/protocol-examples.ts.
+ * harness/protocol-examples.ts.
  */
 import { codeOf } from './helpers/code-of.js';
 import test from 'ava';
@@ -50,7 +50,7 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { leafHash, verifyInclusion } from '../mesh/merkle.js';
-import { buildExamples, type ExampleDevice } from '../scripts/protocol-examples.js';
+import { buildExamples, type ExampleDevice } from '../harness/protocol-examples.js';
 
 
 const x = buildExamples();

@@ -23,7 +23,7 @@ import { createClaim, createRemove, createSession, createStatus, createJoin, ver
 import { adminEntry, createApplicationProfile, createMasterProfile, createPersonalProfile, endorseDevice, type AdminKeys } from '../mesh/profiles.js';
 import { LIMITS, PATHS, deviceTopic, parseFeedItem, type FeedItem, type RegisterRequest } from '../mesh/protocol.js';
 import { PostgresDriver } from '../portal/storage/postgres.js';
-import { startPortalProcess, type PortalProcess } from './helpers/portal-process.js';
+import { startPortalProcess, type PortalProcess } from '../harness/portal-process.js';
 
 const PG_URL = process.env.MESH_TEST_PG ?? 'postgres://root@127.0.0.1:5432/test';
 const MOSQUITTO = process.env.MESH_TEST_MQTT ?? 'mqtt://127.0.0.1:1883';

@@ -1,7 +1,7 @@
 /**
  * mesh/profiles.ts and mesh/keys.ts: the four profiles, the endorsement, the one verification
  * function, and escrow of the master seed. Fixtures are the real examples of
- * scripts/protocol-examples.ts (the ones docs/protocol.md shows).
+ * harness/protocol-examples.ts (the ones docs/protocol.md shows).
  */
 import { codeOf } from './helpers/code-of.js';
 import test from 'ava';
@@ -32,7 +32,7 @@ import {
 } from '../mesh/profiles.js';
 import { recoverSecret, splitSecret } from '../mesh/shamir.js';
 import type { Json } from '../mesh/json.js';
-import { buildExamples, type ExampleDevice } from '../scripts/protocol-examples.js';
+import { buildExamples, type ExampleDevice } from '../harness/protocol-examples.js';
 
 
 const x = buildExamples();

@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { runScenario } from '../../scripts/demo.js';
-import { REPO } from '../helpers/agent-process.js';
+import { runScenario } from '../../harness/scenario.js';
+import { REPO } from '../../harness/agent-process.js';
 
 const PG = process.env.MESH_TEST_PG ?? 'postgres://root@127.0.0.1:5432/test';
 const MQTT = process.env.MESH_TEST_MQTT ?? 'mqtt://127.0.0.1:1883';

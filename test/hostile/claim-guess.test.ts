@@ -14,8 +14,8 @@ import * as c from '../../mesh/crypto.js';
 import { deriveClaimSecrets, type ClaimSecrets } from '../../mesh/claim.js';
 import { isMeshError, type MeshError } from '../../mesh/errors.js';
 import { createClaim } from '../../mesh/messages.js';
-import { agentStatus } from '../helpers/agent-process.js';
-import { TestOwner } from '../helpers/owner.js';
+import { agentStatus } from '../../harness/agent-process.js';
+import { TestOwner } from '../../harness/owner.js';
 import { swapNextItem } from './proxy.js';
 import { assertRecovers, assertRefused, hostileWorld, refusal } from './world.js';
 

@@ -9,7 +9,7 @@
  * The REAL `mesh` CLI claims through the proxy; it must refuse with the code and claim nothing;
  * the device, already owned by Alice, keeps its configuration and its single owner.
  */
-import { openClaimWindow } from '../helpers/agent-process.js';
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import { PortalClient } from '../../client/portal-client.js';
 import { b64u } from '../../mesh/bytes.js';
@@ -17,7 +17,7 @@ import { deriveClaimSecrets, sealClaimBlob } from '../../mesh/claim.js';
 import { newDeviceIdentity } from '../../mesh/device.js';
 import { createSession } from '../../mesh/messages.js';
 import { PATHS } from '../../mesh/protocol.js';
-import { agentStatus } from '../helpers/agent-process.js';
+import { agentStatus } from '../../harness/agent-process.js';
 import { jsonResponse } from './proxy.js';
 import { cliError, hostileWorld, mesh, tmpHome } from './world.js';
 

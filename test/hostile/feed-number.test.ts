@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { onDownload } from './proxy.js';
-import { agentStatus } from '../helpers/agent-process.js';
+import { agentStatus } from '../../harness/agent-process.js';
 import { assertRecovers, hostileWorld } from './world.js';
 
 test.serial('one Download answer with an enormous item number, then the honest portal: the real change is applied (feed-gap recorded)', async (t) => {

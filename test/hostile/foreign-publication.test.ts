@@ -7,7 +7,7 @@
  * trace the owner gets (the object is not in the log either: the device does not check that
  * what it applies was logged; see docs/reliability.md).
  */
-import { openClaimWindow } from '../helpers/agent-process.js';
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

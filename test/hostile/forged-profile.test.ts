@@ -12,7 +12,7 @@ import test from 'ava';
 import * as c from '../../mesh/crypto.js';
 import { isMeshError } from '../../mesh/errors.js';
 import { createApplicationProfile, type AdminKeys } from '../../mesh/profiles.js';
-import { until } from '../helpers/agent-process.js';
+import { until } from '../../harness/agent-process.js';
 import { swapNextItem } from './proxy.js';
 import { assertRecovers, assertRefused, flipSignatureBit, hostileWorld, payloadOf, refusal, type World } from './world.js';
 

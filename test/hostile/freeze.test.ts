@@ -9,9 +9,9 @@
  * nothing new must NOT be flagged, or the flag means nothing (see docs/reliability.md: the agent
  * sends no status while nothing changes, so today every idle device turns STALE).
  */
-import { openClaimWindow } from '../helpers/agent-process.js';
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
-import { until } from '../helpers/agent-process.js';
+import { until } from '../../harness/agent-process.js';
 import { DOWNLOAD, onDownload } from './proxy.js';
 import { hostileWorld, mesh, tmpHome } from './world.js';
 

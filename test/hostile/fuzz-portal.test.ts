@@ -7,8 +7,8 @@
  * FUZZ_PORTAL_RUNS sets the number of requests (default 3000); FUZZ_SEED replays a run.
  */
 import test from 'ava';
-import { startPortalProcess } from '../helpers/portal-process.js';
-import { fuzzWorld, healthy, judge, newStats, pushStillWorks, raw, throwMqttJunk, throwRequests } from './portal-fuzz.js';
+import { startPortalProcess } from '../../harness/portal-process.js';
+import { fuzzWorld, healthy, judge, newStats, pushStillWorks, raw, throwMqttJunk, throwRequests } from '../../harness/portal-fuzz.js';
 import { PATHS } from '../../mesh/protocol.js';
 
 const RUNS = Number(process.env.FUZZ_PORTAL_RUNS ?? 3000);

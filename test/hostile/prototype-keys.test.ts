@@ -12,7 +12,7 @@
 import test from 'ava';
 import { checkJsonValue } from '../../mesh/json.js';
 import { checkSchema, validate } from '../../mesh/schema.js';
-import { THERMOSTAT_SCHEMA } from '../helpers/agent-process.js';
+import { THERMOSTAT_SCHEMA } from '../../harness/agent-process.js';
 import { hostileWorld, refusal } from './world.js';
 
 test('checkJsonValue keeps a "__proto__" key as an ordinary key, with its value, and leaves the prototype alone', (t) => {

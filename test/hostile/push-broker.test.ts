@@ -16,7 +16,7 @@ import { Aedes, type AedesPublishPacket } from 'aedes';
 import { createApplicationProfile } from '../../mesh/profiles.js';
 import { deviceTopic } from '../../mesh/protocol.js';
 import { PATHS } from '../../mesh/protocol.js';
-import { agentStatus, until } from '../helpers/agent-process.js';
+import { agentStatus, until } from '../../harness/agent-process.js';
 import type { Rule } from './proxy.js';
 import { flipSignatureBit, hostileWorld, payloadOf, type World } from './world.js';
 

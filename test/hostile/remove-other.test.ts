@@ -7,12 +7,12 @@
  * Alice stays an owner and her settings stay in the effective configuration; Bob can still
  * remove himself.
  */
-import { openClaimWindow } from '../helpers/agent-process.js';
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import { isMeshError } from '../../mesh/errors.js';
 import { createRemove } from '../../mesh/messages.js';
-import { agentStatus } from '../helpers/agent-process.js';
-import { TestOwner } from '../helpers/owner.js';
+import { agentStatus } from '../../harness/agent-process.js';
+import { TestOwner } from '../../harness/owner.js';
 import { swapNextItem } from './proxy.js';
 import { assertRefused, hostileWorld, refusal } from './world.js';
 

@@ -14,7 +14,7 @@ import { b64u, fromB64u } from '../../mesh/bytes.js';
 import { deriveClaimSecrets, sealClaimBlob } from '../../mesh/claim.js';
 import { newDeviceIdentity } from '../../mesh/device.js';
 import { createSession } from '../../mesh/messages.js';
-import { TestOwner } from '../helpers/owner.js';
+import { TestOwner } from '../../harness/owner.js';
 import { swapNextItem, type WireItem } from './proxy.js';
 import { assertRecovers, assertRefused, hostileWorld, payloadOf, refusal, type World } from './world.js';
 

@@ -6,7 +6,7 @@
  * ("SPLIT VIEW"), and the library check (verifyConsistency against the owner's log) fails too.
  * Before the split, on the same world, log verify passes: the test can tell the two apart.
  */
-import { openClaimWindow } from '../helpers/agent-process.js';
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,9 +17,9 @@ import { verifyConsistency } from '../../mesh/merkle.js';
 import { verifyPortalProfile, verifyTreeHead } from '../../mesh/messages.js';
 import { PATHS } from '../../mesh/protocol.js';
 import { PortalClient } from '../../client/portal-client.js';
-import { startPortalProcess } from '../helpers/portal-process.js';
-import { TestOwner } from '../helpers/owner.js';
-import { until } from '../helpers/agent-process.js';
+import { startPortalProcess } from '../../harness/portal-process.js';
+import { TestOwner } from '../../harness/owner.js';
+import { until } from '../../harness/agent-process.js';
 import { cliError, hostileWorld, mesh, tmpHome } from './world.js';
 
 test.serial('the device is shown a forked log (same portal key, other data): mesh log verify reports log-inconsistent', async (t) => {

@@ -16,13 +16,11 @@ import type { SignedEnvelope } from '../../mesh/envelope.js';
 import { b64u, fromB64u } from '../../mesh/bytes.js';
 import { verifyStatus, type StatusPayload } from '../../mesh/messages.js';
 import { verifyDeviceProfile } from '../../mesh/profiles.js';
-import { startPortalProcess, type PortalProcess } from '../helpers/portal-process.js';
-import { agentStatus, provisionDevice, startAgentProcess, until, type AgentEvent, type AgentProcess } from '../helpers/agent-process.js';
-import { TestOwner } from '../helpers/owner.js';
+import { writeJsonAtomic } from '../../runtime/files.js';
+import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
+import { agentStatus, provisionDevice, startAgentProcess, until, type AgentEvent, type AgentProcess } from '../../harness/agent-process.js';
+import { TestOwner } from '../../harness/owner.js';
 import { startProxy, type Proxy } from './proxy.js';
-import { KNOWN_CODES } from '../fuzz/targets.js';
-
-export { KNOWN_CODES };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/test/hostile -> dist/admin/cli.js */
@@ -67,7 +65,7 @@ export async function hostileWorld(opts: WorldOptions = {}): Promise<World> {
   await opts.beforeAgent?.(proxy, identity.id);
   if (opts.maxStaleMs !== undefined) {
     const f = path.join(dir, 'agent.json');
-    fs.writeFileSync(f, JSON.stringify({ ...(JSON.parse(fs.readFileSync(f, 'utf8')) as object), maxStaleMs: opts.maxStaleMs }));
+    writeJsonAtomic(f, { ...(JSON.parse(fs.readFileSync(f, 'utf8')) as object), maxStaleMs: opts.maxStaleMs }, 0o644);
   }
   const agent = await startAgentProcess(dir);
   const alice = await TestOwner.create(portal.http, 'alice');

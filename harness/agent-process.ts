@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { newDeviceIdentity, type DeviceIdentity } from '../../mesh/device.js';
-import { writeDeviceDirectory, DEFAULT_SETTINGS } from '../../runtime/device-files.js';
+import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
+import { writeDeviceDirectory, DEFAULT_SETTINGS } from '../runtime/device-files.js';
 
-const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const AGENT_CLI = path.join(dist, 'agent', 'cli.js');
 export const REPO = path.resolve(dist, '..');
 

@@ -10,17 +10,18 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import fc from 'fast-check';
-import { PortalClient } from '../../client/portal-client.js';
-import { b64u } from '../../mesh/bytes.js';
-import { deriveClaimSecrets, sealClaimBlob } from '../../mesh/claim.js';
-import { newDeviceIdentity, type DeviceIdentity } from '../../mesh/device.js';
-import { createClaim, createJoin, createRemove, createSession, createStatus } from '../../mesh/messages.js';
-import { PATHS, deviceTopic, parseFeedItem } from '../../mesh/protocol.js';
-import * as c from '../../mesh/crypto.js';
-import { buildExamples } from '../../scripts/protocol-examples.js';
-import { BYTE_OPS, KNOWN_CODES, inputFor, mutateBytes, mutateText, type FuzzTarget } from '../fuzz/targets.js';
-import { TestOwner } from '../helpers/owner.js';
-import { startPortalProcess } from '../helpers/portal-process.js';
+import { PortalClient } from '../client/portal-client.js';
+import { b64u } from '../mesh/bytes.js';
+import { isMeshErrorCode } from '../mesh/errors.js';
+import { deriveClaimSecrets, sealClaimBlob } from '../mesh/claim.js';
+import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
+import { createClaim, createJoin, createRemove, createSession, createStatus } from '../mesh/messages.js';
+import { PATHS, deviceTopic, parseFeedItem } from '../mesh/protocol.js';
+import * as c from '../mesh/crypto.js';
+import { buildExamples } from './protocol-examples.js';
+import { BYTE_OPS, inputFor, mutateBytes, mutateText, type FuzzTarget } from './fuzz-targets.js';
+import { TestOwner } from './owner.js';
+import { startPortalProcess } from './portal-process.js';
 
 export interface Answer {
   readonly status: number;
@@ -59,7 +60,7 @@ export function judge(a: Answer): string | undefined {
   }
   if (a.status >= 400) {
     const e = (j as { error?: { code?: unknown; message?: unknown } }).error;
-    if (typeof e?.code !== 'string' || !KNOWN_CODES.has(e.code)) return `HTTP ${a.status} without a known error code: ${a.body.slice(0, 200)}`;
+    if (!isMeshErrorCode(e?.code)) return `HTTP ${a.status} without a known error code: ${a.body.slice(0, 200)}`;
     if (typeof e.message !== 'string') return `HTTP ${a.status} without an error message`;
   }
   return undefined;

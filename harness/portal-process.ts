@@ -24,8 +24,8 @@ export interface PortalProcess {
   stop(): Promise<number | null>;
 }
 
-/** dist/test/helpers/ -> dist/portal/cli.js */
-export const PORTAL_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'portal', 'cli.js');
+/** dist/harness/ -> dist/portal/cli.js */
+export const PORTAL_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'portal', 'cli.js');
 
 /** Portals still running when the test process exits are killed, so a failed test leaves none behind. */
 const running = new Set<ChildProcess>();

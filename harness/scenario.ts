@@ -1,5 +1,6 @@
 /**
- * npm run demo: Alice and Bob and a shared thermostat, end to end, on embedded defaults
+ * The demo scenario (npm run demo: scripts/run-demo.ts; the e2e test: test/e2e/scenario.test.ts):
+ * Alice and Bob and a shared thermostat, end to end, on embedded defaults
  * (SQLite, embedded MQTT broker, a temporary directory, free ports), with real processes:
  * mesh-portal, mesh-provision, mesh-agent and the owners' `mesh` CLI.
  */
@@ -8,7 +9,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = (name: string): string => path.join(root, 'dist', name, 'cli.js');
@@ -225,38 +225,4 @@ async function cleanup(): Promise<void> {
   await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)))));
   children.length = 0;
   if (tmp !== '') fs.rmSync(tmp, { recursive: true, force: true });
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const { values } = parseArgs({
-    options: {
-      'agent-file': { type: 'string' },
-      'agent-node': { type: 'string' },
-      'wait-ms': { type: 'string' },
-      'portal-arg': { type: 'string', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help === true) {
-    process.stdout.write(`npm run demo [-- options]: Alice, Bob and a shared thermostat, end to end, with real processes.
-  --agent-file F     run this agent entry (default dist/agent/cli.js; the bundle is dist/mesh-agent.mjs)
-  --agent-node N     run the agent with this node executable (an ARM node under qemu, say)
-  --wait-ms N        how long to wait for the device at each step (default 15000)
-  --portal-arg A     pass A to mesh-portal (repeat), e.g. --portal-arg=--mqtt-url=mqtt://127.0.0.1:1883
-`);
-    process.exit(0);
-  }
-  const opts: { agentFile?: string; agentNode?: string; waitMs?: number; portalArgs?: string[] } = {};
-  if (values['agent-file'] !== undefined) opts.agentFile = path.resolve(values['agent-file']);
-  if (values['agent-node'] !== undefined) opts.agentNode = values['agent-node'];
-  if (values['wait-ms'] !== undefined) opts.waitMs = Number(values['wait-ms']);
-  if (values['portal-arg'] !== undefined) opts.portalArgs = values['portal-arg'];
-  runScenario(opts).then(
-    () => undefined,
-    (e: unknown) => {
-      process.stderr.write(`\ndemo FAILED: ${(e as Error).message}\n`);
-      process.exitCode = 1;
-    },
-  );
 }

@@ -2,15 +2,15 @@
  * A minimal owner built straight from the mesh library (no CLI), for agent, hostile and bench
  * tests: master keys, one administration key, a bound account, claims, application profiles.
  */
-import { PortalClient } from '../../client/portal-client.js';
-import { generateMasterKeys, signKeyId, type MasterKeys } from '../../mesh/keys.js';
-import * as c from '../../mesh/crypto.js';
-import { adminEntry, createApplicationProfile, createMasterProfile, createPersonalProfile, verifyDeviceProfile, type AdminKeys } from '../../mesh/profiles.js';
-import { createClaim, createRemove, createSession, verifyPortalProfile } from '../../mesh/messages.js';
-import { deriveClaimSecrets, openClaimBlob, parseClaimLabel } from '../../mesh/claim.js';
-import { fromB64u } from '../../mesh/bytes.js';
-import type { SignedEnvelope } from '../../mesh/envelope.js';
-import type { Json } from '../../mesh/json.js';
+import { PortalClient } from '../client/portal-client.js';
+import { generateMasterKeys, signKeyId, type MasterKeys } from '../mesh/keys.js';
+import * as c from '../mesh/crypto.js';
+import { adminEntry, createApplicationProfile, createMasterProfile, createPersonalProfile, verifyDeviceProfile, type AdminKeys } from '../mesh/profiles.js';
+import { createClaim, createRemove, createSession, verifyPortalProfile } from '../mesh/messages.js';
+import { deriveClaimSecrets, openClaimBlob, parseClaimLabel } from '../mesh/claim.js';
+import { fromB64u } from '../mesh/bytes.js';
+import type { SignedEnvelope } from '../mesh/envelope.js';
+import type { Json } from '../mesh/json.js';
 
 export interface TestDevice {
   readonly id: string;

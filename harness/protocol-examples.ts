@@ -2,17 +2,17 @@
  * Real examples of every wire format, made with the code in mesh/, and docs/protocol.md built
  * around them:
  *
- *   npx tsc -p . && node dist/scripts/protocol-examples.js > docs/protocol.md
+ *   npx tsc -p . && node dist/scripts/protocol-doc.js > docs/protocol.md
  *
  * Keys come from fixed labels (so key UDFs stay the same from one run to the next); times, nonces,
  * IVs and ephemeral keys are fresh on every run. `buildExamples()` is also the source of valid
- * seeds for the fuzz targets (test/fuzz/targets.ts) and the fixtures of the protocol tests, so every
+ * seeds for the fuzz targets (harness/fuzz-targets.ts) and the fixtures of the protocol tests, so every
  * example shown in the document is one the tests parse, verify and mutate.
  */
-import { pathToFileURL } from 'node:url';
 import * as c from '../mesh/crypto.js';
 import { b64u, utf8 } from '../mesh/bytes.js';
-import { MeshError } from '../mesh/errors.js';
+import { MESH_ERRORS, MeshError } from '../mesh/errors.js';
+import { httpStatus } from '../portal/status-codes.js';
 import { type SignedEnvelope, payloadBytes, MAX_ENVELOPE_BYTES, MAX_RECIPIENTS, MAX_SIGNATURES } from '../mesh/envelope.js';
 import { type DeviceKeys, type MasterKeys, masterKeysFromSeed, signKeyId, encKeyId, KEYINFO_CONTENT_TYPE } from '../mesh/keys.js';
 import {
@@ -279,6 +279,11 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
 // ---------------------------------------------------------------- the document
 
 const pretty = (v: unknown): string => JSON.stringify(v, null, 2);
+/** The table of every error code (docs/protocol.md §11), from the one list in mesh/errors.ts. */
+export function errorCodeTable(): string {
+  return ['| code | HTTP | meaning |', '|---|---|---|', ...MESH_ERRORS.map((e) => `| \`${e.code}\` | ${httpStatus(e.code)} | ${e.meaning} |`)].join('\n') + '\n';
+}
+
 const block = (lang: string, text: string): string => '```' + lang + '\n' + text + '\n```\n';
 
 /** The envelope as it travels and its payload decoded, side by side. */
@@ -469,10 +474,10 @@ This document is generated from the code. Every example below was made by mesh/ 
 document was built, and the same examples are the valid seeds of the fuzz tests. To regenerate:
 
 \`\`\`sh
-npx tsc -p . && node dist/scripts/protocol-examples.js > docs/protocol.md
+npx tsc -p . && node dist/scripts/protocol-doc.js > docs/protocol.md
 \`\`\`
 
-Edit \`scripts/protocol-examples.ts\` (the prose lives there too), not this file. Key UDFs are stable
+Edit \`harness/protocol-examples.ts\` (the prose lives there too), not this file. Key UDFs are stable
 from run to run (the examples' keys derive from fixed labels); times, nonces, IVs, ephemeral
 keys and the escrow shares change.
 
@@ -688,27 +693,14 @@ Every refusal is \`{"error":{"code","message","detail"?}}\` with the HTTP status
 clients act on the code, never the message. Example (a 429 with \`Retry-After: 1740\`):
 
 ${block('json', pretty(x.wireError))}
-| HTTP | codes |
-|---|---|
-| 400 | malformed, usage (and unknown-field, bad-udf, udf-too-short, bad-share, not-enough-shares, duplicate-share, schema) |
-| 401 | unauthorized |
-| 403 | forbidden, not-owner, bad-claim-proof |
-| 404 | not-found (and unknown-owner) |
-| 409 | conflict, rollback (and state, stale) |
-| 413 | too-large |
-| 422 | bad-signature, unknown-signer, revoked-key, wrong-master, wrong-device, wrong-type, bad-key, replay (and endorsement-invalid, fingerprint-mismatch, not-a-recipient, decrypt-failed, bad-proof, log-inconsistent) |
-| 429 | rate-limited |
-| 500 | internal |
-| 503 | unavailable (and timeout) |
-
-The portal's mapping is portal/status-codes.ts; a client that meets an unknown code falls back on
-the status (client/portal-client.ts).
+${errorCodeTable()}
+The list is \`MESH_ERRORS\` in mesh/errors.ts; the portal's status for each is portal/status-codes.ts
+(test/error-codes.test.ts checks this table against both). A client that meets a code not in the
+list does not guess: it is \`bad-answer\`, with the raw code in \`detail.code\` (the portal's answer is
+wrong, not the caller's input). Only a refusal with no code at all falls back on its status:
+401 \`unauthorized\`, 429 \`rate-limited\`, 5xx \`unavailable\`, anything else \`bad-answer\`
+(client/portal-client.ts). \`bad-answer\` is also what the owner's CLI says of an answer whose
+objects or receipts do not verify (docs/admin.md).
 `);
   return out.join('\n');
 }
-
-function main(): void {
-  process.stdout.write(renderDocument(buildExamples()));
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();
