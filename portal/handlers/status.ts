@@ -3,6 +3,7 @@ import { fail } from '../../mesh/errors.js';
 import { verifyStatus } from '../../mesh/messages.js';
 import { PATHS, parseStatusRequest } from '../../mesh/protocol.js';
 import { json, subject, type Route } from '../context.js';
+import { checkSize, RECORD_LIMITS } from '../limits.js';
 
 export const statusRoutes: readonly Route[] = [
   {
@@ -14,8 +15,10 @@ export const statusRoutes: readonly Route[] = [
       const req = parseStatusRequest(call.body);
       const device = subject(call);
       const d = (await ctx.store.getDevice(device)) ?? fail('not-found', `device ${device} is not registered here`);
+      const text = json(req.object);
+      checkSize(text, RECORD_LIMITS.statusBytes, 'the status');
       const p = verifyStatus(req.object, ctx.trust.deviceKeys(d).sign);
-      const stored = await ctx.store.putStatus(device, { seq: p.seq, status: json(req.object) }, ctx.now());
+      const stored = await ctx.store.putStatus(device, { seq: p.seq, status: text }, ctx.now());
       if (!stored) ctx.log.debug('older status ignored', { device, seq: p.seq });
       return { json: { ok: true } };
     },
