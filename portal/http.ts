@@ -4,7 +4,7 @@
  * No input crashes the process: every failure of a handler becomes a response.
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
 import { LIMITS } from '../mesh/protocol.js';
@@ -189,7 +189,18 @@ export class HttpFront {
     this.server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 65_000;
     this.server.timeout = SOCKET_IDLE_MS;
     this.server.maxRequestsPerSocket = 0;
-    this.server.on('connection', (socket) => void this.connections.admit(socket));
+    this.server.on('connection', (socket: Socket) => {
+      if (!this.connections.admit(socket)) return;
+      // Node's headersTimeout runs from a request's first byte: a socket that never sends one is closed here
+      const t = ctx.clock.setTimer(
+        () => {
+          if (socket.bytesRead === 0) socket.destroy();
+        },
+        headersTimeout,
+        { unref: true },
+      );
+      socket.once('close', () => t.cancel());
+    });
     this.server.on('clientError', (e, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       else socket.destroy();

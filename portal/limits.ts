@@ -20,21 +20,25 @@ export const RECORD_LIMITS = {
   endorsementBytes: 1024,
   /** the claim blob: the profile and endorsement sealed under the label secret (iv.ciphertext, base64url) */
   claimBlobChars: 3072,
-  /** a device's signed status (one kept per device) */
-  statusBytes: 16 * 1024,
+  /** a device's signed status (one kept per device, once it has been claimed) */
+  statusBytes: 32 * 1024,
   /** a join request (at most 16 kept per account, for 10 min) */
   joinBytes: 4 * 1024,
   /** the master and personal profiles that bind a new account (later ones come by authenticated Publish) */
   bindProfileBytes: 16 * 1024,
 } as const;
 
-/** Storage of one unclaimed device at most, every row it can own counted (device, status, sessions, claim failures). */
+/**
+ * Bytes of column data one unclaimed device can hold at most: its row (id, profile, endorsement,
+ * claim id, blob, claim-proof key, two integers), its sessions (token hash, kind, subject, key id,
+ * expiry) and its claim failures (device, time). Its status is not kept until it is claimed.
+ */
 export function unclaimedDeviceBound(sessionsPerSubject: number, claimAttempts: number): number {
-  const device = RECORD_LIMITS.deviceProfileBytes + RECORD_LIMITS.endorsementBytes + RECORD_LIMITS.claimBlobChars + 3 * 60 + 40 + 3 * 8;
-  const status = RECORD_LIMITS.statusBytes + 60 + 2 * 8;
-  const session = 43 + 8 + 60 + 60 + 8;
-  const failure = 60 + 8;
-  return device + status + sessionsPerSubject * session + claimAttempts * failure;
+  const UDF = 120;
+  const device = UDF + RECORD_LIMITS.deviceProfileBytes + RECORD_LIMITS.endorsementBytes + 40 + RECORD_LIMITS.claimBlobChars + 60 + 2 * 8;
+  const session = 43 + 6 + UDF + UDF + 8;
+  const failure = UDF + 8;
+  return device + sessionsPerSubject * session + claimAttempts * failure;
 }
 
 /** Refuse a record larger than its limit (413 too-large), naming it. */
