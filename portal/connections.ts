@@ -22,6 +22,8 @@ export interface ConnectionLimits {
 export class ConnectionGuard {
   private readonly perAddress = new Map<string, number>();
   private open = 0;
+  /** sockets accepted from the kernel, refused ones included */
+  accepted = 0;
   /** sockets closed at accept because of a cap */
   refused = 0;
 
@@ -33,6 +35,7 @@ export class ConnectionGuard {
 
   /** Count a new socket; destroy it and return false when it is over a cap. */
   admit(socket: Socket): boolean {
+    this.accepted++;
     const peer = socket.remoteAddress;
     if (peer === undefined) {
       // already gone

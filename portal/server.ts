@@ -287,6 +287,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
           unclaimed_devices: { help: 'Registered devices never claimed (counted by the last sweep, plus registrations since).', value: counters.unclaimed },
           http_connections: { help: 'Open HTTP connections.', value: front.connections.total },
         }, {
+          http_connections_accepted: { help: 'HTTP connections accepted (those closed at once by a cap included).', value: front.connections.accepted },
           http_connections_refused: { help: 'HTTP connections closed at accept: over the per-address or total cap.', value: front.connections.refused },
           mqtt_connections_refused: { help: 'MQTT connections closed at accept: over the per-address or total cap.', value: pushed?.refusedConnections?.() ?? 0 },
         }),
