@@ -2,11 +2,14 @@
 /**
  * mesh-portal: the Mesh portal as a service. Prints one line when ready,
  *   mesh-portal ready {"http":"http://127.0.0.1:8080","mqtt":"mqtt://127.0.0.1:1883","name":"localhost","portal":"<UDF>"}
- * then logs JSON lines on stderr. SIGTERM or SIGINT: stop accepting, finish what is in flight, exit 0.
+ * then logs JSON lines on stderr. SIGTERM or SIGINT: stop accepting, finish what is in flight, exit 0;
+ * a second signal, or a stop that overruns its grace, exits 1 at once. A listener that cannot bind
+ * exits 1 with a message naming it. A closed stdout or stderr (`mesh-portal | head -1`) is ignored.
  */
 import * as path from 'node:path';
 import { MeshError } from '../mesh/errors.js';
 import { parse, runMain, usage } from '../runtime/cli.js';
+import { systemClock } from '../runtime/clock.js';
 import { LOG_LEVELS, jsonLogger, type LogLevel } from './log.js';
 import { startPortal, type MqttOption } from './server.js';
 
@@ -26,15 +29,30 @@ usage: mesh-portal [options]
   --pg-schema NAME      PostgreSQL schema for the portal's tables (default mesh_portal)
   --name NAME           account domain: accounts are alice@NAME (default localhost)
   --key FILE            portal signing key (default DIR/portal-key.json, created 0600)
-  --rate-limit N        requests per second per client address and per session; 0 = off (default 50)
+  --rate-limit N        requests per second per client address and per session (default 50);
+                        0 turns off every rate and per-address limit (a test rig; storage caps stay)
   --claim-attempts N    failed claim proofs per device per hour (default 10)
   --max-long-polls N    Downloads waiting at once (default 10000)
+  --new-per-address N   new devices and accounts per client address per hour (default 30)
+  --new-global N        new devices, accounts and joins per hour, all addresses (default 10000)
+  --max-unclaimed N     registered devices nobody has claimed, at most (default 100000)
+  --unclaimed-ttl-hours N  an unclaimed device with no live session is deleted after (default 168)
+  --max-connections N   open connections per listener, HTTP and MQTT (default 10000)
+  --max-connections-per-address N  open connections per client address and listener
+                        (default 64; 0 = no cap; with --rate-limit 0 the default is 0)
+  --trusted-proxy LIST  reverse proxies (addresses or CIDRs, comma-separated; repeatable) whose
+                        X-Forwarded-For names the client; nobody else's is believed
+  --headers-timeout-ms N  to receive a request's headers (default 10000)
+  --request-timeout-ms N  to receive a whole request (default 30000)
+  --keep-alive-ms N     idle keep-alive connections are closed after (default 65000)
   --log-level LEVEL     debug, info, warn or error (default info)
   --json                errors on stdout as JSON
   -h, --help            this help
 
 When ready, one line on stdout: mesh-portal ready {"http":...,"mqtt":...|null,"name":...,"portal":...}
 Logs: JSON lines on stderr. Health: GET /healthz. Metrics: GET /metrics (Prometheus).`;
+
+const SHUTDOWN_GRACE_MS = 10_000;
 
 function count(v: string | undefined, flag: string, dflt: number, max = 65_535): number {
   if (v === undefined) return dflt;
@@ -60,6 +78,16 @@ async function main(argv: string[]): Promise<void> {
       'rate-limit': { type: 'string' },
       'claim-attempts': { type: 'string' },
       'max-long-polls': { type: 'string' },
+      'new-per-address': { type: 'string' },
+      'new-global': { type: 'string' },
+      'max-unclaimed': { type: 'string' },
+      'unclaimed-ttl-hours': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-address': { type: 'string' },
+      'trusted-proxy': { type: 'string', multiple: true },
+      'headers-timeout-ms': { type: 'string' },
+      'request-timeout-ms': { type: 'string' },
+      'keep-alive-ms': { type: 'string' },
       'log-level': { type: 'string' },
     },
     false,
@@ -77,8 +105,13 @@ async function main(argv: string[]): Promise<void> {
   const dataDir = path.resolve(v.data ?? path.join('.mesh-data', 'portal'));
   const databaseUrl = v['database-url'] ?? process.env.DATABASE_URL;
   const log = jsonLogger(level);
-
-  const portal = await startPortal({
+  const trustedProxies = (v['trusted-proxy'] ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  const positive = (x: string | undefined, flag: string, dflt: number, max: number): number => {
+    const n = count(x, flag, dflt, max);
+    if (n === 0) usage(`${flag} must be at least 1`);
+    return n;
+  };
+  const options = {
     dataDir,
     host: v.host ?? '127.0.0.1',
     httpPort: count(v['http-port'], '--http-port', 8080),
@@ -91,8 +124,45 @@ async function main(argv: string[]): Promise<void> {
     rateLimit: count(v['rate-limit'], '--rate-limit', 50, 1_000_000),
     claimAttempts: count(v['claim-attempts'], '--claim-attempts', 10, 1_000_000),
     maxLongPolls: count(v['max-long-polls'], '--max-long-polls', 10_000, 10_000_000),
+    ...(v['new-per-address'] !== undefined ? { newPerAddressPerHour: positive(v['new-per-address'], '--new-per-address', 30, 1_000_000) } : {}),
+    ...(v['new-global'] !== undefined ? { newGlobalPerHour: positive(v['new-global'], '--new-global', 10_000, 100_000_000) } : {}),
+    maxUnclaimed: count(v['max-unclaimed'], '--max-unclaimed', 100_000, 100_000_000),
+    unclaimedTtlMs: positive(v['unclaimed-ttl-hours'], '--unclaimed-ttl-hours', 168, 100_000) * 3_600_000,
+    maxConnections: positive(v['max-connections'], '--max-connections', 10_000, 10_000_000),
+    ...(v['max-connections-per-address'] !== undefined ? { maxConnectionsPerAddress: count(v['max-connections-per-address'], '--max-connections-per-address', 64, 10_000_000) } : {}),
+    trustedProxies,
+    headersTimeoutMs: positive(v['headers-timeout-ms'], '--headers-timeout-ms', 10_000, 3_600_000),
+    requestTimeoutMs: positive(v['request-timeout-ms'], '--request-timeout-ms', 30_000, 3_600_000),
+    keepAliveTimeoutMs: positive(v['keep-alive-ms'], '--keep-alive-ms', 65_000, 3_600_000),
+    shutdownGraceMs: SHUTDOWN_GRACE_MS,
     logger: log,
-  });
+  };
+
+  // signals from the start: the first stops the portal (once it is up), a second exits at once
+  let signalled: ((signal: string) => void) | undefined;
+  let first: string | undefined;
+  const onSignal = (signal: string): void => {
+    if (first !== undefined) {
+      log.warn('second signal: exiting now', { signal });
+      process.exit(1);
+    }
+    first = signal;
+    log.info('stopping', { signal });
+    // requests in flight get the grace; should the stop (or a start still under way) hang, the process still ends
+    systemClock.setTimer(
+      () => {
+        log.error('stop overran its grace: exiting now');
+        process.exit(1);
+      },
+      SHUTDOWN_GRACE_MS + 5_000,
+      { unref: true },
+    );
+    signalled?.(signal);
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+
+  const portal = await startPortal(options);
 
   process.stdout.write(`mesh-portal ready ${JSON.stringify({ http: portal.httpUrl, mqtt: portal.mqttUrl, name: portal.name, portal: portal.portalId })}\n`);
 
@@ -101,29 +171,35 @@ async function main(argv: string[]): Promise<void> {
   process.on('unhandledRejection', (e) => log.error('unhandled rejection', { err: e instanceof Error ? e.message : String(e) }));
 
   await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) {
-        log.warn('second signal: exiting now', { signal });
-        process.exit(1);
-      }
-      stopping = true;
-      log.info('stopping', { signal });
+    const stop = (): void => {
       portal.close().then(resolve, (e: unknown) => {
         log.error('stop failed', { err: e instanceof Error ? e.message : String(e) });
         process.exitCode = 1;
         resolve();
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    if (first !== undefined) stop();
+    else signalled = stop;
   });
-  // everything is closed; should a library still hold a handle, do not hang on it
-  setTimeout(() => process.exit(), 500).unref();
+  exitSoon();
 }
+
+/** Everything is closed (or failed to open); should a library still hold a handle, do not hang on it. */
+function exitSoon(): void {
+  systemClock.setTimer(() => process.exit(), 500, { unref: true });
+}
+
+/**
+ * A reader that went away (`mesh-portal | head -1`, a closed log pipe) makes writes to stdout or
+ * stderr fail with EPIPE, emitted as an 'error' event: unhandled, it would be an uncaught
+ * exception, whose log line fails again, and so on. Such errors are swallowed; the logger stops
+ * writing to a stream that is no longer writable.
+ */
+for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
 
 runMain('mesh-portal', (argv) =>
   main(argv).catch((e: unknown) => {
+    exitSoon();
     throw e instanceof MeshError ? e : new MeshError('internal', e instanceof Error ? e.message : String(e));
   }),
 );

@@ -6,6 +6,7 @@ import type { KeyPair } from '../mesh/crypto.js';
 import { fail } from '../mesh/errors.js';
 import { payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
 import { leafHash } from '../mesh/merkle.js';
+import type { Clock } from '../runtime/clock.js';
 import type { FeedHub } from './feed.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -24,6 +25,18 @@ export interface PortalLimits {
   readonly maxLongPolls: number;
   readonly maxJoinsPerAccount: number;
   readonly joinMaxAgeMs: number;
+  /** devices registered and never claimed, at most (beyond it Register of a new device is 503) */
+  readonly maxUnclaimed: number;
+  /** an unclaimed device with no live session is deleted this long after it registered */
+  readonly unclaimedTtlMs: number;
+  /** live sessions kept per device or account (the newest) */
+  readonly sessionsPerSubject: number;
+}
+
+/** Counts the portal keeps in memory between sweeps. */
+export interface PortalCounters {
+  /** unclaimed devices: counted by each sweep, plus the registrations since */
+  unclaimed: number;
 }
 
 export interface PortalContext {
@@ -48,14 +61,23 @@ export interface PortalContext {
     readonly joinPerIp: RateLimiter;
     readonly joinPerAccount: RateLimiter;
     readonly claimLookupPerAccount: RateLimiter;
+    /** new devices and accounts per client address (limits.ts takeNewRecord) */
+    readonly newPerAddress: RateLimiter;
+    /** new devices and accounts from all addresses together, one bucket keyed '*' */
+    readonly newGlobal: RateLimiter;
   };
+  readonly counters: PortalCounters;
   /** the push URL devices should use, or null */
   readonly mqttUrl: string | null;
+  /** the one clock: time, timers and randomness */
+  readonly clock: Clock;
+  /** clock.now() */
   now(): number;
 }
 
 /** A request as a handler sees it. */
 export interface Call {
+  /** the client's address as per-address limits count it (the forwarded one behind a trusted proxy; IPv6 by /64) */
   readonly ip: string;
   readonly query: URLSearchParams;
   /** parsed JSON body (POST), else undefined */

@@ -4,6 +4,7 @@
  */
 import { fail } from '../mesh/errors.js';
 import { Lru } from '../mesh/lru.js';
+import type { Clock, Timer } from '../runtime/clock.js';
 import type { Storage, StoredItem } from './storage/types.js';
 
 /** A feed item as the Download and MQTT JSON (`FeedItem` in mesh/protocol.ts), built from stored JSON text. */
@@ -38,6 +39,7 @@ export class FeedHub {
   constructor(
     private readonly store: Storage,
     private readonly maxWaiters: number,
+    private readonly clock: Clock,
   ) {}
 
   get pending(): number {
@@ -86,9 +88,9 @@ export class FeedHub {
     if (old !== undefined) old.done();
     else if (this.waiters.size >= this.maxWaiters) fail('unavailable', 'too many devices are waiting on this portal; poll again later', { retryAfterS: 5 });
     return new Promise<void>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: Timer | undefined;
       const done = (): void => {
-        if (timer !== undefined) clearTimeout(timer);
+        timer?.cancel();
         timer = undefined;
         signal.removeEventListener('abort', done);
         if (this.waiters.get(device) === w) this.waiters.delete(device);
@@ -96,7 +98,7 @@ export class FeedHub {
       };
       const w: Waiter = { since, done };
       this.waiters.set(device, w);
-      timer = setTimeout(done, ms);
+      timer = this.clock.setTimer(done, ms);
       signal.addEventListener('abort', done, { once: true });
     });
   }

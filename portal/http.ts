@@ -1,14 +1,16 @@
 /**
- * The HTTP front: routing, body limit, authentication, rate limits, refusals as
- * `{"error":{"code","message"}}` with the right status, metrics, and a graceful stop.
+ * The HTTP front: connection caps and timeouts, routing, body limit, authentication, rate limits,
+ * refusals as `{"error":{"code","message"}}` with the right status, metrics, and a graceful stop.
  * No input crashes the process: every failure of a handler becomes a response.
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
 import { LIMITS } from '../mesh/protocol.js';
 import { performance } from 'node:perf_hooks';
+import { addressKey, clientAddress, NO_PROXIES, type TrustedProxies } from './address.js';
+import { ConnectionGuard, listenError, type ConnectionLimits } from './connections.js';
 import type { Call, PortalContext, Reply, Route } from './context.js';
 import { errorFields } from './log.js';
 import type { RateLimiter } from './ratelimit.js';
@@ -23,10 +25,20 @@ export interface HttpOptions {
   readonly perSession: RateLimiter;
   /** plain-text endpoints outside the protocol (/healthz, /metrics) */
   readonly extra: Readonly<Record<string, () => Promise<{ status: number; type: string; body: string }>>>;
+  /** from connection (or the end of the last response) to the end of a request's headers (default 10 s) */
   readonly headersTimeoutMs?: number;
+  /** to receive a whole request (default 30 s; a long poll's wait is not counted: it is the response) */
   readonly requestTimeoutMs?: number;
+  /** an idle keep-alive connection is closed after this (default 65 s) */
   readonly keepAliveTimeoutMs?: number;
+  /** per client address and in all (default 10,000 in all, none per address) */
+  readonly connections?: ConnectionLimits;
+  /** reverse proxies whose X-Forwarded-For names the client (default none) */
+  readonly trusted?: TrustedProxies;
 }
+
+/** A socket that shows no activity for this long (a client that stopped reading, say) is closed: longer than any long poll. */
+const SOCKET_IDLE_MS = LIMITS.maxLongPollMs + 30_000;
 
 /** Bodies beyond the limit are read and thrown away up to this much, so the client sees the 413. */
 const DRAIN_LIMIT_BYTES = 8 * 1024 * 1024;
@@ -84,7 +96,10 @@ interface Exchange {
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
   readonly started: number;
+  /** the client's address (the forwarded one behind a trusted proxy) */
   readonly ip: string;
+  /** what per-address limits count it under */
+  readonly key: string;
   /** transaction name, for metrics and logs */
   name: string;
   status: number;
@@ -120,7 +135,7 @@ class CallOf implements Call {
     readonly body: unknown,
     readonly session: Session | undefined,
   ) {
-    this.ip = x.ip;
+    this.ip = x.key;
   }
 
   get signal(): AbortSignal {
@@ -149,27 +164,55 @@ export class HttpFront {
   private inflight = 0;
   private stopping = false;
   private idle: (() => void) | undefined;
+  readonly connections: ConnectionGuard;
+  private readonly trusted: TrustedProxies;
 
   constructor(
     private readonly ctx: PortalContext,
     private readonly o: HttpOptions,
   ) {
     for (const r of o.routes) this.routes.set(r.path, r);
-    this.server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => this.onRequest(req, res));
-    this.server.headersTimeout = o.headersTimeoutMs ?? 10_000;
-    this.server.requestTimeout = o.requestTimeoutMs ?? 30_000;
+    this.trusted = o.trusted ?? NO_PROXIES;
+    this.connections = new ConnectionGuard({ maxTotal: 10_000, maxPerAddress: 0, trusted: this.trusted, ...o.connections });
+    const headersTimeout = o.headersTimeoutMs ?? 10_000;
+    const requestTimeout = Math.max(o.requestTimeoutMs ?? 30_000, headersTimeout);
+    this.server = http.createServer(
+      {
+        maxHeaderSize: 16 * 1024,
+        headersTimeout,
+        requestTimeout,
+        // how often Node looks for connections past headersTimeout / requestTimeout (its default is 30 s)
+        connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(headersTimeout / 4))),
+      },
+      (req, res) => this.onRequest(req, res),
+    );
     this.server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 65_000;
+    this.server.timeout = SOCKET_IDLE_MS;
     this.server.maxRequestsPerSocket = 0;
-    this.server.on('clientError', (e, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    this.server.on('connection', (socket: Socket) => {
+      if (!this.connections.admit(socket)) return;
+      // Node's headersTimeout runs from a request's first byte: a socket that never sends one is closed here
+      const t = ctx.clock.setTimer(
+        () => {
+          if (socket.bytesRead === 0) socket.destroy();
+        },
+        headersTimeout,
+        { unref: true },
+      );
+      socket.once('close', () => t.cancel());
+    });
+    this.server.on('clientError', (e: NodeJS.ErrnoException, socket) => {
+      const status = e.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : e.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       else socket.destroy();
       ctx.log.debug('bad HTTP from a client', { err: e.message });
     });
   }
 
+  /** Listen, or fail with a message that says which address could not be had (the CLI exits 1). */
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (e: NodeJS.ErrnoException) => reject(listenError('HTTP', host, port, e)));
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
         this.server.on('error', (e) => this.ctx.log.error('HTTP server error', { err: e.message }));
@@ -185,9 +228,9 @@ export class HttpFront {
     this.server.closeIdleConnections();
     if (this.inflight > 0) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, graceMs);
+        const t = this.ctx.clock.setTimer(resolve, graceMs);
         this.idle = () => {
-          clearTimeout(t);
+          t.cancel();
           resolve();
         };
       });
@@ -203,7 +246,8 @@ export class HttpFront {
    */
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.inflight++;
-    const x: Exchange = { req, res, started: performance.now(), ip: req.socket.remoteAddress ?? 'unknown', name: 'unknown', status: 500, aborter: undefined };
+    const ip = clientAddress(req.socket.remoteAddress ?? 'unknown', this.trusted.empty ? undefined : req.headers['x-forwarded-for'], this.trusted);
+    const x: Exchange = { req, res, started: performance.now(), ip, key: addressKey(ip), name: 'unknown', status: 500, aborter: undefined };
     let pending: Promise<void> | void;
     try {
       pending = this.dispatch(x);
@@ -258,7 +302,7 @@ export class HttpFront {
     x.name = route.name;
     if (req.method !== route.method) throw new Refusal(405, 'malformed', `${route.name} takes ${route.method}`, { allow: route.method });
     const now = this.ctx.now();
-    const ipTake = this.o.perIp.take(x.ip, now);
+    const ipTake = this.o.perIp.take(x.key, now);
     if (!ipTake.ok) throw new Refusal(429, 'rate-limited', `too many requests from this address; try again in ${ipTake.retryAfterS} s`, { 'retry-after': String(ipTake.retryAfterS) });
     if (route.auth === 'none') return this.withBody(x, route, t.query, undefined);
     const token = bearer(req);

@@ -1,6 +1,8 @@
 /**
  * Structured logs: one JSON object per line on stderr. Fingerprints (UDFs) in fields, never key bytes.
  */
+import { isoNow, systemClock, type Clock } from '../runtime/clock.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -15,14 +17,14 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
 }
 
-export function jsonLogger(min: LogLevel = 'info', write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+export function jsonLogger(min: LogLevel = 'info', write: (line: string) => void = writeStderr, clock: Clock = systemClock): Logger {
   const at = (level: LogLevel) => (msg: string, fields?: LogFields): void => {
     if (ORDER[level] < ORDER[min]) return;
     let line: string;
     try {
-      line = JSON.stringify({ t: new Date().toISOString(), level, msg, ...fields });
+      line = JSON.stringify({ t: isoNow(clock), level, msg, ...fields });
     } catch {
-      line = JSON.stringify({ t: new Date().toISOString(), level, msg, note: 'fields could not be serialized' });
+      line = JSON.stringify({ t: isoNow(clock), level, msg, note: 'fields could not be serialized' });
     }
     write(line + '\n');
   };
@@ -33,6 +35,11 @@ export function jsonLogger(min: LogLevel = 'info', write: (line: string) => void
     warn: at('warn'),
     error: at('error'),
   };
+}
+
+/** stderr, while it can be written (a closed pipe is not written to again). */
+function writeStderr(line: string): void {
+  if (process.stderr.writable) process.stderr.write(line);
 }
 
 export const silentLogger: Logger = { enabled: () => false, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };

@@ -35,7 +35,8 @@ export class Metrics {
     h.count++;
   }
 
-  render(gauges: Gauges): string {
+  /** `gauges` and `counters` read at scrape time (a counter's name gets `_total`). */
+  render(gauges: Gauges, counters: Gauges = {}): string {
     const out: string[] = [];
     out.push('# HELP mesh_portal_requests_total Requests answered, by transaction and HTTP status.');
     out.push('# TYPE mesh_portal_requests_total counter');
@@ -58,6 +59,7 @@ export class Metrics {
     counter('mesh_portal_mqtt_publishes_total', 'Feed items published to MQTT.', this.mqttPublishes);
     counter('mesh_portal_mqtt_publish_failures_total', 'Feed items that could not be published to MQTT (devices catch up by Download).', this.mqttPublishFailures);
     counter('mesh_portal_mqtt_auth_failures_total', 'MQTT connections refused.', this.mqttAuthFailures);
+    for (const [name, c] of Object.entries(counters)) counter(`mesh_portal_${name}_total`, c.help, c.value);
     for (const [name, g] of Object.entries(gauges)) {
       out.push(`# HELP mesh_portal_${name} ${g.help}`, `# TYPE mesh_portal_${name} gauge`, `mesh_portal_${name} ${g.value}`);
     }

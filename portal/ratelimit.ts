@@ -27,7 +27,7 @@ export class RateLimiter {
     return this.ratePerSec > 0;
   }
 
-  take(key: string, nowMs = Date.now(), cost = 1): Take {
+  take(key: string, nowMs: number, cost = 1): Take {
     if (!this.enabled) return { ok: true, retryAfterS: 0 };
     let b = this.buckets.get(key);
     if (b === undefined) {

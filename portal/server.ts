@@ -8,6 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MeshError } from '../mesh/errors.js';
 import { createPortalProfile } from '../mesh/messages.js';
+import { isoNow, systemClock, type Clock, type Timer } from '../runtime/clock.js';
+import { TrustedProxies } from './address.js';
 import { FeedHub, itemBuffer } from './feed.js';
 import { ROUTES } from './handlers/index.js';
 import { HttpFront } from './http.js';
@@ -57,9 +59,29 @@ export interface PortalOptions {
   readonly claimAttempts?: number;
   /** long polls waiting at once (default 10000) */
   readonly maxLongPolls?: number;
+  /** new devices and accounts per client address per hour, burst as many (default 30; off when rateLimit is 0) */
+  readonly newPerAddressPerHour?: number;
+  /** new devices and accounts per hour from all addresses, burst as many (default 10,000; off when rateLimit is 0) */
+  readonly newGlobalPerHour?: number;
+  /** registered, never claimed devices at most (default 100,000) */
+  readonly maxUnclaimed?: number;
+  /** an unclaimed device with no live session is deleted this long after it registered (default 7 days) */
+  readonly unclaimedTtlMs?: number;
+  /** live sessions kept per device or account, the newest (default 16) */
+  readonly sessionsPerSubject?: number;
+  /** open connections per listener (HTTP, embedded MQTT) in all (default 10,000) */
+  readonly maxConnections?: number;
+  /** open connections per client address and listener (default 64; 0 = none; default 0 when rateLimit is 0) */
+  readonly maxConnectionsPerAddress?: number;
+  /** reverse proxies (addresses, CIDR ranges) whose X-Forwarded-For names the client */
+  readonly trustedProxies?: readonly string[];
   /** time to receive a request's headers / the whole request (defaults 10 s / 30 s; long polls are not cut by them) */
   readonly headersTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
+  /** idle keep-alive connections are closed after this (default 65 s) */
+  readonly keepAliveTimeoutMs?: number;
+  /** the clock: time, timers, randomness (default the system's; tests pass a FakeClock) */
+  readonly clock?: Clock;
   /** how long requests in flight may take to finish at close (default 10 s) */
   readonly shutdownGraceMs?: number;
   /** worker threads verifying published profiles (default: cores - 1, at most 4; 0 verifies on the event loop) */
@@ -76,12 +98,33 @@ export interface PortalHandle {
   readonly name: string;
   /** UDF of the portal key */
   readonly portalId: string;
+  /** The sweep in progress (expired sessions, nonces, joins, claim failures, unclaimed devices), or a settled promise. */
+  housekeeping(): Promise<void>;
   close(): Promise<void>;
 }
 
 const HOST_NAME = /^[a-z0-9.-]{1,253}(?::\d{1,5})?$/;
 const PRUNE_EVERY_MS = 60_000;
 const RESYNC_EVERY_MS = 5_000;
+const HOUR_MS = 60 * 60 * 1000;
+
+/** Run `fn` every `ms` of the clock until cancelled. */
+function every(clock: Clock, ms: number, fn: () => void): Timer {
+  let t: Timer;
+  let stopped = false;
+  const tick = (): void => {
+    if (stopped) return;
+    fn();
+    t = clock.setTimer(tick, ms, { unref: true });
+  };
+  t = clock.setTimer(tick, ms, { unref: true });
+  return {
+    cancel: () => {
+      stopped = true;
+      t.cancel();
+    },
+  };
+}
 
 export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
   const log = opts.logger ?? jsonLogger(opts.logLevel ?? 'info');
@@ -90,14 +133,26 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
   const host = opts.host ?? '127.0.0.1';
   const dataDir = path.resolve(opts.dataDir);
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const clock = opts.clock ?? systemClock;
   const rate = opts.rateLimit ?? 50;
   const limits: PortalLimits = {
     claimAttempts: opts.claimAttempts ?? 10,
-    claimWindowMs: 60 * 60 * 1000,
+    claimWindowMs: HOUR_MS,
     maxLongPolls: opts.maxLongPolls ?? 10_000,
     maxJoinsPerAccount: 16,
     joinMaxAgeMs: 10 * 60 * 1000,
+    maxUnclaimed: opts.maxUnclaimed ?? 100_000,
+    unclaimedTtlMs: opts.unclaimedTtlMs ?? 7 * 24 * HOUR_MS,
+    sessionsPerSubject: opts.sessionsPerSubject ?? 16,
   };
+  const trusted = TrustedProxies.parse((opts.trustedProxies ?? []).join(','));
+  const connections = {
+    maxTotal: opts.maxConnections ?? 10_000,
+    maxPerAddress: opts.maxConnectionsPerAddress ?? (rate > 0 ? 64 : 0),
+    trusted,
+  };
+  const newPerAddress = rate > 0 ? (opts.newPerAddressPerHour ?? 30) : 0;
+  const newGlobal = rate > 0 ? (opts.newGlobalPerHour ?? 10_000) : 0;
 
   const keyFile = opts.keyFile ?? path.join(dataDir, 'portal-key.json');
   const pk = loadOrCreatePortalKey(keyFile);
@@ -126,17 +181,18 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     const trust = new Trust();
     const verifier = new Verifier(opts.verifyThreads);
     cleanups.push(() => verifier.close());
-    const sessions = new SessionManager(store, trust);
-    const tree = new LogTree(store, pk.key);
+    const sessions = new SessionManager(store, trust, clock, limits.sessionsPerSubject);
+    const tree = new LogTree(store, pk.key, clock);
     await tree.sync();
-    const feed = new FeedHub(store, limits.maxLongPolls);
+    const feed = new FeedHub(store, limits.maxLongPolls, clock);
+    const counters = { unclaimed: await store.unclaimedCount() };
 
     const mqtt = opts.mqtt ?? { mode: 'embedded', port: 1883 };
     let push: Push | null = null;
     if (mqtt.mode === 'embedded') {
-      push = await startEmbeddedBroker({ host, port: mqtt.port, sessions, metrics, log, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
+      push = await startEmbeddedBroker({ host, port: mqtt.port, sessions, metrics, log, connections, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
     } else if (mqtt.mode === 'external') {
-      push = await connectExternalBroker({ url: mqtt.url, metrics, log, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
+      push = await connectExternalBroker({ url: mqtt.url, metrics, log, clock, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
     }
     const pushed = push;
     if (pushed !== null) cleanups.push(() => pushed.close());
@@ -173,7 +229,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     });
 
     let closing = false;
-    const profile = createPortalProfile(pk.key, name);
+    const profile = createPortalProfile(pk.key, name, isoNow(clock));
     const ctx: PortalContext = {
       name,
       key: pk.key,
@@ -192,9 +248,13 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
         joinPerIp: new RateLimiter(rate > 0 ? 1 / 6 : 0, 10),
         joinPerAccount: new RateLimiter(rate > 0 ? 1 / 6 : 0, 10),
         claimLookupPerAccount: new RateLimiter(rate > 0 ? 2 : 0, 20),
+        newPerAddress: new RateLimiter(newPerAddress / 3600, newPerAddress),
+        newGlobal: new RateLimiter(newGlobal / 3600, newGlobal),
       },
+      counters,
       mqttUrl: pushed?.url ?? null,
-      now: Date.now,
+      clock,
+      now: () => clock.now(),
     };
 
     const health = async (): Promise<{ status: number; type: string; body: string }> => {
@@ -224,6 +284,12 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
           accounts: { help: 'Bound accounts.', value: s.accounts },
           mqtt_clients: { help: 'Connected MQTT clients (embedded broker) or the portal connection (external).', value: pushed?.clients() ?? 0 },
           long_polls: { help: 'Downloads waiting for an item.', value: feed.pending },
+          unclaimed_devices: { help: 'Registered devices never claimed (counted by the last sweep, plus registrations since).', value: counters.unclaimed },
+          http_connections: { help: 'Open HTTP connections.', value: front.connections.total },
+        }, {
+          http_connections_accepted: { help: 'HTTP connections accepted (those closed at once by a cap included).', value: front.connections.accepted },
+          http_connections_refused: { help: 'HTTP connections closed at accept: over the per-address or total cap.', value: front.connections.refused },
+          mqtt_connections_refused: { help: 'MQTT connections closed at accept: over the per-address or total cap.', value: pushed?.refusedConnections?.() ?? 0 },
         }),
       };
     };
@@ -233,24 +299,39 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       perIp: new RateLimiter(rate, Math.max(10, rate * 2)),
       perSession: new RateLimiter(rate, Math.max(10, rate * 2)),
       extra: { '/healthz': health, '/metrics': scrape },
+      connections,
+      trusted,
       ...(opts.headersTimeoutMs !== undefined ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),
       ...(opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: opts.requestTimeoutMs } : {}),
+      ...(opts.keepAliveTimeoutMs !== undefined ? { keepAliveTimeoutMs: opts.keepAliveTimeoutMs } : {}),
     });
     const addr = await front.listen(opts.httpPort ?? 8080, host);
     const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
     const httpUrl = `http://${shownHost}:${addr.port}`;
 
+    // the sweep: what expires goes, unclaimed devices past their time go, and they are counted again
+    let sweeping: Promise<void> | undefined;
+    const sweep = (): void => {
+      if (sweeping !== undefined) return;
+      const now = clock.now();
+      sweeping = (async () => {
+        await store.prune({ nowMs: now, joinsBeforeMs: now - limits.joinMaxAgeMs, failuresBeforeMs: now - limits.claimWindowMs });
+        const gone = await store.expireUnclaimed({ registeredBeforeMs: now - limits.unclaimedTtlMs, nowMs: now });
+        if (gone > 0) log.info('unclaimed devices expired', { count: gone, ttlHours: limits.unclaimedTtlMs / HOUR_MS });
+        counters.unclaimed = await store.unclaimedCount();
+      })()
+        .catch((e: unknown) => log.warn('sweep failed', errorFields(e)))
+        .finally(() => {
+          sweeping = undefined;
+        });
+    };
     const timers = [
-      setInterval(() => {
-        const now = Date.now();
-        store.prune({ nowMs: now, joinsBeforeMs: now - limits.joinMaxAgeMs, failuresBeforeMs: now - limits.claimWindowMs }).catch((e: unknown) => log.warn('prune failed', errorFields(e)));
-      }, PRUNE_EVERY_MS),
-      setInterval(() => {
+      every(clock, PRUNE_EVERY_MS, sweep),
+      every(clock, RESYNC_EVERY_MS, () => {
         // belt and braces: without a reliable change feed, read what other processes appended
         if (!store.eventsReliable) tree.sync().catch((e: unknown) => log.warn('log sync failed', errorFields(e)));
-      }, RESYNC_EVERY_MS),
+      }),
     ];
-    for (const t of timers) t.unref();
 
     log.info('portal started', { http: httpUrl, mqtt: ctx.mqttUrl, name, portal: pk.id, storage: store.kind, logSize: tree.size });
 
@@ -260,12 +341,14 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       mqttUrl: ctx.mqttUrl,
       name,
       portalId: pk.id,
+      housekeeping: () => sweeping ?? Promise.resolve(),
       close: () => {
         closed ??= (async () => {
           closing = true;
-          for (const t of timers) clearInterval(t);
+          for (const t of timers) t.cancel();
           feed.close();
           await front.stop(opts.shutdownGraceMs ?? 10_000);
+          await sweeping;
           await undo();
           log.info('portal stopped');
         })();

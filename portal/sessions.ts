@@ -15,6 +15,7 @@ import { checkSessionTime, parseSessionPayload, SESSION_SKEW_MS } from '../mesh/
 import { signKeyId, verifyByAdmin, type MasterProfile } from '../mesh/profiles.js';
 import { fromB64u } from '../mesh/bytes.js';
 import { Lru } from '../mesh/lru.js';
+import type { Clock } from '../runtime/clock.js';
 import type { Trust } from './trust.js';
 import type { Storage, SessionRecord } from './storage/types.js';
 
@@ -39,8 +40,14 @@ export class SessionManager {
   constructor(
     private readonly store: Storage,
     private readonly trust: Trust,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock,
+    /** live sessions kept per subject (the newest); an older one left in this process's cache still works until it expires */
+    private readonly keepPerSubject?: number,
   ) {}
+
+  private now(): number {
+    return this.clock.now();
+  }
 
   /**
    * Verify a session request (for HTTP Session and for MQTT CONNECT): signature by the subject's
@@ -75,7 +82,7 @@ export class SessionManager {
     const token = b64u(c.randomBytes(32));
     const expiresMs = this.now() + SESSION_TTL_MS;
     const rec: SessionRecord = { tokenHash: tokenHash(token), kind: s.kind, subject: s.subject, kid: s.kid, expiresMs };
-    await this.store.putSession(rec);
+    await this.store.putSession(rec, this.keepPerSubject);
     this.cache.set(token, { ...s, expiresMs });
     return { token, expires: new Date(expiresMs).toISOString() };
   }

@@ -7,6 +7,7 @@
 import type { Signer, SignedEnvelope } from '../mesh/envelope.js';
 import { createTreeHead } from '../mesh/messages.js';
 import { MerkleTree } from '../mesh/merkle.js';
+import { isoNow, type Clock } from '../runtime/clock.js';
 import type { Storage } from './storage/types.js';
 
 export class LogTree {
@@ -18,6 +19,7 @@ export class LogTree {
   constructor(
     private readonly store: Storage,
     private readonly key: Signer,
+    private readonly clock: Clock,
   ) {}
 
   get size(): number {
@@ -56,7 +58,7 @@ export class LogTree {
   /** The signed tree head of the current tree, signed again only when the size changed. */
   treeHead(): SignedEnvelope {
     const size = this.tree.size;
-    if (this.head === undefined || this.head.size !== size) this.head = { size, env: createTreeHead(this.key, size, this.tree.root(size)) };
+    if (this.head === undefined || this.head.size !== size) this.head = { size, env: createTreeHead(this.key, size, this.tree.root(size), isoNow(this.clock)) };
     return this.head.env;
   }
 }

@@ -277,6 +277,59 @@ contract('sessions, nonces and pruning', async (t, b) => {
   }
 });
 
+contract('unclaimed devices: counted, and expired past their time unless claimed or holding a live session', async (t, b) => {
+  const { store } = await b.fresh();
+  try {
+    const a = await account(store);
+    const old = device({ registeredMs: 1_000 });
+    const oldWithSession = device({ registeredMs: 1_000 });
+    const oldClaimed = device({ registeredMs: 1_000 });
+    const young = device({ registeredMs: 9_000 });
+    for (const d of [old, oldWithSession, oldClaimed, young]) await store.registerDevice(d);
+    t.is(await store.unclaimedCount(), 4);
+    await store.claimDevice({ device: oldClaimed.id, account: a, claim: '{"c":1}', master: '{"m":1}' }, leaf('claim'), 2_000);
+    t.is(await store.unclaimedCount(), 3);
+    await store.putSession({ tokenHash: id('tk'), kind: 'device', subject: oldWithSession.id, kid: 'K', expiresMs: 20_000 });
+    await store.putSession({ tokenHash: id('tk'), kind: 'device', subject: old.id, kid: 'K', expiresMs: 4_000 });
+    await store.putStatus(old.id, { seq: 1, status: '{"s":1}' }, 1_500);
+    await store.recordClaimFailure(old.id, 1_600);
+    // at 10,000 with a TTL of 5,000: registered before 5,000, no session live at 10,000
+    t.is(await store.expireUnclaimed({ registeredBeforeMs: 5_000, nowMs: 10_000 }), 1);
+    t.is(await store.getDevice(old.id), undefined);
+    t.is(await store.getDeviceByClaimId(old.claimId), undefined);
+    t.deepEqual((await store.claimFailures(old.id, 0)).count, 0);
+    t.truthy(await store.getDevice(oldWithSession.id));
+    t.truthy(await store.getDevice(oldClaimed.id));
+    t.truthy(await store.getDevice(young.id));
+    t.is(await store.unclaimedCount(), 2);
+    // its session over, the other old one goes too; the claimed one never
+    t.is(await store.expireUnclaimed({ registeredBeforeMs: 5_000, nowMs: 30_000 }), 1);
+    t.is(await store.expireUnclaimed({ registeredBeforeMs: 100_000, nowMs: 100_000 }), 1);
+    t.truthy(await store.getDevice(oldClaimed.id));
+    t.is(await store.unclaimedCount(), 0);
+    // the claim id is free again
+    t.is(await store.registerDevice(device({ claimId: old.claimId })), 'created');
+  } finally {
+    await store.close();
+  }
+});
+
+contract('putSession with keepPerSubject keeps only the newest sessions of that subject', async (t, b) => {
+  const { store } = await b.fresh();
+  try {
+    const dev = device();
+    const other = device();
+    await store.registerDevice(dev);
+    await store.putSession({ tokenHash: 'other', kind: 'device', subject: other.id, kid: 'K', expiresMs: 1 });
+    for (let i = 1; i <= 6; i++) await store.putSession({ tokenHash: `s${i}`, kind: 'device', subject: dev.id, kid: 'K', expiresMs: 1_000 + i }, 3);
+    for (let i = 1; i <= 3; i++) t.is(await store.getSession(`s${i}`), undefined, `s${i}`);
+    for (let i = 4; i <= 6; i++) t.truthy(await store.getSession(`s${i}`), `s${i}`);
+    t.truthy(await store.getSession('other'), "another subject's session is not touched");
+  } finally {
+    await store.close();
+  }
+});
+
 contract('a master that revokes a key ends the sessions that key opened', async (t, b) => {
   const { store } = await b.fresh();
   try {

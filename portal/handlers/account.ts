@@ -6,6 +6,7 @@ import { fail } from '../../mesh/errors.js';
 import { parseJoin } from '../../mesh/messages.js';
 import { PATHS, parseJoinRequest } from '../../mesh/protocol.js';
 import { json, limit, subject, type Route } from '../context.js';
+import { checkSize, RECORD_LIMITS, takeGlobal } from '../limits.js';
 import { ownAccount } from './publish.js';
 
 export const accountRoutes: readonly Route[] = [
@@ -34,10 +35,13 @@ export const accountRoutes: readonly Route[] = [
       const now = ctx.now();
       limit(ctx.limiters.joinPerIp, call.ip, 'join requests from this address', now);
       const req = parseJoinRequest(call.body);
+      const text = json(req.object);
+      checkSize(text, RECORD_LIMITS.joinBytes, 'the join request');
       const p = parseJoin(req.object);
       limit(ctx.limiters.joinPerAccount, p.account, `join requests for ${p.account}`, now);
       if ((await ctx.store.getAccount(p.account)) === undefined) fail('not-found', `no account ${p.account} here`);
-      await ctx.store.addJoin(p.account, { nonce: p.nonce, object: json(req.object) }, now, ctx.limits.maxJoinsPerAccount, now - ctx.limits.joinMaxAgeMs);
+      takeGlobal(ctx, 'join requests');
+      await ctx.store.addJoin(p.account, { nonce: p.nonce, object: text }, now, ctx.limits.maxJoinsPerAccount, now - ctx.limits.joinMaxAgeMs);
       ctx.log.info('join request', { account: p.account, name: p.name });
       return { json: { ok: true } };
     },

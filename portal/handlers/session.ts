@@ -16,6 +16,7 @@ import {
 } from '../../mesh/profiles.js';
 import { PATHS, parseBindAccountRequest, parseRegisterRequest, parseSessionRequest } from '../../mesh/protocol.js';
 import { json, leafOf, type Route } from '../context.js';
+import { checkSize, RECORD_LIMITS, takeNewRecord } from '../limits.js';
 import { verifyOwnerSignature } from '../sessions.js';
 
 export const sessionRoutes: readonly Route[] = [
@@ -39,6 +40,11 @@ export const sessionRoutes: readonly Route[] = [
     auth: 'none',
     handle: async (ctx, call) => {
       const req = parseRegisterRequest(call.body);
+      const profile = json(req.device);
+      const endorsement = req.endorsement === null ? null : json(req.endorsement);
+      checkSize(profile, RECORD_LIMITS.deviceProfileBytes, 'the device profile');
+      if (endorsement !== null) checkSize(endorsement, RECORD_LIMITS.endorsementBytes, 'the endorsement');
+      checkSize(req.claim.blob, RECORD_LIMITS.claimBlobChars, 'the claim blob');
       const dev = verifyDeviceProfile(req.device);
       if (req.endorsement !== null) verifyEndorsement(req.endorsement, dev.id);
       fromB64u(req.claim.portalKey, 'claim.portalKey', 32);
@@ -48,16 +54,25 @@ export const sessionRoutes: readonly Route[] = [
       if (sp.subject !== dev.id) fail('wrong-device', `the session request is for ${sp.subject}, not the device ${dev.id}`);
       checkSessionTime(sp, ctx.now());
       verifySignedBy(req.request, auth);
+      // a new device is a new record: budgeted per address and in all, and unclaimed ones are capped
+      const known = (await ctx.store.getDevice(dev.id)) !== undefined;
+      if (!known) {
+        if (ctx.counters.unclaimed >= ctx.limits.maxUnclaimed) {
+          fail('unavailable', `this portal holds ${ctx.counters.unclaimed} devices nobody has claimed yet, its limit; try again later`, { retryAfterS: 600 });
+        }
+        takeNewRecord(ctx, call.ip, 'device registrations');
+      }
       await ctx.sessions.useNonce(sp.nonce);
       const outcome = await ctx.store.registerDevice({
         id: dev.id,
-        profile: json(req.device),
-        endorsement: req.endorsement === null ? null : json(req.endorsement),
+        profile,
+        endorsement,
         claimId: req.claim.id,
         claimBlob: req.claim.blob,
         portalKey: req.claim.portalKey,
         registeredMs: ctx.now(),
       });
+      if (outcome === 'created') ctx.counters.unclaimed++;
       if (outcome !== 'unchanged') ctx.log.info('device registered', { device: dev.id, outcome, model: dev.payload.model });
       const s = await ctx.sessions.issue({ kind: 'device', subject: dev.id, kid: signKeyId(auth) });
       return { json: { token: s.token, expires: s.expires, device: dev.id } };
@@ -72,6 +87,8 @@ export const sessionRoutes: readonly Route[] = [
       const req = parseBindAccountRequest(call.body);
       const account = `${req.account}@${ctx.name}`;
       if (!ACCOUNT_PATTERN.test(account)) fail('malformed', `${account} is not a valid account name`);
+      const masterText = json(req.master);
+      const personalText = json(req.personal);
       // the master profile must be consistent with its own signing key: that key's UDF is the owner's identity
       const masterId = signKeyId(fromB64u(parseMasterPayload(payloadBytes(req.master)).sign, 'master.sign', 32));
       const master = verifyMasterProfile(req.master, masterId);
@@ -81,14 +98,20 @@ export const sessionRoutes: readonly Route[] = [
       if (sp.subject !== account) fail('forbidden', `the session request is for ${sp.subject}, not ${account}`);
       checkSessionTime(sp, ctx.now());
       const kid = verifyOwnerSignature(req.request, master);
+      // a new account is a new record, with permanent log entries: size-limited and budgeted
+      if ((await ctx.store.getAccount(account)) === undefined) {
+        checkSize(masterText, RECORD_LIMITS.bindProfileBytes, 'the master profile');
+        checkSize(personalText, RECORD_LIMITS.bindProfileBytes, 'the personal profile');
+        takeNewRecord(ctx, call.ip, 'accounts');
+      }
       await ctx.sessions.useNonce(sp.nonce);
       const r = await ctx.store.bindAccount(
         {
           account,
           masterId,
-          master: json(req.master),
+          master: masterText,
           masterSeq: master.payload.seq,
-          personal: json(req.personal),
+          personal: personalText,
           personalSeq: personal.payload.seq,
         },
         [leafOf('master', req.master), leafOf('personal', req.personal)],

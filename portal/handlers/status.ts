@@ -1,8 +1,12 @@
-/** Status (device reports its signed status) and DeviceStatus (owner reads its devices' reports). */
+/**
+ * Status (device reports its signed status; kept once the device has been claimed) and DeviceStatus
+ * (owner reads its devices' reports).
+ */
 import { fail } from '../../mesh/errors.js';
 import { verifyStatus } from '../../mesh/messages.js';
 import { PATHS, parseStatusRequest } from '../../mesh/protocol.js';
 import { json, subject, type Route } from '../context.js';
+import { checkSize, RECORD_LIMITS } from '../limits.js';
 
 export const statusRoutes: readonly Route[] = [
   {
@@ -14,8 +18,13 @@ export const statusRoutes: readonly Route[] = [
       const req = parseStatusRequest(call.body);
       const device = subject(call);
       const d = (await ctx.store.getDevice(device)) ?? fail('not-found', `device ${device} is not registered here`);
+      const text = json(req.object);
+      checkSize(text, RECORD_LIMITS.statusBytes, 'the status');
       const p = verifyStatus(req.object, ctx.trust.deviceKeys(d).sign);
-      const stored = await ctx.store.putStatus(device, { seq: p.seq, status: json(req.object) }, ctx.now());
+      // nobody may read the status of a device never claimed (DeviceStatus lists claimed ones): it is not kept,
+      // so a self-made device costs its registration and nothing more; once claimed, its next status is
+      if ((await ctx.feed.latestN(device)) === 0) return { json: { ok: true } };
+      const stored = await ctx.store.putStatus(device, { seq: p.seq, status: text }, ctx.now());
       if (!stored) ctx.log.debug('older status ignored', { device, seq: p.seq });
       return { json: { ok: true } };
     },

@@ -10,6 +10,7 @@ import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } f
 import { MeshError } from '../../mesh/errors.js';
 import { decodeSignedEnvelope, UDF_TEXT } from '../../mesh/envelope.js';
 import { deviceTopic } from '../../mesh/protocol.js';
+import { ConnectionGuard, listenError, type ConnectionLimits } from '../connections.js';
 import type { Logger } from '../log.js';
 import { errorFields } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -24,7 +25,8 @@ export interface EmbeddedOptions {
   readonly sessions: SessionManager;
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly maxClients?: number;
+  /** per client address and in all (default 10,000 in all) */
+  readonly connections?: ConnectionLimits;
 }
 
 const MAX_PASSWORD_BYTES = 8 * 1024;
@@ -93,20 +95,28 @@ export async function startEmbeddedBroker(o: EmbeddedOptions): Promise<Push> {
   broker.on('connectionError', (_c: Client, e: Error) => o.log.debug('mqtt connection error', { err: e.message }));
 
   const sockets = new Set<net.Socket>();
+  const guard = new ConnectionGuard(o.connections ?? { maxTotal: 10_000, maxPerAddress: 0 });
   const server = net.createServer((socket) => {
+    if (!guard.admit(socket)) return;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     broker.handle(socket);
   });
-  server.maxConnections = o.maxClients ?? 100_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const failed = (e: NodeJS.ErrnoException): void => reject(listenError('MQTT', o.host, o.port, e));
+      server.once('error', failed);
+      server.listen(o.port, o.host, () => {
+        server.off('error', failed);
+        resolve();
+      });
     });
-  });
+  } catch (e) {
+    // the broker has timers of its own: close it, or the process would not exit
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    throw e;
+  }
   server.on('error', (e) => o.log.error('mqtt listener error', { err: e.message }));
   const addr = server.address() as net.AddressInfo;
   const host = o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host.includes(':') ? `[${o.host}]` : o.host;
@@ -128,6 +138,7 @@ export async function startEmbeddedBroker(o: EmbeddedOptions): Promise<Push> {
       });
     },
     clients: () => broker.connectedClients,
+    refusedConnections: () => guard.refused,
     healthy: () => !closed && server.listening,
     async close() {
       if (closed) return;

@@ -1,14 +1,16 @@
 /**
  * Push through an external MQTT broker (e.g. Mosquitto, or a cluster behind one address): the
  * portal connects as a client and publishes each feed item (QoS 1, not retained). Reconnects on
- * its own schedule, exponential with full jitter, so a fleet of portals does not reconnect in
- * step after a broker restart. While disconnected, up to `maxQueued` items wait; beyond that they
+ * the one retry schedule (runtime/backoff.ts: exponential, jittered from the clock's random source),
+ * so a fleet of portals does not reconnect in step after a broker restart. While disconnected, up to `maxQueued` items wait; beyond that they
  * are dropped and counted (devices catch up with Download).
  */
 import { randomUUID } from 'node:crypto';
 import mqtt from 'mqtt';
 import { MeshError } from '../../mesh/errors.js';
 import { deviceTopic } from '../../mesh/protocol.js';
+import { backoff } from '../../runtime/backoff.js';
+import type { Clock, Timer } from '../../runtime/clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Push } from './types.js';
@@ -21,6 +23,7 @@ export interface ExternalOptions {
   readonly log: Logger;
   readonly maxQueued?: number;
   readonly connectTimeoutMs?: number;
+  readonly clock: Clock;
 }
 
 /** The URL without user name and password (what may be logged and advertised). */
@@ -51,18 +54,19 @@ export async function connectExternalBroker(o: ExternalOptions): Promise<Push> {
   });
   let closed = false;
   let queued = 0;
-  let failures = 0;
-  let timer: NodeJS.Timeout | undefined;
+  const delays = backoff(250, 30_000, () => o.clock.random());
+  let timer: Timer | undefined;
 
   const scheduleReconnect = (): void => {
     if (closed || timer !== undefined) return;
-    const capMs = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
-    failures++;
-    timer = setTimeout(() => {
-      timer = undefined;
-      if (!closed && !client.connected) client.reconnect();
-    }, Math.random() * capMs);
-    timer.unref();
+    timer = o.clock.setTimer(
+      () => {
+        timer = undefined;
+        if (!closed && !client.connected) client.reconnect();
+      },
+      delays.next(),
+      { unref: true },
+    );
   };
 
   // the first connection must succeed, so a wrong URL is found at start, not at the first push
@@ -87,7 +91,7 @@ export async function connectExternalBroker(o: ExternalOptions): Promise<Push> {
   o.log.info('connected to the MQTT broker', { url: shown });
 
   client.on('connect', () => {
-    failures = 0;
+    delays.reset();
     o.log.info('connected to the MQTT broker again', { url: shown });
   });
   client.on('close', () => {
@@ -122,14 +126,14 @@ export async function connectExternalBroker(o: ExternalOptions): Promise<Push> {
     async close() {
       if (closed) return;
       closed = true;
-      if (timer !== undefined) clearTimeout(timer);
+      timer?.cancel();
       await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
+        const t = o.clock.setTimer(() => {
           client.end(true);
           resolve();
         }, 3000);
         client.end(false, {}, () => {
-          clearTimeout(t);
+          t.cancel();
           resolve();
         });
       });

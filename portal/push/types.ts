@@ -7,6 +7,8 @@ export interface Push {
   publish(device: string, payload: string | Buffer): void;
   /** connected MQTT clients (embedded), or 1/0 for the portal's own connection (external) */
   clients(): number;
+  /** connections closed at accept because of a connection cap (embedded broker) */
+  refusedConnections?(): number;
   healthy(): boolean;
   close(): Promise<void>;
 }

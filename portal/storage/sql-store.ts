@@ -84,6 +84,10 @@ const FEED_COLUMNS = `f.device AS device, f.n AS n, f.kind AS kind,
   CASE WHEN f.object LIKE '@%' THEN (SELECT o.object FROM objects o WHERE o.id = substr(f.object, 2)) ELSE f.object END AS object,
   f.master AS master, f.log_index AS log_index`;
 
+/** Unclaimed devices deleted per transaction, and transactions per sweep at most. */
+const EXPIRE_BATCH = 500;
+const EXPIRE_BATCHES = 40;
+
 /** What a transaction produced, announced once it has committed. */
 interface Pending {
   readonly events: StoreEvent[];
@@ -232,6 +236,40 @@ export class SqlStore implements Storage {
   async getDeviceByClaimId(claimId: string): Promise<DeviceRecord | undefined> {
     const r = await this.db.all<DeviceRow>(`SELECT * FROM devices WHERE claim_id = ?`, [claimId]);
     return r[0] === undefined ? undefined : toDevice(r[0]);
+  }
+
+  async unclaimedCount(): Promise<number> {
+    const r = await this.db.all<{ n: number }>(`SELECT COUNT(*) AS n FROM devices WHERE feed_n = 0`);
+    return r[0] === undefined ? 0 : num(r[0].n);
+  }
+
+  async expireUnclaimed(p: { registeredBeforeMs: number; nowMs: number }): Promise<number> {
+    let total = 0;
+    for (let batch = 0; batch < EXPIRE_BATCHES; batch++) {
+      const gone = await this.db.transaction(async (tx) => {
+        // feed_n = 0 again in the DELETE: a device claimed since the SELECT is kept (PostgreSQL re-checks the row)
+        const rows = await tx.all<{ id: string }>(
+          `DELETE FROM devices WHERE feed_n = 0 AND id IN (
+             SELECT d.id FROM devices d
+              WHERE d.feed_n = 0 AND d.registered < ?
+                AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.subject = d.id AND s.expires >= ?)
+              ORDER BY d.registered LIMIT ${EXPIRE_BATCH})
+           RETURNING id`,
+          [p.registeredBeforeMs, p.nowMs],
+        );
+        const ids = rows.map((r) => r.id);
+        if (ids.length > 0) {
+          const marks = ids.map(() => '?').join(', ');
+          await tx.run(`DELETE FROM statuses WHERE device IN (${marks})`, ids);
+          await tx.run(`DELETE FROM sessions WHERE subject IN (${marks})`, ids);
+          await tx.run(`DELETE FROM claim_failures WHERE device IN (${marks})`, ids);
+        }
+        return ids.length;
+      });
+      total += gone;
+      if (gone < EXPIRE_BATCH) break;
+    }
+    return total;
   }
 
   // ------------------------------------------------------------ accounts and profiles
@@ -392,10 +430,16 @@ export class SqlStore implements Storage {
 
   // ------------------------------------------------------------ sessions
 
-  async putSession(s: SessionRecord): Promise<void> {
-    await this.db.transaction((tx) =>
-      tx.run(`INSERT INTO sessions (token_hash, kind, subject, kid, expires) VALUES (?, ?, ?, ?, ?)`, [s.tokenHash, s.kind, s.subject, s.kid, s.expiresMs]),
-    );
+  async putSession(s: SessionRecord, keepPerSubject?: number): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.run(`INSERT INTO sessions (token_hash, kind, subject, kid, expires) VALUES (?, ?, ?, ?, ?)`, [s.tokenHash, s.kind, s.subject, s.kid, s.expiresMs]);
+      if (keepPerSubject !== undefined) {
+        await tx.run(
+          `DELETE FROM sessions WHERE subject = ? AND token_hash NOT IN (SELECT token_hash FROM sessions WHERE subject = ? ORDER BY expires DESC, token_hash DESC LIMIT ?)`,
+          [s.subject, s.subject, keepPerSubject],
+        );
+      }
+    });
   }
 
   async getSession(tokenHash: string): Promise<SessionRecord | undefined> {

@@ -103,6 +103,8 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
       PRIMARY KEY (account, nonce))`,
     `CREATE TABLE IF NOT EXISTS claim_failures (device TEXT NOT NULL, at BIGINT NOT NULL)`,
     `CREATE INDEX IF NOT EXISTS claim_failures_device ON claim_failures (device, at)`,
+    // devices never claimed, by age: what the sweep expires and counts
+    `CREATE INDEX IF NOT EXISTS devices_unclaimed ON devices (registered) WHERE feed_n = 0`,
   ];
 }
 

@@ -111,6 +111,14 @@ export interface Storage {
   registerDevice(d: DeviceRecord): Promise<RegisterOutcome>;
   getDevice(id: string): Promise<DeviceRecord | undefined>;
   getDeviceByClaimId(claimId: string): Promise<DeviceRecord | undefined>;
+  /** Devices never claimed (no feed item ever). */
+  unclaimedCount(): Promise<number>;
+  /**
+   * Delete devices never claimed that registered before `registeredBeforeMs` and hold no session
+   * live at `nowMs`, with their status, sessions and claim failures. A device claimed meanwhile
+   * is kept. Returns how many went.
+   */
+  expireUnclaimed(p: { registeredBeforeMs: number; nowMs: number }): Promise<number>;
 
   // ------------------------------------------------------------ accounts and profiles
   /**
@@ -147,7 +155,8 @@ export interface Storage {
   latestN(device: string): Promise<number>;
 
   // ------------------------------------------------------------ sessions
-  putSession(s: SessionRecord): Promise<void>;
+  /** Store a session; with `keepPerSubject`, only that many of the subject's sessions are kept (those expiring last). */
+  putSession(s: SessionRecord, keepPerSubject?: number): Promise<void>;
   getSession(tokenHash: string): Promise<SessionRecord | undefined>;
   /** Refuse (false) a nonce already seen; remember it until `expiresMs`. */
   useNonce(nonce: string, expiresMs: number): Promise<boolean>;
