@@ -131,7 +131,7 @@ example: mesh config set thermostat target=21 mode=heat`,
       if (cur !== undefined && cur.doc === null && cur.seq > 0) {
         throw new MeshError('state', `this computer cannot read the current ${app} configuration (#${cur.seq}; it was published before this administration device joined). Write the whole document with: mesh config apply ${app} FILE.json`);
       }
-      const doc: ConfigDoc = { ...(cur?.doc ?? {}) };
+      const doc: ConfigDoc = { ...cur?.doc };
       for (const k of remove) delete doc[k];
       Object.assign(doc, set);
       await publishAndReport(ctx, app, doc, waitMs);
