@@ -16,20 +16,16 @@ import {
   ACCOUNT_PATTERN,
   createMasterProfile,
   parseMasterPayload,
-  verifyApplicationProfile,
   verifyMasterProfile,
-  verifyPersonalProfile,
   type AdminEntry,
   type MasterProfile,
 } from '../mesh/profiles.js';
-import { shortFingerprint } from '../mesh/claim.js';
 import { normalizeUdf, present, udfMatches } from '../mesh/udf.js';
 import { PortalClient } from '../client/portal-client.js';
-import type { AccountResponse } from '../mesh/protocol.js';
 import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
 import { restoreFromAccount } from './restore.js';
 import { currentMaster, hello, keepReceipt, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
-import { newState, ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState, type AppRecord, type DeviceRecord } from './state.js';
+import { newState, ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState } from './state.js';
 
 /** A one-time PIN: 80 random bits shown as a key-type UDF (the portal sees the join MAC; the PIN must resist offline guessing). */
 export function newPin(): string {

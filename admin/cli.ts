@@ -103,7 +103,7 @@ export async function main(argv: string[]): Promise<void> {
   if (command === undefined) {
     const wantsHelp = argv.includes('--help') || argv.includes('-h');
     if (words.length === 0) {
-      if (wantsHelp || argv.length === 0 || argv.every((a) => a === '--json')) {
+      if (wantsHelp || argv.every((a) => a === '--json')) {
         io.out(mainHelp(), { commands: COMMANDS.map((c) => ({ command: `mesh ${c.name}`, summary: c.summary })) });
         if (!wantsHelp && argv.length === 0) process.exitCode = 64;
         return;

@@ -135,7 +135,7 @@ example: mesh config set thermostat target=21 mode=heat`,
       if (cur?.doc == null && unverified !== undefined) {
         throw new MeshError('state', `the current ${app} configuration at the portal (#${unverified}) is signed by an administration key revoked since, and this computer holds no earlier one to start from. Write the whole document with: mesh config apply ${app} FILE.json`);
       }
-      const doc: ConfigDoc = { ...(cur?.doc ?? {}) };
+      const doc: ConfigDoc = { ...cur?.doc };
       for (const k of remove) delete doc[k];
       Object.assign(doc, set);
       await publishAndReport(ctx, app, doc, waitMs);

@@ -11,7 +11,7 @@ import { runMain, parse, usage, makeIo } from '../runtime/cli.js';
 import { hasDeviceDirectory, readAgentSettings, readDeviceDirectory, readSchemas, writeDeviceDirectory, DEFAULT_SETTINGS, type AgentSettings } from '../runtime/device-files.js';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
 import { agentRunning, applyLocal, awaitAnswer, enqueue, newEpoch, type LocalCommand, type LocalResult } from './local.js';
-import { loadState, statePath } from './state.js';
+import { loadState } from './state.js';
 import { CONFIG_FILE } from './agent.js';
 
 const HELP = `mesh-agent: the Mathematical Mesh device agent

@@ -272,7 +272,7 @@ function dropOwner(s: AgentState, master: string, claimKey: Uint8Array): AgentSt
   if (owner === undefined) return s;
   const key = floorKey(master, claimKey);
   const old = s.floors[key];
-  const apps: Record<string, number> = { ...(old?.apps ?? {}) };
+  const apps: Record<string, number> = { ...old?.apps };
   for (const [app, a] of Object.entries(owner.apps)) apps[app] = Math.max(apps[app] ?? 0, a.seq);
   const floor: Floor = { masterSeq: Math.max(old?.masterSeq ?? 0, owner.masterSeq), apps, revoked: union(old?.revoked ?? [], owner.revoked ?? []) };
   const owners = { ...s.owners };

@@ -74,7 +74,7 @@ export async function startAgentProcess(dir: string, args: string[] = [], file =
         } else if (line.startsWith('mesh-agent event ')) {
           const e = JSON.parse(line.slice(17)) as AgentEvent;
           events.push(e);
-          for (const w of [...waiters]) {
+          for (const w of waiters.slice()) { // a copy: the loop splices
             if (w.pred(e)) {
               waiters.splice(waiters.indexOf(w), 1);
               w.resolve(e);

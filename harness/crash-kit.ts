@@ -59,7 +59,7 @@ export function inspectDevice(dir: string, account: string, published: number): 
     } catch {
       throw new Error(`config.json does not parse (${text.length} bytes): ${text.slice(0, 120)}`);
     }
-    const m = /^v(\d+):/.exec(String(cfg.thermostat?.schedule ?? ''));
+    const m = /^v(\d+):/.exec(typeof cfg.thermostat?.schedule === 'string' ? cfg.thermostat.schedule : '');
     if (m === null) throw new Error(`config.json holds no published version: ${JSON.stringify(cfg).slice(0, 300)}`);
     version = Number(m[1]);
     if (!(version >= 1 && version <= published)) throw new Error(`config.json shows v${version}, but only ${published} were published`);

@@ -335,7 +335,7 @@ export function nastyValues(): unknown[] {
     nullProto,
     JSON.parse('{"__proto__":{"payload":"AA","sigs":[]},"constructor":{"prototype":{}}}'),
     { toString: () => 'x', valueOf: () => 1, length: 3 },
-    new Array(1e5).fill(null),
+    Array.from({ length: 1e5 }, () => null),
     { payload: 'A'.repeat(400_000), sigs: [] },
     'x'.repeat(500_000),
     '',

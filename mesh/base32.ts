@@ -80,7 +80,7 @@ export function base32Encode(bytes: Uint8Array, chars?: number): string {
 
 /** Check every character and return the 5-bit values. */
 function values(s: string, what: string): number[] {
-  const v: number[] = new Array<number>(s.length);
+  const v: number[] = [];
   for (let i = 0; i < s.length; i++) {
     const x = charValue(s.charCodeAt(i));
     if (x < 0) badChar(s, i, what);

@@ -117,7 +117,7 @@ function looseObject(bytes: Uint8Array, what: string): Obj {
 }
 
 function expectType(o: Obj, t: string, what: string): void {
-  if (o.type !== t) fail('wrong-type', `expected a ${t} object, got ${typeof o.type === 'string' ? o.type : 'something else'}`, { expected: t });
+  if (o.type !== t) fail('wrong-type', `${what} must have type ${t}, got ${typeof o.type === 'string' ? o.type : 'something else'}`, { expected: t });
 }
 
 function pubStr(o: Obj, k: string, what: string): string {

@@ -61,8 +61,10 @@ export function validate(s: Schema, v: Json, path = ''): string[] {
     if (typeof s.exclusiveMaximum === 'number' && v >= s.exclusiveMaximum) out.push(`${at} must be below ${s.exclusiveMaximum}`);
   }
   if (typeof v === 'string') {
-    if (typeof s.minLength === 'number' && [...v].length < s.minLength) out.push(`${at} is shorter than ${s.minLength}`);
-    if (typeof s.maxLength === 'number' && [...v].length > s.maxLength) out.push(`${at} is longer than ${s.maxLength}`);
+    // JSON Schema counts a string's length in code points, which is what spreading a string gives
+    const length = [...v].length; // oxlint-disable-line typescript/no-misused-spread
+    if (typeof s.minLength === 'number' && length < s.minLength) out.push(`${at} is shorter than ${s.minLength}`);
+    if (typeof s.maxLength === 'number' && length > s.maxLength) out.push(`${at} is longer than ${s.maxLength}`);
     if (typeof s.pattern === 'string' && !new RegExp(s.pattern, 'u').test(v)) out.push(`${at} does not match ${s.pattern}`);
   }
   if (Array.isArray(v)) {

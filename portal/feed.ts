@@ -75,7 +75,7 @@ export class FeedHub {
   /** Forget cached numbers (another writer's changes may have been missed) and wake every poll. */
   resync(): void {
     this.latest.clear();
-    for (const w of [...this.waiters.values()]) w.done();
+    for (const w of this.waiters.values()) w.done();
   }
 
   /**
@@ -106,6 +106,6 @@ export class FeedHub {
   /** Answer every long poll now (shutdown). */
   close(): void {
     this.closing = true;
-    for (const w of [...this.waiters.values()]) w.done();
+    for (const w of this.waiters.values()) w.done();
   }
 }

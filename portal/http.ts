@@ -144,7 +144,7 @@ class CallOf implements Call {
 }
 
 /** A request target of plain characters, without dot segments: its path is taken as it is. */
-const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9._~\/-]*$/;
+const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9._~/-]*$/;
 const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
 const PLAIN_QUERY = /^[A-Za-z0-9._~=&-]*$/;
 

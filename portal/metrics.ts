@@ -40,7 +40,7 @@ export class Metrics {
     const out: string[] = [];
     out.push('# HELP mesh_portal_requests_total Requests answered, by transaction and HTTP status.');
     out.push('# TYPE mesh_portal_requests_total counter');
-    for (const [k, v] of [...this.requests].sort()) {
+    for (const [k, v] of [...this.requests].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const [tx, status] = k.split('\u0000') as [string, string];
       out.push(`mesh_portal_requests_total{transaction="${esc(tx)}",status="${status}"} ${v}`);
     }

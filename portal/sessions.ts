@@ -117,7 +117,7 @@ export class SessionManager {
 
   /** Sessions of this account may have been revoked (a new master revoked their key). */
   forgetAccount(account: string): void {
-    for (const [t, s] of [...this.cache.entries()]) if (s.subject === account) this.cache.delete(t);
+    for (const [t, s] of this.cache.entries()) if (s.subject === account) this.cache.delete(t);
   }
 
   forgetAll(): void {

@@ -148,7 +148,7 @@ export class Verifier {
       lane.worker = undefined;
       // a worker that dies takes no request with it: what it held is verified here, and from now on all is
       if (!this.closed) this.broken = true;
-      for (const [id, p] of [...lane.pending]) {
+      for (const [id, p] of lane.pending) {
         lane.pending.delete(id);
         this.runInline(p.job).then(p.resolve, p.reject);
       }
@@ -167,7 +167,7 @@ export class Verifier {
         if (w === undefined) return;
         // requests in flight finish inline (close waits for in-flight HTTP requests first, so normally none)
         lane.worker = undefined;
-        for (const [id, p] of [...lane.pending]) {
+        for (const [id, p] of lane.pending) {
           lane.pending.delete(id);
           this.runInline(p.job).then(p.resolve, p.reject);
         }

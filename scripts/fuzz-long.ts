@@ -17,7 +17,6 @@
  * to stdout, and with --out as JSON. Exit status 1 if any input broke the property.
  */
 import { fork } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';

@@ -285,7 +285,7 @@ async function main(): Promise<void> {
   log(`publishing done: ${publications} publications in ${publishSeconds.toFixed(0)} s; waiting for every agent to reach each owner's last`);
 
   // convergence: every agent at its owner's last seq
-  const want = Object.fromEntries([...published]);
+  const want = Object.fromEntries(published);
   const perOwner = Object.fromEntries(owners.map((o, k) => [o.account, shares[k]?.length ?? 0]));
   let reports: WorkerReport[] = [];
   const t3 = Date.now();

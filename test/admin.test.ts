@@ -81,7 +81,7 @@ interface Portal {
 
 async function startPortal(): Promise<Portal> {
   const p = await startPortalProcess();
-  return { url: p.http, name: p.name, stop: async () => void (await p.stop()) };
+  return { url: p.http, name: p.name, stop: async () => { await p.stop(); } };
 }
 
 /** A device simulated with the protocol library: registers, reads its feed, posts signed statuses. */
@@ -664,7 +664,7 @@ test.serial('recover: 3 shares on a new computer rebuild alice; wrong shares are
   t.true(dev.items.some((i) => i.kind === 'master' && parseMasterPayload(payloadBytes(i.object)).admins[0]?.name === 'new laptop'), 'the new master profile reached the device');
   const cfg = dev.latestConfig('thermostat');
   t.is(cfg?.seq, before.seq + 1);
-  t.is((cfg?.doc as { target: number }).target, 23);
+  t.is((cfg?.doc as { target: number } | undefined)?.target, 23);
 
   // recovering into a home that already has a profile is refused
   const again = await mesh(fresh, ['recover', ...w.aliceShares.slice(0, 3), '--portal', w.portal.url, '--account', w.aliceAccount, '--json']);

@@ -380,7 +380,7 @@ const JUNK: readonly [string, unknown][] = [
   ['a number', 32],
   ['null', null],
   ['an object', { length: 32 }],
-  ['an array of 32 numbers', new Array<number>(32).fill(1)],
+  ['an array of 32 numbers', Array.from({ length: 32 }, () => 1)],
   ['a Uint16Array', new Uint16Array(16)],
   ['an ArrayBuffer', new ArrayBuffer(32)],
 ];

@@ -23,7 +23,7 @@ let counter = 0;
 interface Backend {
   readonly name: 'sqlite' | 'postgres';
   /** a fresh, empty store, and a way to open another handle on the same data (another process, for PostgreSQL) */
-  fresh(): Promise<{ store: Storage; another(): Promise<Storage>; reopen(): Promise<Storage> }>;
+  fresh(): Promise<{ store: Storage; another: () => Promise<Storage>; reopen: () => Promise<Storage> }>;
 }
 
 const backends: Backend[] = [

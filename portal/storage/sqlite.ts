@@ -231,7 +231,7 @@ export class SqliteDriver implements SqlDriver {
           // the connection is unusable; the next BEGIN will say so
         }
       }
-      const err = broken instanceof Error ? broken : new Error(String(broken));
+      const err = broken instanceof Error ? broken : new Error('the transaction failed with a thrown non-Error', { cause: broken });
       for (const d of done) d.job.reject(d.ok ? err : d.value);
       const rest = jobs.slice(done.length);
       // those not yet run get their own chance in the next group, unless the group could not even begin

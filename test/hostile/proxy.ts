@@ -101,7 +101,7 @@ export async function startProxy(upstream: string): Promise<Proxy> {
       const preq: ProxyRequest = { method: req.method ?? 'GET', path: u.pathname, query: u.searchParams, url: req.url ?? '/', headers: req.headers, body };
       const applied: string[] = [];
       let early: ProxyResponse | undefined;
-      for (const r of [...rules]) {
+      for (const r of rules.slice()) { // a copy: a rule may remove itself
         const x = r.request?.(preq);
         if (x !== undefined) {
           early = x;
@@ -113,7 +113,7 @@ export async function startProxy(upstream: string): Promise<Proxy> {
       if (early !== undefined) out = early;
       else {
         let base = upstream;
-        for (const r of [...rules]) {
+        for (const r of rules.slice()) { // a copy: a rule may remove itself
           const b = r.upstream?.(preq);
           if (b !== undefined) {
             base = b;
@@ -125,7 +125,7 @@ export async function startProxy(upstream: string): Promise<Proxy> {
         } catch (e) {
           out = jsonResponse(502, { error: { code: 'unavailable', message: `proxy: ${(e as Error).message}` } });
         }
-        for (const r of [...rules]) {
+        for (const r of rules.slice()) { // a copy: a rule may remove itself
           const x: ProxyResponse | undefined = r.response?.(preq, out);
           if (x !== undefined) {
             out = x;

@@ -40,7 +40,7 @@ export interface World {
   /** the device's latest signed status as the owner reads it from the portal (verified with the device key) */
   signedStatus(owner?: TestOwner): Promise<StatusPayload | undefined>;
   /** every extra resource to close */
-  readonly cleanups: (() => Promise<unknown> | unknown)[];
+  readonly cleanups: (() => unknown)[];
   close(): Promise<void>;
 }
 
@@ -70,7 +70,7 @@ export async function hostileWorld(opts: WorldOptions = {}): Promise<World> {
   const agent = await startAgentProcess(dir);
   const alice = await TestOwner.create(portal.http, 'alice');
   const devPub = fromB64u(verifyDeviceProfile(identity.profile).payload.sign, 'sign', 32);
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  const cleanups: (() => unknown)[] = [];
   const w: World = {
     portal,
     proxy,
