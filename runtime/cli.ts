@@ -71,12 +71,12 @@ export function closest(word: string, candidates: readonly string[]): string | u
 /** " (did you mean X?)" or "". */
 export function didYouMean(word: string, candidates: readonly string[], show: (c: string) => string = (c) => c): string {
   const c = closest(word, candidates);
-  return c === undefined ? '' : `; did you mean ${show(c)}?`;
+  return c === undefined ? '' : ` (did you mean ${show(c)}?)`;
 }
 
 /** A `usage` error for an unknown command, naming the closest known one and where to look. */
 export function unknownCommand(program: string, word: string, commands: readonly string[]): never {
-  throw new MeshError('usage', `unknown command "${word}"${didYouMean(word, commands, (c) => `"${c}"`)} (see ${program} --help)`);
+  throw new MeshError('usage', `unknown command "${word}"${didYouMean(word, commands, (c) => `"${c}"`)}; see ${program} --help`);
 }
 
 /** Strict parse: an unknown option or a missing value is a `usage` error, not a crash. */
