@@ -58,7 +58,8 @@ Options:
   -h, --help                 this help
 
 Writes, per device, DIR/<serial>/: device.json, keys.json (0600), claim.json (0600),
-agent.json, schemas/, mesh-agent.service, label.svg (0600), label.png (0600);
+agent.json, schemas/, mesh-agent.service, mesh-agent.sysusers.conf, label.svg (0600),
+label.png (0600);
 and DIR/${MANIFEST_FILE} (public data only) when the batch is complete. While it runs,
 DIR/${PARTIAL_FILE} records finished devices; if it is still there, the batch was
 interrupted: rerun with --resume, or delete DIR.
