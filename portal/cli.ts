@@ -144,6 +144,7 @@ async function main(argv: string[]): Promise<void> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+  await notify.flush();
   // everything is closed; should a library still hold a handle, do not hang on it
   setTimeout(() => process.exit(), 500).unref();
 }
