@@ -2,7 +2,7 @@
  * A portal's identity is its key: a portal started on another data directory than last time makes a
  * new key, and owners who pinned the old one refuse it. Before a key is made, look where a portal
  * key may already be (the default directories of root and of this user, and ./.mesh-data/portal,
- * the default before 0.2) and say so.
+ * the default of earlier versions) and say so.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

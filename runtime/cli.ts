@@ -36,7 +36,10 @@ export function makeIo(json: boolean): CommandIo {
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** Options every command takes. */
-const COMMON: Options = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } };
+const COMMON = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
+
+/** What `parse` returns: parseArgs's own typed result for these options. */
+export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O & typeof COMMON; allowPositionals: boolean; strict: true }>>;
 
 /** Levenshtein distance, small strings only (command and option names). */
 export function editDistance(a: string, b: string): number {
@@ -80,10 +83,10 @@ export function unknownCommand(program: string, word: string, commands: readonly
 }
 
 /** Strict parse: an unknown option or a missing value is a `usage` error, not a crash. */
-export function parse<O extends Options>(args: string[], options: O, allowPositionals = true) {
+export function parse<O extends Options>(args: string[], options: O, allowPositionals = true): Parsed<O> {
   const all = { ...options, ...COMMON };
   try {
-    return parseArgs({ args, options: all, allowPositionals, strict: true });
+    return parseArgs({ args, options: all, allowPositionals, strict: true }) as Parsed<O>;
   } catch (e) {
     const err = e as Error & { code?: string };
     const m = /Unknown option '(-{1,2}[^'=]+)/.exec(err.message);
