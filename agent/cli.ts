@@ -46,7 +46,8 @@ options:
 
 Logs: one line per event on stderr, JSON (time, level, event, fields) or, on a terminal, for
 people; MESH_LOG_FORMAT=json|human chooses. Under systemd (Type=notify) it reports READY=1,
-its connection in STATUS= and pings the watchdog from its main loop.`;
+its connection in STATUS= and pings the watchdog from its main loop. With MESH_AGENT_HEALTH_FILE
+set (containers), the main loop touches that file every 30 s for the image's HEALTHCHECK.`;
 
 const STATUS_HELP = `usage: mesh-agent status --data DIR [--max-stale-ms N] [--json]
 
@@ -157,10 +158,12 @@ async function run(argv: string[]): Promise<void> {
   }
   let stopping = false;
   const stopWatchdog = notify.startWatchdog();
+  const stopHeartbeat = heartbeat(process.env.MESH_AGENT_HEALTH_FILE, (e) => logger.warn('health-file-failed', { message: e.message }));
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
     stopWatchdog();
+    stopHeartbeat();
     notify.stopping();
     void agent
       .stop()
@@ -174,6 +177,31 @@ async function run(argv: string[]): Promise<void> {
   notify.ready(`device ${device.fingerprint}: starting`);
   await agent.start();
   process.stdout.write(`mesh-agent ready ${JSON.stringify({ device: device.id, fingerprint: device.fingerprint, claim: device.claimUri, portal: settings.portal, arch: process.arch, node: process.version })}\n`);
+}
+
+/** How often the health file is touched; a container health check calls the agent dead after 3 misses. */
+const HEARTBEAT_MS = 30_000;
+
+/**
+ * For containers, which have no systemd watchdog: with MESH_AGENT_HEALTH_FILE set, the main loop
+ * touches that file every HEARTBEAT_MS (the image puts it on /tmp, not on the device's storage), and
+ * the image's HEALTHCHECK fails when it is older than three periods.
+ */
+function heartbeat(file: string | undefined, onError: (e: Error) => void): () => void {
+  if (file === undefined || file === '') return () => undefined;
+  let complained = false;
+  const touch = (): void => {
+    try {
+      fs.writeFileSync(file, new Date().toISOString() + '\n');
+    } catch (e) {
+      if (!complained) onError(e as Error);
+      complained = true;
+    }
+  };
+  touch();
+  const t = setInterval(touch, HEARTBEAT_MS);
+  t.unref();
+  return () => clearInterval(t);
 }
 
 async function status(argv: string[]): Promise<void> {
