@@ -4,11 +4,11 @@
  *
  *   mesh [--home DIR] [--json] COMMAND ... [--help]
  *
- * State lives in --home (or $MESH_HOME, default ~/.mesh). Every failure prints
+ * State lives in --home (or $MESH_HOME, default $XDG_DATA_HOME/mesh). Every failure prints
  * `mesh: error [code]: what to do` (or {"error":...} with --json) and exits non-zero.
  */
 import { MeshError } from '../mesh/errors.js';
-import { makeIo, parse, runMain } from '../runtime/cli.js';
+import { didYouMean, makeIo, parse, runMain } from '../runtime/cli.js';
 import { GLOBAL_OPTIONS, type Command, type Values } from './command.js';
 import { homeDir } from './state.js';
 import { keyRecoverCommand, keyShareCommand, udfCommand } from './tools.js';
@@ -53,9 +53,11 @@ function mainHelp(): string {
     ...COMMANDS.map((c) => `  ${('mesh ' + c.name).padEnd(w + 5)}${c.summary}`),
     '',
     'global options:',
-    '  --home DIR   where your profile and keys are kept (default $MESH_HOME, or ~/.mesh)',
+    '  --home DIR   where your profile and keys are kept (default $MESH_HOME, else',
+    '               $XDG_DATA_HOME/mesh, i.e. ~/.local/share/mesh; an existing ~/.mesh is still used)',
     '  --json       machine-readable output (one JSON object per line)',
-    '  --help       help for a command, e.g. mesh device claim --help',
+    '  --help       help for a command, e.g. mesh device claim --help (or: mesh help device claim)',
+    '  --version    the version',
     '',
     'start with: mesh profile create --portal URL --account NAME   (see docs/admin.md)',
   ].join('\n');
@@ -98,6 +100,8 @@ export function splitCommand(argv: readonly string[]): { command: Command | unde
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `mesh help [COMMAND...]` is `mesh [COMMAND...] --help`
+  if (argv[0] === 'help') argv = [...argv.slice(1), '--help'];
   const { command, words, rest } = splitCommand(argv);
   const io = makeIo(argv.includes('--json'));
   if (command === undefined) {
@@ -118,7 +122,11 @@ export async function main(argv: string[]): Promise<void> {
       }
       throw new MeshError('usage', `"mesh ${group}" needs a subcommand: ${COMMANDS.filter((c) => c.name.startsWith(group + ' ')).map((c) => c.name.split(' ')[1]).join(', ')} (see mesh ${group} --help)`);
     }
-    throw new MeshError('usage', `unknown command "mesh ${words.join(' ')}"; see mesh --help`);
+    // the closest command: among a group's subcommands when the group is right, else among all commands and groups
+    const sub = GROUPS.has(group) ? COMMANDS.filter((c) => c.name.startsWith(group + ' ')).map((c) => c.name) : [];
+    const candidates = sub.length > 0 ? sub : [...COMMANDS.map((c) => c.name.split(' ')[0] as string), ...GROUPS];
+    const typed = sub.length > 0 ? words.slice(0, 2).join(' ') : group;
+    throw new MeshError('usage', `unknown command "mesh ${words.join(' ')}"${didYouMean(typed, [...new Set(candidates)], (c) => `"mesh ${c}"`)}; see mesh --help`);
   }
   const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...command.options });
   if (values.help === true) {

@@ -9,7 +9,7 @@ import { MeshError, isMeshError } from '../mesh/errors.js';
 import { recoverSecret } from '../mesh/shamir.js';
 import type { MasterKeys } from '../mesh/keys.js';
 import { NAME_PATTERN } from '../mesh/profiles.js';
-import type { CommandIo } from '../runtime/cli.js';
+import { intOr, type CommandIo } from '../runtime/cli.js';
 import { adminKid, checkMasterKeys, loadAdminKeys, loadState, readMasterSeed, type State } from './state.js';
 import { ownerClient, type Ctx } from './portal.js';
 
@@ -54,12 +54,7 @@ export function listOpt(v: Values, k: string): string[] {
 }
 
 export function intOpt(v: Values, k: string, dflt: number, min: number, max: number): number {
-  const x = strOpt(v, k);
-  if (x === undefined) return dflt;
-  if (!/^\d+$/.test(x)) throw new MeshError('usage', `--${k} must be a whole number, got "${x}"`);
-  const n = Number(x);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new MeshError('usage', `--${k} must be between ${min} and ${max}, got ${x}`);
-  return n;
+  return intOr(strOpt(v, k), `--${k}`, dflt, { min, max });
 }
 
 export function checkAppName(app: string | undefined): string {

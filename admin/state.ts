@@ -1,5 +1,5 @@
 /**
- * The owner's state in the home directory (--home, $MESH_HOME, or ~/.mesh). Every write goes
+ * The owner's state in the home directory (--home, $MESH_HOME, or $XDG_DATA_HOME/mesh: runtime/paths.ts). Every write goes
  * through runtime/files.ts (temp file, fsync, rename): after a power cut a file is exactly the
  * old or the new version.
  *
@@ -12,7 +12,6 @@
  * half-restored file fails with `state` and says which file, never with a crash.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as c from '../mesh/crypto.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
@@ -22,6 +21,7 @@ import { arr, checkJsonValue, int, obj, optStr, parseJson, str, type Json, type 
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
 import { parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
 import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
+import { ownerHome } from '../runtime/paths.js';
 
 export const STATE_VERSION = 1;
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
@@ -130,9 +130,7 @@ export function newState(p: {
 
 export function homeDir(option: string | undefined): string {
   if (option !== undefined && option.length === 0) throw new MeshError('usage', '--home must not be empty');
-  const envHome = process.env.MESH_HOME;
-  const h = option ?? (envHome !== undefined && envHome.length > 0 ? envHome : path.join(os.homedir(), '.mesh'));
-  return path.resolve(h);
+  return ownerHome(option);
 }
 
 export const files = (home: string) => ({

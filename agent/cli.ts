@@ -7,8 +7,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runMain, parse, usage, makeIo } from '../runtime/cli.js';
+import { runMain, parse, usage, makeIo, intFlag, intOr, unknownCommand, envName } from '../runtime/cli.js';
 import { hasDeviceDirectory, readAgentSettings, readDeviceDirectory, readSchemas, writeDeviceDirectory, DEFAULT_SETTINGS, type AgentSettings } from '../runtime/device-files.js';
+import { createLogger, isLogLevel, levelOfEvent, LOG_LEVELS, type LogLevel } from '../runtime/log.js';
+import { sdNotifier } from '../runtime/sd-notify.js';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
 import { agentRunning, applyLocal, awaitAnswer, enqueue, newEpoch, type LocalCommand, type LocalResult } from './local.js';
 import { loadState } from './state.js';
@@ -25,26 +27,83 @@ Usage:
                                            (the button on a real board; default 5 minutes, at most 60)
   mesh-agent remove-owner --data DIR ACCOUNT
                                            remove one owner (physical possession decides)
+  mesh-agent help COMMAND                  a command's options (the same as COMMAND --help)
 
-run options:
+Every command takes --help and --json; mesh-agent --version prints the version.
+The effective configuration is written to DIR/${CONFIG_FILE}.`;
+
+const RUN_HELP = `usage: mesh-agent run --data DIR [options]
+
+Run the agent: register with the portal, wait for claims, apply the owners' configuration to
+DIR/${CONFIG_FILE}. Runs until SIGTERM or SIGINT (then finishes the item it is applying, exit 0).
+Prints "mesh-agent ready {...}" on stdout once registered and the feed has been read once.
+
+options:
+  --data DIR              the device directory (device.json, keys.json, agent.json, schemas/)
   --portal URL            the portal (default: "portal" in DIR/agent.json)
-  --poll-interval-ms N    how often to poll when no push arrives (default 30000)
+  --poll-interval-ms N    how often to poll when no push arrives (default 30000, at least 50)
   --no-push               do not use MQTT push, poll only
   --first-boot            if DIR holds no device identity, make one now and print its claim code
   --model NAME            the model, with --first-boot
   --manufacturer NAME     printed in the claim URI, with --first-boot (default "selfmade")
-  --schema APP=FILE       install an application's JSON Schema, with --first-boot
+  --schema APP=FILE       install an application's JSON Schema, with --first-boot (repeatable)
   --hook CMD              run CMD after the configuration changed (MESH_CONFIG names the file)
+  --log-level LEVEL       debug, info, warn or error (default info; env ${envName('MESH_AGENT', 'log-level')})
 
-The effective configuration is written to DIR/${CONFIG_FILE}.`;
+Logs: one line per event on stderr, JSON (time, level, event, fields) or, on a terminal, for
+people; MESH_LOG_FORMAT=json|human chooses. Under systemd (Type=notify) it reports READY=1,
+its connection in STATUS= and pings the watchdog from its main loop. With MESH_AGENT_HEALTH_FILE
+set (containers), the main loop touches that file every 30 s for the image's HEALTHCHECK.`;
+
+const STATUS_HELP = `usage: mesh-agent status --data DIR [--max-stale-ms N] [--json]
+
+What the device knows: its identity and claim URI, whether it is registered and when it last
+reached the portal (STALE after --max-stale-ms, default maxStaleMs of DIR/agent.json), its
+owners, the configuration applied and by whom, the last errors.`;
+
+const RESET_HELP = `usage: mesh-agent reset --data DIR --yes [--json]
+
+Factory reset: forget every owner and all configuration. The device keeps its identity and
+label, so it can be claimed again from the label; it starts a new ownership epoch, and nothing
+of its former owners (claims, removals, older configurations) is obeyed again. With the agent
+running, the agent applies it at once; otherwise the next start does.`;
+
+const WINDOW_HELP = `usage: mesh-agent open-claim-window --data DIR [--minutes N] [--json]
+
+Someone holding the device lets the label claim it although it has owners (the button on a real
+board; a hook can call this from a GPIO). Open for N minutes of the device's clock (default 5, at
+most 60). Without it, a co-owner needs an invitation from a current owner.`;
+
+const REMOVE_OWNER_HELP = `usage: mesh-agent remove-owner --data DIR ACCOUNT [--json]
+
+Remove one owner (by account, e.g. bob@portal.example, or master fingerprint): physical
+possession decides what no owner can do to another over the network. The other owners are not
+affected; the removed owner's older objects stay refused.`;
+
+const COMMAND_HELP: Record<string, string> = { run: RUN_HELP, status: STATUS_HELP, reset: RESET_HELP, 'open-claim-window': WINDOW_HELP, 'remove-owner': REMOVE_OWNER_HELP };
+
+/** The agent's events and their levels; the rest by name (runtime/log.ts levelOfEvent). */
+const EVENT_LEVELS: Readonly<Record<string, LogLevel>> = {
+  'internal-error': 'error',
+  refused: 'warn',
+  'push-disconnected': 'warn',
+  accepted: 'info',
+  connection: 'info',
+};
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+  if (cmd === undefined || cmd === '--help' || cmd === '-h') {
     process.stdout.write(HELP + '\n');
+    if (cmd === undefined) process.exitCode = 64;
     return;
   }
   switch (cmd) {
+    case 'help': {
+      const topic = rest[0];
+      process.stdout.write((topic !== undefined ? (COMMAND_HELP[topic] ?? unknownCommand('mesh-agent', topic, Object.keys(COMMAND_HELP))) : HELP) + '\n');
+      return;
+    }
     case 'run':
       return run(rest);
     case 'status':
@@ -56,7 +115,7 @@ async function main(argv: string[]): Promise<void> {
     case 'remove-owner':
       return local(rest, 'remove-owner');
     default:
-      usage(`unknown command "${cmd}"; try mesh-agent --help`);
+      unknownCommand('mesh-agent', cmd, [...Object.keys(COMMAND_HELP), 'help']);
   }
 }
 
@@ -71,19 +130,19 @@ async function run(argv: string[]): Promise<void> {
     manufacturer: { type: 'string' },
     schema: { type: 'string', multiple: true },
     hook: { type: 'string' },
+    'log-level': { type: 'string' },
   }, false);
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    process.stdout.write(RUN_HELP + '\n');
     return;
   }
+  const levelName = values['log-level'] ?? process.env[envName('MESH_AGENT', 'log-level')] ?? 'info';
+  if (!isLogLevel(levelName)) usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const dir = values.data ?? usage('--data DIR is required');
   const overrides: { -readonly [K in keyof AgentSettings]?: AgentSettings[K] } = {};
   if (values.portal !== undefined) overrides.portal = values.portal as string;
-  if (values['poll-interval-ms'] !== undefined) {
-    const n = Number(values['poll-interval-ms']);
-    if (!Number.isInteger(n) || n < 50) usage('--poll-interval-ms must be a whole number of at least 50');
-    overrides.pollIntervalMs = n;
-  }
+  const pollMs = intFlag(values['poll-interval-ms'], '--poll-interval-ms', { min: 50 });
+  if (pollMs !== undefined) overrides.pollIntervalMs = pollMs;
   if (values['no-push'] === true) overrides.push = false;
   if (values.hook !== undefined) overrides.hook = values.hook as string;
 
@@ -106,32 +165,73 @@ async function run(argv: string[]): Promise<void> {
   const device = readDeviceDirectory(dir);
   const settings = readAgentSettings(dir, overrides);
   const { Agent } = await import('./agent.js');
+  const logger = createLogger({ level: levelName, fields: { device: device.fingerprint } });
+  const notify = sdNotifier({ onError: (e) => logger.warn('systemd-notify-failed', { message: e.message }) });
   const agent = new Agent({
     dir,
     device,
     settings,
     schemas: readSchemas(dir),
-    log: (event, data) => process.stderr.write(JSON.stringify({ t: new Date().toISOString(), event, device: device.fingerprint, ...data }) + '\n'),
+    log: (event, data) => {
+      logger[levelOfEvent(event, EVENT_LEVELS)](event, data);
+      if (event === 'connection' && typeof data?.state === 'string') notify.status(`portal ${settings.portal}: ${data.state}`);
+    },
   });
   for (const ev of ['claimed', 'applied', 'removed', 'refused'] as const) {
     agent.on(ev, (d: Record<string, unknown>) => process.stdout.write(`mesh-agent event ${JSON.stringify({ type: ev, ...d })}\n`));
   }
   let stopping = false;
+  const stopWatchdog = notify.startWatchdog();
+  const stopHeartbeat = heartbeat(process.env.MESH_AGENT_HEALTH_FILE, (e) => logger.warn('health-file-failed', { message: e.message }));
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    void agent.stop().then(() => process.exit(0));
+    stopWatchdog();
+    stopHeartbeat();
+    notify.stopping();
+    void agent
+      .stop()
+      .then(() => notify.flush())
+      .then(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // ready for systemd as soon as the agent runs: a board whose portal is away keeps its last good
+  // configuration and keeps trying, and that is working (STATUS= says how it is connected)
+  notify.ready(`device ${device.fingerprint}: starting`);
   await agent.start();
   process.stdout.write(`mesh-agent ready ${JSON.stringify({ device: device.id, fingerprint: device.fingerprint, claim: device.claimUri, portal: settings.portal, arch: process.arch, node: process.version })}\n`);
+}
+
+/** How often the health file is touched; a container health check calls the agent dead after 3 misses. */
+const HEARTBEAT_MS = 30_000;
+
+/**
+ * For containers, which have no systemd watchdog: with MESH_AGENT_HEALTH_FILE set, the main loop
+ * touches that file every HEARTBEAT_MS (the image puts it on /tmp, not on the device's storage), and
+ * the image's HEALTHCHECK fails when it is older than three periods.
+ */
+function heartbeat(file: string | undefined, onError: (e: Error) => void): () => void {
+  if (file === undefined || file === '') return () => undefined;
+  let complained = false;
+  const touch = (): void => {
+    try {
+      fs.writeFileSync(file, new Date().toISOString() + '\n');
+    } catch (e) {
+      if (!complained) onError(e as Error);
+      complained = true;
+    }
+  };
+  touch();
+  const t = setInterval(touch, HEARTBEAT_MS);
+  t.unref();
+  return () => clearInterval(t);
 }
 
 async function status(argv: string[]): Promise<void> {
   const { values } = parse(argv, { data: { type: 'string' }, 'max-stale-ms': { type: 'string' } }, false);
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    process.stdout.write(STATUS_HELP + '\n');
     return;
   }
   const dir = values.data ?? usage('--data DIR is required');
@@ -145,7 +245,7 @@ async function status(argv: string[]): Promise<void> {
   } catch {
     config = {};
   }
-  const maxStale = values['max-stale-ms'] !== undefined ? Number(values['max-stale-ms']) : settings.maxStaleMs;
+  const maxStale = intFlag(values['max-stale-ms'], '--max-stale-ms') ?? settings.maxStaleMs;
   const stale = s.lastContact === null || Date.now() - Date.parse(s.lastContact) > maxStale;
   const owners = Object.values(s.owners).map((o) => ({ account: o.account, master: o.master, claimedAt: o.claimedAt, apps: Object.fromEntries(Object.entries(o.apps).map(([a, x]) => [a, { seq: x.seq, appliedAt: x.appliedAt }])) }));
   const data = { device: device.id, fingerprint: device.fingerprint, model: device.model, claim: device.claimUri, registered: s.registered, lastContact: s.lastContact, stale, cursor: s.n, owners, config, errors: s.errors };
@@ -171,7 +271,7 @@ async function status(argv: string[]): Promise<void> {
 async function reset(argv: string[]): Promise<void> {
   const { values } = parse(argv, { data: { type: 'string' }, yes: { type: 'boolean' } }, false);
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    process.stdout.write(RESET_HELP + '\n');
     return;
   }
   if (values.yes !== true) usage('a factory reset forgets every owner and all configuration; confirm with --yes');
@@ -182,13 +282,12 @@ async function reset(argv: string[]): Promise<void> {
 async function local(argv: string[], cmd: 'open-claim-window' | 'remove-owner'): Promise<void> {
   const { values, positionals } = parse(argv, { data: { type: 'string' }, minutes: { type: 'string' } }, true);
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    process.stdout.write(COMMAND_HELP[cmd] + '\n');
     return;
   }
   const dir = values.data ?? usage('--data DIR is required');
   if (cmd === 'open-claim-window') {
-    const minutes = values.minutes === undefined ? 5 : Number(values.minutes);
-    if (!Number.isInteger(minutes) || minutes < 1 || minutes > 60) usage('--minutes must be a whole number from 1 to 60');
+    const minutes = intOr(values.minutes, '--minutes', 5, { min: 1, max: 60 });
     return runLocal(dir, { cmd, minutes }, values.json === true);
   }
   const who = positionals[0] ?? usage('remove-owner needs the ACCOUNT (or master fingerprint) of the owner to remove');

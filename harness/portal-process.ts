@@ -41,6 +41,8 @@ export async function startPortalProcess(opts: { args?: string[]; env?: Record<s
   if (!extra.includes('--mqtt-url') && !extra.includes('--no-mqtt') && !extra.includes('--mqtt-port')) args.push('--mqtt-port', '0');
   // tests fire requests in bursts from one address: no rate limit unless the test asks for one
   if (!extra.includes('--rate-limit')) args.push('--rate-limit', '0');
+  // the portal listens on every interface by default; a test portal stays on this machine
+  if (!extra.includes('--host')) args.push('--host', '127.0.0.1');
   args.push(...extra);
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   if (opts.env?.DATABASE_URL === undefined) delete env.DATABASE_URL;

@@ -1,7 +1,10 @@
 /**
  * Prometheus text exposition (format 0.0.4) of the portal's counters, one histogram and gauges
- * read at scrape time. Hand-written: a handful of series does not need a client library.
+ * read at scrape time, followed by the process and Node.js runtime series and mesh_build_info
+ * (runtime/process-metrics.ts). Hand-written: a handful of series does not need a client library.
  */
+import { ProcessMetrics, escapeLabel as esc, series } from '../runtime/process-metrics.js';
+
 const BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 interface Histogram {
@@ -12,14 +15,13 @@ interface Histogram {
 
 export type Gauges = Readonly<Record<string, { readonly help: string; readonly value: number }>>;
 
-const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-
 export class Metrics {
   private readonly requests = new Map<string, number>();
   private readonly durations = new Map<string, Histogram>();
   mqttPublishes = 0;
   mqttPublishFailures = 0;
   mqttAuthFailures = 0;
+  private readonly process = new ProcessMetrics('mesh-portal');
 
   /** One answered request: its transaction name, HTTP status and duration. */
   observe(tx: string, status: number, seconds: number): void {
@@ -53,16 +55,14 @@ export class Metrics {
       out.push(`mesh_portal_request_duration_seconds_sum{${l}} ${h.sum}`);
       out.push(`mesh_portal_request_duration_seconds_count{${l}} ${h.count}`);
     }
-    const counter = (name: string, help: string, v: number): void => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${v}`);
-    };
+    const counter = (name: string, help: string, v: number): void => series(out, name, 'counter', help, v);
     counter('mesh_portal_mqtt_publishes_total', 'Feed items published to MQTT.', this.mqttPublishes);
     counter('mesh_portal_mqtt_publish_failures_total', 'Feed items that could not be published to MQTT (devices catch up by Download).', this.mqttPublishFailures);
     counter('mesh_portal_mqtt_auth_failures_total', 'MQTT connections refused.', this.mqttAuthFailures);
     for (const [name, c] of Object.entries(counters)) counter(`mesh_portal_${name}_total`, c.help, c.value);
     for (const [name, g] of Object.entries(gauges)) {
-      out.push(`# HELP mesh_portal_${name} ${g.help}`, `# TYPE mesh_portal_${name} gauge`, `mesh_portal_${name} ${g.value}`);
+      series(out, `mesh_portal_${name}`, 'gauge', g.help, g.value);
     }
-    return out.join('\n') + '\n';
+    return out.join('\n') + '\n' + this.process.render();
   }
 }

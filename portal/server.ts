@@ -272,6 +272,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
         body: JSON.stringify({ ok, db, mqtt: mq, storage: store.kind, logSize: tree.size, portal: pk.id, ...(closing ? { closing: true } : {}) }),
       };
     };
+    const live = async (): Promise<{ status: number; type: string; body: string }> => ({ status: 200, type: 'application/json', body: JSON.stringify({ ok: true, portal: pk.id }) });
     const scrape = async (): Promise<{ status: number; type: string; body: string }> => {
       const s = await store.stats();
       return {
@@ -298,7 +299,9 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       routes: ROUTES,
       perIp: new RateLimiter(rate, Math.max(10, rate * 2)),
       perSession: new RateLimiter(rate, Math.max(10, rate * 2)),
-      extra: { '/healthz': health, '/metrics': scrape },
+      // /livez: the process answers (restart it if not); /readyz: it can serve (database and broker
+      // work, not stopping; take it out of the load balancer if not); /healthz: /readyz, kept for old probes
+      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape },
       connections,
       trusted,
       ...(opts.headersTimeoutMs !== undefined ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),

@@ -27,7 +27,7 @@ import { DEFAULT_SETTINGS, hasDeviceDirectory, type AgentSettings } from '../run
 import { cleanTempFiles, fsyncDir, writeFileAtomic, writeJsonAtomic } from '../runtime/files.js';
 import { createManufacturerKey, readManufacturerKey, type ManufacturerKey } from './manufacturer-key.js';
 import { LABEL_PNG, LABEL_SVG } from './label.js';
-import { agentUnit, UNIT_FILE } from './systemd.js';
+import { agentUnit, SYSUSERS_FILE, UNIT_FILE } from './systemd.js';
 import { ioError, makeDevice, type DeviceJobContext, type ManifestDevice } from './device-job.js';
 import type { WorkerReply } from './worker.js';
 
@@ -308,7 +308,7 @@ function readPartial(file: string): { header: BatchHeader; devices: ManifestDevi
 function deviceIntact(dir: string, d: ManifestDevice): boolean {
   try {
     if (!hasDeviceDirectory(dir)) return false;
-    for (const f of ['claim.json', 'agent.json', UNIT_FILE, LABEL_SVG, LABEL_PNG]) if (!fs.existsSync(path.join(dir, f))) return false;
+    for (const f of ['claim.json', 'agent.json', UNIT_FILE, SYSUSERS_FILE, LABEL_SVG, LABEL_PNG]) if (!fs.existsSync(path.join(dir, f))) return false;
     const dev = JSON.parse(fs.readFileSync(path.join(dir, 'device.json'), 'utf8')) as { id?: unknown };
     return dev.id === d.id;
   } catch {

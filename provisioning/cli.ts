@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MeshError } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
-import { makeIo, parse, runMain, usage } from '../runtime/cli.js';
+import { intFlag, makeIo, parse, runMain, unknownCommand, usage } from '../runtime/cli.js';
 import { DEFAULT_MANUFACTURER, MANIFEST_FILE, MANUFACTURER_KEY_FILE, PARTIAL_FILE, provisionBatch, type BatchResult } from './batch.js';
 import { progressReporter } from './progress.js';
 import { createManufacturerKey } from './manufacturer-key.js';
@@ -29,8 +29,8 @@ Usage:
   ${NAME} keygen FILE
       make a manufacturer key (0600) to pass to every batch with --manufacturer-key
 
-Run '${NAME} <command> --help' for a command's options.
-Every command takes --json (machine-readable output on stdout) and --help.
+Run '${NAME} <command> --help' (or '${NAME} help <command>') for a command's options.
+Every command takes --json (machine-readable output on stdout) and --help; --version prints the version.
 Failures print 'error [code]: message' and exit non-zero (64 for usage errors).
 `;
 
@@ -58,7 +58,8 @@ Options:
   -h, --help                 this help
 
 Writes, per device, DIR/<serial>/: device.json, keys.json (0600), claim.json (0600),
-agent.json, schemas/, mesh-agent.service, label.svg (0600), label.png (0600);
+agent.json, schemas/, mesh-agent.service, mesh-agent.sysusers.conf, label.svg (0600),
+label.png (0600);
 and DIR/${MANIFEST_FILE} (public data only) when the batch is complete. While it runs,
 DIR/${PARTIAL_FILE} records finished devices; if it is still there, the batch was
 interrupted: rerun with --resume, or delete DIR.
@@ -85,12 +86,6 @@ Options:
   --json      print the result as JSON
   -h, --help  this help
 `;
-
-function wholeNumber(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d{1,15}$/.test(v.trim())) usage(`${flag} must be a whole number, not ${JSON.stringify(v)}`);
-  return Number(v.trim());
-}
 
 function readSchemaArgs(specs: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -155,8 +150,7 @@ async function batch(args: string[]): Promise<void> {
   if (positionals.length > 0) usage(`batch takes no arguments besides options; unexpected ${JSON.stringify(positionals[0])}`);
   const missing = (['count', 'model', 'out', 'portal'] as const).filter((k) => v[k] === undefined);
   if (missing.length > 0) usage(`batch needs ${missing.map((k) => `--${k}`).join(', ')} (see ${NAME} batch --help)`);
-  const count = wholeNumber(v.count, '--count') as number;
-  if (count < 1) usage('--count must be at least 1');
+  const count = intFlag(v.count, '--count', { min: 1, max: 1_000_000 }) as number;
 
   const ac = new AbortController();
   const stop = (): void => ac.abort();
@@ -175,8 +169,8 @@ async function batch(args: string[]): Promise<void> {
         manufacturerKeyFile: v['manufacturer-key'],
         schemas: readSchemaArgs(v.schema ?? []),
         serialPrefix: v['serial-prefix'],
-        serialStart: wholeNumber(v['serial-start'], '--serial-start'),
-        pollIntervalMs: wholeNumber(v['poll-interval-ms'], '--poll-interval-ms'),
+        serialStart: intFlag(v['serial-start'], '--serial-start'),
+        pollIntervalMs: intFlag(v['poll-interval-ms'], '--poll-interval-ms'),
         resume: v.resume === true,
         signal: ac.signal,
       },
@@ -235,6 +229,7 @@ async function main(argv: string[]): Promise<void> {
       return usage(`give a command: batch, label or keygen (see ${NAME} --help)`);
     case 'help': {
       const topic = rest.find((a) => !a.startsWith('-'));
+      if (topic !== undefined && !['batch', 'label', 'keygen'].includes(topic)) unknownCommand(NAME, topic, ['batch', 'label', 'keygen']);
       process.stdout.write(topic === 'batch' ? BATCH_HELP : topic === 'label' ? LABEL_HELP : topic === 'keygen' ? KEYGEN_HELP : HELP);
       return;
     }
@@ -245,7 +240,7 @@ async function main(argv: string[]): Promise<void> {
     case 'keygen':
       return keygen(rest);
     default:
-      return usage(`unknown command ${JSON.stringify(cmd)}: use batch, label or keygen (see ${NAME} --help)`);
+      return unknownCommand(NAME, cmd, ['batch', 'label', 'keygen', 'help']);
   }
 }
 

@@ -11,7 +11,7 @@ import type { SignedEnvelope } from '../mesh/envelope.js';
 import { writeDeviceDirectory, type AgentSettings } from '../runtime/device-files.js';
 import { writeFileAtomic } from '../runtime/files.js';
 import { writeLabels } from './label.js';
-import { UNIT_FILE } from './systemd.js';
+import { agentSysusers, SYSUSERS_FILE, UNIT_FILE } from './systemd.js';
 
 /** One device in the manifest: public data only. */
 export interface ManifestDevice {
@@ -58,6 +58,7 @@ export async function makeDevice(ctx: DeviceJobContext, serial: string): Promise
     const d = newDeviceIdentity({ model: ctx.model, manufacturer: ctx.manufacturer, serial, portalAuthority: ctx.authority, manufacturerKey: ctx.manufacturerKey });
     writeDeviceDirectory(dir, d, ctx.settings, ctx.schemas as Record<string, unknown>);
     writeFileAtomic(path.join(dir, UNIT_FILE), ctx.unit, 0o644);
+    writeFileAtomic(path.join(dir, SYSUSERS_FILE), agentSysusers(), 0o644);
     await writeLabels(dir, { uri: d.labelUri, code: d.claimCode, manufacturer: d.manufacturer, model: d.model, serial, fingerprint: d.fingerprint });
     return { serial, id: d.id, fingerprint: d.fingerprint, model: d.model, endorsement: d.endorsement };
   } catch (e) {

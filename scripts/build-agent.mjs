@@ -3,7 +3,9 @@
 // device). Built from the compiled dist/agent/cli.js. Dynamic imports (mqtt, conf) stay in the same
 // file but are evaluated only when first used, so start-up does not pay for them.
 import { build } from 'esbuild';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 
 const started = Date.now();
 await build({
@@ -15,6 +17,8 @@ await build({
   format: 'esm',
   minify: true,
   legalComments: 'linked',
+  // runtime/version.ts: --version and mesh_build_info without a package.json beside the file
+  define: { __MESH_VERSION__: JSON.stringify(version) },
   // mqtt.js (CommonJS) calls require() for Node built-ins; ESM output needs a real require.
   banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
   logLevel: 'warning',

@@ -76,7 +76,7 @@ test('the MQTT port in use: exit 1, and the message names the MQTT listener and 
     const r = run(['--mqtt-port', String(busy.port), '--rate-limit', '0']);
     const { code } = await r.exited;
     t.is(code, 1, r.stderr());
-    t.regex(r.stderr(), new RegExp(`mesh-portal: error \\[unavailable\\]: cannot listen for MQTT on 127\\.0\\.0\\.1:${busy.port}: the address is in use`));
+    t.regex(r.stderr(), new RegExp(`mesh-portal: error \\[unavailable\\]: cannot listen for MQTT on (?:127\\.0\\.0\\.1|0\\.0\\.0\\.0):${busy.port}: the address is in use`));
   } finally {
     busy.close();
   }
@@ -88,7 +88,7 @@ test('the HTTP port in use: exit 1, and the message names the HTTP listener', as
     const r = run(['--no-mqtt', '--rate-limit', '0', '--http-port', String(busy.port)]);
     const { code } = await r.exited;
     t.is(code, 1, r.stderr());
-    t.regex(r.stderr(), new RegExp(`cannot listen for HTTP on 127\\.0\\.0\\.1:${busy.port}: the address is in use`));
+    t.regex(r.stderr(), new RegExp(`cannot listen for HTTP on (?:127\\.0\\.0\\.1|0\\.0\\.0\\.0):${busy.port}: the address is in use`));
   } finally {
     busy.close();
   }
@@ -165,7 +165,7 @@ test('SIGINT while a request is in flight waits for it; a second SIGINT exits at
   t.is((await rawHttp(url.toString(), 'GET', PATHS.hello, { timeoutMs: 10_000 })).status, 200);
   r.proc.kill('SIGINT');
   await new Promise<void>((resolve) => {
-    const check = (): void => (r.stderr().includes('"msg":"stopping"') ? resolve() : void setTimeout(check, 10));
+    const check = (): void => (r.stderr().includes('"event":"stopping"') ? resolve() : void setTimeout(check, 10));
     check();
   });
   // still running: it waits for the request
@@ -187,6 +187,6 @@ test('SIGTERM and SIGINT each stop an idle portal with exit 0', async (t) => {
     const { code, signal } = await r.exited;
     t.is(signal, null, sig);
     t.is(code, 0, `${sig}: ${r.stderr()}`);
-    t.regex(r.stderr(), new RegExp(`"msg":"stopping","signal":"${sig}"`));
+    t.regex(r.stderr(), new RegExp(`"event":"stopping","signal":"${sig}"`));
   }
 });

@@ -4,6 +4,7 @@
  * portals and test runs can share a server without meeting. Log appends are serialized with
  * pg_advisory_xact_lock; commits are announced with NOTIFY and heard with LISTEN.
  */
+import * as os from 'node:os';
 import pg from 'pg';
 import { MeshError } from '../../mesh/errors.js';
 import type { SqlDriver, SqlTx, SqlValue } from './sql.js';
@@ -35,7 +36,19 @@ export function parseDatabaseUrl(url: string, schema?: string): { connectionStri
   u.searchParams.delete('schema');
   const s = schema ?? fromUrl ?? DEFAULT_PG_SCHEMA;
   if (!SCHEMA_NAME.test(s)) throw new MeshError('usage', `the schema name "${s}" must be lowercase letters, digits and _`);
+  // no user in the URL: as libpq, $PGUSER, else the operating-system user (pg itself reads only $USER,
+  // which services, containers and cron jobs often do not have)
+  if (u.username === '') u.username = encodeURIComponent(defaultPgUser());
   return { connectionString: u.toString(), schema: s };
+}
+
+function defaultPgUser(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.PGUSER !== undefined && env.PGUSER !== '') return env.PGUSER;
+  try {
+    return os.userInfo().username;
+  } catch {
+    throw new MeshError('usage', 'the database URL names no user and this process has no user name: write postgres://USER@host/database');
+  }
 }
 
 /** `?` placeholders become `$1, $2, ...` (our SQL has no `?` inside literals). */
