@@ -39,7 +39,7 @@ usage: mesh-portal [options]
   --unclaimed-ttl-hours N  an unclaimed device with no live session is deleted after (default 168)
   --max-connections N   open connections per listener, HTTP and MQTT (default 10000)
   --max-connections-per-address N  open connections per client address and listener
-                        (default 64; 0 = no cap; with --rate-limit 0 the default is 0)
+                        (default 256; 0 = no cap; with --rate-limit 0 the default is 0)
   --trusted-proxy LIST  reverse proxies (addresses or CIDRs, comma-separated; repeatable) whose
                         X-Forwarded-For names the client; nobody else's is believed
   --headers-timeout-ms N  to receive a request's headers (default 10000)
@@ -129,7 +129,7 @@ async function main(argv: string[]): Promise<void> {
     maxUnclaimed: count(v['max-unclaimed'], '--max-unclaimed', 100_000, 100_000_000),
     unclaimedTtlMs: positive(v['unclaimed-ttl-hours'], '--unclaimed-ttl-hours', 168, 100_000) * 3_600_000,
     maxConnections: positive(v['max-connections'], '--max-connections', 10_000, 10_000_000),
-    ...(v['max-connections-per-address'] !== undefined ? { maxConnectionsPerAddress: count(v['max-connections-per-address'], '--max-connections-per-address', 64, 10_000_000) } : {}),
+    ...(v['max-connections-per-address'] !== undefined ? { maxConnectionsPerAddress: count(v['max-connections-per-address'], '--max-connections-per-address', 256, 10_000_000) } : {}),
     trustedProxies,
     headersTimeoutMs: positive(v['headers-timeout-ms'], '--headers-timeout-ms', 10_000, 3_600_000),
     requestTimeoutMs: positive(v['request-timeout-ms'], '--request-timeout-ms', 30_000, 3_600_000),
