@@ -71,7 +71,7 @@ export interface PortalOptions {
   readonly sessionsPerSubject?: number;
   /** open connections per listener (HTTP, embedded MQTT) in all (default 10,000) */
   readonly maxConnections?: number;
-  /** open connections per client address and listener (default 64; 0 = none; default 0 when rateLimit is 0) */
+  /** open connections per client address and listener (default 256; 0 = none; default 0 when rateLimit is 0) */
   readonly maxConnectionsPerAddress?: number;
   /** reverse proxies (addresses, CIDR ranges) whose X-Forwarded-For names the client */
   readonly trustedProxies?: readonly string[];
@@ -148,7 +148,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
   const trusted = TrustedProxies.parse((opts.trustedProxies ?? []).join(','));
   const connections = {
     maxTotal: opts.maxConnections ?? 10_000,
-    maxPerAddress: opts.maxConnectionsPerAddress ?? (rate > 0 ? 64 : 0),
+    maxPerAddress: opts.maxConnectionsPerAddress ?? (rate > 0 ? 256 : 0),
     trusted,
   };
   const newPerAddress = rate > 0 ? (opts.newPerAddressPerHour ?? 30) : 0;

@@ -527,7 +527,7 @@ test('Claim attempts: after N failed proofs every claim of that device is 429, e
 test('Rate limit: --rate-limit reaches the process; past the burst requests are 429 with Retry-After', async (t) => {
   // The exact counts (the burst, then the rate per second) are tested with a FakeClock in
   // portal-limits.test.ts. Here only the flag's way to the limiter: --rate-limit 1 (burst 10,
-  // one token a second) and 50 requests at once (fewer than the 64 connections an address may hold);
+  // one token a second) and 50 requests at once;
   // they would have to take 40 s for none to be refused.
   const p = await startPortalProcess({ args: ['--rate-limit', '1', '--no-mqtt'] });
   try {
