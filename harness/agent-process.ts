@@ -120,7 +120,7 @@ export function readConfig(dir: string): Record<string, Record<string, unknown>>
   }
 }
 
-export function agentStatus(dir: string): Promise<{ owners: { account: string; master: string; apps: Record<string, { seq: number }> }[]; config: Record<string, Record<string, unknown>>; errors: { code: string; message: string; app?: string; seq?: number }[] }> {
+export function agentStatus(dir: string): Promise<{ owners: { account: string; master: string; apps: Record<string, { seq: number }> }[]; config: Record<string, Record<string, unknown>>; errors: { code: string; message: string; app?: string; seq?: number }[]; cursor: number; registered: boolean }> {
   return new Promise((resolve, reject) =>
     execFile(process.execPath, [AGENT_CLI, 'status', '--data', dir, '--json'], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(JSON.parse(stdout) as never))),
   );

@@ -37,6 +37,8 @@ export const MESH_ERRORS = [
   // log
   { code: 'bad-proof', meaning: 'a Merkle inclusion or consistency proof that does not verify' },
   { code: 'log-inconsistent', meaning: "the portal's log is not one append-only history (split view, rewrite)" },
+  // feed
+  { code: 'feed-gap', meaning: 'a feed answer that skips numbers the device has not seen (the cursor does not move over it)' },
   // protocol / transport
   { code: 'unauthorized', meaning: 'no valid session' },
   { code: 'forbidden', meaning: 'a valid session, but not allowed to do this' },

@@ -48,7 +48,7 @@ export const systemClock: Clock = {
     if (opts?.unref === true) h.unref();
     return { cancel: () => clearTimeout(h) };
   },
-  random: () => randomInt(0, 2 ** 48) / 2 ** 48,
+  random: () => randomInt(0, 2 ** 47) / 2 ** 47,
 };
 
 interface Pending {

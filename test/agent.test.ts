@@ -15,6 +15,7 @@ import { TestOwner } from '../harness/owner.js';
 import { verifyStatus } from '../mesh/messages.js';
 import { verifyDeviceProfile } from '../mesh/profiles.js';
 import { fromB64u } from '../mesh/bytes.js';
+import Database from 'better-sqlite3';
 
 const MQTT_URL = process.env.MESH_TEST_MQTT ?? 'mqtt://127.0.0.1:1883';
 
@@ -30,8 +31,8 @@ interface World {
 }
 
 /** A portal process, a provisioned thermostat whose agent runs as a process, and Alice; all torn down after the test. */
-async function world(t: ExecutionContext, opts: { portalArgs?: string[]; pollIntervalMs?: number; beforeAgent?: (dir: string) => void } = {}): Promise<World> {
-  const portal = await startPortalProcess(opts.portalArgs === undefined ? {} : { args: opts.portalArgs });
+async function world(t: ExecutionContext, opts: { portalArgs?: string[]; portalDataDir?: string; pollIntervalMs?: number; beforeAgent?: (dir: string) => void } = {}): Promise<World> {
+  const portal = await startPortalProcess({ ...(opts.portalArgs === undefined ? {} : { args: opts.portalArgs }), ...(opts.portalDataDir === undefined ? {} : { dataDir: opts.portalDataDir }) });
   const { dir, identity } = provisionDevice(portal.http, opts.pollIntervalMs === undefined ? {} : { pollIntervalMs: opts.pollIntervalMs });
   opts.beforeAgent?.(dir);
   const alice = await TestOwner.create(portal.http, 'alice');
@@ -255,4 +256,36 @@ test('after a change the hook runs with MESH_CONFIG, and the configuration is pu
   t.deepEqual((JSON.parse(hooked) as Record<string, unknown>).thermostat, { mode: 'off', setpoint: 16 });
   const published = JSON.parse(await got) as Record<string, unknown>;
   t.deepEqual(published.thermostat, { mode: 'off', setpoint: 16 });
+});
+
+test('a portal that lost the device\'s record: the agent registers again and applies the next change', async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-portal-lost-'));
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const { portal, dir, identity, agent, alice } = await world(t, { portalArgs: ['--no-mqtt'], portalDataDir: dataDir, pollIntervalMs: 200 });
+  await alice.claim(identity.labelUri);
+  await agent.waitFor((e) => e.type === 'claimed');
+  await alice.publish('thermostat', { setpoint: 20 });
+  await agent.waitFor((e) => e.type === 'applied' && e.seq === 1);
+  // the portal loses the device: its record, its feed and its sessions (say, restored from an old backup)
+  const port = new URL(portal.http).port;
+  await portal.stop();
+  const db = new Database(path.join(portal.dataDir, 'portal.db'));
+  t.is(db.prepare('DELETE FROM devices WHERE id = ?').run(identity.id).changes, 1);
+  t.true(db.prepare('DELETE FROM feed WHERE device = ?').run(identity.id).changes >= 2);
+  db.prepare('DELETE FROM sessions WHERE subject = ?').run(identity.id);
+  db.close();
+  const again = await startPortalProcess({ dataDir: portal.dataDir, args: ['--no-mqtt', '--http-port', port] });
+  t.teardown(() => again.stop());
+  // the next change can be delivered once the device has registered again
+  await until('the device registered again', async () => {
+    try {
+      await alice.publish('thermostat', { setpoint: 22 }, { seq: 2 });
+      return true;
+    } catch {
+      return undefined;
+    }
+  }, 20_000);
+  await agent.waitFor((e) => e.type === 'applied' && e.seq === 2, 20_000, 'the next change applied after registering again');
+  t.deepEqual(readConfig(dir).thermostat, { setpoint: 22 });
+  t.true((await agentStatus(dir)).registered);
 });

@@ -1,0 +1,143 @@
+/**
+ * The device's link to its portal: registration (and registering again when the portal no longer
+ * knows the device), and the MQTT push channel. One state, as a union, handled by exhaustive
+ * switches; retries on the one backoff schedule (runtime/backoff.ts), reset after every success
+ * so that a broker that blinked five times is reconnected to within the base delay the sixth.
+ */
+import { MeshError, isMeshError } from '../mesh/errors.js';
+import { b64u } from '../mesh/bytes.js';
+import { sealClaimBlob, type ClaimSecrets } from '../mesh/claim.js';
+import { createSession, verifyPortalProfile } from '../mesh/messages.js';
+import { deviceTopic } from '../mesh/protocol.js';
+import type { PortalClient } from '../client/portal-client.js';
+import type { DeviceFiles } from '../runtime/device-files.js';
+import { backoff, type Backoff } from '../runtime/backoff.js';
+import { isoNow, sleep, type Clock, type Timer } from '../runtime/clock.js';
+import type { StateStore } from './store.js';
+
+export type ConnectionState =
+  | { readonly kind: 'starting' }
+  | { readonly kind: 'registering'; readonly attempt: number }
+  | { readonly kind: 'online' }
+  | { readonly kind: 'offline'; readonly code: string; readonly retryMs: number }
+  | { readonly kind: 'stopped' };
+
+export type Log = (event: string, data: Record<string, unknown>) => void;
+
+export interface PortalLink {
+  /** the portal's signing key (pinned on first contact), for its tree heads */
+  readonly portalSign: Uint8Array;
+  /** the broker the portal names, if any */
+  readonly mqtt: string | null;
+}
+
+/** Register the device with the portal, retrying with backoff until it succeeds or `signal` aborts. */
+export async function register(p: {
+  readonly client: PortalClient;
+  readonly device: DeviceFiles;
+  readonly secrets: ClaimSecrets;
+  readonly store: StateStore;
+  readonly clock: Clock;
+  readonly log: Log;
+  readonly signal: AbortSignal;
+  readonly onState: (s: ConnectionState) => void;
+}): Promise<PortalLink> {
+  const delays = backoff(500, 30_000, () => p.clock.random());
+  for (let attempt = 1; ; attempt++) {
+    p.signal.throwIfAborted();
+    p.onState({ kind: 'registering', attempt });
+    try {
+      const hello = await p.client.hello();
+      const portal = verifyPortalProfile(hello.portal);
+      const pinned = p.store.state.portalKey;
+      if (pinned !== null && pinned !== portal.id) {
+        throw new MeshError('wrong-master', `the portal's key changed from ${pinned} to ${portal.id}; refusing to trust it`);
+      }
+      await p.client.register({
+        device: p.device.profile,
+        endorsement: p.device.endorsement,
+        claim: { id: p.secrets.claimId, blob: sealClaimBlob(p.secrets, { profile: p.device.profile, endorsement: p.device.endorsement }), portalKey: b64u(p.secrets.portalKey) },
+        request: createSession(p.device.keys.auth, p.device.id),
+      });
+      p.store.update((s) => ({ ...s, registered: true, portalKey: portal.id, lastContact: isoNow(p.clock) }));
+      p.log('registered', { device: p.device.id, portal: portal.id });
+      return { portalSign: portal.sign, mqtt: hello.mqtt };
+    } catch (e) {
+      const retryMs = delays.next();
+      const code = isMeshError(e) ? e.code : 'unavailable';
+      p.log('register-failed', { code, message: (e as Error).message, retryMs });
+      p.onState({ kind: 'offline', code, retryMs });
+      await sleep(p.clock, retryMs, p.signal);
+    }
+  }
+}
+
+/**
+ * The push channel: MQTT on the device's own topic. A message is only a hint that the feed has
+ * something (`onHint`): the feed number in it is not signed. After every (re)subscription the feed
+ * is polled (`onUp`), which catches up on anything missed while disconnected.
+ */
+export class Push {
+  private client: import('mqtt').MqttClient | undefined;
+  private timer: Timer | undefined;
+  private stopped = false;
+  /** the reconnect schedule; back to the base delay once a connection is up and subscribed */
+  readonly delays: Backoff;
+
+  constructor(
+    private readonly p: {
+      readonly url: string;
+      readonly device: DeviceFiles;
+      readonly clock: Clock;
+      readonly log: Log;
+      readonly onHint: (payload: Buffer) => void;
+      readonly onUp: () => void;
+    },
+  ) {
+    this.delays = backoff(500, 30_000, () => p.clock.random());
+  }
+
+  async start(): Promise<void> {
+    const { connect } = await import('mqtt');
+    this.attempt(connect);
+  }
+
+  private attempt(connect: typeof import('mqtt').connect): void {
+    if (this.stopped) return;
+    const { device, clock, log } = this.p;
+    const password = JSON.stringify(createSession(device.keys.auth, device.id));
+    const clientId = `mmm-${device.id.slice(0, 24)}-${Math.floor(clock.random() * 1e9).toString(36)}`;
+    const c = connect(this.p.url, { username: device.id, password, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, keepalive: 30, writeCache: false, clientId });
+    this.client = c;
+    c.on('connect', () => {
+      c.subscribe(deviceTopic(device.id), { qos: 1 }, (err) => {
+        if (err) {
+          log('push-subscribe-failed', { message: err.message });
+          return;
+        }
+        this.delays.reset();
+        log('push-connected', { url: this.p.url });
+        this.p.onUp();
+      });
+    });
+    c.on('message', (_topic, payload) => this.p.onHint(payload));
+    c.on('error', (e) => log('push-error', { message: e.message }));
+    c.on('close', () => {
+      if (this.stopped || this.client !== c) return;
+      c.removeAllListeners();
+      c.on('error', () => undefined);
+      void c.endAsync(true).catch(() => undefined);
+      const retryMs = this.delays.next();
+      log('push-disconnected', { retryMs });
+      this.timer = clock.setTimer(() => this.attempt(connect), retryMs);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    const c = this.client;
+    this.client = undefined;
+    if (c !== undefined) await c.endAsync(true).catch(() => undefined);
+  }
+}

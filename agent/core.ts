@@ -1,0 +1,265 @@
+/**
+ * The device's rules as a pure reducer: `(state, item, context) -> { state, events }`.
+ *
+ * No I/O, no clock, no randomness: the time is in the context (it is only recorded, never used
+ * to decide), and the verified-master memo is a cache of a pure function. Everything the device
+ * decides about a feed item (claim, master update, application profile, removal) is decided here
+ * and table-tested in-process (test/agent-core.test.ts); the shells around it (feed, connection,
+ * status, outputs) only move bytes and commit what this returns.
+ *
+ * The feed cursor moves only over items an answer delivered, one at a time: the first item must
+ * be the next number after the cursor and every item the next after that, so a forged feed number
+ * cannot skip the device past items it never saw (`feed-gap`).
+ */
+import { MeshError } from '../mesh/errors.js';
+import { fromB64u } from '../mesh/bytes.js';
+import { payloadBytes } from '../mesh/envelope.js';
+import { verifyClaim, verifyRemove, parseClaimPayload, parseRemovePayload, type StatusError } from '../mesh/messages.js';
+import { parseMasterPayload, verifyApplicationProfile, verifyMasterProfile, openApplicationProfile, parseApplicationPayload, type MasterProfile } from '../mesh/profiles.js';
+import { signKeyId } from '../mesh/keys.js';
+import type { FeedItem } from '../mesh/protocol.js';
+import type { Json } from '../mesh/json.js';
+import { Lru } from '../mesh/lru.js';
+import { validate, type Schema } from '../mesh/schema.js';
+import { merge, nextValues, type Effective, type KeyValue } from './merge.js';
+import { withError, type AgentState, type Owner } from './state.js';
+
+/** What the reducer needs to know about the device and the moment; all of it given, none of it fetched. */
+export interface CoreContext {
+  readonly device: {
+    readonly id: string;
+    /** the device's X25519 encryption key pair (opens application profiles) */
+    readonly enc: { readonly publicKey: Uint8Array; readonly privateKey: Uint8Array };
+    /** the key derived from the label secret that checks a claimant saw the label */
+    readonly claimKey: Uint8Array;
+  };
+  readonly schemas: ReadonlyMap<string, Schema>;
+  /** the time to record (ISO 8601); never compared with anything */
+  readonly now: string;
+  readonly masters: MasterMemo;
+}
+
+export type AgentEvent =
+  | { readonly type: 'claimed'; readonly n: number; readonly account: string; readonly master: string }
+  | { readonly type: 'applied'; readonly n: number; readonly account: string; readonly master: string; readonly app: string; readonly seq: number }
+  | { readonly type: 'removed'; readonly n: number; readonly account: string; readonly master: string }
+  | { readonly type: 'refused'; readonly n: number; readonly kind: string; readonly code: string; readonly message: string; readonly master?: string; readonly app?: string; readonly seq?: number };
+
+export interface StepResult {
+  readonly state: AgentState;
+  readonly events: readonly AgentEvent[];
+  /** the effective configuration may differ from before: the outputs must be rewritten */
+  readonly configChanged: boolean;
+}
+
+/** A feed item whose number does not follow the cursor: nothing from it on was applied. */
+export interface FeedGap {
+  readonly expected: number;
+  readonly got: number;
+}
+
+/**
+ * Verified master profiles, memoised by envelope signature: verifying one costs a signature
+ * check, and every item from an owner needs its master. A cache of a pure function, so the
+ * reducer stays pure. Bounded (the portal's LRU).
+ */
+export class MasterMemo {
+  private readonly lru = new Lru<string, { master: MasterProfile; kids: ReadonlySet<string> }>(256);
+
+  get(owner: Owner): { master: MasterProfile; kids: ReadonlySet<string> } {
+    const key = `${owner.master}|${owner.masterEnvelope.sigs.map((s) => s.sig).join(',')}`;
+    const hit = this.lru.get(key);
+    if (hit !== undefined) return hit;
+    const master = verifyMasterProfile(owner.masterEnvelope, owner.master);
+    const kids = new Set<string>([...master.payload.admins.map((a) => signKeyId(fromB64u(a.sign, 'sign', 32))), ...master.payload.revoked]);
+    const v = { master, kids };
+    this.lru.set(key, v);
+    return v;
+  }
+}
+
+/**
+ * Apply the items of one Download answer in feed order. Items at or below the cursor are
+ * duplicates and skipped; the first item past the cursor must be cursor + 1 and each next one
+ * follow it: at a gap the reducer stops and reports it, and the cursor stays where the last
+ * delivered item left it.
+ */
+export function applyItems(s0: AgentState, items: readonly FeedItem[], ctx: CoreContext): StepResult & { readonly gap?: FeedGap } {
+  let s = s0;
+  const events: AgentEvent[] = [];
+  let configChanged = false;
+  for (const item of [...items].sort((a, b) => a.n - b.n)) {
+    if (item.n <= s.n) continue;
+    if (item.n !== s.n + 1) return { state: s, events, configChanged, gap: { expected: s.n + 1, got: item.n } };
+    const r = applyItem(s, item, ctx);
+    s = r.state;
+    events.push(...r.events);
+    configChanged = configChanged || r.configChanged;
+  }
+  return { state: s, events, configChanged };
+}
+
+/** Apply one feed item: verified, then obeyed or refused (the refusal recorded with its code); the cursor moves to it either way. */
+export function applyItem(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
+  try {
+    const r = decide(s, item, ctx);
+    return { ...r, state: { ...r.state, n: item.n } };
+  } catch (e) {
+    const err = e instanceof MeshError ? e : new MeshError('internal', (e as Error).message);
+    const where = itemContext(item);
+    const error: StatusError = { code: err.code, message: err.message, at: ctx.now, ...where };
+    return {
+      state: { ...withError(s, error), n: item.n },
+      events: [{ type: 'refused', n: item.n, kind: item.kind, code: err.code, message: err.message, ...where }],
+      configChanged: false,
+    };
+  }
+}
+
+function decide(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
+  // each kind's parser checks the payload's type itself (`wrong-type`)
+  switch (item.kind) {
+    case 'claim':
+      return claim(s, item, ctx);
+    case 'master':
+      return masterUpdate(s, item);
+    case 'application':
+      return application(s, item, ctx);
+    case 'remove':
+      return remove(s, item, ctx);
+  }
+}
+
+function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
+  if (item.master === undefined) throw new MeshError('malformed', 'a claim arrived without its master profile');
+  const claimed = parseClaimPayload(item.object);
+  const attached = verifyMasterProfile(item.master, claimed.master);
+  const known = s.owners[attached.id];
+  // whatever the portal attaches, the master held for an owner never goes back
+  const master = known !== undefined && known.masterSeq >= attached.payload.seq ? ctx.masters.get(known).master : attached;
+  const c = verifyClaim(item.object, master, { key: ctx.device.claimKey, which: 'device' });
+  if (c.device !== ctx.device.id) throw new MeshError('wrong-device', `the claim is for device ${c.device}`);
+  const owner: Owner = {
+    master: master.id,
+    account: c.account,
+    masterEnvelope: master.envelope,
+    masterSeq: master.payload.seq,
+    claimedAt: known?.claimedAt ?? ctx.now,
+    apps: known?.apps ?? {},
+  };
+  return {
+    state: { ...s, owners: { ...s.owners, [master.id]: owner } },
+    events: [{ type: 'claimed', n: item.n, account: c.account, master: master.id }],
+    configChanged: false,
+  };
+}
+
+function masterUpdate(s: AgentState, item: FeedItem): StepResult {
+  const p = parseMasterPayload(payloadBytes(item.object));
+  const id = signKeyId(fromB64u(p.sign, 'sign', 32));
+  const owner = s.owners[id];
+  if (owner === undefined) throw new MeshError('unknown-owner', `a master profile for ${id}, who does not own this device`);
+  const master = verifyMasterProfile(item.object, id);
+  if (master.payload.seq <= owner.masterSeq) throw new MeshError('rollback', `master profile ${master.payload.seq} is not newer than ${owner.masterSeq}`);
+  return { state: { ...s, owners: { ...s.owners, [id]: { ...owner, masterEnvelope: master.envelope, masterSeq: master.payload.seq } } }, events: [], configChanged: false };
+}
+
+function application(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
+  // find the owner by the signing key first: the payload (which may be large) is then parsed once, when verified
+  const owner = ownerBySigner(s, item.object, ctx) ?? ownerNamedIn(s, item.object);
+  const { master } = ctx.masters.get(owner);
+  const ap = verifyApplicationProfile(item.object, master);
+  const { app, seq } = ap.payload;
+  if (ap.payload.master !== owner.master) throw new MeshError('wrong-master', `a ${app} profile names ${ap.payload.master}, but is signed by ${owner.account}`);
+  const prev = owner.apps[app];
+  if (prev !== undefined && seq <= prev.seq) throw new MeshError('rollback', `${app} profile ${seq} from ${owner.account} is not newer than ${prev.seq}, already applied`);
+  const doc = openApplicationProfile(ap, { id: ctx.device.id, enc: ctx.device.enc });
+  const schema = ctx.schemas.get(app);
+  if (schema === undefined) throw new MeshError('schema', `this device does not run the application "${app}"`);
+  const problems = validate(schema, doc);
+  if (problems.length > 0) throw new MeshError('schema', `refused ${app} settings from ${owner.account}: ${problems.join('; ')}`);
+  const values = nextValues(prev?.values, doc, ap.payload.created);
+  const merged = mergeWith(s, owner.master, app, values);
+  const mergedProblems = validate(schema, merged.values as Json);
+  if (mergedProblems.length > 0) throw new MeshError('schema', `the merged ${app} settings would be invalid: ${mergedProblems.join('; ')}`);
+  const apps = { ...owner.apps, [app]: { seq, created: ap.payload.created, appliedAt: ctx.now, values } };
+  return {
+    state: { ...s, owners: { ...s.owners, [owner.master]: { ...owner, apps } } },
+    events: [{ type: 'applied', n: item.n, account: owner.account, master: owner.master, app, seq }],
+    configChanged: true,
+  };
+}
+
+function remove(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
+  const p = parseRemovePayload(item.object);
+  const owner = s.owners[p.master];
+  if (owner === undefined) throw new MeshError('unknown-owner', `a removal for ${p.master}, who does not own this device`);
+  verifyRemove(item.object, ctx.masters.get(owner).master);
+  if (p.device !== ctx.device.id) throw new MeshError('wrong-device', `the removal is for device ${p.device}`);
+  const owners = { ...s.owners };
+  delete owners[p.master];
+  return { state: { ...s, owners }, events: [{ type: 'removed', n: item.n, account: owner.account, master: owner.master }], configChanged: true };
+}
+
+/** The owner one of whose administration keys (current or revoked) signed `env`, if any. */
+function ownerBySigner(s: AgentState, env: FeedItem['object'], ctx: CoreContext): Owner | undefined {
+  for (const owner of Object.values(s.owners)) {
+    const { kids } = ctx.masters.get(owner);
+    if (env.sigs.some((x) => kids.has(x.kid))) return owner;
+  }
+  return undefined;
+}
+
+/** Slow path, for objects no owner's key signed: say whether the named owner is unknown or the key is. */
+function ownerNamedIn(s: AgentState, env: FeedItem['object']): Owner {
+  const p = parseApplicationPayload(payloadBytes(env));
+  const owner = s.owners[p.master];
+  if (owner === undefined) throw new MeshError('unknown-owner', `configuration from ${p.master}, who does not own this device`);
+  return owner;
+}
+
+function mergeWith(s: AgentState, master: string, app: string, values: Record<string, KeyValue>): Effective {
+  return merge(
+    Object.values(s.owners).flatMap((o) => {
+      const v = o.master === master ? values : o.apps[app]?.values;
+      return v === undefined ? [] : [{ master: o.master, account: o.account, values: v }];
+    }),
+  );
+}
+
+/** The effective configuration of every application, with who set each value. */
+export function effective(s: AgentState): Record<string, Effective> {
+  const apps = new Set<string>();
+  for (const o of Object.values(s.owners)) for (const a of Object.keys(o.apps)) apps.add(a);
+  const out: Record<string, Effective> = {};
+  for (const app of [...apps].sort()) {
+    out[app] = merge(Object.values(s.owners).flatMap((o) => (o.apps[app] === undefined ? [] : [{ master: o.master, account: o.account, values: o.apps[app].values }])));
+  }
+  return out;
+}
+
+/** The configuration file's document: each application's values, and `_sources` (who set what). */
+export function configDocument(s: AgentState): Record<string, unknown> {
+  const doc: Record<string, unknown> = {};
+  const sources: Record<string, unknown> = {};
+  for (const [app, e] of Object.entries(effective(s))) {
+    doc[app] = e.values;
+    sources[app] = e.sources;
+  }
+  doc._sources = sources;
+  return doc;
+}
+
+/** What a refusal is about, read without trusting the payload (for the owners' view of the error). */
+function itemContext(item: FeedItem): { master?: string; app?: string; seq?: number } {
+  try {
+    const v = JSON.parse(Buffer.from(item.object.payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const out: { master?: string; app?: string; seq?: number } = {};
+    if (typeof v.master === 'string' && v.master.length <= 200) out.master = v.master;
+    if (typeof v.app === 'string' && v.app.length <= 200) out.app = v.app;
+    if (typeof v.seq === 'number' && Number.isSafeInteger(v.seq) && v.seq >= 0) out.seq = v.seq;
+    return out;
+  } catch {
+    return {};
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * What the device's own software sees: the effective configuration file (written through conf,
+ * atomically, then the directory fsynced), the hook run after a change, and the configuration
+ * published to a local MQTT topic.
+ */
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { MeshError } from '../mesh/errors.js';
+import { fsyncDir } from '../runtime/files.js';
+import type { AgentSettings } from '../runtime/device-files.js';
+
+export const CONFIG_FILE = 'config.json';
+
+/** A failure of an output, for the state's error list (the owners see it in the signed status). */
+export type OutputFailure = (e: { code: 'unavailable' | 'internal'; message: string }) => void;
+
+let ConfCtor: typeof import('conf').default | undefined;
+
+/** conf is loaded once, lazily: start-up does not pay for it on a device that is not yet configured. */
+export async function loadConf(): Promise<void> {
+  if (ConfCtor === undefined) ConfCtor = (await import('conf')).default;
+}
+
+/**
+ * The effective configuration file, written through conf (which writes a temp file, fsyncs it and
+ * renames it over config.json); the directory is then fsynced so the rename survives a power cut.
+ * Synchronous: the caller commits the state that describes it right after, in the same step.
+ */
+export function writeConf(dir: string, doc: Record<string, unknown>): void {
+  if (ConfCtor === undefined) throw new MeshError('internal', 'conf not loaded');
+  const store = new ConfCtor<Record<string, unknown>>({ cwd: dir, configName: 'config', configFileMode: 0o644, clearInvalidConfig: true });
+  store.store = doc;
+  fsyncDir(dir);
+}
+
+export function runHook(dir: string, settings: AgentSettings, failed: OutputFailure): void {
+  const hook = settings.hook;
+  if (hook === null) return;
+  const child = spawn('/bin/sh', ['-c', hook], { env: { ...process.env, MESH_CONFIG: path.join(dir, CONFIG_FILE) }, stdio: 'ignore' });
+  child.on('error', (e) => failed({ code: 'internal', message: `the hook failed to start: ${e.message}` }));
+  child.on('exit', (code) => {
+    if (code !== 0) failed({ code: 'internal', message: `the hook exited with ${code}` });
+  });
+}
+
+export async function publishLocal(settings: AgentSettings, doc: unknown, failed: OutputFailure): Promise<void> {
+  const lm = settings.localMqtt;
+  if (lm === null) return;
+  try {
+    const { connectAsync } = await import('mqtt');
+    const c = await connectAsync(lm.url, { reconnectPeriod: 0, connectTimeout: 5000 });
+    await c.publishAsync(lm.topic, JSON.stringify(doc), { qos: 1, retain: true });
+    await c.endAsync();
+  } catch (e) {
+    failed({ code: 'unavailable', message: `could not publish the configuration to ${lm.url}: ${(e as Error).message}` });
+  }
+}
