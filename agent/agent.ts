@@ -23,8 +23,10 @@ import { isoNow, systemClock, type Clock, type Timer } from '../runtime/clock.js
 import { applyItems, configDocument, effective, MasterMemo, type AgentEvent, type CoreContext } from './core.js';
 import { register, Push, type ConnectionState, type Log, type PortalLink } from './connection.js';
 import { sendStatus } from './status.js';
-import { CONFIG_FILE, loadConf, publishLocal, runHook, writeConf } from './outputs.js';
+import { CONFIG_FILE, confLoaded, loadConf, publishLocal, runHook, writeConf } from './outputs.js';
 import { StateStore } from './store.js';
+import * as fs from 'node:fs';
+import { answer, applyLocal, inboxDir, newEpoch, pendingCommands, removePid, writePid } from './local.js';
 import { withError, type AgentState } from './state.js';
 import { Events, type AgentEvents } from './events.js';
 import type { Effective } from './merge.js';
@@ -87,6 +89,8 @@ export class Agent {
     this.store = new StateStore(opts.dir);
     this.client = new PortalClient({ url: opts.settings.portal, identity: { subject: opts.device.id, key: opts.device.keys.auth } });
     this.pollDelays = backoff(1000, 60_000, () => this.clock.random());
+    // a device's first ownership epoch begins the first time its agent runs
+    if (this.store.state.epoch === '') this.store.update((s) => ({ ...s, epoch: newEpoch() }));
   }
 
   /** Listen to a typed event; returns the function that stops listening. */
@@ -116,6 +120,8 @@ export class Agent {
 
   /** Register (retrying with backoff), poll, then listen for pushes. Resolves once the feed has been read once (or on stop). */
   async start(): Promise<void> {
+    writePid(this.dir);
+    this.watchInbox();
     try {
       await this.ensureRegistered();
     } catch (e) {
@@ -136,8 +142,10 @@ export class Agent {
     this.firstPolled();
     this.pollTimer?.cancel();
     this.statusTimer?.cancel();
+    this.inboxWatcher?.close();
     await this.push?.stop();
     this.client.close();
+    removePid(this.dir);
     this.setConn({ kind: 'stopped' });
   }
 
@@ -217,6 +225,7 @@ export class Agent {
   /** Poll now (coalesced with any poll under way); on failure back off with jitter; then schedule the next regular poll. */
   async pollNow(): Promise<void> {
     if (this.stopped || this.link === undefined) return;
+    this.runInbox();
     if (this.polling) {
       this.pollAgain = true;
       return;
@@ -316,7 +325,52 @@ export class Agent {
       schemas: this.schemas,
       now: isoNow(this.clock),
       masters: this.masters,
+      claimWindowOpen: this.store.state.claimWindowUntil > this.clock.now(),
     };
+  }
+
+  // ------------------------------------------------------------ local commands (someone holding the device)
+
+  private inboxWatcher: fs.FSWatcher | undefined;
+
+  /** Apply the commands waiting in DIR/inbox/ now, and whenever a new one is dropped there. */
+  private watchInbox(): void {
+    fs.mkdirSync(inboxDir(this.dir), { recursive: true, mode: 0o700 });
+    this.runInbox();
+    try {
+      this.inboxWatcher = fs.watch(inboxDir(this.dir), () => this.runInbox());
+      this.inboxWatcher.unref();
+      this.inboxWatcher.on('error', () => undefined);
+    } catch {
+      // no inotify: the inbox is also read at every poll
+    }
+  }
+
+  private runInbox(): void {
+    if (this.stopped) return;
+    const pending = pendingCommands(this.dir);
+    if (pending.length > 0 && !confLoaded()) {
+      void loadConf().then(() => this.runInbox());
+      return;
+    }
+    for (const { id, command } of pending) {
+      if (command instanceof MeshError) {
+        answer(this.dir, id, { ok: false, code: command.code, message: command.message });
+        continue;
+      }
+      try {
+        const r = applyLocal(this.store.state, command, { claimKey: this.secrets.deviceKey, nowMs: this.clock.now(), epoch: newEpoch() });
+        if (r.configChanged) writeConf(this.dir, configDocument(r.state));
+        this.store.update(() => r.state);
+        this.log('local', { cmd: command.cmd, message: r.message });
+        answer(this.dir, id, { ok: true, message: r.message });
+        this.scheduleStatus(0);
+        if (r.configChanged) runHook(this.dir, this.settings, (f) => this.recordError(f));
+      } catch (e) {
+        const code = isMeshError(e) ? e.code : 'internal';
+        answer(this.dir, id, { ok: false, code, message: (e as Error).message });
+      }
+    }
   }
 
   private emitCore(ev: AgentEvent): void {

@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runMain, parse, usage, makeIo } from '../runtime/cli.js';
 import { hasDeviceDirectory, readAgentSettings, readDeviceDirectory, readSchemas, writeDeviceDirectory, DEFAULT_SETTINGS, type AgentSettings } from '../runtime/device-files.js';
-import { MeshError } from '../mesh/errors.js';
+import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
+import { agentRunning, applyLocal, awaitAnswer, enqueue, newEpoch, type LocalCommand, type LocalResult } from './local.js';
 import { loadState, statePath } from './state.js';
 import { CONFIG_FILE } from './agent.js';
 
@@ -19,6 +20,11 @@ Usage:
   mesh-agent run    --data DIR [options]   run the agent (as systemd does)
   mesh-agent status --data DIR [--json]    owners, applied configuration, last errors
   mesh-agent reset  --data DIR --yes       factory reset: forget every owner and all configuration
+  mesh-agent open-claim-window --data DIR [--minutes N]
+                                           let the label claim this device although it has owners
+                                           (the button on a real board; default 5 minutes, at most 60)
+  mesh-agent remove-owner --data DIR ACCOUNT
+                                           remove one owner (physical possession decides)
 
 run options:
   --portal URL            the portal (default: "portal" in DIR/agent.json)
@@ -45,6 +51,10 @@ async function main(argv: string[]): Promise<void> {
       return status(rest);
     case 'reset':
       return reset(rest);
+    case 'open-claim-window':
+      return local(rest, 'open-claim-window');
+    case 'remove-owner':
+      return local(rest, 'remove-owner');
     default:
       usage(`unknown command "${cmd}"; try mesh-agent --help`);
   }
@@ -164,11 +174,50 @@ async function reset(argv: string[]): Promise<void> {
     process.stdout.write(HELP + '\n');
     return;
   }
-  const dir = values.data ?? usage('--data DIR is required');
   if (values.yes !== true) usage('a factory reset forgets every owner and all configuration; confirm with --yes');
-  const io = makeIo(values.json === true);
-  for (const f of [statePath(dir), path.join(dir, CONFIG_FILE)]) fs.rmSync(f, { force: true });
-  io.out('factory reset: every owner and all configuration are gone; the device keeps its identity and label', { reset: true });
+  await runLocal(values.data ?? usage('--data DIR is required'), { cmd: 'reset' }, values.json === true);
+}
+
+/** A command only someone holding the device can give: through the running agent, or straight to the state when none runs. */
+async function local(argv: string[], cmd: 'open-claim-window' | 'remove-owner'): Promise<void> {
+  const { values, positionals } = parse(argv, { data: { type: 'string' }, minutes: { type: 'string' } }, true);
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return;
+  }
+  const dir = values.data ?? usage('--data DIR is required');
+  if (cmd === 'open-claim-window') {
+    const minutes = values.minutes === undefined ? 5 : Number(values.minutes);
+    if (!Number.isInteger(minutes) || minutes < 1 || minutes > 60) usage('--minutes must be a whole number from 1 to 60');
+    return runLocal(dir, { cmd, minutes }, values.json === true);
+  }
+  const who = positionals[0] ?? usage('remove-owner needs the ACCOUNT (or master fingerprint) of the owner to remove');
+  return runLocal(dir, { cmd, who }, values.json === true);
+}
+
+async function runLocal(dir: string, command: LocalCommand, json: boolean): Promise<void> {
+  const io = makeIo(json);
+  const device = readDeviceDirectory(dir);
+  let r: LocalResult | undefined;
+  if (agentRunning(dir)) {
+    const id = enqueue(dir, command);
+    r = await awaitAnswer(dir, id, 15_000);
+    if (r === undefined) throw new MeshError('timeout', `the agent running on ${dir} did not take the command within 15 s; it stays queued in ${dir}/inbox`);
+  } else {
+    const { deriveClaimSecrets } = await import('../mesh/claim.js');
+    const { loadConf, writeConf } = await import('./outputs.js');
+    const { configDocument } = await import('./core.js');
+    const { saveState } = await import('./state.js');
+    const out = applyLocal(loadState(dir), command, { claimKey: deriveClaimSecrets(device.claimSecret).deviceKey, nowMs: Date.now(), epoch: newEpoch() });
+    if (out.configChanged) {
+      await loadConf();
+      writeConf(dir, configDocument(out.state));
+    }
+    saveState(dir, out.state);
+    r = { ok: true, message: out.message };
+  }
+  if (!r.ok) throw new MeshError((r.code ?? 'internal') as MeshErrorCode, r.message);
+  io.out(r.message, { ok: true, command: command.cmd, message: r.message });
 }
 
 runMain('mesh-agent', main);

@@ -22,7 +22,9 @@ import type { Json } from '../mesh/json.js';
 import { Lru } from '../mesh/lru.js';
 import { validate, type Schema } from '../mesh/schema.js';
 import { merge, nextValues, type Effective, type KeyValue } from './merge.js';
-import { withError, type AgentState, type Owner } from './state.js';
+import { hmacSha512 } from '../mesh/crypto.js';
+import { b64u, utf8 } from '../mesh/bytes.js';
+import { withError, MAX_NONCES, type AgentState, type Floor, type Owner } from './state.js';
 
 /** What the reducer needs to know about the device and the moment; all of it given, none of it fetched. */
 export interface CoreContext {
@@ -34,9 +36,11 @@ export interface CoreContext {
     readonly claimKey: Uint8Array;
   };
   readonly schemas: ReadonlyMap<string, Schema>;
-  /** the time to record (ISO 8601); never compared with anything */
+  /** the time to record (ISO 8601); decides nothing (only flags a signer's clock far ahead of it) */
   readonly now: string;
   readonly masters: MasterMemo;
+  /** someone with the device in hand opened the claim window (the button): the label may claim a device that has owners */
+  readonly claimWindowOpen: boolean;
 }
 
 export type AgentEvent =
@@ -135,10 +139,19 @@ function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   const claimed = parseClaimPayload(item.object);
   const attached = verifyMasterProfile(item.master, claimed.master);
   const known = s.owners[attached.id];
+  const floor = floorOf(s, attached.id, ctx);
   // whatever the portal attaches, the master held for an owner never goes back
   const master = known !== undefined && known.masterSeq >= attached.payload.seq ? ctx.masters.get(known).master : attached;
+  if (known === undefined && floor !== undefined && attached.payload.seq < floor.masterSeq) {
+    throw new MeshError('rollback', `the claim came with master profile ${attached.payload.seq}; this device has seen ${floor.masterSeq} for that owner`);
+  }
+  refuseRevoked(item.object, revokedOf(known, floor));
   const c = verifyClaim(item.object, master, { key: ctx.device.claimKey, which: 'device' });
   if (c.device !== ctx.device.id) throw new MeshError('wrong-device', `the claim is for device ${c.device}`);
+  if (s.nonces.includes(c.nonce)) throw new MeshError('replay', `claim ${c.nonce} by ${c.account} was already used on this device`);
+  if (known === undefined && Object.keys(s.owners).length > 0 && !ctx.claimWindowOpen) {
+    throw new MeshError('not-invited', `${c.account} claimed with the label, but this device has owners: a co-owner needs an invitation from one of them, or the claim window opened on the device`);
+  }
   const owner: Owner = {
     master: master.id,
     account: c.account,
@@ -146,9 +159,10 @@ function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
     masterSeq: master.payload.seq,
     claimedAt: known?.claimedAt ?? ctx.now,
     apps: known?.apps ?? {},
+    revoked: union(revokedOf(known, floor), master.payload.revoked),
   };
   return {
-    state: { ...s, owners: { ...s.owners, [master.id]: owner } },
+    state: { ...useNonce(s, c.nonce), owners: { ...s.owners, [master.id]: owner } },
     events: [{ type: 'claimed', n: item.n, account: c.account, master: master.id }],
     configChanged: false,
   };
@@ -161,30 +175,39 @@ function masterUpdate(s: AgentState, item: FeedItem): StepResult {
   if (owner === undefined) throw new MeshError('unknown-owner', `a master profile for ${id}, who does not own this device`);
   const master = verifyMasterProfile(item.object, id);
   if (master.payload.seq <= owner.masterSeq) throw new MeshError('rollback', `master profile ${master.payload.seq} is not newer than ${owner.masterSeq}`);
-  return { state: { ...s, owners: { ...s.owners, [id]: { ...owner, masterEnvelope: master.envelope, masterSeq: master.payload.seq } } }, events: [], configChanged: false };
+  const revoked = union(owner.revoked ?? [], master.payload.revoked);
+  return { state: { ...s, owners: { ...s.owners, [id]: { ...owner, masterEnvelope: master.envelope, masterSeq: master.payload.seq, revoked } } }, events: [], configChanged: false };
 }
 
 function application(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   // find the owner by the signing key first: the payload (which may be large) is then parsed once, when verified
   const owner = ownerBySigner(s, item.object, ctx) ?? ownerNamedIn(s, item.object);
   const { master } = ctx.masters.get(owner);
+  const floor = floorOf(s, owner.master, ctx);
+  refuseRevoked(item.object, revokedOf(owner, floor));
   const ap = verifyApplicationProfile(item.object, master);
   const { app, seq } = ap.payload;
   if (ap.payload.master !== owner.master) throw new MeshError('wrong-master', `a ${app} profile names ${ap.payload.master}, but is signed by ${owner.account}`);
   const prev = owner.apps[app];
-  if (prev !== undefined && seq <= prev.seq) throw new MeshError('rollback', `${app} profile ${seq} from ${owner.account} is not newer than ${prev.seq}, already applied`);
+  const held = Math.max(prev?.seq ?? 0, floor?.apps[app] ?? 0);
+  if (seq <= held) throw new MeshError('rollback', `${app} profile ${seq} from ${owner.account} is not newer than ${held}, already applied`);
   const doc = openApplicationProfile(ap, { id: ctx.device.id, enc: ctx.device.enc });
   const schema = ctx.schemas.get(app);
   if (schema === undefined) throw new MeshError('schema', `this device does not run the application "${app}"`);
   const problems = validate(schema, doc);
   if (problems.length > 0) throw new MeshError('schema', `refused ${app} settings from ${owner.account}: ${problems.join('; ')}`);
-  const values = nextValues(prev?.values, doc, ap.payload.created);
+  const values = nextValues(prev?.values, doc, ap.payload.created, item.n);
   const merged = mergeWith(s, owner.master, app, values);
   const mergedProblems = validate(schema, merged.values as Json);
   if (mergedProblems.length > 0) throw new MeshError('schema', `the merged ${app} settings would be invalid: ${mergedProblems.join('; ')}`);
   const apps = { ...owner.apps, [app]: { seq, created: ap.payload.created, appliedAt: ctx.now, values } };
+  let next: AgentState = { ...s, owners: { ...s.owners, [owner.master]: { ...owner, apps } } };
+  if (clockAhead(ap.payload.created, ctx.now)) {
+    // applied by order all the same; the owners are told the signer's clock is off
+    next = withError(next, { code: 'clock-ahead', message: `applied in feed order; ${owner.account} signed it at ${ap.payload.created}, ahead of this device's clock (${ctx.now})`, at: ctx.now, master: owner.master, app, seq });
+  }
   return {
-    state: { ...s, owners: { ...s.owners, [owner.master]: { ...owner, apps } } },
+    state: next,
     events: [{ type: 'applied', n: item.n, account: owner.account, master: owner.master, app, seq }],
     configChanged: true,
   };
@@ -194,11 +217,11 @@ function remove(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   const p = parseRemovePayload(item.object);
   const owner = s.owners[p.master];
   if (owner === undefined) throw new MeshError('unknown-owner', `a removal for ${p.master}, who does not own this device`);
+  refuseRevoked(item.object, revokedOf(owner, floorOf(s, owner.master, ctx)));
   verifyRemove(item.object, ctx.masters.get(owner).master);
   if (p.device !== ctx.device.id) throw new MeshError('wrong-device', `the removal is for device ${p.device}`);
-  const owners = { ...s.owners };
-  delete owners[p.master];
-  return { state: { ...s, owners }, events: [{ type: 'removed', n: item.n, account: owner.account, master: owner.master }], configChanged: true };
+  if (s.nonces.includes(p.nonce)) throw new MeshError('replay', `removal ${p.nonce} was already used on this device`);
+  return { state: dropOwner(useNonce(s, p.nonce), owner.master, ctx.device.claimKey), events: [{ type: 'removed', n: item.n, account: owner.account, master: owner.master }], configChanged: true };
 }
 
 /** The owner one of whose administration keys (current or revoked) signed `env`, if any. */
@@ -225,6 +248,68 @@ function mergeWith(s: AgentState, master: string, app: string, values: Record<st
       return v === undefined ? [] : [{ master: o.master, account: o.account, values: v }];
     }),
   );
+}
+
+// ------------------------------------------------------------ ownership outside the feed
+
+/** A factory reset: a new epoch; every owner forgotten, but not their rollback floors or the used nonces. */
+export function factoryReset(s: AgentState, epoch: string, claimKey: Uint8Array): AgentState {
+  let next: AgentState = s;
+  for (const id of Object.keys(s.owners)) next = dropOwner(next, id, claimKey);
+  return { ...next, owners: {}, errors: [], epoch, resets: s.resets + 1 };
+}
+
+/** One owner removed by someone holding the device (`mesh-agent remove-owner`); refuses an unknown one. */
+export function removeOwnerLocally(s: AgentState, who: string, claimKey: Uint8Array): { state: AgentState; removed: Owner } {
+  const owner = Object.values(s.owners).find((o) => o.account === who || o.master === who);
+  if (owner === undefined) throw new MeshError('unknown-owner', `${who} does not own this device; its owners are ${Object.values(s.owners).map((o) => o.account).join(', ') || 'none'}`);
+  return { state: dropOwner(s, owner.master, claimKey), removed: owner };
+}
+
+/** Remove an owner, keeping what refuses its older objects later (its floor). */
+function dropOwner(s: AgentState, master: string, claimKey: Uint8Array): AgentState {
+  const owner = s.owners[master];
+  if (owner === undefined) return s;
+  const key = floorKey(master, claimKey);
+  const old = s.floors[key];
+  const apps: Record<string, number> = { ...(old?.apps ?? {}) };
+  for (const [app, a] of Object.entries(owner.apps)) apps[app] = Math.max(apps[app] ?? 0, a.seq);
+  const floor: Floor = { masterSeq: Math.max(old?.masterSeq ?? 0, owner.masterSeq), apps, revoked: union(old?.revoked ?? [], owner.revoked ?? []) };
+  const owners = { ...s.owners };
+  delete owners[master];
+  return { ...s, owners, floors: { ...s.floors, [key]: floor } };
+}
+
+function floorKey(master: string, claimKey: Uint8Array): string {
+  return b64u(hmacSha512(claimKey, utf8(`mesh owner floor\0${master}`)).subarray(0, 16));
+}
+
+function floorOf(s: AgentState, master: string, ctx: CoreContext): Floor | undefined {
+  return s.floors[floorKey(master, ctx.device.claimKey)];
+}
+
+function revokedOf(owner: Owner | undefined, floor: Floor | undefined): string[] {
+  return union(owner?.revoked ?? [], floor?.revoked ?? []);
+}
+
+/** An object signed by a key that any master profile of its owner the device has seen revoked is refused. */
+function refuseRevoked(env: FeedItem['object'], revoked: readonly string[]): void {
+  const kid = env.sigs.find((x) => revoked.includes(x.kid))?.kid;
+  if (kid !== undefined) throw new MeshError('revoked-key', `signed by ${kid}, an administration key its owner revoked`);
+}
+
+function useNonce(s: AgentState, nonce: string): AgentState {
+  return { ...s, nonces: [...s.nonces, nonce].slice(-MAX_NONCES) };
+}
+
+function union(a: readonly string[], b: readonly string[]): string[] {
+  return [...new Set([...a, ...b])].sort();
+}
+
+/** Is the signer's time more than ten minutes ahead of the device's, on a device whose clock has been set at all? */
+function clockAhead(created: string, now: string): boolean {
+  if (now < '2026-01-01') return false; // a board that booted without the time: its clock says nothing
+  return Date.parse(created) - Date.parse(now) > 10 * 60_000;
 }
 
 /** The effective configuration of every application, with who set each value. */

@@ -16,6 +16,10 @@ export type OutputFailure = (e: { code: 'unavailable' | 'internal'; message: str
 
 let ConfCtor: typeof import('conf').default | undefined;
 
+export function confLoaded(): boolean {
+  return ConfCtor !== undefined;
+}
+
 /** conf is loaded once, lazily: start-up does not pay for it on a device that is not yet configured. */
 export async function loadConf(): Promise<void> {
   if (ConfCtor === undefined) ConfCtor = (await import('conf')).default;

@@ -25,6 +25,20 @@ export interface Owner {
   readonly masterSeq: number;
   readonly claimedAt: string;
   readonly apps: Readonly<Record<string, AppState>>;
+  /** every administration key any master profile of this owner that the device has seen revoked */
+  readonly revoked?: readonly string[];
+}
+
+/**
+ * What must outlive an owner's removal and a factory reset so that owner's older objects stay
+ * refused: the highest master and application sequences and the revoked keys. Keyed by a keyed
+ * hash of the owner's master fingerprint (under a key only the device holds), so a reset device
+ * does not keep a readable list of who owned it.
+ */
+export interface Floor {
+  readonly masterSeq: number;
+  readonly apps: Readonly<Record<string, number>>;
+  readonly revoked: readonly string[];
 }
 
 export interface AgentState {
@@ -40,9 +54,22 @@ export interface AgentState {
   readonly treeHead: TreeHeadRef | null;
   readonly owners: Readonly<Record<string, Owner>>;
   readonly errors: readonly StatusError[];
+  /** the ownership epoch: a factory reset starts a new one (random, made by the shell) */
+  readonly epoch: string;
+  /** how many factory resets this device has had */
+  readonly resets: number;
+  /** nonces of the claims and removals obeyed or refused as replays: each works once, across resets */
+  readonly nonces: readonly string[];
+  /** rollback floors of former and current owners, kept across removals and resets */
+  readonly floors: Readonly<Record<string, Floor>>;
+  /** until when (this device's clock, ms) the claim window opened on the device stays open */
+  readonly claimWindowUntil: number;
 }
 
-export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [] };
+export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0 };
+
+/** nonces remembered (the oldest are forgotten first); each ownership change uses one */
+export const MAX_NONCES = 4096;
 
 export const MAX_ERRORS = 16;
 

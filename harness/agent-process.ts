@@ -135,3 +135,10 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined> | 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Press the device's button: `mesh-agent open-claim-window`, so the label can claim a device that has owners. */
+export function openClaimWindow(dir: string, minutes = 5): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [AGENT_CLI, 'open-claim-window', '--data', dir, '--minutes', String(minutes)], (err, _stdout, stderr) => (err ? reject(new Error(stderr)) : resolve())),
+  );
+}

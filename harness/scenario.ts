@@ -159,8 +159,21 @@ async function scenario(portalArgs: readonly string[]): Promise<void> {
     await waitFor('the thermostat to accept Alice', dev.dir, (s) => s.owners.some((o) => o.account.startsWith('alice@')));
   });
 
-  await step('Bob creates his profile and claims the same thermostat', async () => {
+  await step('Mallory photographed the label: the thermostat has an owner, so the label alone claims nothing (not-invited)', async () => {
+    const mallory = path.join(tmp, 'mallory');
+    await mesh(mallory, 'profile', 'create', '--portal', url, '--account', 'mallory', '--json');
+    const out = await mesh(mallory, 'device', 'claim', dev.uri, '--name', 'stolen', '--json').then(
+      (o) => JSON.parse(o) as { accepted?: boolean; error?: { code?: string } },
+      (e: Error) => JSON.parse(e.message.slice(e.message.indexOf('{'))) as { accepted?: boolean; error?: { code?: string } },
+    );
+    if (out.accepted === true || out.error?.code !== 'not-invited') throw new Error(`Mallory's claim was not refused as not-invited: ${JSON.stringify(out)}`);
+    await waitFor('the refusal', dev.dir, (s) => s.errors.some((e) => e.code === 'not-invited') && s.owners.length === 1);
+    say(`   refused by the device: ${out.error.code}; the owners are still: ${(await deviceStatus(dev.dir)).owners.map((o) => o.account).join(', ')}`);
+  });
+
+  await step('Bob creates his profile and claims the same thermostat while Alice holds its button (mesh-agent open-claim-window)', async () => {
     await mesh(bob, 'profile', 'create', '--portal', url, '--account', 'bob', '--json');
+    say('   ' + (await run(bin('agent'), ['open-claim-window', '--data', dev.dir, '--minutes', '5'])).trim());
     await mesh(bob, 'device', 'claim', dev.uri, '--name', 'hall thermostat');
     await waitFor('the thermostat to accept Bob too', dev.dir, (s) => s.owners.length === 2);
     await showConfig(dev.dir);
@@ -172,7 +185,7 @@ async function scenario(portalArgs: readonly string[]): Promise<void> {
     await showConfig(dev.dir);
   });
 
-  await step('Bob sets setpoint=19 mode=eco (the most recent change wins)', async () => {
+  await step('Bob sets setpoint=19 mode=eco (the change the device applies last wins)', async () => {
     await mesh(bob, 'config', 'set', 'thermostat', 'setpoint=19', 'mode=eco');
     await waitFor('setpoint 19 and eco', dev.dir, (s) => thermostat(s).setpoint === 19 && thermostat(s).mode === 'eco');
     await showConfig(dev.dir);

@@ -39,6 +39,9 @@ export const MESH_ERRORS = [
   { code: 'log-inconsistent', meaning: "the portal's log is not one append-only history (split view, rewrite)" },
   // feed
   { code: 'feed-gap', meaning: 'a feed answer that skips numbers the device has not seen (the cursor does not move over it)' },
+  // ownership
+  { code: 'not-invited', meaning: 'a label claim of a device that has owners, without the claim window opened on the device' },
+  { code: 'clock-ahead', meaning: "applied in feed order, but signed at a time far ahead of the device's clock (flagged)" },
   // protocol / transport
   { code: 'unauthorized', meaning: 'no valid session' },
   { code: 'forbidden', meaning: 'a valid session, but not allowed to do this' },

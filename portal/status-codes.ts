@@ -40,6 +40,8 @@ export const HTTP_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   'bad-proof': 422,
   'log-inconsistent': 422,
   'feed-gap': 422,
+  'not-invited': 403,
+  'clock-ahead': 422,
   'rate-limited': 429,
   internal: 500,
   // the portal never says this of itself (a client says it of the portal); were it relayed, a bad gateway

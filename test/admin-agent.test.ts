@@ -4,6 +4,7 @@
  * Bob, each with their own --home. One shared thermostat, two owners, configuration applied,
  * listed, refused, removed; a second administration device added and revoked; recovery.
  */
+import { openClaimWindow } from '../harness/agent-process.js';
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -171,6 +172,7 @@ test.serial('two owners claim the same thermostat from its label; the device con
   t.is(a.json.accepted, true);
   t.is(a.json.endorsedBy.manufacturer, 'acme');
   t.true(a.json.endorsedBy.trusted);
+  await openClaimWindow(w.agent.dir); // Alice presses the thermostat's button so Bob's label claim is let in
   const b = await mesh(w.bob, ['device', 'claim', `${w.device.claimCode} ${w.device.fingerprint}`, '--name', 'thermostat', '--wait-ms', '20000']);
   t.is(b.code, 0, b.stdout + b.stderr);
   t.regex(b.stdout, /the device accepted/);

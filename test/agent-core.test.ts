@@ -4,7 +4,7 @@
  * clock: the reducer's output is a function of its input.
  */
 import test from 'ava';
-import { applyItem, applyItems, configDocument, type AgentEvent } from '../agent/core.js';
+import { applyItem, applyItems, configDocument, factoryReset, removeOwnerLocally, type AgentEvent } from '../agent/core.js';
 import { EMPTY_STATE, type AgentState } from '../agent/state.js';
 import { deriveClaimSecrets, newClaimSecret } from '../mesh/claim.js';
 import { createRemove } from '../mesh/messages.js';
@@ -24,7 +24,7 @@ function run(dev: CoreDevice, feed: FeedItem[]): { state: AgentState; events: Ag
   let s = EMPTY_STATE;
   const events: AgentEvent[] = [];
   for (const it of feed) {
-    const r = applyItem(s, it, dev.context());
+    const r = applyItem(s, it, dev.context(undefined, true)); // the claim window open: these rows are about other rules than consent
     s = r.state;
     events.push(...r.events);
   }
@@ -198,4 +198,119 @@ test('core: a Download answer cannot move the cursor past items it did not deliv
   t.is(r3.state.n, 3);
   t.is(r3.gap, undefined);
   t.deepEqual(configDocument(r3.state).thermostat, { setpoint: 24 });
+});
+
+// ------------------------------------------------------------ ownership (consent, replay, epochs, floors, precedence)
+
+function feedRun(dev: CoreDevice, s0: AgentState, feed: FeedItem[], opts: { window?: boolean; now?: string } = {}): { state: AgentState; events: AgentEvent[] } {
+  let s = s0;
+  const events: AgentEvent[] = [];
+  for (const it of feed) {
+    const r = applyItem(s, it, dev.context(opts.now, opts.window ?? false));
+    s = r.state;
+    events.push(...r.events);
+  }
+  return { state: s, events };
+}
+
+const lastCode = (events: readonly AgentEvent[]): string | undefined => {
+  const e = events.at(-1);
+  return e?.type === 'refused' ? e.code : e?.type;
+};
+
+test('consent: once the device has an owner, the label alone claims nothing (not-invited); with the claim window open it does', (t) => {
+  const dev = new CoreDevice();
+  const alice = new CoreOwner('alice@p');
+  const mallory = new CoreOwner('mallory@p');
+  const s1 = feedRun(dev, EMPTY_STATE, [item(1, 'claim', alice.claim(dev), alice.masterEnvelope)]).state;
+  const refused = feedRun(dev, s1, [item(2, 'claim', mallory.claim(dev), mallory.masterEnvelope)]);
+  t.is(lastCode(refused.events), 'not-invited');
+  t.deepEqual(Object.keys(refused.state.owners), [alice.masterId]);
+  const opened = feedRun(dev, s1, [item(2, 'claim', mallory.claim(dev), mallory.masterEnvelope)], { window: true });
+  t.is(lastCode(opened.events), 'claimed');
+  t.is(Object.keys(opened.state.owners).length, 2);
+});
+
+test('replay: an old claim after the owner removed herself, and an old removal after she claimed again, are refused (replay)', (t) => {
+  const dev = new CoreDevice();
+  const alice = new CoreOwner('alice@p');
+  const firstClaim = item(1, 'claim', alice.claim(dev), alice.masterEnvelope);
+  const removal = alice.remove(dev);
+  const s = feedRun(dev, EMPTY_STATE, [firstClaim, item(2, 'remove', removal)]).state;
+  t.deepEqual(s.owners, {});
+  const replayedClaim = feedRun(dev, s, [{ ...firstClaim, n: 3 }]);
+  t.is(lastCode(replayedClaim.events), 'replay');
+  t.deepEqual(replayedClaim.state.owners, {});
+  // she claims again with a fresh claim; the portal replays her old removal
+  const again = feedRun(dev, s, [item(3, 'claim', alice.claim(dev), alice.masterEnvelope), item(4, 'remove', removal)]);
+  t.is(lastCode(again.events), 'replay');
+  t.truthy(again.state.owners[alice.masterId]);
+});
+
+test('removal and factory reset keep the rollback floor: an owner\'s older profiles stay refused after she claims again', (t) => {
+  const dev = new CoreDevice();
+  const alice = new CoreOwner('alice@p');
+  const old = alice.config(dev, 'thermostat', { setpoint: 18 }); // seq 1
+  const s = feedRun(dev, EMPTY_STATE, [
+    item(1, 'claim', alice.claim(dev), alice.masterEnvelope),
+    item(2, 'application', old),
+    item(3, 'application', alice.config(dev, 'thermostat', { setpoint: 21 })), // seq 2
+  ]).state;
+  const reset = factoryReset(s, 'new-epoch', dev.secrets.deviceKey);
+  t.deepEqual(reset.owners, {});
+  t.is(reset.epoch, 'new-epoch');
+  t.is(reset.resets, 1);
+  t.deepEqual(configDocument(reset), { _sources: {} });
+  t.false(JSON.stringify(reset).includes(alice.masterId), 'the reset device keeps no readable trace of its former owner');
+  // she claims again (the device has no owner: the label works); the portal replays seq 1
+  const after = feedRun(dev, reset, [item(4, 'claim', alice.claim(dev), alice.masterEnvelope), item(5, 'application', old)]);
+  t.is(lastCode(after.events), 'rollback');
+  t.deepEqual(configDocument(after.state), { _sources: {} });
+  // an older master profile cannot come back with a claim either
+  const first = alice.masterEnvelope;
+  alice.rotate();
+  const s2 = feedRun(dev, after.state, [item(6, 'master', alice.masterEnvelope)]).state;
+  const s3 = factoryReset(s2, 'e3', dev.secrets.deviceKey);
+  const stale = feedRun(dev, s3, [item(7, 'claim', alice.claim(dev), first)]);
+  t.is(lastCode(stale.events), 'rollback');
+});
+
+test('a key revoked in any master profile the device has seen stays refused, whatever master the portal attaches', (t) => {
+  const dev = new CoreDevice();
+  const alice = new CoreOwner('alice@p');
+  const s1 = feedRun(dev, EMPTY_STATE, [item(1, 'claim', alice.claim(dev), alice.masterEnvelope)]).state;
+  const stolen = alice.rotate();
+  const s2 = feedRun(dev, s1, [item(2, 'master', alice.masterEnvelope)]).state;
+  const s3 = removeOwnerLocally(s2, 'alice@p', dev.secrets.deviceKey).state;
+  // the thief (stolen laptop key) claims with the old master profile, in which his key is still an admin
+  const forgedClaim = (() => {
+    const o = new CoreOwner('alice@p');
+    Object.assign(o, { master: alice.master, admin: stolen });
+    return o.claim(dev);
+  })();
+  const r = feedRun(dev, s3, [item(3, 'claim', forgedClaim, alice.masterEnvelope)]);
+  t.is(lastCode(r.events), 'revoked-key');
+});
+
+test('precedence is feed order: Bob signs with a clock a day ahead, Alice after him; the device runs Alice\'s value and flags his clock', (t) => {
+  const dev = new CoreDevice();
+  const alice = new CoreOwner('alice@p');
+  const bob = new CoreOwner('bob@p');
+  const r = feedRun(
+    dev,
+    EMPTY_STATE,
+    [
+      item(1, 'claim', alice.claim(dev), alice.masterEnvelope),
+      item(2, 'claim', bob.claim(dev), bob.masterEnvelope),
+      item(3, 'application', bob.config(dev, 'thermostat', { setpoint: 25 }, { created: '2026-03-02T12:00:00.000Z' })),
+      item(4, 'application', alice.config(dev, 'thermostat', { setpoint: 18 }, { created: '2026-03-01T12:00:00.000Z' })),
+    ],
+    { window: true, now: '2026-03-01T12:00:05.000Z' },
+  );
+  t.deepEqual(configDocument(r.state).thermostat, { setpoint: 18 });
+  t.true(r.state.errors.some((e) => e.code === 'clock-ahead' && e.master === bob.masterId), 'Bob\'s clock is flagged for the owners');
+  // a device whose clock says 1970 applies the same way and flags nothing
+  const r1970 = feedRun(dev, EMPTY_STATE, [item(1, 'claim', alice.claim(dev), alice.masterEnvelope), item(2, 'application', alice.config(dev, 'thermostat', { setpoint: 20 }))], { now: '1970-01-01T00:00:42.000Z' });
+  t.deepEqual(configDocument(r1970.state).thermostat, { setpoint: 20 });
+  t.deepEqual(r1970.state.errors, []);
 });

@@ -29,31 +29,36 @@ test('schema: unsupported keywords are refused at load, not ignored', (t) => {
   t.is(e?.code, 'schema');
 });
 
-test('merge: the most recent change to a key wins; ties by owner fingerprint; sources recorded', (t) => {
-  const alice = { master: 'MAAA', account: 'alice@h', values: nextValues(undefined, { setpoint: 21 }, '2026-01-01T00:00:01.000Z') };
-  const bob = { master: 'MBBB', account: 'bob@h', values: nextValues(undefined, { setpoint: 19, mode: 'eco' }, '2026-01-01T00:00:02.000Z') };
+test('merge: the change the device applied last wins (feed order), whatever time its signer wrote; sources recorded', (t) => {
+  // Bob's clock is a day ahead: his change (applied first, n=5) says tomorrow; Alice's (n=6) says today
+  const bob = { master: 'MBBB', account: 'bob@h', values: nextValues(undefined, { setpoint: 25, mode: 'eco' }, '2026-01-02T00:00:00.000Z', 5) };
+  const alice = { master: 'MAAA', account: 'alice@h', values: nextValues(undefined, { setpoint: 18 }, '2026-01-01T00:00:01.000Z', 6) };
   const e = merge([alice, bob]);
-  t.deepEqual(e.values, { mode: 'eco', setpoint: 19 });
-  t.is(e.sources.setpoint?.owner, 'bob@h');
-  // without bob, alice's value stands
-  t.deepEqual(merge([alice]).values, { setpoint: 21 });
-  // a tie goes to the greater fingerprint, whatever the order
-  const a2 = { ...alice, values: nextValues(undefined, { setpoint: 22 }, '2026-01-01T00:00:02.000Z') };
-  t.is(merge([a2, bob]).values.setpoint, 19);
-  t.is(merge([bob, a2]).values.setpoint, 19);
+  t.deepEqual(e.values, { mode: 'eco', setpoint: 18 });
+  t.is(e.sources.setpoint?.owner, 'alice@h');
+  t.is(e.sources.setpoint?.n, 6);
+  t.is(e.sources.mode?.owner, 'bob@h');
+  t.deepEqual(merge([bob, alice]), e, 'the owners\' order does not matter');
+  // without alice, bob's value stands
+  t.deepEqual(merge([bob]).values, { mode: 'eco', setpoint: 25 });
 });
 
-test('merge: re-sending an unchanged value keeps its original change time', (t) => {
-  const v1 = nextValues(undefined, { setpoint: 21, mode: 'eco' }, '2026-01-01T00:00:01.000Z');
-  const v2 = nextValues(v1, { setpoint: 21, mode: 'off' }, '2026-01-01T00:00:05.000Z');
+test('merge: re-sending an unchanged value keeps its original change (and its place in the order)', (t) => {
+  const v1 = nextValues(undefined, { setpoint: 21, mode: 'eco' }, '2026-01-01T00:00:01.000Z', 3);
+  const v2 = nextValues(v1, { setpoint: 21, mode: 'off' }, '2026-01-01T00:00:05.000Z', 9);
   t.is(v2.setpoint?.changedAt, '2026-01-01T00:00:01.000Z');
+  t.is(v2.setpoint?.n, 3);
   t.is(v2.mode?.changedAt, '2026-01-01T00:00:05.000Z');
+  t.is(v2.mode?.n, 9);
+  // so a co-owner's later change to setpoint (n=7) still stands against the re-sent document
+  const other = { master: 'MBBB', account: 'bob@h', values: nextValues(undefined, { setpoint: 26 }, '2026-01-01T00:00:02.000Z', 7) };
+  t.is(merge([{ master: 'MAAA', account: 'alice@h', values: v2 }, other]).values.setpoint, 26);
 });
 
 test('merge is independent of owner order (property)', (t) => {
   const owner = fc.record({
     master: fc.stringMatching(/^M[A-Z2-7]{4}$/),
-    values: fc.dictionary(fc.constantFrom('a', 'b', 'c'), fc.record({ value: fc.integer(), changedAt: fc.constantFrom('2026-01-01T00:00:01.000Z', '2026-01-01T00:00:02.000Z') })),
+    values: fc.dictionary(fc.constantFrom('a', 'b', 'c'), fc.record({ value: fc.integer(), changedAt: fc.constantFrom('2026-01-01T00:00:01.000Z', '2026-01-01T00:00:02.000Z'), n: fc.integer({ min: 1, max: 5 }) })),
   });
   fc.assert(
     fc.property(fc.uniqueArray(owner, { selector: (o) => o.master, maxLength: 4 }), (owners) => {

@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startPortalProcess } from '../harness/portal-process.js';
-import { provisionDevice, startAgentProcess, readConfig, agentStatus, until, AGENT_CLI, type AgentProcess } from '../harness/agent-process.js';
+import { provisionDevice, startAgentProcess, readConfig, agentStatus, until, openClaimWindow, AGENT_CLI, type AgentProcess } from '../harness/agent-process.js';
 import { TestOwner } from '../harness/owner.js';
 import { verifyStatus } from '../mesh/messages.js';
 import { verifyDeviceProfile } from '../mesh/profiles.js';
@@ -65,6 +65,7 @@ test('two owners claim one thermostat; their settings merge; removing Bob leaves
   t.is(agent.ready.device, identity.id);
   await alice.claim(identity.labelUri);
   await agent.waitFor((e) => e.type === 'claimed' && e.account === alice.account, 15_000, 'alice claimed');
+  await openClaimWindow(dir); // Alice holds the thermostat's button: the label may add a co-owner
   await bob.claim(identity.labelUri);
   await agent.waitFor((e) => e.type === 'claimed' && e.account === bob.account, 15_000, 'bob claimed');
 

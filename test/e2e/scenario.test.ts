@@ -25,6 +25,7 @@ const STEPS = [
   'The thermostat boots its agent',
   'Alice creates her profile',
   'Alice claims the thermostat',
+  'Mallory photographed the label',
   'Bob creates his profile and claims the same thermostat',
   'Alice sets setpoint=21',
   'Bob sets setpoint=19 mode=eco',

@@ -15,6 +15,9 @@ import type { Json } from '../../mesh/json.js';
 import type { FeedItem, ItemKind } from '../../mesh/protocol.js';
 import { MasterMemo, type CoreContext } from '../../agent/core.js';
 
+/** the time every object and context carries unless a test says otherwise: the reducer's output depends on nothing else */
+export const FIXED_TIME = '2026-01-01T00:00:00.000Z';
+
 export const THERMOSTAT = checkSchema({
   type: 'object',
   additionalProperties: false,
@@ -33,8 +36,9 @@ export class CoreDevice {
     return this.identity.id;
   }
 
-  context(now = '2026-01-01T00:00:00.000Z'): CoreContext {
+  context(now = FIXED_TIME, claimWindowOpen = false): CoreContext {
     return {
+      claimWindowOpen,
       device: { id: this.identity.id, enc: this.identity.keys.enc, claimKey: this.secrets.deviceKey },
       schemas: new Map([['thermostat', THERMOSTAT]]),
       now,
@@ -70,7 +74,7 @@ export class CoreOwner {
   config(device: CoreDevice, app: string, config: Json, opts: { seq?: number; signer?: AdminKeys; created?: string } = {}): SignedEnvelope {
     const seq = opts.seq ?? (this.seqs.get(app) ?? 0) + 1;
     this.seqs.set(app, Math.max(seq, this.seqs.get(app) ?? 0));
-    return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: [device.target()], ...(opts.created !== undefined ? { created: opts.created } : {}) });
+    return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: [device.target()], created: opts.created ?? FIXED_TIME });
   }
 
   remove(device: CoreDevice): SignedEnvelope {

@@ -9,6 +9,7 @@
  * The REAL `mesh` CLI claims through the proxy; it must refuse with the code and claim nothing;
  * the device, already owned by Alice, keeps its configuration and its single owner.
  */
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import { PortalClient } from '../../client/portal-client.js';
 import { b64u } from '../../mesh/bytes.js';
@@ -76,6 +77,7 @@ for (const variant of ['decrypt-failed', 'fingerprint-mismatch'] as const) {
 
       // control: once the portal stops lying, the same command claims the device it should
       off();
+      await openClaimWindow(w.dir);
       const ok = await mesh(carol, ['device', 'claim', w.identity.labelUri, '--wait-ms', '15000', '--json']);
       t.is(ok.code, 0, ok.stdout + ok.stderr);
       t.is(ok.json.device.id, w.identity.id);

@@ -7,6 +7,7 @@
  * trace the owner gets (the object is not in the log either: the device does not check that
  * what it applies was logged; see docs/reliability.md).
  */
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -21,6 +22,7 @@ test.serial('a configuration the owner never published, applied by the device, i
   const hana = tmpHome('hana');
   try {
     t.is((await mesh(hana, ['profile', 'create', '--portal', w.portal.http, '--account', 'hana', '--admin-name', 'laptop', '--json'])).code, 0);
+    await openClaimWindow(w.dir);
     t.true((await mesh(hana, ['device', 'claim', w.identity.labelUri, '--name', 'hall', '--wait-ms', '15000', '--json'])).json?.accepted);
     const first = await mesh(hana, ['config', 'set', 'thermostat', 'setpoint=21', '--wait-ms', '15000', '--json']);
     t.is(first.json?.results?.[0]?.result, 'applied');

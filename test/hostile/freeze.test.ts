@@ -9,6 +9,7 @@
  * nothing new must NOT be flagged, or the flag means nothing (see docs/reliability.md: the agent
  * sends no status while nothing changes, so today every idle device turns STALE).
  */
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import { until } from '../../harness/agent-process.js';
 import { DOWNLOAD, onDownload } from './proxy.js';
@@ -36,6 +37,7 @@ test.serial('a portal that withholds every update: the owner sees the device has
   const dora = tmpHome('dora');
   try {
     t.is((await mesh(dora, ['profile', 'create', '--portal', w.portal.http, '--account', 'dora', '--admin-name', 'laptop', '--json'])).code, 0);
+    await openClaimWindow(w.dir);
     const claimed = await mesh(dora, ['device', 'claim', w.identity.labelUri, '--name', 'hall', '--wait-ms', '15000', '--json']);
     t.true(claimed.json?.accepted, claimed.stdout + claimed.stderr);
     const first = await mesh(dora, ['config', 'set', 'thermostat', 'setpoint=21', '--wait-ms', '15000', '--json']);
@@ -88,6 +90,7 @@ test.serial('a device that is in contact and has applied everything is not flagg
   const erin = tmpHome('erin');
   try {
     t.is((await mesh(erin, ['profile', 'create', '--portal', w.portal.http, '--account', 'erin', '--admin-name', 'laptop', '--json'])).code, 0);
+    await openClaimWindow(w.dir);
     t.true((await mesh(erin, ['device', 'claim', w.identity.labelUri, '--name', 'hall', '--wait-ms', '15000', '--json'])).json?.accepted);
     const r = await mesh(erin, ['config', 'set', 'thermostat', 'setpoint=21', '--wait-ms', '15000', '--json']);
     t.is(r.json?.results?.[0]?.result, 'applied');

@@ -7,6 +7,7 @@
  * Alice stays an owner and her settings stay in the effective configuration; Bob can still
  * remove himself.
  */
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import { isMeshError } from '../../mesh/errors.js';
 import { createRemove } from '../../mesh/messages.js';
@@ -19,6 +20,7 @@ test.serial("Bob's removal of Alice: the portal refuses it (not-owner) and the d
   const w = await hostileWorld({ initial: { setpoint: 20 } });
   const bob = await TestOwner.create(w.portal.http, 'bob');
   try {
+    await openClaimWindow(w.dir);
     await bob.claim(w.identity.labelUri);
     await w.agent.waitFor((e) => e.type === 'claimed' && e.account === bob.account);
     await bob.publish('thermostat', { mode: 'comfort' });

@@ -6,6 +6,7 @@
  * ("SPLIT VIEW"), and the library check (verifyConsistency against the owner's log) fails too.
  * Before the split, on the same world, log verify passes: the test can tell the two apart.
  */
+import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -37,6 +38,7 @@ test.serial('the device is shown a forked log (same portal key, other data): mes
     eve.close();
 
     t.is((await mesh(gina, ['profile', 'create', '--portal', w.portal.http, '--account', 'gina', '--admin-name', 'laptop', '--json'])).code, 0);
+    await openClaimWindow(w.dir);
     t.true((await mesh(gina, ['device', 'claim', w.identity.labelUri, '--name', 'hall', '--wait-ms', '15000', '--json'])).json?.accepted);
     t.is((await mesh(gina, ['config', 'set', 'thermostat', 'setpoint=21', '--wait-ms', '15000', '--json'])).json?.results?.[0]?.result, 'applied');
     // control: no split yet, the device saw the owner's log
