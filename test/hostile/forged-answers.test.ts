@@ -25,6 +25,7 @@ import { masterKeysFromSeed, signKeyId } from '../../mesh/keys.js';
 import { createApplicationProfile, createMasterProfile, parseMasterPayload, type AdminKeys } from '../../mesh/profiles.js';
 import { payloadBytes, type SignedEnvelope } from '../../mesh/envelope.js';
 import { PATHS } from '../../mesh/protocol.js';
+import { openClaimWindow } from '../../harness/agent-process.js';
 import type { Proxy, ProxyRequest, ProxyResponse } from './proxy.js';
 import { jsonResponse } from './proxy.js';
 import { cliError, hostileWorld, mesh, tmpHome, type CliRun, type World } from './world.js';
@@ -88,6 +89,7 @@ async function ownerWithDevice(t: ExecutionContext, w: World, name: string, extr
   w.cleanups.push(() => fs.rmSync(home, { recursive: true, force: true }));
   const made = await mesh(home, ['profile', 'create', '--portal', w.proxy.url, '--account', name, '--admin-name', 'laptop', '--json', ...extra]);
   t.is(made.code, 0, made.stdout + made.stderr);
+  await openClaimWindow(w.dir); // the device has an owner already (alice): a co-owner's label claim needs the window
   return home;
 }
 
