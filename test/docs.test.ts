@@ -7,9 +7,8 @@
 import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import pg from 'pg';
 import { REPO, provisionDevice, startAgentProcess } from './helpers/agent-process.js';
-import { docWorkspace, eventually, extractCommands, freePort, runDoc, type DocCommand, type DocRules, type Skip } from './helpers/doc-runner.js';
+import { docWorkspace, dropSchema, eventually, extractCommands, freePort, newUserEnv, runDoc, type DocCommand, type DocRules, type Skip } from './helpers/doc-runner.js';
 import { startPortalProcess } from './helpers/portal-process.js';
 
 const DOCS = path.join(REPO, 'docs');
@@ -24,13 +23,6 @@ const COVERED = new Set(['admin.md', 'agent.md', 'benchmarks.md', 'portal.md', '
 
 function commandsOf(page: string): DocCommand[] {
   return extractCommands(path.join(DOCS, page));
-}
-
-function baseEnv(home: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
-  for (const k of ['MESH_HOME', 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'DATABASE_URL', 'MESH_LOG_FORMAT']) delete env[k];
-  for (const k of Object.keys(env)) if (k.startsWith('MESH_PORTAL_')) delete env[k];
-  return env;
 }
 
 async function runPage(t: ExecutionContext, page: string, cwd: string, rules: DocRules): Promise<void> {
@@ -50,7 +42,7 @@ test('docs/benchmarks.md and docs/protocol.md: their commands are listed as skip
   try {
     for (const page of ['benchmarks.md', 'protocol.md']) {
       await runPage(t, page, cwd, {
-        env: baseEnv(cwd),
+        env: newUserEnv(cwd),
         substitutions: [],
         services: [],
         skips: [
@@ -73,7 +65,7 @@ test('docs/portal.md: the embedded portal and the PostgreSQL one start as writte
   const [http, mqtt, http2] = [await freePort(), await freePort(), await freePort()];
   try {
     await runPage(t, 'portal.md', cwd, {
-      env: baseEnv(cwd),
+      env: newUserEnv(cwd),
       substitutions: [
         { from: '/var/lib/mesh-portal', to: () => path.join(cwd, 'portal-data'), why: 'a directory this test may write' },
         { from: '--http-port 8080', to: () => `--http-port ${http}`, why: 'a free port' },
@@ -89,11 +81,7 @@ test('docs/portal.md: the embedded portal and the PostgreSQL one start as writte
       ],
     });
   } finally {
-    const c = new pg.Client({ connectionString: PG });
-    await c.connect().then(
-      () => c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => c.end()),
-      () => undefined,
-    );
+    await dropSchema(PG, schema);
     fs.rmSync(cwd, { recursive: true, force: true });
   }
 });
@@ -103,7 +91,7 @@ test("docs/agent.md: mesh-agent status on a device's directory", async (t) => {
   try {
     const { dir, identity } = provisionDevice('http://127.0.0.1:9', { dir: path.join(cwd, 'device') });
     await runPage(t, 'agent.md', cwd, {
-      env: baseEnv(cwd),
+      env: newUserEnv(cwd),
       substitutions: [{ from: '/var/lib/mesh-agent', to: () => dir, why: 'a provisioned device directory this test made' }],
       skips: [DOCKER],
       services: [],
@@ -133,7 +121,7 @@ test('docs/provisioning.md: the manufacturer key, then a batch with it', async (
     t.log('made secure/ and schemas/thermostat.json (a copy of examples/thermostat.schema.json), which the page assumes');
     let keyId = '';
     await runPage(t, 'provisioning.md', cwd, {
-      env: baseEnv(cwd),
+      env: newUserEnv(cwd),
       substitutions: [
         { from: '/secure/', to: () => path.join(cwd, 'secure') + '/', why: 'a directory this test may write' },
         { from: '/line/', to: () => path.join(cwd, 'line') + '/', why: 'a directory this test may write' },
@@ -177,7 +165,7 @@ test("docs/admin.md: the owner's whole story, command by command, against a port
     fs.writeFileSync(path.join(cwd, 'file.txt'), 'UDF Data Value');
     t.log('made thermostat.json and file.txt, which the page assumes');
     await runPage(t, 'admin.md', cwd, {
-      env: baseEnv(home('alice')),
+      env: newUserEnv(home('alice')),
       substitutions: [
         { from: 'SHARE1', to: share(0, () => keyShares), when: /^mesh key recover/, why: 'the shares that `mesh key share` printed' },
         { from: 'SHARE2', to: share(1, () => keyShares), when: /^mesh key recover/, why: 'the shares that `mesh key share` printed' },

@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import pg from 'pg';
 import { REPO } from './agent-process.js';
 
 export interface DocCommand {
@@ -306,4 +307,21 @@ export async function eventually(what: string, pred: () => boolean, ms = 60_000)
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The environment a new user has: this HOME, no MESH_HOME, no XDG directories, no portal settings. */
+export function newUserEnv(home: string, drop: readonly string[] = []): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
+  for (const k of ['MESH_HOME', 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'DATABASE_URL', 'MESH_LOG_FORMAT', ...drop]) delete env[k];
+  for (const k of Object.keys(env)) if (k.startsWith('MESH_PORTAL_')) delete env[k];
+  return env;
+}
+
+/** Drop a PostgreSQL schema a test made (nothing if the server is not there). */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect().then(
+    () => c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => c.end()),
+    () => undefined,
+  );
 }
