@@ -5,6 +5,7 @@
  * recovery shares, that only an earlier command's output can give) is listed in the test's log.
  */
 import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO, provisionDevice, startAgentProcess } from './helpers/agent-process.js';
@@ -19,7 +20,7 @@ const REBUILD: Skip = { match: /^npx tsc -p \.( |$)/, why: 'rebuilds dist/ under
 const DOCKER: Skip = { match: /^docker /, why: 'no Docker engine runs here; test/images.test.ts checks the Dockerfiles and compose.yaml' };
 
 /** The pages with commands, and the test that runs each. */
-const COVERED = new Set(['admin.md', 'agent.md', 'benchmarks.md', 'portal.md', 'protocol.md', 'provisioning.md']);
+const COVERED = new Set(['admin.md', 'agent.md', 'benchmarks.md', 'operations.md', 'portal.md', 'protocol.md', 'provisioning.md']);
 
 function commandsOf(page: string): DocCommand[] {
   return extractCommands(path.join(DOCS, page));
@@ -229,4 +230,63 @@ test("docs/admin.md: the owner's whole story, command by command, against a port
     await portal.stop();
     fs.rmSync(cwd, { recursive: true, force: true });
   }
+});
+
+test('docs/operations.md: the systemd-analyze score it quotes; installs and compose listed as skipped', async (t) => {
+  const cwd = docWorkspace('operations');
+  const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { stdio: 'ignore' }).status === 0;
+  try {
+    await runPage(t, 'operations.md', cwd, {
+      env: newUserEnv(cwd),
+      substitutions: [],
+      skips: [
+        DOCKER,
+        { match: /^npm install -g /, why: 'would install globally on the test machine; test/package.test.ts installs the packed tarball into an empty folder instead' },
+        ...(analyze ? [] : [{ match: /^systemd-analyze /, why: 'systemd-analyze is not installed here' }]),
+      ],
+      services: [],
+      after: [
+        {
+          match: /^systemd-analyze security/,
+          run: (r) => {
+            const quoted = /ends with `Overall exposure level for mesh-portal\.service: (\d\.\d) OK`/.exec(fs.readFileSync(path.join(DOCS, 'operations.md'), 'utf8'))?.[1];
+            t.regex(r.stdout, new RegExp(`Overall exposure level for mesh-portal\\.service: ${(quoted ?? 'none').replace('.', '\\.')} OK`), 'the score the page quotes');
+          },
+        },
+      ],
+    });
+  } finally {
+    fs.rmSync(cwd, { recursive: true, force: true });
+  }
+});
+
+/** Environment variables the code reads: process.env.X, env.X, env['X'], ${X:-...} in scripts, and the portal's per-flag variables. */
+function variablesRead(): Set<string> {
+  const names = new Set<string>();
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.(ts|mjs|sh)$/.test(e.name)) {
+        const text = fs.readFileSync(p, 'utf8');
+        for (const m of text.matchAll(/(?:process\.env|\benv)\.([A-Z][A-Z0-9_]{2,})\b|env\[['"]([A-Z][A-Z0-9_]+)['"]\]|\$\{([A-Z][A-Z0-9_]+):-/g)) names.add((m[1] ?? m[2] ?? m[3]) as string);
+      }
+    }
+  };
+  for (const d of ['mesh', 'client', 'runtime', 'portal', 'agent', 'provisioning', 'admin', 'scripts', 'bench', 'test']) walk(path.join(REPO, d));
+  walk(path.join(REPO, '.ci'));
+  const help = spawnSync(process.execPath, [path.join(REPO, 'dist', 'portal', 'cli.js'), '--help'], { encoding: 'utf8' }).stdout;
+  for (const m of help.matchAll(/env (MESH_PORTAL_[A-Z_]+)/g)) names.add(m[1] as string);
+  // the agent's, named through envName('MESH_AGENT', flag)
+  const agentHelp = spawnSync(process.execPath, [path.join(REPO, 'dist', 'agent', 'cli.js'), 'run', '--help'], { encoding: 'utf8' }).stdout;
+  for (const m of agentHelp.matchAll(/\b(MESH_AGENT_[A-Z_]+)\b/g)) names.add(m[1] as string);
+  return names;
+}
+
+test('docs/operations.md lists every environment variable the code reads', (t) => {
+  const page = fs.readFileSync(path.join(DOCS, 'operations.md'), 'utf8');
+  const read = variablesRead();
+  t.true(read.size > 30, `found ${read.size}`);
+  t.true(read.has('MESH_PORTAL_HTTP_PORT') && read.has('MESH_AGENT_LOG_LEVEL') && read.has('NOTIFY_SOCKET'));
+  t.deepEqual([...read].filter((v) => !page.includes('`' + v + '`') && !new RegExp(`\`[^\`]*\\b${v}\\b[^\`]*\``).test(page)).sort(), []);
 });

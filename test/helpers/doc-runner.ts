@@ -152,7 +152,7 @@ export interface DocRun {
 
 const BINS: Record<string, string> = { mesh: 'admin', 'mesh-portal': 'portal', 'mesh-agent': 'agent', 'mesh-provision': 'provisioning' };
 
-/** A fresh working directory with the four commands in node_modules/.bin, and examples/ and dist/ beside it. */
+/** A fresh working directory with the four commands in node_modules/.bin, and examples/, deploy/ and dist/ beside it. */
 export function docWorkspace(name: string): string {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `mesh-doc-${name}-`));
   const bin = path.join(cwd, 'node_modules', '.bin');
@@ -160,9 +160,8 @@ export function docWorkspace(name: string): string {
   for (const [b, dir] of Object.entries(BINS)) {
     fs.writeFileSync(path.join(bin, b), `#!/bin/sh\nexec "${process.execPath}" "${path.join(REPO, 'dist', dir, 'cli.js')}" "$@"\n`, { mode: 0o755 });
   }
-  // the pages run from the repository: its examples/ and the compiled dist/
-  fs.symlinkSync(path.join(REPO, 'examples'), path.join(cwd, 'examples'));
-  fs.symlinkSync(path.join(REPO, 'dist'), path.join(cwd, 'dist'));
+  // the pages run from the repository: its examples/, deploy/ and the compiled dist/
+  for (const d of ['examples', 'deploy', 'dist']) fs.symlinkSync(path.join(REPO, d), path.join(cwd, d));
   return cwd;
 }
 
