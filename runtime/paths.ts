@@ -19,12 +19,6 @@ export function xdgDataHome(env: NodeJS.ProcessEnv = process.env): string {
   return x !== undefined && path.isAbsolute(x) ? x : path.join(homeOf(env), '.local', 'share');
 }
 
-/** $XDG_CONFIG_HOME if absolute, else ~/.config. */
-export function xdgConfigHome(env: NodeJS.ProcessEnv = process.env): string {
-  const x = env.XDG_CONFIG_HOME;
-  return x !== undefined && path.isAbsolute(x) ? x : path.join(homeOf(env), '.config');
-}
-
 function homeOf(env: NodeJS.ProcessEnv): string {
   const h = env.HOME;
   return h !== undefined && path.isAbsolute(h) ? h : os.homedir();

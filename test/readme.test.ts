@@ -8,9 +8,8 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import pg from 'pg';
 import { REPO } from '../harness/agent-process.js';
-import { docWorkspace, eventually, extractCommands, freePort, runDoc } from './helpers/doc-runner.js';
+import { docWorkspace, dropSchema, eventually, extractCommands, freePort, newUserEnv, runDoc } from './helpers/doc-runner.js';
 
 const PG = process.env.MESH_TEST_PG ?? 'postgres://127.0.0.1:5432/test';
 const MQTT = process.env.MESH_TEST_MQTT ?? 'mqtt://127.0.0.1:1883';
@@ -32,9 +31,7 @@ test('README: every command of "Running it for real" works as written; the other
   const board = path.join(cwd, 'batch', 'thermostat-000001');
   const label = (): string => (JSON.parse(fs.readFileSync(path.join(board, 'claim.json'), 'utf8')) as { uri: string }).uri;
   // no MESH_HOME, no XDG directories, no $USER: the defaults are what a new user gets
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
-  for (const k of ['MESH_HOME', 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'USER', 'PGUSER', 'LOGNAME', 'DATABASE_URL', 'MESH_LOG_FORMAT']) delete env[k];
-  for (const k of Object.keys(env)) if (k.startsWith('MESH_PORTAL_')) delete env[k];
+  const env = newUserEnv(home, ['USER', 'PGUSER', 'LOGNAME']);
 
   try {
     const r = await runDoc(
@@ -89,15 +86,7 @@ test('README: every command of "Running it for real" works as written; the other
     // the owner's home is the XDG default, not ~/.mesh
     t.true(fs.existsSync(path.join(home, '.local', 'share', 'mesh', 'profile.json')));
   } finally {
-    const c = new pg.Client({ connectionString: PG });
-    try {
-      await c.connect();
-      await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    } catch {
-      // the schema is dropped by the next run's cleanup if the database is away now
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+    await dropSchema(PG, schema);
     fs.rmSync(cwd, { recursive: true, force: true });
   }
 });

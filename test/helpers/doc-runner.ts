@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import pg from 'pg';
 import { REPO } from '../../harness/agent-process.js';
 
 export interface DocCommand {
@@ -106,12 +107,26 @@ export interface Service {
   readonly stopped: RegExp;
   /** stop it right after it is ready (an alternative way to run something already running) */
   readonly stopWhenReady?: boolean;
+  /** it ends by itself (exit 0, `stopped` on stdout) once a later command has done its part: no SIGTERM */
+  readonly exits?: boolean;
+}
+
+export interface AfterContext {
+  /** wait for the running service whose command matches to end by itself (a service with `exits`) */
+  settle(match: RegExp): Promise<void>;
 }
 
 export interface After {
   readonly match: RegExp;
   /** checks and captures, with the command's output */
-  readonly run: (r: { stdout: string; stderr: string }) => void | Promise<void>;
+  readonly run: (r: { stdout: string; stderr: string }, ctx: AfterContext) => void | Promise<void>;
+}
+
+export interface ExpectError {
+  readonly match: RegExp;
+  /** the MeshError code the command must fail with (`NAME: error [code]: ...`) */
+  readonly code: string;
+  readonly why: string;
 }
 
 export interface DocRules {
@@ -119,6 +134,8 @@ export interface DocRules {
   readonly skips: readonly Skip[];
   readonly services: readonly Service[];
   readonly after?: readonly After[];
+  /** commands that must fail, and how */
+  readonly expectErrors?: readonly ExpectError[];
   /** environment of every command (the runner adds PATH and the working directory's bins) */
   readonly env: NodeJS.ProcessEnv;
   /** bounds a command that hangs; not a speed target */
@@ -135,7 +152,7 @@ export interface DocRun {
 
 const BINS: Record<string, string> = { mesh: 'admin', 'mesh-portal': 'portal', 'mesh-agent': 'agent', 'mesh-provision': 'provisioning' };
 
-/** A fresh working directory with the four commands in node_modules/.bin, and examples/ beside it. */
+/** A fresh working directory with the four commands in node_modules/.bin, and examples/, deploy/ and dist/ beside it. */
 export function docWorkspace(name: string): string {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `mesh-doc-${name}-`));
   const bin = path.join(cwd, 'node_modules', '.bin');
@@ -143,7 +160,8 @@ export function docWorkspace(name: string): string {
   for (const [b, dir] of Object.entries(BINS)) {
     fs.writeFileSync(path.join(bin, b), `#!/bin/sh\nexec "${process.execPath}" "${path.join(REPO, 'dist', dir, 'cli.js')}" "$@"\n`, { mode: 0o755 });
   }
-  fs.symlinkSync(path.join(REPO, 'examples'), path.join(cwd, 'examples'));
+  // the pages run from the repository: its examples/, deploy/ and the compiled dist/
+  for (const d of ['examples', 'deploy', 'dist']) fs.symlinkSync(path.join(REPO, d), path.join(cwd, d));
   return cwd;
 }
 
@@ -166,6 +184,14 @@ function groupAlive(pid: number): boolean {
 
 async function stopService(r: Running): Promise<void> {
   const pid = r.proc.pid as number;
+  if (r.service.exits === true) {
+    const code = r.proc.exitCode ?? (await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), 120_000);
+      r.proc.once('exit', (c) => (clearTimeout(timer), resolve(c)));
+    }));
+    if (code !== 0 || !r.service.stopped.test(r.stdout)) throw new Error(`"${r.command}" ended with ${String(code)}, without ${String(r.service.stopped)}\n${r.stdout}\n${r.stderr.slice(-3000)}`);
+    return;
+  }
   // the whole process group: npx does not pass SIGTERM on to the program it runs
   if (groupAlive(pid)) process.kill(-pid, 'SIGTERM');
   for (let i = 0; i < 300 && groupAlive(pid); i++) await new Promise((res) => setTimeout(res, 100));
@@ -184,6 +210,14 @@ export async function runDoc(commands: readonly DocCommand[], rules: DocRules, c
   const services: Running[] = [];
   const env: NodeJS.ProcessEnv = { ...rules.env, PATH: `${path.join(cwd, 'node_modules', '.bin')}:${path.dirname(process.execPath)}:${rules.env.PATH ?? process.env.PATH ?? '/usr/bin:/bin'}` };
   const timeoutMs = rules.commandTimeoutMs ?? 120_000;
+  const ctx: AfterContext = {
+    settle: async (match) => {
+      const r = services.find((x) => match.test(x.command));
+      if (r === undefined) throw new Error(`no running command matches ${String(match)}`);
+      services.splice(services.indexOf(r), 1);
+      await stopService(r);
+    },
+  };
   try {
     for (const c of commands) {
       const where = `${c.file}:${c.line}`;
@@ -209,24 +243,26 @@ export async function runDoc(commands: readonly DocCommand[], rules: DocRules, c
         services.push(r);
         proc.stderr?.setEncoding('utf8').on('data', (d: string) => (r.stderr = (r.stderr + d).slice(-200_000)));
         await new Promise<void>((resolve, reject) => {
+          let ready = false;
           const timer = setTimeout(() => reject(new Error(`${where}: not ready within ${timeoutMs} ms: ${cmd}\n${r.stdout}\n${r.stderr.slice(-3000)}`)), timeoutMs);
           proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
             r.stdout += d;
-            if (service.ready.test(r.stdout)) {
+            if (!ready && service.ready.test(r.stdout)) {
+              ready = true;
               clearTimeout(timer);
               resolve();
             }
           });
           proc.once('exit', (code) => {
             clearTimeout(timer);
-            reject(new Error(`${where}: exited with ${String(code)} before it was ready: ${cmd}\n${r.stdout}\n${r.stderr.slice(-3000)}`));
+            if (!ready) reject(new Error(`${where}: exited with ${String(code)} before it was ready: ${cmd}\n${r.stdout}\n${r.stderr.slice(-3000)}`));
           });
         });
         if (service.stopWhenReady === true) {
           services.splice(services.indexOf(r), 1);
           await stopService(r);
         }
-        await runAfter(rules, c, { stdout: r.stdout, stderr: r.stderr });
+        await runAfter(rules, c, { stdout: r.stdout, stderr: r.stderr }, ctx);
         continue;
       }
       const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
@@ -241,8 +277,15 @@ export async function runDoc(commands: readonly DocCommand[], rules: DocRules, c
           resolve({ code, stdout, stderr });
         });
       });
+      const expected = rules.expectErrors?.find((e) => e.match.test(c.text));
+      if (expected !== undefined) {
+        if (result.code === 0 || !result.stderr.includes(`error [${expected.code}]`)) throw new Error(`${where}: should fail with [${expected.code}] (${expected.why}): ${cmd}\n${result.stdout}\n${result.stderr}`);
+        log(`    failed as it should: ${result.stderr.trim().split('\n')[0] ?? ''} (${expected.why})`);
+        await runAfter(rules, c, result, ctx);
+        continue;
+      }
       if (result.code !== 0) throw new Error(`${where}: exit ${String(result.code)}: ${cmd}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}\n--- services\n${services.map((s) => s.stderr.slice(-2000)).join('\n')}`);
-      await runAfter(rules, c, result);
+      await runAfter(rules, c, result, ctx);
     }
     for (const s of services.splice(0).reverse()) await stopService(s);
   } finally {
@@ -252,8 +295,8 @@ export async function runDoc(commands: readonly DocCommand[], rules: DocRules, c
   return { cwd, ran, skipped, unused };
 }
 
-async function runAfter(rules: DocRules, c: DocCommand, r: { stdout: string; stderr: string }): Promise<void> {
-  for (const a of rules.after ?? []) if (a.match.test(c.text)) await a.run(r);
+async function runAfter(rules: DocRules, c: DocCommand, r: { stdout: string; stderr: string }, ctx: AfterContext): Promise<void> {
+  for (const a of rules.after ?? []) if (a.match.test(c.text)) await a.run(r, ctx);
 }
 
 /** Resolves when `pred` holds, checking every 200 ms; rejects after `ms` (a bound on a hang, not a speed target). */
@@ -263,4 +306,21 @@ export async function eventually(what: string, pred: () => boolean, ms = 60_000)
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** The environment a new user has: this HOME, no MESH_HOME, no XDG directories, no portal settings. */
+export function newUserEnv(home: string, drop: readonly string[] = []): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
+  for (const k of ['MESH_HOME', 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'DATABASE_URL', 'MESH_LOG_FORMAT', ...drop]) delete env[k];
+  for (const k of Object.keys(env)) if (k.startsWith('MESH_PORTAL_')) delete env[k];
+  return env;
+}
+
+/** Drop a PostgreSQL schema a test made (nothing if the server is not there). */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect().then(
+    () => c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => c.end()),
+    () => undefined,
+  );
 }
