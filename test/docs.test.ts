@@ -8,9 +8,9 @@ import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO, provisionDevice, startAgentProcess } from './helpers/agent-process.js';
+import { REPO, provisionDevice, startAgentProcess } from '../harness/agent-process.js';
 import { docWorkspace, dropSchema, eventually, extractCommands, freePort, newUserEnv, runDoc, type DocCommand, type DocRules, type Skip } from './helpers/doc-runner.js';
-import { startPortalProcess } from './helpers/portal-process.js';
+import { startPortalProcess } from '../harness/portal-process.js';
 
 const DOCS = path.join(REPO, 'docs');
 const PG = process.env.MESH_TEST_PG ?? 'postgres://127.0.0.1:5432/test';
