@@ -74,6 +74,9 @@ interface Model {
   window: boolean;
 }
 
+/** A feed item as the test made it: whose it is, and the plaintext document of a configuration. */
+type Delivered = FeedItem & { readonly who: Who; readonly doc?: Record<string, unknown> };
+
 /** What the model says the device does with an item: obeyed (the event type) or the refusal code. */
 type Outcome = string;
 
@@ -99,10 +102,10 @@ function dropOwner(m: Model, w: Who): void {
 }
 
 /** The model's verdict on one item, applying it to the model. Mirrors the rules' order of checks. */
-function modelApply(m: Model, it: FeedItem, n: number, actors: Record<Who, Actor>): Outcome {
+function modelApply(m: Model, it: Delivered, n: number, actors: Record<Who, Actor>): Outcome {
   const p = payload(it.object);
   const signer = it.object.sigs[0]?.kid as string;
-  const w = (Object.keys(actors) as Who[]).find((k) => actors[k].o.masterId === p.master) as Who;
+  const w = (it as Delivered).who;
   const a = actors[w];
   const known = m.owners.get(w);
   const floor = m.floors.get(w);
@@ -147,7 +150,7 @@ function modelApply(m: Model, it: FeedItem, n: number, actors: Record<Who, Actor
       if (heldAdmin === undefined || kidOf(heldAdmin) !== signer) return 'unknown-signer';
       const seq = p.seq as number;
       if (seq <= Math.max(known.apps, floor?.apps ?? 0)) return 'rollback';
-      const doc = (it as FeedItem & { doc?: Record<string, unknown> }).doc as Record<string, unknown>;
+      const doc = it.doc as Record<string, unknown>;
       if (doc.setpoint === 99 || doc.mode === 'turbo') return 'schema';
       known.apps = seq;
       const next = new Map<string, { v: unknown; n: number }>();
@@ -195,11 +198,11 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
   ) as Record<Who, Actor>;
   const m: Model = { owners: new Map(), floors: new Map(), nonces: new Set(), window: false };
   let s: AgentState = { ...EMPTY_STATE, epoch: 'e0' };
-  const delivered: (FeedItem & { doc?: Record<string, unknown> })[] = [];
-  const late = new Map<Who, FeedItem & { doc?: Record<string, unknown> }>();
+  const delivered: (Delivered)[] = [];
+  const late = new Map<Who, Delivered>();
   let step = 0;
 
-  const deliver = (it: FeedItem & { doc?: Record<string, unknown> }, what: string): void => {
+  const deliver = (it: Delivered, what: string): void => {
     const n = s.n + 1;
     const item = { ...it, n, index: n };
     const expected = modelApply(m, item, n, actors);
@@ -216,14 +219,14 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
     switch (c.c) {
       case 'claim': {
         const a = actors[c.who];
-        deliver({ n: 0, kind: 'claim', object: a.o.claim(dev), master: a.o.masterEnvelope, index: 0 }, `${c.who} claims`);
+        deliver({ who: c.who, n: 0, kind: 'claim', object: a.o.claim(dev), master: a.o.masterEnvelope, index: 0 }, `${c.who} claims`);
         break;
       }
       case 'claim-old-master': {
         const a = actors[c.who];
         if (a.o.masterSeq === 1) break;
         // the portal attaches the first master profile to a fresh claim signed by the current key
-        deliver({ n: 0, kind: 'claim', object: a.o.claim(dev), master: a.masters.get(1) as SignedEnvelope, index: 0 }, `${c.who} claims, old master attached`);
+        deliver({ who: c.who, n: 0, kind: 'claim', object: a.o.claim(dev), master: a.masters.get(1) as SignedEnvelope, index: 0 }, `${c.who} claims, old master attached`);
         break;
       }
       case 'claim-stolen-key': {
@@ -232,7 +235,7 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
         // a thief with the first (since revoked) administration key claims with the first master profile
         const thief = new CoreOwner(`${c.who}@p`);
         Object.assign(thief, { master: a.o.master, admin: a.admins.get(1) });
-        deliver({ n: 0, kind: 'claim', object: thief.claim(dev), master: a.masters.get(1) as SignedEnvelope, index: 0 }, `stolen key of ${c.who} claims`);
+        deliver({ who: c.who, n: 0, kind: 'claim', object: thief.claim(dev), master: a.masters.get(1) as SignedEnvelope, index: 0 }, `stolen key of ${c.who} claims`);
         break;
       }
       case 'set': {
@@ -240,7 +243,7 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
         const doc = Object.fromEntries(a.doc);
         doc[c.key] = value(c.key, c.v, c.bad);
         if (!c.bad) a.doc.set(c.key, doc[c.key]);
-        deliver({ n: 0, kind: 'application', object: a.o.config(dev, 'thermostat', doc as never), index: 0, doc }, `${c.who} sets ${c.key}`);
+        deliver({ who: c.who, n: 0, kind: 'application', object: a.o.config(dev, 'thermostat', doc as never), index: 0, doc }, `${c.who} sets ${c.key}`);
         break;
       }
       case 'set-late': {
@@ -256,13 +259,13 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
         const olderEnv = a.o.config(dev, 'thermostat', older);
         const newer = { ...Object.fromEntries(a.doc), setpoint: SETPOINTS[(c.v + 1) % 3] as number };
         a.doc.set('setpoint', newer.setpoint);
-        late.set(c.who, { n: 0, kind: 'application', object: olderEnv, index: 0, doc: older });
-        deliver({ n: 0, kind: 'application', object: a.o.config(dev, 'thermostat', newer), index: 0, doc: newer }, `${c.who} sets setpoint (newer first)`);
+        late.set(c.who, { who: c.who, n: 0, kind: 'application', object: olderEnv, index: 0, doc: older });
+        deliver({ who: c.who, n: 0, kind: 'application', object: a.o.config(dev, 'thermostat', newer), index: 0, doc: newer }, `${c.who} sets setpoint (newer first)`);
         break;
       }
       case 'remove': {
         const a = actors[c.who];
-        deliver({ n: 0, kind: 'remove', object: a.o.remove(dev), index: 0 }, `${c.who} removes itself`);
+        deliver({ who: c.who, n: 0, kind: 'remove', object: a.o.remove(dev), index: 0 }, `${c.who} removes itself`);
         break;
       }
       case 'local-remove': {
@@ -282,7 +285,7 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
         a.o.rotate();
         a.masters.set(a.o.masterSeq, a.o.masterEnvelope);
         a.admins.set(a.o.masterSeq, a.o.admin);
-        deliver({ n: 0, kind: 'master', object: a.o.masterEnvelope, index: 0 }, `${c.who} rotates its key`);
+        deliver({ who: c.who, n: 0, kind: 'master', object: a.o.masterEnvelope, index: 0 }, `${c.who} rotates its key`);
         break;
       }
       case 'reset': {
@@ -295,7 +298,7 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
         break;
       case 'replay': {
         if (delivered.length === 0) break;
-        const it = delivered[c.pick % delivered.length] as FeedItem & { doc?: Record<string, unknown> };
+        const it = delivered[c.pick % delivered.length] as Delivered;
         deliver(it, `replay of item ${it.n} (${it.kind})`);
         break;
       }
