@@ -44,6 +44,7 @@ const OP = {
   UNSUPPORTED: 14,
   CUT: 15,
   DROPPED: 16,
+  MARK: 17,
 } as const;
 
 /** A file's bytes, growable. */
@@ -183,8 +184,17 @@ function currentBytes(f: FileNode): Buffer {
   return b.view();
 }
 
-/** Apply a trace to a snapshot (the snapshot is consumed). Throws if the trace contradicts the model. */
-export function replay(snap: Snapshot, trace: Buffer): Model {
+/**
+ * A point of the trace where what a cut would leave changed (a sync) or what the process had told
+ * the world did (a mark: its output): a cut there is one more crash state to check.
+ */
+export type Step = { readonly kind: 'sync' } | { readonly kind: 'mark'; readonly data: Buffer };
+
+/**
+ * Apply a trace to a snapshot (the snapshot is consumed). Throws if the trace contradicts the
+ * model. `onStep` sees the model after every sync and every mark (durableFile reads it).
+ */
+export function replay(snap: Snapshot, trace: Buffer, onStep?: (step: Step, m: Model) => void): Model {
   const root = snap.root;
   let rootPath: string | undefined;
   const byIno = new Map<bigint, Node>();
@@ -236,6 +246,7 @@ export function replay(snap: Snapshot, trace: Buffer): Model {
   let fsyncs = 0;
   let dropped = 0;
   let cut = false;
+  const view = (): Model => ({ root, cut, records, fsyncs, dropped });
   while (r.off + 4 <= trace.length) {
     const len = trace.readUInt32LE(r.off);
     if (r.off + 4 + len > trace.length) break; // a record cut short: cannot happen with the shim's lock, tolerated
@@ -296,8 +307,12 @@ export function replay(snap: Snapshot, trace: Buffer): Model {
         fsyncs++;
         if (n.kind === 'file') flush(n);
         else n.durable = new Map(n.current);
+        onStep?.({ kind: 'sync' }, view());
         break;
       }
+      case OP.MARK:
+        onStep?.({ kind: 'mark', data: Buffer.from(r.bytes()) }, view());
+        break;
       case OP.DROPPED: {
         r.u64();
         r.u8();
@@ -360,6 +375,7 @@ export function replay(snap: Snapshot, trace: Buffer): Model {
           if (n.kind === 'file') flush(n);
           else n.durable = new Map(n.current);
         }
+        onStep?.({ kind: 'sync' }, view());
         break;
       case OP.MMAP:
         {
@@ -384,7 +400,17 @@ export function replay(snap: Snapshot, trace: Buffer): Model {
     if (r.off !== end) throw new Error(`powercut: trace record ${op} is ${len} bytes, read ${r.off - (end - len)}`);
     r.off = end;
   }
-  return { root, cut, records, fsyncs, dropped };
+  return view();
+}
+
+/** The bytes a cut now would leave at `rel` (a path inside the root), or undefined if there is no such durable file. */
+export function durableFile(m: Model, rel: string): Buffer | undefined {
+  let n: Node | undefined = m.root;
+  for (const p of rel.split('/').filter((s) => s !== '')) {
+    if (n?.kind !== 'dir') return undefined;
+    n = n.durable.get(p);
+  }
+  return n?.kind === 'file' && !n.mmapped ? n.durable.view() : undefined;
 }
 
 export interface Materialised {

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compareLive, materialise, replay, scan, type Materialised, type Model } from './model.js';
+import { compareLive, materialise, replay, scan, type Materialised, type Model, type Step } from './model.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const SHIM_SOURCE = path.join(REPO, 'test', 'powercut', 'shim.c');
@@ -50,6 +50,8 @@ export interface BootOptions {
   readonly dropFsync?: readonly string[];
   /** cut before this many recorded operations instead of on demand */
   readonly atOp?: number;
+  /** record the process's stdout in the trace, in order with its file operations */
+  readonly markStdout?: boolean;
 }
 
 export interface AfterCut {
@@ -62,8 +64,11 @@ export interface Boot {
   readonly env: Record<string, string>;
   /** cut the power now; resolves once the process is gone (pass its exit promise) */
   cut(exited: Promise<unknown>): Promise<void>;
-  /** replace the directory with what the disk holds after the cut; checks that the shim saw every change first */
-  afterCut(): AfterCut;
+  /**
+   * Replace the directory with what the disk holds after the cut; checks first that the shim saw
+   * every change. `onStep` sees every earlier point where a cut would have left something else.
+   */
+  afterCut(onStep?: (step: Step, m: Model) => void): AfterCut;
 }
 
 let boots = 0;
@@ -86,6 +91,7 @@ export function prepareBoot(dir: string, work: string, opts: BootOptions = {}): 
   };
   if (opts.dropFsync !== undefined && opts.dropFsync.length > 0) env.POWERCUT_DROP_FSYNC = opts.dropFsync.join(':');
   if (opts.atOp !== undefined) env.POWERCUT_AT_OP = String(opts.atOp);
+  if (opts.markStdout === true) env.POWERCUT_MARK_FD = '1';
   return {
     env,
     async cut(exited) {
@@ -98,8 +104,8 @@ export function prepareBoot(dir: string, work: string, opts: BootOptions = {}): 
       await exited;
       fs.rmSync(ctl, { force: true });
     },
-    afterCut() {
-      const model = replay(snap, fs.readFileSync(trace));
+    afterCut(onStep) {
+      const model = replay(snap, fs.readFileSync(trace), onStep);
       const diffs = compareLive(model, dir);
       if (diffs.length > 0) throw new Error(`powercut: the trace does not account for the live files (an operation the shim did not see?):\n  ${diffs.slice(0, 20).join('\n  ')}`);
       const next = `${dir}.after-cut`;

@@ -11,6 +11,9 @@
  *   POWERCUT_TRACE       the trace file (outside the root), appended to
  *   POWERCUT_CTL         a UNIX socket path: a byte written to it cuts the power
  *   POWERCUT_AT_OP       cut the power before the Nth recorded operation instead (1-based)
+ *   POWERCUT_MARK_FD     what the process writes to this descriptor (its stdout: 1) is recorded in
+ *                        the trace, in order with the file operations: what it had reported at
+ *                        each point of the trace is known
  *   POWERCUT_DROP_FSYNC  ':'-separated fnmatch patterns: fsync/fdatasync of a file or directory
  *                        opened under a matching path is answered 0 and NOT recorded, as if the
  *                        call had been deleted from the source (the mutation check)
@@ -56,7 +59,7 @@
 enum {
   OP_START = 1, OP_OPEN = 2, OP_WRITE = 3, OP_TRUNC = 4, OP_FSYNC = 5, OP_RENAME = 6, OP_UNLINK = 7,
   OP_RMDIR = 8, OP_MKDIR = 9, OP_LINK = 10, OP_SYNCALL = 11, OP_MMAP = 12, OP_CHMOD = 13,
-  OP_UNSUPPORTED = 14, OP_CUT = 15, OP_DROPPED = 16
+  OP_UNSUPPORTED = 14, OP_CUT = 15, OP_DROPPED = 16, OP_MARK = 17
 };
 
 #define MAXFD 65536
@@ -72,6 +75,7 @@ static size_t rootlen;
 static int tracefd = -1;
 static uint64_t nops;
 static uint64_t cut_at;
+static int mark_fd = -1;
 static char drop_patterns[4096];
 static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
 
@@ -456,6 +460,8 @@ __attribute__((constructor)) static void powercut_init(void) {
   else REAL(close)(fd);
   const char *at = getenv("POWERCUT_AT_OP");
   if (at != NULL) cut_at = strtoull(at, NULL, 10);
+  const char *mf = getenv("POWERCUT_MARK_FD");
+  if (mf != NULL) mark_fd = atoi(mf);
   const char *dp = getenv("POWERCUT_DROP_FSYNC");
   if (dp != NULL && strlen(dp) < sizeof drop_patterns) strcpy(drop_patterns, dp);
   const char *ctl = getenv("POWERCUT_CTL");
@@ -486,6 +492,7 @@ __attribute__((constructor)) static void powercut_init(void) {
   unsetenv("POWERCUT_CTL");
   unsetenv("POWERCUT_AT_OP");
   unsetenv("POWERCUT_DROP_FSYNC");
+  unsetenv("POWERCUT_MARK_FD");
   active = 1;
 }
 
@@ -572,8 +579,26 @@ FILE *fopen64(const char *p, const char *mode) { return do_fopen(p, mode, 1); }
 
 /* ------------------------------------------------------------------ writes */
 
+static void rec_mark(const struct iovec *iov, int cnt, size_t n) {
+  struct rec r;
+  r_begin(&r, OP_MARK);
+  r_emit(&r, iov, cnt, n);
+}
+
 ssize_t write(int fd, const void *b, size_t n) {
   RESOLVE(write);
+  if (active && fd == mark_fd) {
+    lock();
+    ssize_t w = REAL(write)(fd, b, n);
+    int e = errno;
+    if (w > 0) {
+      struct iovec v = {(void *)b, (size_t)w};
+      rec_mark(&v, 1, (size_t)w);
+    }
+    unlock();
+    errno = e;
+    return w;
+  }
   if (!quick_tracked(fd)) return REAL(write)(fd, b, n);
   lock();
   if (!fd_live(fd)) {
@@ -614,6 +639,15 @@ ssize_t pwrite64(int fd, const void *b, size_t n, off64_t off) { return do_pwrit
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
   RESOLVE(writev);
+  if (active && fd == mark_fd) {
+    lock();
+    ssize_t w = REAL(writev)(fd, iov, cnt);
+    int e = errno;
+    if (w > 0) rec_mark(iov, cnt, (size_t)w);
+    unlock();
+    errno = e;
+    return w;
+  }
   if (!quick_tracked(fd)) return REAL(writev)(fd, iov, cnt);
   lock();
   if (!fd_live(fd)) {
