@@ -276,6 +276,7 @@ export async function portalKills(
     for (let cycle = 0; cycle < kills; cycle++) {
       let running = true;
       let stopped = 0;
+      const ackedBefore = acked.length;
       const loops = owners.map(async (o) => {
         while (running) {
           const env = o.applicationProfile('thermostat', { setpoint: 5 + (acked.length % 25), schedule: `${o.account} ${Date.now()}` });
@@ -293,6 +294,8 @@ export async function portalKills(
         }
       });
       await sleep(rand(400, 1500));
+      // on a loaded machine the first publish can take longer than that: each kill lands under load
+      await until('a publish acknowledged before the kill', () => (acked.length > ackedBefore || stopped > 0 ? true : undefined), 20_000);
       await (opts.kill ?? killHard)(portal);
       running = false;
       await Promise.all(loops);

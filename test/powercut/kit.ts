@@ -44,9 +44,11 @@ export interface CutStats {
   fsyncs: number;
   /** fsyncs the mutation ignored */
   dropped: number;
+  /** the files and directory entries some cut threw away, and how often */
+  lost: Record<string, number>;
 }
 
-const newStats = (): CutStats => ({ cuts: 0, crashStates: 0, cutsLosingData: 0, cutsLosingEntries: 0, records: 0, fsyncs: 0, dropped: 0 });
+const newStats = (): CutStats => ({ cuts: 0, crashStates: 0, cutsLosingData: 0, cutsLosingEntries: 0, records: 0, fsyncs: 0, dropped: 0, lost: {} });
 
 function count(s: CutStats, a: AfterCut): void {
   s.cuts++;
@@ -55,6 +57,11 @@ function count(s: CutStats, a: AfterCut): void {
   s.records += a.model.records;
   s.fsyncs += a.model.fsyncs;
   s.dropped += a.model.dropped;
+  // temp names vary: count them by their shape
+  for (const f of [...a.disk.lostFiles, ...a.disk.lostEntries]) {
+    const k = f.replace(/\.\d+\.[0-9a-f]+\.tmp$/, '.<pid>.<rand>.tmp').replace(/\.tmp-\w+$/, '.tmp-<rand>');
+    s.lost[k] = (s.lost[k] ?? 0) + 1;
+  }
   if (!a.model.cut) throw new Error('powercut: the process ended before the cut (it crashed or exited): the trace has no CUT record');
 }
 

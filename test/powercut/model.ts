@@ -310,9 +310,11 @@ export function replay(snap: Snapshot, trace: Buffer, onStep?: (step: Step, m: M
         onStep?.({ kind: 'sync' }, view());
         break;
       }
-      case OP.MARK:
-        onStep?.({ kind: 'mark', data: Buffer.from(r.bytes()) }, view());
+      case OP.MARK: {
+        const data = Buffer.from(r.bytes());
+        onStep?.({ kind: 'mark', data }, view());
         break;
+      }
       case OP.DROPPED: {
         r.u64();
         r.u8();
