@@ -76,6 +76,15 @@ function deviceState(config: Buffer | undefined, state: Buffer | undefined, acco
   return { version: r.version ?? 0, stateSeq: r.stateSeq, n: st.n, statusSeq: st.statusSeq ?? 0, owners: Object.keys(st.owners).length };
 }
 
+/** `f()`, with `where` in front of the message of what it throws */
+function at<T>(where: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new Error(`${where}: ${(e as Error).message}`);
+  }
+}
+
 const readIf = (file: string): Buffer | undefined => (fs.existsSync(file) ? fs.readFileSync(file) : undefined);
 
 /**
@@ -188,7 +197,8 @@ export async function agentCuts(cuts: number, opts: BootOptions & { onCut?: (lin
         step++;
         stats.crashStates++;
         if (st.kind === 'mark') checker.output(st.data);
-        checker.check(deviceState(durableFile(m, 'config.json'), durableFile(m, 'state.json'), alice.account, published), `${where}, trace point ${step} (${st.kind})`);
+        const point = `${where}, trace point ${step} (${st.kind})`;
+        checker.check(at(point, () => deviceState(durableFile(m, 'config.json'), durableFile(m, 'state.json'), alice.account, published)), point);
       });
       count(stats, after);
       if (atOp === undefined) {
@@ -196,7 +206,7 @@ export async function agentCuts(cuts: number, opts: BootOptions & { onCut?: (lin
         timedBoots++;
       }
       // the disk after the cut, as the next boot will read it
-      const s = deviceState(readIf(path.join(dir, 'config.json')), readIf(path.join(dir, 'state.json')), alice.account, published);
+      const s = at(`${where}, the disk after it`, () => deviceState(readIf(path.join(dir, 'config.json')), readIf(path.join(dir, 'state.json')), alice.account, published));
       checker.check(s, `${where}, the disk after it`);
       const held = await portalStatusSeq(alice, deviceId);
       if (s !== undefined && s.statusSeq < held) throw new Error(`${where}: state.json's status seq is ${s.statusSeq}, but the portal already holds the device's status #${held}: the device's next statuses would be ignored as old`);

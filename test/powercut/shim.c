@@ -951,26 +951,18 @@ static int do_link(int od, const char *o, int nd, const char *n, int flags, int 
 int link(const char *o, const char *n) { return do_link(AT_FDCWD, o, AT_FDCWD, n, 0, 0); }
 int linkat(int od, const char *o, int nd, const char *n, int f) { return do_link(od, o, nd, n, f, 1); }
 
-int symlink(const char *target, const char *p) {
-  RESOLVE(symlink);
-  char abs[PATH_MAX];
-  int t = tracked_path(AT_FDCWD, p, abs);
-  if (t) lock();
-  int rc = REAL(symlink)(target, p);
-  if (t) {
-    int e = errno;
-    if (rc == 0) rec_unsupported("symlink", abs);
-    unlock();
-    errno = e;
-  }
-  return rc;
-}
-int symlinkat(const char *target, int d, const char *p) {
-  RESOLVE(symlinkat);
+static int do_symlink(const char *target, int d, const char *p, int at) {
   char abs[PATH_MAX];
   int t = tracked_path(d, p, abs);
   if (t) lock();
-  int rc = REAL(symlinkat)(target, d, p);
+  int rc;
+  if (at) {
+    RESOLVE(symlinkat);
+    rc = REAL(symlinkat)(target, d, p);
+  } else {
+    RESOLVE(symlink);
+    rc = REAL(symlink)(target, p);
+  }
   if (t) {
     int e = errno;
     if (rc == 0) rec_unsupported("symlink", abs);
@@ -979,6 +971,8 @@ int symlinkat(const char *target, int d, const char *p) {
   }
   return rc;
 }
+int symlink(const char *target, const char *p) { return do_symlink(target, AT_FDCWD, p, 0); }
+int symlinkat(const char *target, int d, const char *p) { return do_symlink(target, d, p, 1); }
 
 static void rec_chmod(uint64_t ino, mode_t m) {
   struct rec r;
@@ -987,32 +981,30 @@ static void rec_chmod(uint64_t ino, mode_t m) {
   r_u32(&r, (uint32_t)m);
   r_emit(&r, NULL, 0, 0);
 }
-int chmod(const char *p, mode_t m) {
-  RESOLVE(chmod);
+
+static int do_chmod(int d, const char *p, mode_t m, int flags, int at) {
   char abs[PATH_MAX];
-  if (!tracked_path(AT_FDCWD, p, abs)) return REAL(chmod)(p, m);
-  lock();
-  int rc = REAL(chmod)(p, m);
-  int e = errno;
-  struct stat st;
-  if (rc == 0 && stat(p, &st) == 0) rec_chmod(st.st_ino, m);
-  unlock();
-  errno = e;
+  int t = tracked_path(d, p, abs);
+  if (t) lock();
+  int rc;
+  if (at) {
+    RESOLVE(fchmodat);
+    rc = REAL(fchmodat)(d, p, m, flags);
+  } else {
+    RESOLVE(chmod);
+    rc = REAL(chmod)(p, m);
+  }
+  if (t) {
+    int e = errno;
+    struct stat st;
+    if (rc == 0 && stat(abs, &st) == 0) rec_chmod(st.st_ino, m);
+    unlock();
+    errno = e;
+  }
   return rc;
 }
-int fchmodat(int d, const char *p, mode_t m, int flags) {
-  RESOLVE(fchmodat);
-  char abs[PATH_MAX];
-  if (!tracked_path(d, p, abs)) return REAL(fchmodat)(d, p, m, flags);
-  lock();
-  int rc = REAL(fchmodat)(d, p, m, flags);
-  int e = errno;
-  struct stat st;
-  if (rc == 0 && stat(abs, &st) == 0) rec_chmod(st.st_ino, m);
-  unlock();
-  errno = e;
-  return rc;
-}
+int chmod(const char *p, mode_t m) { return do_chmod(AT_FDCWD, p, m, 0, 0); }
+int fchmodat(int d, const char *p, mode_t m, int flags) { return do_chmod(d, p, m, flags, 1); }
 int fchmod(int fd, mode_t m) {
   RESOLVE(fchmod);
   if (!quick_tracked(fd)) return REAL(fchmod)(fd, m);
