@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { materialise, type Model, type Step } from './powercut/model.js';
-import { prepareBoot } from './powercut/power.js';
+import { prepareBoot, type BootOptions } from './powercut/power.js';
 import { agentCuts, portalCuts } from './powercut/kit.js';
 
 const STEPS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'powercut-steps.js');
@@ -24,11 +24,11 @@ const PORTAL_CUTS = Number(process.env.POWERCUT_PORTAL_CUTS ?? 2);
  * Run one scenario of the fixture under the shim, cut the power when it is done, return the
  * directory after the cut. `onStep` sees every earlier point of the trace (model.ts replay).
  */
-async function afterScenario(scenario: string, onStep?: (st: Step, m: Model, work: string) => void): Promise<{ dir: string; files: Record<string, string>; work: string }> {
+async function afterScenario(scenario: string, onStep?: (st: Step, m: Model, work: string) => void, opts: BootOptions = {}): Promise<{ dir: string; files: Record<string, string>; work: string }> {
   const work = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-powercut-steps-')));
   const dir = path.join(work, 'd');
   fs.mkdirSync(dir);
-  const boot = prepareBoot(dir, work, { markStdout: true });
+  const boot = prepareBoot(dir, work, { ...opts, markStdout: true });
   const p = spawn(process.execPath, [STEPS, dir, scenario], { env: { ...process.env, ...boot.env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -71,30 +71,42 @@ test('SQLite in WAL mode with synchronous=FULL keeps every committed row across 
   }
 });
 
-test("the portal's SQLite driver: at the moment each transaction is acknowledged, a cut keeps it", async (t) => {
+/** Rows of table t in the SQLite database of the durable state at each "acked N" the driver fixture printed: [N, rows]. */
+async function rowsAtAcks(opts: BootOptions = {}): Promise<[number, number][]> {
   const { default: Database } = await import('better-sqlite3');
-  const checked: number[] = [];
+  const seen: [number, number][] = [];
   let n = 0;
-  const r = await afterScenario('portal-store', (st, m, work) => {
-    if (st.kind !== 'mark') return;
-    const acked = /acked (\d+)/.exec(st.data.toString('utf8'));
-    if (acked === null) return;
-    // the disk if the power went off right after this acknowledgement
-    const at = path.join(work, `at-${++n}`);
-    materialise(m, at);
-    try {
-      const db = new Database(path.join(at, 'portal.db'));
-      const rows = db.prepare("SELECT count(*) AS c FROM sqlite_master WHERE name = 't'").get() as { c: number };
-      const count = rows.c === 0 ? 0 : (db.prepare('SELECT count(*) AS c FROM t').get() as { c: number }).c;
-      db.close();
-      checked.push(count);
-      t.true(count >= Number(acked[1]), `acknowledged ${acked[1]}, a cut then keeps ${count} rows`);
-    } finally {
-      fs.rmSync(at, { recursive: true, force: true });
-    }
-  });
+  const r = await afterScenario(
+    'portal-store',
+    (st, m, work) => {
+      if (st.kind !== 'mark') return;
+      const acked = /acked (\d+)/.exec(st.data.toString('utf8'));
+      if (acked === null) return;
+      // the disk if the power went off right after this acknowledgement
+      const at = path.join(work, `at-${++n}`);
+      materialise(m, at);
+      try {
+        const db = new Database(path.join(at, 'portal.db'));
+        const table = (db.prepare("SELECT count(*) AS c FROM sqlite_master WHERE name = 't'").get() as { c: number }).c;
+        seen.push([Number(acked[1]), table === 0 ? 0 : (db.prepare('SELECT count(*) AS c FROM t').get() as { c: number }).c]);
+        db.close();
+      } finally {
+        fs.rmSync(at, { recursive: true, force: true });
+      }
+    },
+    opts,
+  );
   fs.rmSync(r.work, { recursive: true, force: true });
-  t.is(checked.length, 40, 'every acknowledgement was a cut point');
+  return seen;
+}
+
+test("the portal's SQLite driver: at the moment each transaction is acknowledged, a cut keeps it; not without its fdatasync of the WAL", async (t) => {
+  const seen = await rowsAtAcks();
+  t.is(seen.length, 40, 'every acknowledgement was a cut point');
+  t.deepEqual(seen.filter(([acked, rows]) => rows < acked), [], 'no acknowledged row lost');
+  // the mutation: portal/storage/sqlite.ts syncWal's fdatasync (and SQLite's own syncs of the WAL) ignored
+  const mutated = await rowsAtAcks({ dropFsync: ['*-wal'] });
+  t.true(mutated.filter(([acked, rows]) => rows < acked).length > 0, 'without the WAL syncs, acknowledged rows are lost');
 });
 
 test(`the agent, power cut ${AGENT_CUTS} times while applying a stream of configurations: nothing reported is lost, counters never go back`, async (t) => {
