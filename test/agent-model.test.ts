@@ -113,7 +113,6 @@ function modelApply(m: Model, it: Delivered, n: number, actors: Record<Who, Acto
   switch (it.kind) {
     case 'claim': {
       const attachedSeq = payload(it.master as SignedEnvelope).seq as number;
-      const attachedRevoked = new Set((payload(it.master as SignedEnvelope).revoked as string[]) ?? []);
       const heldSeq = known !== undefined && known.masterSeq >= attachedSeq ? known.masterSeq : attachedSeq;
       if (known === undefined && floor !== undefined && attachedSeq < floor.masterSeq) return 'rollback';
       if (revoked.has(signer)) return 'revoked-key';
@@ -122,7 +121,6 @@ function modelApply(m: Model, it: Delivered, n: number, actors: Record<Who, Acto
       const heldRevoked = new Set((payload(a.masters.get(heldSeq) as SignedEnvelope).revoked as string[]) ?? []);
       if (heldRevoked.has(signer)) return 'revoked-key';
       if (heldAdmin === undefined || kidOf(heldAdmin) !== signer) return 'unknown-signer';
-      void attachedRevoked;
       const nonce = p.nonce as string;
       if (m.nonces.has(nonce)) return 'replay';
       if (known === undefined && m.owners.size > 0 && !m.window) {
@@ -290,7 +288,7 @@ function runSequence(cmds: readonly Cmd[], apply: typeof applyItem = applyItem):
       }
       case 'reset': {
         s = factoryReset(s, `e${step}`, dev.secrets.deviceKey);
-        for (const w of [...m.owners.keys()]) dropOwner(m, w);
+        for (const w of Array.from(m.owners.keys())) dropOwner(m, w);
         break;
       }
       case 'window':
