@@ -45,6 +45,8 @@ export interface AgentOptions {
 }
 
 const FEED_REFUSED = "the portal's Download answer was refused: ";
+/** how often the inbox of local commands is read besides inotify's word */
+const INBOX_CHECK_MS = 2000;
 /** Download answers followed back to back before the loop yields to the regular schedule */
 const MAX_CATCH_UP = 64;
 
@@ -143,6 +145,7 @@ export class Agent {
     this.pollTimer?.cancel();
     this.statusTimer?.cancel();
     this.inboxWatcher?.close();
+    this.inboxTimer?.cancel();
     await this.push?.stop();
     this.client.close();
     removePid(this.dir);
@@ -342,9 +345,18 @@ export class Agent {
       this.inboxWatcher.unref();
       this.inboxWatcher.on('error', () => undefined);
     } catch {
-      // no inotify: the inbox is also read at every poll
+      // no inotify (or out of watches): the timer below still reads the inbox
     }
+    // whatever inotify does, someone at the device is answered within a couple of seconds
+    const tick = (): void => {
+      if (this.stopped) return;
+      this.runInbox();
+      this.inboxTimer = this.clock.setTimer(tick, INBOX_CHECK_MS, { unref: true });
+    };
+    this.inboxTimer = this.clock.setTimer(tick, INBOX_CHECK_MS, { unref: true });
   }
+
+  private inboxTimer: Timer | undefined;
 
   private runInbox(): void {
     if (this.stopped) return;
