@@ -96,7 +96,8 @@ export class PostgresDriver implements SqlDriver {
     this.schema = conn.schema;
     this.onError = opts.onError ?? (() => undefined);
     this.clientConfig = { connectionString: conn.connectionString, options: `-c search_path=${conn.schema}`, types, application_name: 'mesh-portal' };
-    this.pool = new pg.Pool({ ...this.clientConfig, max: opts.poolSize ?? 10 });
+    // pipelined: statements a transaction sends without waiting go out together (one round trip)
+    this.pool = new pg.Pool({ ...this.clientConfig, max: opts.poolSize ?? 10, pipeline: true } as pg.PoolConfig);
     this.pool.on('error', (e) => this.onError(e));
     this.channel = `mesh_${conn.schema}`;
     this.lockKey = hash32(conn.schema);
@@ -246,8 +247,9 @@ export class PostgresDriver implements SqlDriver {
     const staged: unknown[] = [];
     let broken = false;
     try {
-      await c.query('BEGIN');
-      await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, this.lockKey]);
+      // pipelined with the transactions' first statements, which the server runs once the lock is held
+      const locked = Promise.all([c.query('BEGIN'), c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, this.lockKey])]);
+      locked.catch(() => undefined);
       for (let i = 0; i < jobs.length; i++) {
         const job = jobs[i] as Job;
         const st = { wrote: false, failed: false, staged: [] as unknown[] };
@@ -261,6 +263,7 @@ export class PostgresDriver implements SqlDriver {
             continue;
           }
           // it changed (or aborted) the transaction: refuse it, run the others again
+          await locked;
           await c.query('ROLLBACK');
           job.reject(e);
           this.queue.unshift(...jobs.filter((j) => j !== job));
@@ -271,6 +274,7 @@ export class PostgresDriver implements SqlDriver {
         const flush = this.flush ?? ((): never => { throw new Error('no flush is set for staged values'); });
         await flush(this.txOn(c, { wrote: true, failed: false, staged: undefined }), staged);
       }
+      await locked;
       await c.query('COMMIT');
     } catch (e) {
       try {

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { b64u, equalBytes, fromB64u } from '../../mesh/bytes.js';
-import { fail } from '../../mesh/errors.js';
+import { fail, MeshError } from '../../mesh/errors.js';
 import { edgeNodes, TreeEdge } from '../../mesh/merkle.js';
 import type { ItemKind } from '../../mesh/protocol.js';
 import { bytes, insertRows, marks, num, ROWS_PER_STATEMENT, schemaSql, SCHEMA_VERSION, UPGRADABLE_SCHEMAS, type SqlDriver, type SqlRunner, type SqlTx, type SqlValue } from './sql.js';
@@ -101,9 +101,24 @@ interface NewItem {
   readonly shared: boolean;
 }
 
+/** An application profile to publish: checked and written by the flush, for the whole group at once. */
+interface Publish {
+  readonly account: string;
+  readonly app: string;
+  readonly seq: number;
+  readonly object: string;
+  /** without repeats */
+  readonly targets: readonly string[];
+  readonly leaf: LeafInput;
+}
+
 /** A logged change as its transaction stages it; the flush fills in where it landed. */
 interface Change {
   readonly nowMs: number;
+  /** set for a publish the flush checks (the transaction itself reads nothing) */
+  readonly publish?: Publish;
+  /** the flush's refusal of a publish */
+  refusal?: MeshError;
   readonly leaves: LeafInput[];
   readonly items: NewItem[];
   /** accounts whose sessions the change ended */
@@ -113,17 +128,16 @@ interface Change {
   head: LogHead | undefined;
 }
 
-const newChange = (nowMs: number): Change => ({ nowMs, leaves: [], items: [], sessions: [], indices: [], stored: [], head: undefined });
+const newChange = (nowMs: number, publish?: Publish): Change => ({ nowMs, ...(publish !== undefined ? { publish } : {}), leaves: [], items: [], sessions: [], indices: [], stored: [], head: undefined });
+
+/** Add a leaf to a change; returns its position in the change. */
+function addLeaf(c: Change, leaf: LeafInput): number {
+  c.leaves.push(leaf);
+  return c.leaves.length - 1;
+}
 
 /** NOTIFY payloads stay under PostgreSQL's 8,000-byte limit. */
 const MAX_NOTIFY = 7_000;
-
-/** `?` list for a set of values, or a JSON array for long ones (both engines read it as rows). */
-function inList(dialect: 'sqlite' | 'postgres', values: readonly string[]): { sql: string; params: SqlValue[] } {
-  if (values.length <= 100) return { sql: `(${values.length === 0 ? 'NULL' : marks(values.length)})`, params: [...values] };
-  const sql = dialect === 'postgres' ? `(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))` : `(SELECT value FROM json_each(?))`;
-  return { sql, params: [JSON.stringify(values)] };
-}
 
 export class SqlStore implements Storage {
   readonly kind: 'sqlite' | 'postgres';
@@ -198,40 +212,48 @@ export class SqlStore implements Storage {
    * Run a logged change: `fn` checks (refusing before it writes anything), writes its own rows and
    * fills the change; once its group has committed, the change says where it landed and is announced.
    */
-  private async logged<T>(nowMs: number, fn: (tx: SqlTx, c: Change) => Promise<T>): Promise<{ value: T; change: Change }> {
+  private async logged<T>(nowMs: number, fn: (tx: SqlTx, c: Change) => Promise<T>, publish?: Publish): Promise<{ value: T; change: Change }> {
     let change: Change | undefined;
     const value = await this.db.transaction(
       async (tx) => {
-        const c = newChange(nowMs);
+        const c = newChange(nowMs, publish);
         const v = await fn(tx, c);
-        if (c.leaves.length > 0 || c.sessions.length > 0) tx.stage(c);
+        if (publish !== undefined || c.leaves.length > 0 || c.sessions.length > 0) tx.stage(c);
         change = c;
         return v;
       },
       { appends: true },
     );
     const c = change as Change;
+    if (c.refusal !== undefined) throw c.refusal;
     for (const e of eventsOf(c)) this.emit(e);
     return { value, change: c };
   }
 
-  /** A change's leaves, items and sessions, staged by its transaction; returns the leaf's position in the change. */
-  private static leaf(c: Change, leaf: LeafInput): number {
-    c.leaves.push(leaf);
-    return c.leaves.length - 1;
-  }
-
   /**
-   * Write what a group's changes staged, in staging order: log rows and the tree nodes they
-   * complete (from the stored right edge), feed items numbered per device, shared objects, the new
-   * head; then one notification list. Runs with the log's writer lock held, before the commit.
+   * Write what a group's changes staged: one read (pipelined on PostgreSQL: the head, the feed
+   * counters of every device the group may feed, the state its publishes are checked against),
+   * then one write (log rows and the tree nodes they complete, from the stored right edge; feed
+   * items numbered per device; shared objects; counters; the new head; the notifications).
+   * Runs with the log's writer lock held, before the commit. The group's order: the changes that
+   * did their own checks first, in the order they ran, then the publishes checked here.
    */
-  private async flush(tx: SqlTx, changes: readonly Change[]): Promise<void> {
-    const edge = await this.currentEdge(tx);
+  private async flush(tx: SqlTx, staged: readonly Change[]): Promise<void> {
+    const direct = staged.filter((c) => c.publish === undefined);
+    const publishes = staged.filter((c) => c.publish !== undefined);
+    const devices = new Set<string>();
+    for (const c of direct) for (const it of c.items) devices.add(it.device);
+    for (const c of publishes) for (const d of (c.publish as Publish).targets) devices.add(d);
+    const [head, counters, state] = await Promise.all([readHead(tx), readCounters(tx, [...devices]), publishes.length > 0 ? readPublishState(tx, publishes) : undefined]);
+    const appRows = state === undefined ? [] : decidePublishes(publishes, state);
+    const changes = [...direct, ...publishes.filter((c) => c.refusal === undefined)];
+    const edge = await this.edgeAt(tx, head);
     this.edge = undefined; // until this group is written, the cached edge says nothing
     const logRows: SqlValue[][] = [];
     const nodeRows: SqlValue[][] = [];
-    const perDevice = new Map<string, number>();
+    const feedRows: SqlValue[][] = [];
+    const objectRows: SqlValue[][] = [];
+    const moved = new Map<string, number>();
     for (const c of changes) {
       for (const l of c.leaves) {
         const index = edge.size;
@@ -239,28 +261,10 @@ export class SqlStore implements Storage {
         logRows.push([index, l.kind, l.data, l.hash, c.nowMs]);
         c.indices.push(index);
       }
-      for (const it of c.items) perDevice.set(it.device, (perDevice.get(it.device) ?? 0) + 1);
-    }
-    // feed numbers: each device's counter moves once for the whole group
-    const next = new Map<string, number>();
-    const counts = [...perDevice];
-    for (let i = 0; i < counts.length; i += ROWS_PER_STATEMENT) {
-      const part = counts.slice(i, i + ROWS_PER_STATEMENT);
-      const rows = await tx.all<{ id: string; feed_n: number }>(
-        `WITH v (id, k) AS (VALUES ${part.map(() => '(?, CAST(? AS BIGINT))').join(', ')})
-         UPDATE devices SET feed_n = feed_n + (SELECT k FROM v WHERE v.id = devices.id)
-         WHERE id IN (SELECT id FROM v) RETURNING id, feed_n`,
-        part.flat(),
-      );
-      for (const r of rows) next.set(r.id, num(r.feed_n) - (perDevice.get(r.id) ?? 0) + 1);
-    }
-    const feedRows: SqlValue[][] = [];
-    const objectRows: SqlValue[][] = [];
-    for (const c of changes) {
       const sharedIds = new Map<number, string>();
       for (const it of c.items) {
-        const n = next.get(it.device) ?? fail('not-found', `device ${it.device} is not registered here`);
-        next.set(it.device, n + 1);
+        const n = (moved.get(it.device) ?? counters.get(it.device) ?? fail('not-found', `device ${it.device} is not registered here`)) + 1;
+        moved.set(it.device, n);
         const index = c.indices[it.leaf] as number;
         let stored = it.object;
         if (it.shared) {
@@ -276,27 +280,37 @@ export class SqlStore implements Storage {
         c.stored.push({ device: it.device, n, kind: it.kind, object: it.object, master: it.master, index });
       }
     }
-    await insertRows(tx, `INSERT INTO log (idx, kind, data, leaf_hash, created)`, 5, logRows);
-    await insertRows(tx, `INSERT INTO log_nodes (level, idx, hash)`, 3, nodeRows);
-    await insertRows(tx, `INSERT INTO objects (id, object)`, 2, objectRows);
-    await insertRows(tx, `INSERT INTO feed (device, n, kind, object, master, log_index, created)`, 7, feedRows);
     const root = edge.root();
-    const head: LogHead = { size: edge.size, root };
-    if (logRows.length > 0) await tx.run(`UPDATE log_head SET size = ?, root = ? WHERE id = 1`, [head.size, root]);
-    for (const c of changes) c.head = head;
-    await tx.notify(this.notifications(changes, head, logRows.length > 0));
+    const grew: LogHead = { size: edge.size, root };
+    for (const c of changes) c.head = grew;
+    await Promise.all([
+      ...valuesStatements(
+        appRows,
+        4,
+        (v) => `INSERT INTO applications (account, app, seq, object) VALUES ${v} ON CONFLICT (account, app) DO UPDATE SET seq = excluded.seq, object = excluded.object`,
+      ).map(([sql, p]) => tx.run(sql, p)),
+      ...valuesStatements(
+        [...moved].map(([d, n]) => [d, n]),
+        2,
+        (v) => `WITH v (id, n) AS (VALUES ${v}) UPDATE devices SET feed_n = (SELECT n FROM v WHERE v.id = devices.id) WHERE id IN (SELECT id FROM v)`,
+        '(?, CAST(? AS BIGINT))',
+      ).map(([sql, p]) => tx.run(sql, p)),
+      insertRows(tx, `INSERT INTO log (idx, kind, data, leaf_hash, created)`, 5, logRows),
+      insertRows(tx, `INSERT INTO log_nodes (level, idx, hash)`, 3, nodeRows),
+      insertRows(tx, `INSERT INTO objects (id, object)`, 2, objectRows),
+      insertRows(tx, `INSERT INTO feed (device, n, kind, object, master, log_index, created)`, 7, feedRows),
+      logRows.length > 0 ? tx.run(`UPDATE log_head SET size = ?, root = ? WHERE id = 1`, [grew.size, root]) : undefined,
+      tx.notify(this.notifications(changes, grew, logRows.length > 0)),
+    ]);
     this.edge = { edge, root };
   }
 
-  /** The stored tree's right edge, from this process's cache when no other writer moved the head since. */
-  private async currentEdge(tx: SqlRunner): Promise<TreeEdge> {
-    const h = (await tx.all<{ size: number; root: Uint8Array }>(`SELECT size, root FROM log_head WHERE id = 1`))[0] ?? fail('state', 'the log has no head row');
-    const size = num(h.size);
-    const root = bytes(h.root);
+  /** The stored tree's right edge at `head`, from this process's cache when no other writer moved the head since. */
+  private async edgeAt(tx: SqlRunner, head: LogHead): Promise<TreeEdge> {
     const cached = this.edge;
-    if (cached !== undefined && cached.edge.size === size && equalBytes(cached.root, root)) return cached.edge;
-    const edge = new TreeEdge(size, await readNodes(tx, edgeNodes(size)));
-    if (!equalBytes(edge.root(), root)) fail('state', `the stored log tree does not match its head at size ${size}; refusing to append`);
+    if (cached !== undefined && cached.edge.size === head.size && equalBytes(cached.root, head.root)) return cached.edge;
+    const edge = new TreeEdge(head.size, await readNodes(tx, edgeNodes(head.size)));
+    if (!equalBytes(edge.root(), head.root)) fail('state', `the stored log tree does not match its head at size ${head.size}; refusing to append`);
     return edge;
   }
 
@@ -389,7 +403,7 @@ export class SqlStore implements Storage {
         a.personalSeq,
         nowMs,
       ]);
-      for (const l of leaves) SqlStore.leaf(c, l);
+      for (const l of leaves) addLeaf(c, l);
       return true;
     });
     return { created, appended: created ? appendedOf(change) : null };
@@ -413,7 +427,7 @@ export class SqlStore implements Storage {
       if (m.seq <= held) fail('rollback', `the master profile has seq ${m.seq}; the portal holds seq ${held}`, { held });
       const devices = await tx.all<{ device: string }>(`SELECT device FROM links WHERE account = ? ORDER BY device`, [account]);
       await tx.run(`UPDATE accounts SET master = ?, master_seq = ? WHERE account = ?`, [m.master, m.seq, account]);
-      const at = SqlStore.leaf(c, leaf);
+      const at = addLeaf(c, leaf);
       for (const d of devices) c.items.push({ device: d.device, kind: 'master', object: m.master, master: null, leaf: at, shared: devices.length > 1 });
       if (m.revoked.length > 0) {
         const gone = await tx.run(`DELETE FROM sessions WHERE subject = ? AND kid IN (${marks(m.revoked.length)})`, [account, ...m.revoked]);
@@ -428,39 +442,19 @@ export class SqlStore implements Storage {
       const held = (await this.accountSeqs(tx, account)).personal;
       if (v.seq <= held) fail('rollback', `the personal profile has seq ${v.seq}; the portal holds seq ${held}`, { held });
       await tx.run(`UPDATE accounts SET personal = ?, personal_seq = ? WHERE account = ?`, [v.personal, v.seq, account]);
-      SqlStore.leaf(c, leaf);
+      addLeaf(c, leaf);
     });
     return appendedOf(change);
   }
 
+  /**
+   * The hot path (a fleet's owners publishing): the transaction only stages the publish; the flush
+   * checks every publish of the group with a few queries, in order (a later one sees the seq an
+   * earlier one set), and writes those it accepts together.
+   */
   async publishApplication(account: string, v: { app: string; seq: number; object: string; targets: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
-    const targets = [...new Set(v.targets)];
-    const { change } = await this.logged(nowMs, async (tx, c) => {
-      // every check in one round trip: the account, the app's last seq, how many targets are linked
-      const list = inList(tx.dialect, targets);
-      const r = await tx.all<{ known: number; held: number | null; linked: number }>(
-        `SELECT (SELECT COUNT(*) FROM accounts WHERE account = ?) AS known,
-                (SELECT seq FROM applications WHERE account = ? AND app = ?) AS held,
-                (SELECT COUNT(*) FROM links WHERE account = ? AND device IN ${list.sql}) AS linked`,
-        [account, account, v.app, account, ...list.params],
-      );
-      const row = r[0];
-      if (row === undefined || num(row.known) === 0) fail('not-found', `no account ${account} here`);
-      const held = row.held === null ? 0 : num(row.held);
-      if (v.seq <= held) fail('rollback', `the ${v.app} profile has seq ${v.seq}; the portal holds seq ${held}`, { held });
-      if (num(row.linked) !== targets.length) {
-        const linked = new Set((await tx.all<{ device: string }>(`SELECT device FROM links WHERE account = ? AND device IN ${list.sql}`, [account, ...list.params])).map((l) => l.device));
-        const d = targets.find((t) => !linked.has(t)) ?? '?';
-        fail('forbidden', `device ${d} is not claimed by ${account}`, { device: d });
-      }
-      await tx.run(
-        `INSERT INTO applications (account, app, seq, object) VALUES (?, ?, ?, ?)
-         ON CONFLICT (account, app) DO UPDATE SET seq = excluded.seq, object = excluded.object`,
-        [account, v.app, v.seq, v.object],
-      );
-      const at = SqlStore.leaf(c, leaf);
-      for (const d of targets) c.items.push({ device: d, kind: 'application', object: v.object, master: null, leaf: at, shared: targets.length > 1 });
-    });
+    const publish: Publish = { account, app: v.app, seq: v.seq, object: v.object, targets: [...new Set(v.targets)], leaf };
+    const { change } = await this.logged(nowMs, () => Promise.resolve(), publish);
     return appendedOf(change);
   }
 
@@ -482,7 +476,7 @@ export class SqlStore implements Storage {
       if (num(r[0]?.known ?? 0) === 0) fail('not-found', `no account ${v.account} here`);
       if (num(r[0]?.registered ?? 0) === 0) fail('not-found', `device ${v.device} is not registered here`);
       await tx.run(`INSERT INTO links (device, account, created) VALUES (?, ?, ?) ON CONFLICT (device, account) DO NOTHING`, [v.device, v.account, nowMs]);
-      const at = SqlStore.leaf(c, leaf);
+      const at = addLeaf(c, leaf);
       c.items.push({ device: v.device, kind: 'claim', object: v.claim, master: v.master, leaf: at, shared: false });
     });
     return appendedOf(change);
@@ -493,7 +487,7 @@ export class SqlStore implements Storage {
       const l = await tx.all<{ device: string }>(`SELECT device FROM links WHERE device = ? AND account = ?`, [v.device, v.account]);
       if (l.length === 0) fail('forbidden', `device ${v.device} is not claimed by ${v.account}`, { device: v.device });
       await tx.run(`DELETE FROM links WHERE device = ? AND account = ?`, [v.device, v.account]);
-      const at = SqlStore.leaf(c, leaf);
+      const at = addLeaf(c, leaf);
       c.items.push({ device: v.device, kind: 'remove', object: v.remove, master: null, leaf: at, shared: false });
     });
     return appendedOf(change);
@@ -701,4 +695,107 @@ async function buildTree(tx: SqlTx): Promise<void> {
   await tx.run(`DELETE FROM log_nodes`);
   await insertRows(tx, `INSERT INTO log_nodes (level, idx, hash)`, 3, nodes);
   await tx.run(`INSERT INTO log_head (id, size, root) VALUES (1, ?, ?)`, [edge.size, edge.root()]);
+}
+
+// ---------------------------------------------------------------- publishes, checked per group
+
+/** `head` with `VALUES (?, ...), ...` over `rows`, as statements of at most ROWS_PER_STATEMENT rows. */
+function valuesStatements(rows: readonly SqlValue[][], width: number, head: (values: string) => string, row = `(${marks(width)})`): [string, SqlValue[]][] {
+  const out: [string, SqlValue[]][] = [];
+  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+    const part = rows.slice(i, i + ROWS_PER_STATEMENT);
+    out.push([head(part.map(() => row).join(', ')), part.flat()]);
+  }
+  return out;
+}
+
+/** Every statement at once (pipelined on PostgreSQL), rows in statement order. */
+async function allRows<R extends object>(tx: SqlRunner, statements: readonly [string, SqlValue[]][]): Promise<R[]> {
+  return (await Promise.all(statements.map(([sql, p]) => tx.all<R>(sql, p)))).flat();
+}
+
+async function readHead(tx: SqlRunner): Promise<LogHead> {
+  const h = (await tx.all<{ size: number; root: Uint8Array }>(`SELECT size, root FROM log_head WHERE id = 1`))[0] ?? fail('state', 'the log has no head row');
+  return { size: num(h.size), root: bytes(h.root) };
+}
+
+/** Feed counters of these devices (those not registered are absent). */
+async function readCounters(tx: SqlRunner, devices: readonly string[]): Promise<Map<string, number>> {
+  const statements: [string, SqlValue[]][] = [];
+  for (let i = 0; i < devices.length; i += ROWS_PER_STATEMENT) {
+    const part = devices.slice(i, i + ROWS_PER_STATEMENT);
+    statements.push([`SELECT id, feed_n FROM devices WHERE id IN (${marks(part.length)})`, part]);
+  }
+  const rows = await allRows<{ id: string; feed_n: number }>(tx, statements);
+  return new Map(rows.map((r) => [r.id, num(r.feed_n)]));
+}
+
+const pairKey = (a: string, b: string): string => `${a}\u0000${b}`;
+
+interface PublishState {
+  readonly known: ReadonlySet<string>;
+  readonly held: Map<string, number>;
+  readonly linked: ReadonlySet<string>;
+}
+
+/** What a group's publishes are checked against: accounts, each app's last seq, the links of their targets. */
+async function readPublishState(tx: SqlRunner, changes: readonly Change[]): Promise<PublishState> {
+  const apps = new Map<string, SqlValue[]>();
+  const pairs = new Map<string, SqlValue[]>();
+  for (const c of changes) {
+    const p = c.publish as Publish;
+    apps.set(pairKey(p.account, p.app), [p.account, p.app]);
+    for (const d of p.targets) pairs.set(pairKey(p.account, d), [p.account, d]);
+  }
+  const [state, links] = await Promise.all([
+    allRows<{ account: string; app: string; known: number; held: number | null }>(
+      tx,
+      valuesStatements(
+        [...apps.values()],
+        2,
+        (v) => `WITH q (account, app) AS (VALUES ${v}) SELECT q.account AS account, q.app AS app,
+          (SELECT COUNT(*) FROM accounts a WHERE a.account = q.account) AS known,
+          (SELECT p.seq FROM applications p WHERE p.account = q.account AND p.app = q.app) AS held FROM q`,
+      ),
+    ),
+    allRows<{ account: string; device: string }>(
+      tx,
+      valuesStatements(
+        [...pairs.values()],
+        2,
+        (v) => `WITH q (account, device) AS (VALUES ${v}) SELECT q.account AS account, q.device AS device FROM q JOIN links l ON l.account = q.account AND l.device = q.device`,
+      ),
+    ),
+  ]);
+  return {
+    known: new Set(state.filter((r) => num(r.known) > 0).map((r) => r.account)),
+    held: new Map(state.map((r) => [pairKey(r.account, r.app), r.held === null ? 0 : num(r.held)])),
+    linked: new Set(links.map((r) => pairKey(r.account, r.device))),
+  };
+}
+
+/**
+ * Check a group's publishes in order, as publishApplication would one by one: the account exists,
+ * the seq is above the app's last (including one accepted earlier in the group), every target is
+ * linked to the account. Refusals go on the change; accepted ones get their leaf and items.
+ * Returns the applications rows to write (the newest per account and app).
+ */
+function decidePublishes(changes: readonly Change[], st: PublishState): SqlValue[][] {
+  const rows = new Map<string, SqlValue[]>();
+  for (const c of changes) {
+    const p = c.publish as Publish;
+    const k = pairKey(p.account, p.app);
+    const h = st.held.get(k) ?? 0;
+    const missing = p.targets.find((d) => !st.linked.has(pairKey(p.account, d)));
+    if (!st.known.has(p.account)) c.refusal = new MeshError('not-found', `no account ${p.account} here`);
+    else if (p.seq <= h) c.refusal = new MeshError('rollback', `the ${p.app} profile has seq ${p.seq}; the portal holds seq ${h}`, { held: h });
+    else if (missing !== undefined) c.refusal = new MeshError('forbidden', `device ${missing} is not claimed by ${p.account}`, { device: missing });
+    else {
+      st.held.set(k, p.seq);
+      rows.set(k, [p.account, p.app, p.seq, p.object]);
+      const at = addLeaf(c, p.leaf);
+      for (const d of p.targets) c.items.push({ device: d, kind: 'application', object: p.object, master: null, leaf: at, shared: p.targets.length > 1 });
+    }
+  }
+  return [...rows.values()];
 }

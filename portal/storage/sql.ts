@@ -160,13 +160,18 @@ export function marks(n: number): string {
 /** Rows per multi-row statement: bounded so that the placeholders stay well under both engines' limits. */
 export const ROWS_PER_STATEMENT = 500;
 
-/** `INSERT INTO table (cols) VALUES (...), (...)` over `rows`, in statements of at most ROWS_PER_STATEMENT rows. */
+/**
+ * `INSERT INTO table (cols) VALUES (...), (...)` over `rows`, in statements of at most
+ * ROWS_PER_STATEMENT rows, sent at once (pipelined on PostgreSQL).
+ */
 export async function insertRows(tx: SqlRunner, head: string, width: number, rows: readonly SqlValue[][]): Promise<void> {
   const row = `(${marks(width)})`;
+  const sent: Promise<number>[] = [];
   for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
     const part = rows.slice(i, i + ROWS_PER_STATEMENT);
-    await tx.run(`${head} VALUES ${part.map(() => row).join(', ')}`, part.flat());
+    sent.push(tx.run(`${head} VALUES ${part.map(() => row).join(', ')}`, part.flat()));
   }
+  await Promise.all(sent);
 }
 
 /** Integers come back as numbers from SQLite and (with our type parser) PostgreSQL; be strict anyway. */
