@@ -6,11 +6,7 @@
  */
 import * as net from 'node:net';
 import { PortalClient } from '../client/portal-client.js';
-import { b64u } from '../mesh/bytes.js';
-import { deriveClaimSecrets, sealClaimBlob } from '../mesh/claim.js';
-import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
 import { payloadBytes, signJson } from '../mesh/envelope.js';
-import { createSession } from '../mesh/messages.js';
 import { parseApplicationPayload, type ApplicationPayload } from '../mesh/profiles.js';
 import { PATHS } from '../mesh/protocol.js';
 import { PostgresDriver } from '../portal/storage/postgres.js';
@@ -20,20 +16,8 @@ import { each, hammer, rawRequest, repeat } from './load.js';
 import { cpuMs, cpuSplitMs, startBenchPortal, type BenchPortal, DIST, fmt, log, median, PG_URL, spawnUntil, stopChild, type Line, type Options } from './util.js';
 import * as path from 'node:path';
 
-/** Register a device the way the agent does (Hello, Register); returns a client holding its session. */
-export async function registerDevice(portalUrl: string, identity?: DeviceIdentity): Promise<{ client: PortalClient; identity: DeviceIdentity }> {
-  const d = identity ?? newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: 'bench', portalAuthority: new URL(portalUrl).host });
-  const client = new PortalClient({ url: portalUrl, identity: { subject: d.id, key: d.keys.auth } });
-  const secrets = deriveClaimSecrets(d.claimSecret);
-  await client.hello();
-  await client.register({
-    device: d.profile,
-    endorsement: d.endorsement,
-    claim: { id: secrets.claimId, blob: sealClaimBlob(secrets, { profile: d.profile, endorsement: d.endorsement }), portalKey: b64u(secrets.portalKey) },
-    request: createSession(d.keys.auth, d.id),
-  });
-  return { client, identity: d };
-}
+export { registerDevice } from '../test/helpers/device.js';
+import { registerDevice } from '../test/helpers/device.js';
 
 /** A TCP proxy that counts the bytes going each way. */
 async function countingProxy(targetPort: number): Promise<{ port: number; up: () => number; down: () => number; reset: () => void; close: () => Promise<void> }> {

@@ -6,8 +6,8 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { PortalClient } from '../client/portal-client.js';
-import { b64u, fromB64u } from '../mesh/bytes.js';
-import { deriveClaimSecrets, newClaimSecret, sealClaimBlob, parseClaimLabel } from '../mesh/claim.js';
+import { fromB64u } from '../mesh/bytes.js';
+import { deriveClaimSecrets, newClaimSecret, parseClaimLabel } from '../mesh/claim.js';
 import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import { createClaim, createSession, verifyPortalProfile, verifyTreeHead } from '../mesh/messages.js';
@@ -15,6 +15,7 @@ import { leafHash, verifyConsistency, verifyInclusion } from '../mesh/merkle.js'
 import { PostgresDriver } from '../portal/storage/postgres.js';
 import { isMeshError } from '../mesh/errors.js';
 import { PATHS } from '../mesh/protocol.js';
+import { registerDevice } from './helpers/device.js';
 import { TestOwner } from './helpers/owner.js';
 import { startPortalProcess, type PortalProcess } from './helpers/portal-process.js';
 
@@ -37,20 +38,12 @@ async function twoPortals(extra: string[] = []): Promise<{ a: PortalProcess; b: 
   };
 }
 
-/** Register a device as the agent does, through `url`; returns its identity and token. */
+/** Register a device through `url`; returns its identity and token. */
 async function register(url: string): Promise<{ d: DeviceIdentity; token: string }> {
-  const d = newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: randomBytes(3).toString('hex'), portalAuthority: new URL(url).host });
-  const secrets = deriveClaimSecrets(d.claimSecret);
-  const c = new PortalClient({ url, identity: { subject: d.id, key: d.keys.auth } });
-  await c.register({
-    device: d.profile,
-    endorsement: d.endorsement,
-    claim: { id: secrets.claimId, blob: sealClaimBlob(secrets, { profile: d.profile, endorsement: d.endorsement }), portalKey: b64u(secrets.portalKey) },
-    request: createSession(d.keys.auth, d.id),
-  });
-  const token = c.currentToken as string;
-  c.close();
-  return { d, token };
+  const { client, identity } = await registerDevice(url, newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: randomBytes(3).toString('hex'), portalAuthority: new URL(url).host }));
+  const token = client.currentToken as string;
+  client.close();
+  return { d: identity, token };
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {

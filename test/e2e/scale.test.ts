@@ -11,14 +11,13 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { PortalClient } from '../../client/portal-client.js';
-import { b64u, fromB64u } from '../../mesh/bytes.js';
-import { deriveClaimSecrets, sealClaimBlob } from '../../mesh/claim.js';
-import { newDeviceIdentity } from '../../mesh/device.js';
+import { fromB64u } from '../../mesh/bytes.js';
 import { payloadBytes } from '../../mesh/envelope.js';
 import { leafHash, verifyConsistency, verifyInclusion } from '../../mesh/merkle.js';
-import { createSession, verifyPortalProfile, verifyTreeHead, type TreeHead } from '../../mesh/messages.js';
+import { verifyPortalProfile, verifyTreeHead, type TreeHead } from '../../mesh/messages.js';
 import { PostgresDriver } from '../../portal/storage/postgres.js';
 import { runScenario } from '../../scripts/demo.js';
+import { registerDevice } from '../helpers/device.js';
 import { startNats } from '../helpers/nats.js';
 import { TestOwner } from '../helpers/owner.js';
 import { startPortalProcess, type PortalProcess } from '../helpers/portal-process.js';
@@ -54,15 +53,7 @@ test('scenario on two portal processes behind a round-robin proxy, PostgreSQL an
         const url = proxy.url;
         // carol publishes through the proxy, back to back, for the whole scenario
         carol = await TestOwner.create(url, 'carol');
-        const d = newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: 'carol', portalAuthority: new URL(url).host });
-        const secrets = deriveClaimSecrets(d.claimSecret);
-        const dc = new PortalClient({ url, identity: { subject: d.id, key: d.keys.auth } });
-        await dc.register({
-          device: d.profile,
-          endorsement: d.endorsement,
-          claim: { id: secrets.claimId, blob: sealClaimBlob(secrets, { profile: d.profile, endorsement: d.endorsement }), portalKey: b64u(secrets.portalKey) },
-          request: createSession(d.keys.auth, d.id),
-        });
+        const { client: dc, identity: d } = await registerDevice(url);
         dc.close();
         await carol.claim(d.labelUri);
         const owner = carol;
