@@ -166,7 +166,7 @@ export async function pollsRow(o: Options): Promise<Line[]> {
 
 // ------------------------------------------------------------------ publishes/s
 
-interface Publisher {
+export interface Publisher {
   readonly owner: TestOwner;
   readonly requests: Buffer[];
 }
@@ -177,8 +177,9 @@ interface Publisher {
  * fresh signature by the owner's administration key (made before the clock starts); the
  * encrypted configuration is one real ciphertext per owner, reused (the portal never decrypts).
  */
-async function preparePublishers(portal: BenchPortal, publishers: number, perPublisher: number): Promise<Publisher[]> {
-  const url = new URL(portal.http);
+export async function preparePublishers(portalUrl: string, publishers: number, perPublisher: number): Promise<Publisher[]> {
+  const url = new URL(portalUrl);
+  const portal = { http: portalUrl };
   const out: Publisher[] = [];
   const one = async (i: number): Promise<Publisher> => {
     const owner = await TestOwner.create(portal.http, `owner${i}`);
@@ -210,7 +211,7 @@ async function publishRate(o: Options, backend: 'sqlite' | 'postgres'): Promise<
   const portal = await startBenchPortal({ args });
   const pubs: Publisher[] = [];
   try {
-    pubs.push(...(await preparePublishers(portal, publishers, perPublisher)));
+    pubs.push(...(await preparePublishers(portal.http, publishers, perPublisher)));
     log(`publishes/s ${backend}: ${publishers} publishers x ${perPublisher} profiles prepared`);
     // warm-up (JIT, caches, first checkpoint): the first profiles of each publisher, not counted
     const warm = 25;
