@@ -171,9 +171,14 @@ export class Agent extends EventEmitter {
     if (this.stopping || this.mqttUrl === null) return;
     const delays = backoff(500, 30_000, this.random);
     const { connect } = await import('mqtt');
-    const attempt = (): void => {
+    let first = true;
+    const attempt = async (): Promise<void> => {
       if (this.stopping || this.mqttUrl === null) return;
-      const password = JSON.stringify(createSession(this.device.keys.auth, this.device.id));
+      // a broker that takes portal-minted passwords (NATS operator mode) gets a fresh one per connection
+      if (this.client.pushPassword !== undefined && !first) await this.client.openSession().catch(() => undefined);
+      first = false;
+      if (this.stopping) return;
+      const password = this.client.pushPassword ?? JSON.stringify(createSession(this.device.keys.auth, this.device.id));
       const c = connect(this.mqttUrl, { username: this.device.id, password, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, keepalive: 30, writeCache: false, clientId: `mmm-${this.device.id.slice(0, 24)}-${Math.floor(this.random() * 1e9).toString(36)}` });
       this.mqtt = c;
       let up = false;
@@ -197,10 +202,10 @@ export class Agent extends EventEmitter {
         void c.endAsync(true).catch(() => undefined);
         const d = up ? delays.next().value : delays.next().value;
         this.log('push-disconnected', { retryMs: d });
-        this.mqttTimer = setTimeout(attempt, d);
+        this.mqttTimer = setTimeout(() => void attempt(), d);
       });
     };
-    attempt();
+    await attempt();
   }
 
   /**

@@ -19,6 +19,8 @@ usage: mesh-portal [options]
   --http-port N         HTTP port; 0 picks a free port (default 8080)
   --mqtt-port N         port of the embedded MQTT broker; 0 picks a free port (default 1883)
   --mqtt-url URL        publish through an external broker instead, e.g. mqtt://127.0.0.1:1883
+  --mqtt-nats-account F with --mqtt-url to NATS in operator mode: the account seed file (scripts/nats-auth.ts)
+                        that signs the portal's and each device's MQTT password (per-device topic access)
   --mqtt-public-url URL the push URL advertised to devices, if they reach the broker elsewhere
   --no-mqtt             no push at all (devices long-poll Download)
   --database-url URL    PostgreSQL, e.g. postgres://user@host:5432/db?schema=mesh_portal
@@ -52,6 +54,7 @@ async function main(argv: string[]): Promise<void> {
       'mqtt-port': { type: 'string' },
       'mqtt-url': { type: 'string' },
       'mqtt-public-url': { type: 'string' },
+      'mqtt-nats-account': { type: 'string' },
       'no-mqtt': { type: 'boolean' },
       'database-url': { type: 'string' },
       'pg-schema': { type: 'string' },
@@ -73,7 +76,7 @@ async function main(argv: string[]): Promise<void> {
   const chosen = [v['no-mqtt'] === true, v['mqtt-url'] !== undefined, v['mqtt-port'] !== undefined].filter(Boolean).length;
   if (chosen > 1) usage('give at most one of --no-mqtt, --mqtt-url and --mqtt-port');
   const mqtt: MqttOption =
-    v['no-mqtt'] === true ? { mode: 'off' } : v['mqtt-url'] !== undefined ? { mode: 'external', url: v['mqtt-url'] } : { mode: 'embedded', port: count(v['mqtt-port'], '--mqtt-port', 1883) };
+    v['no-mqtt'] === true ? { mode: 'off' } : v['mqtt-url'] !== undefined ? { mode: 'external', url: v['mqtt-url'], ...(v['mqtt-nats-account'] !== undefined ? { natsAccountFile: path.resolve(v['mqtt-nats-account']) } : {}) } : { mode: 'embedded', port: count(v['mqtt-port'], '--mqtt-port', 1883) };
   const dataDir = path.resolve(v.data ?? path.join('.mesh-data', 'portal'));
   const databaseUrl = v['database-url'] ?? process.env.DATABASE_URL;
   const log = jsonLogger(level);

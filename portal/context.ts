@@ -51,6 +51,8 @@ export interface PortalContext {
   };
   /** the push URL devices should use, or null */
   readonly mqttUrl: string | null;
+  /** a device's password for the push broker, when it checks portal-minted credentials (NATS operator mode) */
+  readonly pushCredential?: (device: string, expiresMs: number) => string;
   now(): number;
 }
 

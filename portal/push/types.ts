@@ -8,5 +8,7 @@ export interface Push {
   /** connected MQTT clients (embedded), or 1/0 for the portal's own connection (external) */
   clients(): number;
   healthy(): boolean;
+  /** a device's MQTT password for this broker, when the broker checks portal-minted credentials (NATS operator mode) */
+  deviceCredential?(device: string, expiresMs: number): string;
   close(): Promise<void>;
 }

@@ -1,7 +1,8 @@
 /**
  * The Alice-and-Bob scenario on a scaled-out portal: two mesh-portal processes on one PostgreSQL
  * schema behind a round-robin TCP proxy, push through a nats-server of the test's own (MQTT
- * interface, JetStream, free ports). While the scenario runs, a third owner publishes through the
+ * interface, JetStream, free ports) in operator mode: the portals hold the account seed and the
+ * agent connects with the per-device credential they mint (portal/push/nats-auth.ts). While the scenario runs, a third owner publishes through the
  * proxy without pause; in the middle one portal process is killed with SIGKILL. Then: the scenario
  * completes, every publish the portal acknowledged is in the log at the index it was given with
  * the bytes that were sent, and the log the surviving process serves is consistent with a head
@@ -9,6 +10,8 @@
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { PortalClient } from '../../client/portal-client.js';
 import { fromB64u } from '../../mesh/bytes.js';
@@ -17,6 +20,7 @@ import { leafHash, verifyConsistency, verifyInclusion } from '../../mesh/merkle.
 import { verifyPortalProfile, verifyTreeHead, type TreeHead } from '../../mesh/messages.js';
 import { PostgresDriver } from '../../portal/storage/postgres.js';
 import { runScenario } from '../../scripts/demo.js';
+import { writeNatsAuthority } from '../../scripts/nats-auth.js';
 import { registerDevice } from '../helpers/device.js';
 import { startNats } from '../helpers/nats.js';
 import { TestOwner } from '../helpers/owner.js';
@@ -25,10 +29,19 @@ import { roundRobinProxy, type RoundRobinProxy } from '../helpers/proxy.js';
 
 const PG_URL = process.env.MESH_TEST_PG ?? 'postgres://root@127.0.0.1:5432/test';
 const KILL_AT = 'Bob sets setpoint=19';
+const CHECK_PUSH_AT = 'A setpoint of 350';
+
+/** Whether an agent (MQTT client id mmm-...) is connected to the nats-server, from its monitoring endpoint. */
+async function agentConnected(monitorUrl: string): Promise<boolean> {
+  const connz = (await (await fetch(`${monitorUrl}/connz?limit=1024`)).json()) as { connections?: { mqtt_client?: string }[] };
+  return (connz.connections ?? []).some((c) => c.mqtt_client?.startsWith('mmm-') === true);
+}
 
 test('scenario on two portal processes behind a round-robin proxy, PostgreSQL and NATS; one process killed -9 in the middle', async (t) => {
   t.timeout(300_000);
-  const nats = await startNats();
+  const authDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-e2e-nats-auth-'));
+  const auth = writeNatsAuthority(authDir);
+  const nats = await startNats({ extraConfig: fs.readFileSync(auth.configFile, 'utf8') });
   const schema = `mesh_e2e_scale_${randomBytes(4).toString('hex')}`;
   const portals: PortalProcess[] = [];
   let proxy: RoundRobinProxy | undefined;
@@ -40,12 +53,13 @@ test('scenario on two portal processes behind a round-robin proxy, PostgreSQL an
   let killed = false;
   let before: TreeHead | undefined;
   let pub: Uint8Array | undefined;
+  let agentOnNats = false;
   const lines: string[] = [];
   try {
     await runScenario({
       say: (s) => lines.push(s),
       startPortal: async (dir) => {
-        const args = ['--database-url', PG_URL, '--pg-schema', schema, '--mqtt-url', nats.mqttUrl];
+        const args = ['--database-url', PG_URL, '--pg-schema', schema, '--mqtt-url', nats.mqttUrl, '--mqtt-nats-account', auth.accountFile];
         const a = await startPortalProcess({ dataDir: path.join(dir, 'a'), args });
         portals.push(a);
         portals.push(await startPortalProcess({ dataDir: path.join(dir, 'b'), args: [...args, '--key', path.join(dir, 'a', 'portal-key.json')] }));
@@ -80,6 +94,7 @@ test('scenario on two portal processes behind a round-robin proxy, PostgreSQL an
         return { http: url, mqtt: nats.mqttUrl };
       },
       beforeStep: async (name) => {
+        if (name.startsWith(CHECK_PUSH_AT)) agentOnNats = await agentConnected(nats.monitorUrl);
         if (!name.startsWith(KILL_AT)) return;
         const a = portals[0] as PortalProcess;
         const c = new PortalClient({ url: a.http });
@@ -95,6 +110,7 @@ test('scenario on two portal processes behind a round-robin proxy, PostgreSQL an
     stopCarol = true;
     await carolLoop;
     t.true(killed, `the scenario reached "${KILL_AT}" and a process was killed there`);
+    t.true(agentOnNats, 'the thermostat was connected to NATS over MQTT with its own credential (operator mode accepts no other)');
     t.true(lines.join('\n').includes('demo complete'), 'the scenario completed');
     const ackedAfter = acked.filter((x) => before !== undefined && x.index >= before.size).length;
     t.true(ackedAfter > 0, 'publishes were acknowledged after the kill, by the surviving process');
@@ -125,6 +141,7 @@ test('scenario on two portal processes behind a round-robin proxy, PostgreSQL an
     await proxy?.close();
     for (const p of portals) await p.stop();
     await nats.stop();
+    fs.rmSync(authDir, { recursive: true, force: true });
     await PostgresDriver.dropSchema(PG_URL, schema).catch(() => undefined);
   }
 });

@@ -16,6 +16,8 @@ export interface NatsServer {
   readonly mqttUrl: string;
   /** nats://127.0.0.1:PORT */
   readonly natsUrl: string;
+  /** the monitoring endpoint, http://127.0.0.1:PORT (/connz lists the connections) */
+  readonly monitorUrl: string;
   readonly dir: string;
   logs(): string;
   stop(): Promise<void>;
@@ -37,7 +39,7 @@ process.once('exit', () => {
 
 export async function startNats(opts: { extraConfig?: string; binary?: string } = {}): Promise<NatsServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-nats-'));
-  const [client, mqtt] = [await freePort(), await freePort()];
+  const [client, mqtt, monitor] = [await freePort(), await freePort(), await freePort()];
   const conf = path.join(dir, 'nats.conf');
   fs.writeFileSync(
     conf,
@@ -46,6 +48,7 @@ export async function startNats(opts: { extraConfig?: string; binary?: string } 
       `listen: 127.0.0.1:${client}`,
       `jetstream { store_dir: ${JSON.stringify(path.join(dir, 'js'))} }`,
       `mqtt { listen: 127.0.0.1:${mqtt} }`,
+      `http: 127.0.0.1:${monitor}`,
       opts.extraConfig ?? '',
     ].join('\n'),
   );
@@ -76,6 +79,7 @@ export async function startNats(opts: { extraConfig?: string; binary?: string } 
   return {
     mqttUrl: `mqtt://127.0.0.1:${mqtt}`,
     natsUrl: `nats://127.0.0.1:${client}`,
+    monitorUrl: `http://127.0.0.1:${monitor}`,
     dir,
     logs: () => log,
     stop: async () => {
