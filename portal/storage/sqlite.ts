@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { SqlDriver, SqlTx, SqlValue } from './sql.js';
+import type { FlushFn, SqlDriver, SqlTx, SqlValue } from './sql.js';
 
 type Db = Database.Database;
 type Stmt = Database.Statement<unknown[], unknown>;
@@ -76,6 +76,9 @@ export class SqliteDriver implements SqlDriver {
   private walFd: number | undefined;
   /** transactions waiting for the next group commit */
   private pending: Job[] = [];
+  /** what the running transaction staged (moved to its group's list if it succeeds) */
+  private staged: unknown[] = [];
+  private flush: FlushFn | undefined;
   private running = false;
   private scheduled = false;
   private drained: (() => void)[] = [];
@@ -116,11 +119,19 @@ export class SqliteDriver implements SqlDriver {
     }
     const wc = this.writer;
     this.tx = {
+      dialect: 'sqlite',
       all: <R extends object>(sql: string, params: readonly SqlValue[] = []) => Promise.resolve(wc.all<R>(sql, params)),
       run: (sql: string, params: readonly SqlValue[] = []) => Promise.resolve(wc.run(sql, params)),
       lockLog: () => Promise.resolve(),
       notify: () => Promise.resolve(),
+      stage: (v: unknown) => {
+        this.staged.push(v);
+      },
     };
+  }
+
+  setFlush(flush: FlushFn): void {
+    this.flush = flush;
   }
 
   all<T extends object>(sql: string, params: readonly SqlValue[] = []): Promise<T[]> {
@@ -178,6 +189,7 @@ export class SqliteDriver implements SqlDriver {
     const jobs = this.pending.splice(0, MAX_GROUP);
     const db = this.writer.db;
     const done: { job: Job; ok: boolean; value: unknown }[] = [];
+    const staged: unknown[] = [];
     let broken: unknown = this.failed;
     if (broken === undefined) {
       try {
@@ -191,8 +203,10 @@ export class SqliteDriver implements SqlDriver {
       const job = jobs[i] as Job;
       try {
         db.exec('SAVEPOINT g');
+        this.staged = [];
         const value = await job.fn(this.tx);
         db.exec('RELEASE g');
+        staged.push(...this.staged);
         done.push({ job, ok: true, value });
       } catch (e) {
         done.push({ job, ok: false, value: e });
@@ -207,6 +221,14 @@ export class SqliteDriver implements SqlDriver {
         } catch (e2) {
           broken = e2;
         }
+      }
+    }
+    this.staged = [];
+    if (broken === undefined && staged.length > 0 && this.flush !== undefined) {
+      try {
+        await this.flush(this.tx, staged);
+      } catch (e) {
+        broken = e;
       }
     }
     let snapshot = false;
