@@ -246,7 +246,7 @@ interface Acked {
 
 /**
  * Kill the portal `kills` times under publish load by `owners` owners; `start` starts it on the same
- * data each time; `kill` is SIGKILL unless given (test/powercut/kit.ts cuts the power instead).
+ * data each time; `kill` is SIGKILL unless given (harness/powercut/kit.ts cuts the power instead).
  */
 export async function portalKills(
   kills: number,

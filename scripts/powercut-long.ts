@@ -1,5 +1,5 @@
 /**
- * The long power-cut run: the scenarios of test/powercut.test.ts (test/powercut/kit.ts) with
+ * The long power-cut run: the scenarios of test/powercut.test.ts (harness/powercut/kit.ts) with
  * hundreds of real power cuts instead of a few.
  *
  *   npx tsc -p . && node dist/scripts/powercut-long.js [--out FILE.json]
@@ -14,7 +14,7 @@
  */
 import * as os from 'node:os';
 import * as fs from 'node:fs';
-import { agentCuts, portalCuts, type CutStats } from '../test/powercut/kit.js';
+import { agentCuts, portalCuts, type CutStats } from '../harness/powercut/kit.js';
 
 const AGENT = Number(process.env.POWERCUT_LONG_AGENT ?? 500);
 const PORTAL = Number(process.env.POWERCUT_LONG_PORTAL ?? 100);

@@ -1,5 +1,5 @@
 /**
- * Real power cuts (test/powercut/): the processes run with an LD_PRELOAD shim that traces every
+ * Real power cuts (harness/powercut/): the processes run with an LD_PRELOAD shim that traces every
  * file operation under their data directory; at the cut the process dies and its directory is
  * replaced by what a disk keeps after a power failure: data as of its last fsync, directory
  * entries as of their directory's last fsync. SIGKILL alone (test/crash-*.test.ts) keeps
@@ -12,9 +12,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { materialise, type Model, type Step } from './powercut/model.js';
-import { prepareBoot, type BootOptions } from './powercut/power.js';
-import { agentCuts, portalCuts } from './powercut/kit.js';
+import { materialise, type Model, type Step } from '../harness/powercut/model.js';
+import { prepareBoot, type BootOptions } from '../harness/powercut/power.js';
+import { agentCuts, portalCuts } from '../harness/powercut/kit.js';
 
 const STEPS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'powercut-steps.js');
 const AGENT_CUTS = Number(process.env.POWERCUT_CUTS ?? 5);

@@ -1,5 +1,5 @@
 /**
- * What a power cut leaves on disk, computed from a trace of test/powercut/shim.c.
+ * What a power cut leaves on disk, computed from a trace of harness/powercut/shim.c.
  *
  * The model is the weakest file system POSIX allows (no journal ordering luck, as ALICE and
  * CrashMonkey assume, and stricter than Jepsen's LazyFS, which only loses file data):

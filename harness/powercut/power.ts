@@ -1,5 +1,5 @@
 /**
- * Running a process on a disk that loses power: build the shim (test/powercut/shim.c, compiled
+ * Running a process on a disk that loses power: build the shim (harness/powercut/shim.c, compiled
  * with the system's C compiler the first time it is needed, keyed by the source's hash), the
  * environment that loads it, the cut itself, and "the disk after the cut" (model.ts).
  *
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { compareLive, materialise, replay, scan, type Materialised, type Model, type Step } from './model.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const SHIM_SOURCE = path.join(REPO, 'test', 'powercut', 'shim.c');
+export const SHIM_SOURCE = path.join(REPO, 'harness', 'powercut', 'shim.c');
 
 let built: string | undefined;
 

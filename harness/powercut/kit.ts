@@ -16,10 +16,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AGENT_CLI, provisionDevice, startAgentProcess, until, type AgentProcess } from '../../harness/agent-process.js';
-import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
-import { TestOwner } from '../../harness/owner.js';
-import { doc, inspectDeviceFiles, portalKills, rand, sleep } from '../../harness/crash-kit.js';
+import { AGENT_CLI, provisionDevice, startAgentProcess, until, type AgentProcess } from '../agent-process.js';
+import { startPortalProcess, type PortalProcess } from '../portal-process.js';
+import { TestOwner } from '../owner.js';
+import { doc, inspectDeviceFiles, portalKills, rand, sleep } from '../crash-kit.js';
 import { durableFile } from './model.js';
 import { prepareBoot, type AfterCut, type Boot, type BootOptions } from './power.js';
 

@@ -1,7 +1,7 @@
 /*
  * powercut shim: an LD_PRELOAD library that records, for every file operation a process makes
  * under one directory (POWERCUT_ROOT), what it did and when it asked for durability, so that the
- * state a power cut would leave can be computed afterwards (test/powercut/model.ts replays the
+ * state a power cut would leave can be computed afterwards (harness/powercut/model.ts replays the
  * trace: only data that was fsynced and directory entries whose directory was fsynced survive).
  * This is the ALICE / CrashMonkey approach, at the C library boundary instead of a block device.
  *
