@@ -103,6 +103,7 @@ test('NATS operator mode: the portal pushes with its own JWT; each device hears 
       t.is(await subscribe(ma, deviceTopic(a.identity.id)), 1, 'its own topic, QoS 1');
       t.is(await subscribe(ma, deviceTopic(b.identity.id)), 128, "another device's topic is refused");
       t.is(await subscribe(ma, 'mmm/v1/device/#'), 128, 'a wildcard over every device is refused');
+      t.is(await subscribe(ma, '$MQTT/sub/#'), 128, "NATS's own QoS 1 delivery subjects are not reachable from MQTT");
       const cb = await connect(portal.mqtt as string, b.identity.id, b.client.pushPassword);
       const mb = cb.client as mqtt.MqttClient;
       conns.push(mb);
