@@ -201,7 +201,7 @@ export async function preparePublishers(portalUrl: string, publishers: number, p
   return out;
 }
 
-async function publishRate(o: Options, backend: 'sqlite' | 'postgres'): Promise<Record<string, unknown> & { rate: number }> {
+export async function publishRate(o: Options, backend: 'sqlite' | 'postgres'): Promise<Record<string, unknown> & { rate: number }> {
   const publishers = 32;
   const perPublisher = 25 + (o.quick ? (backend === 'sqlite' ? 200 : 60) : backend === 'sqlite' ? 1000 : 500);
   const durationMs = o.quick ? 3_000 : 15_000;

@@ -13,7 +13,7 @@ import { deviceTopic, parseFeedItem } from '../mesh/protocol.js';
 import { jwtClaims, newNatsAuthority, parseSeedNkey, publicNkey, pushCredentials, seedNkey } from '../portal/push/nats-auth.js';
 import { writeNatsAuthority } from '../harness/nats-authority.js';
 import { registerDevice } from '../harness/device.js';
-import { startNats } from './helpers/nats.js';
+import { startNats, startNatsCluster, type NatsServer } from './helpers/nats.js';
 import { TestOwner } from '../harness/owner.js';
 import { startPortalProcess } from '../harness/portal-process.js';
 
@@ -103,6 +103,7 @@ test('NATS operator mode: the portal pushes with its own JWT; each device hears 
       t.is(await subscribe(ma, deviceTopic(a.identity.id)), 1, 'its own topic, QoS 1');
       t.is(await subscribe(ma, deviceTopic(b.identity.id)), 128, "another device's topic is refused");
       t.is(await subscribe(ma, 'mmm/v1/device/#'), 128, 'a wildcard over every device is refused');
+      t.is(await subscribe(ma, '$MQTT/sub/#'), 128, "NATS's own QoS 1 delivery subjects are not reachable from MQTT");
       const cb = await connect(portal.mqtt as string, b.identity.id, b.client.pushPassword);
       const mb = cb.client as mqtt.MqttClient;
       conns.push(mb);
@@ -145,3 +146,46 @@ test('NATS operator mode: the portal pushes with its own JWT; each device hears 
 function parseSeed(file: string): ReturnType<typeof parseSeedNkey>['key'] {
   return parseSeedNkey(fs.readFileSync(file, 'utf8')).key;
 }
+
+test('a three-node NATS cluster (the docs/portal.md layout): pushed through one node, heard on another, still with one node down', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-nats-cluster-'));
+  const auth = writeNatsAuthority(dir);
+  const cluster = await startNatsCluster(3, { extraConfig: fs.readFileSync(auth.configFile, 'utf8') });
+  const [n1, n2, n3] = cluster.nodes as [NatsServer, NatsServer, NatsServer];
+  const conns: mqtt.MqttClient[] = [];
+  const portal = await startPortalProcess({ args: ['--mqtt-url', n1.mqttUrl, '--mqtt-nats-account', auth.accountFile] });
+  try {
+    const owner = await TestOwner.create(portal.http, 'alice');
+    const heard: string[] = [];
+    const devices = [await registerDevice(portal.http), await registerDevice(portal.http)];
+    // the first device on node 3, the second on node 2 (stopped below)
+    for (const [i, node] of [n3, n2].entries()) {
+      const d = devices[i] as Awaited<ReturnType<typeof registerDevice>>;
+      const c = await connect(node.mqttUrl, d.identity.id, d.client.pushPassword);
+      t.truthy(c.client, `device ${i} connects to its node (${c.refused ?? ''})`);
+      conns.push(c.client as mqtt.MqttClient);
+      t.is(await subscribe(c.client as mqtt.MqttClient, deviceTopic(d.identity.id)), 1);
+      (c.client as mqtt.MqttClient).on('message', (topic) => heard.push(topic));
+    }
+    const d0 = devices[0] as Awaited<ReturnType<typeof registerDevice>>;
+    const waitFor = async (count: number): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (heard.filter((x) => x === deviceTopic(d0.identity.id)).length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    };
+    await owner.claim(d0.identity.labelUri);
+    await waitFor(1);
+    t.is(heard.filter((x) => x === deviceTopic(d0.identity.id)).length, 1, 'the claim crossed from node 1 to node 3');
+    // one node of three down: the streams keep a quorum, push goes on
+    await n2.stop();
+    await owner.publish('thermostat', { setpoint: 21 }, { devices: [...owner.devices.values()] });
+    await waitFor(2);
+    t.is(heard.filter((x) => x === deviceTopic(d0.identity.id)).length, 2, 'and so did the next item, with node 2 down');
+    owner.close();
+    for (const d of devices) d.client.close();
+  } finally {
+    for (const c of conns) c.end(true);
+    await portal.stop();
+    await cluster.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

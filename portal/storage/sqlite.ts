@@ -78,6 +78,9 @@ export class SqliteDriver implements SqlDriver {
   private pending: Job[] = [];
   /** what the running transaction staged (moved to its group's list if it succeeds) */
   private staged: unknown[] = [];
+  /** a group's transaction is running (its statements go in a savepoint), and whether that savepoint is open */
+  private inJob = false;
+  private savepoint = false;
   private flush: FlushFn | undefined;
   private running = false;
   private scheduled = false;
@@ -118,10 +121,24 @@ export class SqliteDriver implements SqlDriver {
       // best effort: the directory is 0700 anyway
     }
     const wc = this.writer;
+    // a transaction's savepoint is opened at its first statement: one that only stages (a publish,
+    // checked by the flush) costs no savepoint
+    const open = (): void => {
+      if (this.inJob && !this.savepoint) {
+        wc.run('SAVEPOINT g', []);
+        this.savepoint = true;
+      }
+    };
     this.tx = {
       dialect: 'sqlite',
-      all: <R extends object>(sql: string, params: readonly SqlValue[] = []) => Promise.resolve(wc.all<R>(sql, params)),
-      run: (sql: string, params: readonly SqlValue[] = []) => Promise.resolve(wc.run(sql, params)),
+      all: <R extends object>(sql: string, params: readonly SqlValue[] = []) => {
+        open();
+        return Promise.resolve(wc.all<R>(sql, params));
+      },
+      run: (sql: string, params: readonly SqlValue[] = []) => {
+        open();
+        return Promise.resolve(wc.run(sql, params));
+      },
       lockLog: () => Promise.resolve(),
       notify: () => Promise.resolve(),
       stage: (v: unknown) => {
@@ -202,22 +219,26 @@ export class SqliteDriver implements SqlDriver {
     for (let i = 0; broken === undefined && i < jobs.length; i++) {
       const job = jobs[i] as Job;
       try {
-        db.exec('SAVEPOINT g');
         this.staged = [];
+        this.inJob = true;
+        this.savepoint = false;
         const value = await job.fn(this.tx);
-        db.exec('RELEASE g');
+        this.inJob = false;
+        if (this.savepoint) this.writer.run('RELEASE g', []);
         staged.push(...this.staged);
         done.push({ job, ok: true, value });
       } catch (e) {
+        this.inJob = false;
         done.push({ job, ok: false, value: e });
+        if (!this.savepoint) continue;
         if (!db.inTransaction) {
           // SQLite rolled the whole transaction back (I/O error, full disk): nothing of this group stands
           broken = e;
           break;
         }
         try {
-          db.exec('ROLLBACK TO g');
-          db.exec('RELEASE g');
+          this.writer.run('ROLLBACK TO g', []);
+          this.writer.run('RELEASE g', []);
         } catch (e2) {
           broken = e2;
         }

@@ -37,7 +37,7 @@ process.once('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
 
-export async function startNats(opts: { extraConfig?: string; binary?: string } = {}): Promise<NatsServer> {
+export async function startNats(opts: { extraConfig?: string; mqttExtra?: string; binary?: string } = {}): Promise<NatsServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-nats-'));
   const [client, mqtt, monitor] = [await freePort(), await freePort(), await freePort()];
   const conf = path.join(dir, 'nats.conf');
@@ -47,7 +47,7 @@ export async function startNats(opts: { extraConfig?: string; binary?: string } 
       `server_name: mesh_test_${randomBytes(4).toString('hex')}`,
       `listen: 127.0.0.1:${client}`,
       `jetstream { store_dir: ${JSON.stringify(path.join(dir, 'js'))} }`,
-      `mqtt { listen: 127.0.0.1:${mqtt} }`,
+      `mqtt { listen: 127.0.0.1:${mqtt}${opts.mqttExtra !== undefined ? `, ${opts.mqttExtra}` : ''} }`,
       `http: 127.0.0.1:${monitor}`,
       opts.extraConfig ?? '',
     ].join('\n'),
@@ -91,4 +91,37 @@ export async function startNats(opts: { extraConfig?: string; binary?: string } 
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface NatsCluster {
+  readonly nodes: readonly NatsServer[];
+  stop(): Promise<void>;
+}
+
+/**
+ * `n` nats-servers of the test's own in one cluster (routes between them on free ports), each
+ * with JetStream and an MQTT listener whose streams are replicated `n` ways, the configuration
+ * docs/portal.md gives for production. Resolves once JetStream has a meta leader.
+ */
+export async function startNatsCluster(n: number, opts: { extraConfig?: string } = {}): Promise<NatsCluster> {
+  const name = `mesh_${randomBytes(4).toString('hex')}`;
+  const routes: number[] = [];
+  for (let i = 0; i < n; i++) routes.push(await freePort());
+  const routeList = routes.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
+  const nodes = await Promise.all(
+    routes.map((route) =>
+      startNats({
+        extraConfig: [`cluster { name: ${name}, listen: 127.0.0.1:${route}, routes: [${routeList}] }`, opts.extraConfig ?? ''].join('\n'),
+        mqttExtra: `stream_replicas: ${n}`,
+      }),
+    ),
+  );
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const jsz = (await (await fetch(`${(nodes[0] as NatsServer).monitorUrl}/jsz`)).json().catch(() => ({}))) as { meta_cluster?: { leader?: string; cluster_size?: number } };
+    if (jsz.meta_cluster?.leader !== undefined && jsz.meta_cluster.leader !== '') break;
+    if (Date.now() > deadline) throw new Error(`the NATS cluster elected no JetStream leader in 60 s:\n${(nodes[0] as NatsServer).logs().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { nodes, stop: async () => void (await Promise.all(nodes.map((x) => x.stop()))) };
 }
