@@ -123,5 +123,10 @@ export async function startNatsCluster(n: number, opts: { extraConfig?: string }
     if (Date.now() > deadline) throw new Error(`the NATS cluster elected no JetStream leader in 60 s:\n${(nodes[0] as NatsServer).logs().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { nodes, stop: async () => void (await Promise.all(nodes.map((x) => x.stop()))) };
+  return {
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((x) => x.stop()));
+    },
+  };
 }
