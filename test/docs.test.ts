@@ -48,7 +48,7 @@ test('docs/benchmarks.md and docs/protocol.md: their commands are listed as skip
         services: [],
         skips: [
           { match: /^npm run bench/, why: 'benchmarks take minutes and are never part of npm test (the page gives their figures)' },
-          { match: /protocol-examples\.js > docs\/protocol\.md$/, why: 'rebuilds dist/ and rewrites the page itself' },
+          { match: /protocol-doc\.js > docs\/protocol\.md$/, why: 'rebuilds dist/ and rewrites the page itself' },
         ],
       });
     }
