@@ -11,9 +11,9 @@ import { portalDataDir, xdgDataHome } from '../runtime/paths.js';
 export const KEY_FILE = 'portal-key.json';
 
 /** Portal key files that exist outside `dataDir` in the places a portal used by default. */
-export function keysElsewhere(keyFile: string, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): string[] {
+export function keysElsewhere(keyFile: string, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd(), systemDir = '/var/lib/mesh-portal'): string[] {
   if (fs.existsSync(keyFile)) return [];
-  const dirs = new Set([portalDataDir(env), '/var/lib/mesh-portal', path.join(xdgDataHome(env), 'mesh-portal'), path.join(cwd, '.mesh-data', 'portal')]);
+  const dirs = new Set([portalDataDir(env), systemDir, path.join(xdgDataHome(env), 'mesh-portal'), path.join(cwd, '.mesh-data', 'portal')]);
   const found: string[] = [];
   for (const d of dirs) {
     const f = path.join(d, KEY_FILE);

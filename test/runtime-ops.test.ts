@@ -143,15 +143,15 @@ test('a portal key in another default place is found', (t) => {
   const cwd = tmp('cwd');
   const xdg = tmp('xdg');
   const chosen = path.join(tmp('chosen'), 'portal-key.json');
-  t.deepEqual(keysElsewhere(chosen, { HOME: cwd, XDG_DATA_HOME: xdg }, cwd), []);
+  t.deepEqual(keysElsewhere(chosen, { HOME: cwd, XDG_DATA_HOME: xdg, STATE_DIRECTORY: path.join(cwd, 'state') }, cwd, path.join(cwd, 'var-lib')), []);
   fs.mkdirSync(path.join(cwd, '.mesh-data', 'portal'), { recursive: true });
   fs.writeFileSync(path.join(cwd, '.mesh-data', 'portal', 'portal-key.json'), '{}');
   fs.mkdirSync(path.join(xdg, 'mesh-portal'));
   fs.writeFileSync(path.join(xdg, 'mesh-portal', 'portal-key.json'), '{}');
-  t.deepEqual(keysElsewhere(chosen, { HOME: cwd, XDG_DATA_HOME: xdg }, cwd).sort(), [path.join(cwd, '.mesh-data', 'portal', 'portal-key.json'), path.join(xdg, 'mesh-portal', 'portal-key.json')].sort());
+  t.deepEqual(keysElsewhere(chosen, { HOME: cwd, XDG_DATA_HOME: xdg, STATE_DIRECTORY: path.join(cwd, 'state') }, cwd, path.join(cwd, 'var-lib')).sort(), [path.join(cwd, '.mesh-data', 'portal', 'portal-key.json'), path.join(xdg, 'mesh-portal', 'portal-key.json')].sort());
   // once the chosen key exists, it is the portal's identity: nothing to say
   fs.writeFileSync(chosen, '{}');
-  t.deepEqual(keysElsewhere(chosen, { HOME: cwd, XDG_DATA_HOME: xdg }, cwd), []);
+  t.deepEqual(keysElsewhere(chosen, { HOME: cwd, XDG_DATA_HOME: xdg, STATE_DIRECTORY: path.join(cwd, 'state') }, cwd, path.join(cwd, 'var-lib')), []);
 });
 
 // ---------------------------------------------------------------- systemd notifications
