@@ -2,7 +2,9 @@
 /**
  * mesh-portal: the Mesh portal as a service. Prints one line when ready,
  *   mesh-portal ready {"http":"http://127.0.0.1:8080","mqtt":"mqtt://127.0.0.1:1883","name":"localhost","portal":"<UDF>"}
- * then logs JSON lines on stderr. SIGTERM or SIGINT: stop accepting, finish what is in flight, exit 0.
+ * then logs one line per event on stderr (runtime/log.ts). SIGTERM or SIGINT: stop accepting, finish
+ * what is in flight, exit 0. Settings: flags, or MESH_PORTAL_* variables (one per flag). Under systemd
+ * (Type=notify): READY=1, WATCHDOG=1 from the main loop, STOPPING=1 (runtime/sd-notify.ts).
  */
 import * as path from 'node:path';
 import { MeshError } from '../mesh/errors.js';

@@ -41,17 +41,18 @@ const COMMON = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' 
 /** What `parse` returns: parseArgs's own typed result for these options. */
 export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O & typeof COMMON; allowPositionals: boolean; strict: true }>>;
 
-/** Levenshtein distance, small strings only (command and option names). */
+/** Edit distance with adjacent transpositions (optimal string alignment: "bacth" is 1 from "batch"); small strings only. */
 export function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const at = (i: number, j: number): number => (d[i] as number[])[j] as number;
   for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
     for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1);
+      (d[i] as number[])[j] = v;
     }
-    prev = cur;
   }
-  return prev[b.length] as number;
+  return at(a.length, b.length);
 }
 
 /** The candidate closest to `word`, if it is close enough to be a typo of it (or `word` is a prefix of exactly one). */

@@ -32,6 +32,10 @@ test('README: every command of "Running it for real" works as written; the other
   const label = (): string => (JSON.parse(fs.readFileSync(path.join(board, 'claim.json'), 'utf8')) as { uri: string }).uri;
   // no MESH_HOME, no XDG directories, no $USER: the defaults are what a new user gets
   const env = newUserEnv(home, ['USER', 'PGUSER', 'LOGNAME']);
+  // the PostgreSQL portal line gives no --data: its key goes to the default directory, which for
+  // root is /var/lib/mesh-portal, not a place for a test; the variable for --data points here
+  env.MESH_PORTAL_DATA = path.join(cwd, 'portal-default-data');
+  t.log(`MESH_PORTAL_DATA=${env.MESH_PORTAL_DATA} (for the command without --data)`);
 
   try {
     const r = await runDoc(

@@ -95,6 +95,8 @@ test('did you mean: the closest command or option, nothing for something unrelat
   t.is(closest('rn', ['run', 'status', 'reset']), 'run');
   t.is(closest('stat', ['run', 'status', 'reset']), 'status');
   t.is(closest('bach', ['batch', 'label', 'keygen']), 'batch');
+  t.is(closest('bacth', ['batch', 'label', 'keygen']), 'batch', 'a transposition is one edit');
+  t.is(closest('rnu', ['run', 'status', 'reset']), 'run');
   t.is(closest('frobnicate', ['batch', 'label', 'keygen']), undefined);
   t.is(codeOf(() => unknownCommand('mesh-agent', 'rest', ['run', 'status', 'reset'])), 'usage');
   const e = t.throws(() => unknownCommand('mesh-agent', 'rest', ['run', 'status', 'reset']));
