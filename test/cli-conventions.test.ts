@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { REPO } from './helpers/agent-process.js';
+import { REPO } from '../harness/agent-process.js';
 import { newUserEnv } from './helpers/doc-runner.js';
 
 const run = promisify(execFile);
