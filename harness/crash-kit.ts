@@ -282,7 +282,10 @@ export async function portalKills(kills: number, start: () => Promise<PortalProc
           }
         }
       });
-      await sleep(rand(400, 1500));
+      // the kill lands after a random number of acknowledged publishes (counted, not timed: on a
+      // loaded machine a fixed time may pass before the first one is answered), with more in flight
+      const target = acked.length + rand(4, 16);
+      while (acked.length < target && stopped < owners.length) await sleep(5);
       await killHard(portal);
       running = false;
       await Promise.all(loops);
