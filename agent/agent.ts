@@ -15,7 +15,7 @@ import { deriveClaimSecrets, type ClaimSecrets } from '../mesh/claim.js';
 import { parseFeedItem } from '../mesh/protocol.js';
 import { parseJson } from '../mesh/json.js';
 import { checkSchema, type Schema } from '../mesh/schema.js';
-import type { StatusError } from '../mesh/messages.js';
+import { createSession, type StatusError } from '../mesh/messages.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AgentSettings, DeviceFiles } from '../runtime/device-files.js';
 import { backoff } from '../runtime/backoff.js';
@@ -45,6 +45,8 @@ export interface AgentOptions {
 }
 
 const FEED_REFUSED = "the portal's Download answer was refused: ";
+/** how often the inbox of local commands is read besides inotify's word */
+const INBOX_CHECK_MS = 2000;
 /** Download answers followed back to back before the loop yields to the regular schedule */
 const MAX_CATCH_UP = 64;
 
@@ -143,6 +145,7 @@ export class Agent {
     this.pollTimer?.cancel();
     this.statusTimer?.cancel();
     this.inboxWatcher?.close();
+    this.inboxTimer?.cancel();
     await this.push?.stop();
     this.client.close();
     removePid(this.dir);
@@ -191,8 +194,22 @@ export class Agent {
     );
   }
 
+  /**
+   * The MQTT password for each push connection: the one the portal minted (a broker in NATS operator
+   * mode checks it), refreshed with a new session before each reconnection since the last may have
+   * expired; else a signed session request (what the embedded broker checks).
+   */
+  private pushPassword(): () => Promise<string> {
+    let first = true;
+    return async () => {
+      if (this.client.pushPassword !== undefined && !first) await this.client.openSession().catch(() => undefined);
+      first = false;
+      return this.client.pushPassword ?? JSON.stringify(createSession(this.device.keys.auth, this.device.id));
+    };
+  }
+
   private startPush(url: string): void {
-    const push = new Push({ url, device: this.device, clock: this.clock, log: this.log, onHint: (p) => this.onPush(p), onUp: () => void this.pollNow() });
+    const push = new Push({ url, device: this.device, clock: this.clock, log: this.log, onHint: (p) => this.onPush(p), onUp: () => void this.pollNow(), password: this.pushPassword() });
     this.push = push;
     this.clock.setTimer(() => {
       if (!this.stopped) push.start().catch((e: unknown) => this.log('push-error', { message: (e as Error).message }));
@@ -342,9 +359,18 @@ export class Agent {
       this.inboxWatcher.unref();
       this.inboxWatcher.on('error', () => undefined);
     } catch {
-      // no inotify: the inbox is also read at every poll
+      // no inotify (or out of watches): the timer below still reads the inbox
     }
+    // whatever inotify does, someone at the device is answered within a couple of seconds
+    const tick = (): void => {
+      if (this.stopped) return;
+      this.runInbox();
+      this.inboxTimer = this.clock.setTimer(tick, INBOX_CHECK_MS, { unref: true });
+    };
+    this.inboxTimer = this.clock.setTimer(tick, INBOX_CHECK_MS, { unref: true });
   }
+
+  private inboxTimer: Timer | undefined;
 
   private runInbox(): void {
     if (this.stopped) return;

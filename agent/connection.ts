@@ -92,6 +92,8 @@ export class Push {
       readonly log: Log;
       readonly onHint: (payload: Buffer) => void;
       readonly onUp: () => void;
+      /** the MQTT password for each connection attempt (default: a signed session request, what the embedded broker checks) */
+      readonly password?: () => Promise<string>;
     },
   ) {
     this.delays = backoff(500, 30_000, () => p.clock.random());
@@ -99,13 +101,14 @@ export class Push {
 
   async start(): Promise<void> {
     const { connect } = await import('mqtt');
-    this.attempt(connect);
+    await this.attempt(connect);
   }
 
-  private attempt(connect: typeof import('mqtt').connect): void {
+  private async attempt(connect: typeof import('mqtt').connect): Promise<void> {
     if (this.stopped) return;
     const { device, clock, log } = this.p;
-    const password = JSON.stringify(createSession(device.keys.auth, device.id));
+    const password = this.p.password !== undefined ? await this.p.password() : JSON.stringify(createSession(device.keys.auth, device.id));
+    if (this.stopped) return;
     const clientId = `mmm-${device.id.slice(0, 24)}-${Math.floor(clock.random() * 1e9).toString(36)}`;
     const c = connect(this.p.url, { username: device.id, password, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, keepalive: 30, writeCache: false, clientId });
     this.client = c;
@@ -129,7 +132,9 @@ export class Push {
       void c.endAsync(true).catch(() => undefined);
       const retryMs = this.delays.next();
       log('push-disconnected', { retryMs });
-      this.timer = clock.setTimer(() => this.attempt(connect), retryMs);
+      this.timer = clock.setTimer(() => {
+        this.attempt(connect).catch((e: unknown) => log('push-error', { message: (e as Error).message }));
+      }, retryMs);
     });
   }
 

@@ -103,6 +103,20 @@ export function applyItems(s0: AgentState, items: readonly FeedItem[], ctx: Core
   return { state: s, events, configChanged };
 }
 
+/**
+ * A refusal that still changes the state: a verified claim refused for want of consent uses up its
+ * nonce, so the portal cannot hold it back and deliver it again while a claim window is open.
+ */
+class RefusedKeeping extends MeshError {
+  constructor(
+    code: 'not-invited',
+    message: string,
+    readonly keep: AgentState,
+  ) {
+    super(code, message);
+  }
+}
+
 /** Apply one feed item: verified, then obeyed or refused (the refusal recorded with its code); the cursor moves to it either way. */
 export function applyItem(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   try {
@@ -112,8 +126,9 @@ export function applyItem(s: AgentState, item: FeedItem, ctx: CoreContext): Step
     const err = e instanceof MeshError ? e : new MeshError('internal', (e as Error).message);
     const where = itemContext(item);
     const error: StatusError = { code: err.code, message: err.message, at: ctx.now, ...where };
+    const base = e instanceof RefusedKeeping ? e.keep : s;
     return {
-      state: { ...withError(s, error), n: item.n },
+      state: { ...withError(base, error), n: item.n },
       events: [{ type: 'refused', n: item.n, kind: item.kind, code: err.code, message: err.message, ...where }],
       configChanged: false,
     };
@@ -150,7 +165,7 @@ function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   if (c.device !== ctx.device.id) throw new MeshError('wrong-device', `the claim is for device ${c.device}`);
   if (s.nonces.includes(c.nonce)) throw new MeshError('replay', `claim ${c.nonce} by ${c.account} was already used on this device`);
   if (known === undefined && Object.keys(s.owners).length > 0 && !ctx.claimWindowOpen) {
-    throw new MeshError('not-invited', `${c.account} claimed with the label, but this device has owners: a co-owner needs an invitation from one of them, or the claim window opened on the device`);
+    throw new RefusedKeeping('not-invited', `${c.account} claimed with the label, but this device has owners: a co-owner needs an invitation from one of them, or the claim window opened on the device`, useNonce(s, c.nonce));
   }
   const owner: Owner = {
     master: master.id,

@@ -6,34 +6,17 @@
  */
 import * as net from 'node:net';
 import { PortalClient } from '../client/portal-client.js';
-import { b64u } from '../mesh/bytes.js';
-import { deriveClaimSecrets, sealClaimBlob } from '../mesh/claim.js';
-import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
 import { payloadBytes, signJson } from '../mesh/envelope.js';
-import { createSession } from '../mesh/messages.js';
 import { parseApplicationPayload, type ApplicationPayload } from '../mesh/profiles.js';
 import { PATHS } from '../mesh/protocol.js';
 import { PostgresDriver } from '../portal/storage/postgres.js';
 
 import { TestOwner } from '../harness/owner.js';
 import { each, hammer, rawRequest, repeat } from './load.js';
-import { cpuMs, cpuSplitMs, startBenchPortal, type BenchPortal, DIST, fmt, log, median, PG_URL, spawnUntil, stopChild, type Line, type Options } from './util.js';
+import { cpuMs, cpuSplitMs, startBenchPortal, DIST, fmt, log, median, PG_URL, spawnUntil, stopChild, type Line, type Options } from './util.js';
 import * as path from 'node:path';
 
-/** Register a device the way the agent does (Hello, Register); returns a client holding its session. */
-export async function registerDevice(portalUrl: string, identity?: DeviceIdentity): Promise<{ client: PortalClient; identity: DeviceIdentity }> {
-  const d = identity ?? newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: 'bench', portalAuthority: new URL(portalUrl).host });
-  const client = new PortalClient({ url: portalUrl, identity: { subject: d.id, key: d.keys.auth } });
-  const secrets = deriveClaimSecrets(d.claimSecret);
-  await client.hello();
-  await client.register({
-    device: d.profile,
-    endorsement: d.endorsement,
-    claim: { id: secrets.claimId, blob: sealClaimBlob(secrets, { profile: d.profile, endorsement: d.endorsement }), portalKey: b64u(secrets.portalKey) },
-    request: createSession(d.keys.auth, d.id),
-  });
-  return { client, identity: d };
-}
+import { registerDevice } from '../harness/device.js';
 
 /** A TCP proxy that counts the bytes going each way. */
 async function countingProxy(targetPort: number): Promise<{ port: number; up: () => number; down: () => number; reset: () => void; close: () => Promise<void> }> {
@@ -182,7 +165,7 @@ export async function pollsRow(o: Options): Promise<Line[]> {
 
 // ------------------------------------------------------------------ publishes/s
 
-interface Publisher {
+export interface Publisher {
   readonly owner: TestOwner;
   readonly requests: Buffer[];
 }
@@ -193,8 +176,9 @@ interface Publisher {
  * fresh signature by the owner's administration key (made before the clock starts); the
  * encrypted configuration is one real ciphertext per owner, reused (the portal never decrypts).
  */
-async function preparePublishers(portal: BenchPortal, publishers: number, perPublisher: number): Promise<Publisher[]> {
-  const url = new URL(portal.http);
+export async function preparePublishers(portalUrl: string, publishers: number, perPublisher: number): Promise<Publisher[]> {
+  const url = new URL(portalUrl);
+  const portal = { http: portalUrl };
   const out: Publisher[] = [];
   const one = async (i: number): Promise<Publisher> => {
     const owner = await TestOwner.create(portal.http, `owner${i}`);
@@ -217,7 +201,7 @@ async function preparePublishers(portal: BenchPortal, publishers: number, perPub
   return out;
 }
 
-async function publishRate(o: Options, backend: 'sqlite' | 'postgres'): Promise<Record<string, unknown> & { rate: number }> {
+export async function publishRate(o: Options, backend: 'sqlite' | 'postgres'): Promise<Record<string, unknown> & { rate: number }> {
   const publishers = 32;
   const perPublisher = 25 + (o.quick ? (backend === 'sqlite' ? 200 : 60) : backend === 'sqlite' ? 1000 : 500);
   const durationMs = o.quick ? 3_000 : 15_000;
@@ -226,7 +210,7 @@ async function publishRate(o: Options, backend: 'sqlite' | 'postgres'): Promise<
   const portal = await startBenchPortal({ args });
   const pubs: Publisher[] = [];
   try {
-    pubs.push(...(await preparePublishers(portal, publishers, perPublisher)));
+    pubs.push(...(await preparePublishers(portal.http, publishers, perPublisher)));
     log(`publishes/s ${backend}: ${publishers} publishers x ${perPublisher} profiles prepared`);
     // warm-up (JIT, caches, first checkpoint): the first profiles of each publisher, not counted
     const warm = 25;

@@ -11,6 +11,7 @@ import { coldStartRow, latencyRow, rssRow } from './agent-rows.js';
 import { fanoutRow } from './fanout.js';
 import { provisionRow, verifyRow } from './misc-rows.js';
 import { pollsRow, publishRow, wireRow } from './portal-rows.js';
+import { scaleRow } from './scale-row.js';
 import { log, type Line, type Options } from './util.js';
 
 type RowFn = (o: Options & { agentsOnDisk?: boolean; devices?: number }) => Promise<Line[]>;
@@ -23,6 +24,7 @@ const ROWS: readonly { readonly name: string; readonly what: string; readonly ru
   { name: 'wire', what: 'bytes of an unchanged poll, request + response (TCP proxy)', run: wireRow },
   { name: 'polls', what: 'unchanged polls/s vs a bare node:http server, same load tool', run: pollsRow },
   { name: 'publish', what: 'publishes/s accepted, SQLite and PostgreSQL', run: publishRow },
+  { name: 'scale', what: 'publishes/s and polls/s, 1, 2 and 3 portal processes on PostgreSQL behind a round-robin proxy', run: scaleRow },
   { name: 'verify', what: 'Ed25519 verify/s: mesh/crypto vs node:crypto and @noble/curves', run: verifyRow },
   { name: 'provision', what: 'devices provisioned per second (provisionBatch)', run: provisionRow },
 ];

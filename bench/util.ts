@@ -167,7 +167,8 @@ export interface BenchPortal {
 export async function startBenchPortal(opts: { args?: readonly string[] } = {}): Promise<BenchPortal> {
   const dataDir = tempDir('portal');
   const flags = (process.env.MESH_BENCH_PORTAL_FLAGS ?? '').split(' ').filter((s) => s !== '');
-  const args = [...flags, path.join(DIST, 'portal', 'cli.js'), '--data', dataDir, '--http-port', '0', '--mqtt-port', '0', '--rate-limit', '0', ...(opts.args ?? [])];
+  const push = (opts.args ?? []).some((a) => a === '--no-mqtt' || a === '--mqtt-url') ? [] : ['--mqtt-port', '0'];
+  const args = [...flags, path.join(DIST, 'portal', 'cli.js'), '--data', dataDir, '--http-port', '0', ...push, '--rate-limit', '0', ...(opts.args ?? [])];
   const env = { ...process.env };
   delete env.DATABASE_URL;
   let r: Awaited<ReturnType<typeof spawnUntil>>;

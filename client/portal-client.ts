@@ -56,6 +56,7 @@ export class PortalClient {
   private readonly agent: http.Agent;
   private readonly identity: SessionIdentity | undefined;
   private token: string | undefined;
+  private push: string | undefined;
   private readonly timeoutMs: number;
   /** bytes sent and received by this client (request line, headers and bodies), for measuring */
   bytesOut = 0;
@@ -75,6 +76,11 @@ export class PortalClient {
 
   get currentToken(): string | undefined {
     return this.token;
+  }
+
+  /** The push broker password the last Session or Register answer carried, if the broker needs one from the portal. */
+  get pushPassword(): string | undefined {
+    return this.push;
   }
 
   setToken(t: string): void {
@@ -154,6 +160,7 @@ export class PortalClient {
     if (this.identity === undefined) throw new MeshError('unauthorized', 'no identity to open a portal session with');
     const r = parseSessionResponse(await this.once('POST', PATHS.session, { request: createSession(this.identity.key, this.identity.subject) }, false));
     this.token = r.token;
+    this.push = r.push?.password;
     return r.token;
   }
 
@@ -166,6 +173,7 @@ export class PortalClient {
   async register(req: RegisterRequest): Promise<string> {
     const r = parseSessionResponse(await this.request('POST', PATHS.register, req, { auth: false }));
     this.token = r.token;
+    this.push = r.push?.password;
     return r.token;
   }
 

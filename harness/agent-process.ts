@@ -42,8 +42,8 @@ process.once('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
 
-export async function startAgentProcess(dir: string, args: string[] = [], file = AGENT_CLI): Promise<AgentProcess> {
-  const proc = spawn(process.execPath, [file, 'run', '--data', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startAgentProcess(dir: string, args: string[] = [], file = AGENT_CLI, env: Record<string, string> = {}): Promise<AgentProcess> {
+  const proc = spawn(process.execPath, [file, 'run', '--data', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   running.add(proc);
   const events: AgentEvent[] = [];
   const waiters: { pred: (e: AgentEvent) => boolean; resolve: (e: AgentEvent) => void }[] = [];

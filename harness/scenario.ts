@@ -20,12 +20,14 @@ let say: (s: string) => void = (s) => process.stdout.write(s + '\n');
 let agentFile = bin('agent');
 let agentNode = process.execPath;
 let waitMs = 15_000;
+let beforeStep: ((name: string) => Promise<void> | void) | undefined;
 
 export class StepError extends Error {}
 
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   say(`\n${bold(`== ${name}`)}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   try {
+    await beforeStep?.(name);
     return await fn();
   } catch (e) {
     throw new StepError(`step "${name}" failed: ${(e as Error).message}`);
@@ -101,6 +103,10 @@ export interface ScenarioOptions {
   readonly agentNode?: string;
   /** how long to wait for the device at each step */
   readonly waitMs?: number;
+  /** start the portal(s) yourself (several processes behind a proxy, say); gets a directory to use */
+  readonly startPortal?: (dir: string) => Promise<{ http: string; mqtt: string | null }>;
+  /** called as each step starts, with its title (to stop a portal process in the middle, say) */
+  readonly beforeStep?: (name: string) => Promise<void> | void;
   readonly say?: (s: string) => void;
 }
 
@@ -112,17 +118,24 @@ export async function runScenario(opts: ScenarioOptions = {}): Promise<void> {
   if (opts.agentFile !== undefined) agentFile = opts.agentFile;
   if (opts.agentNode !== undefined) agentNode = opts.agentNode;
   if (opts.waitMs !== undefined) waitMs = opts.waitMs;
+  beforeStep = opts.beforeStep;
   try {
-    await scenario(opts.portalArgs ?? []);
+    await scenario(opts.portalArgs ?? [], opts.startPortal);
   } finally {
     await cleanup();
   }
 }
 
-async function scenario(portalArgs: readonly string[]): Promise<void> {
+async function scenario(portalArgs: readonly string[], startPortal: ScenarioOptions['startPortal']): Promise<void> {
   say(bold('Mathematical Mesh demo: Alice, Bob and a shared thermostat'));
   say(`working directory ${tmp}`);
-  const portal = await step(portalArgs.length === 0 ? 'Start the portal (SQLite + embedded MQTT broker, free ports)' : `Start the portal (${portalArgs.join(' ')})`, async () => {
+  const title = startPortal !== undefined ? 'Start the portal (several processes)' : portalArgs.length === 0 ? 'Start the portal (SQLite + embedded MQTT broker, free ports)' : `Start the portal (${portalArgs.join(' ')})`;
+  const portal = await step(title, async () => {
+    if (startPortal !== undefined) {
+      const p = await startPortal(path.join(tmp, 'portal'));
+      say(`   portal at ${p.http}, push at ${String(p.mqtt)}`);
+      return p;
+    }
     const external = portalArgs.some((a) => a.startsWith('--mqtt-url') || a === '--no-mqtt');
     const p = await start(bin('portal'), ['--data', path.join(tmp, 'portal'), '--http-port', '0', ...(external ? [] : ['--mqtt-port', '0']), ...portalArgs], 'mesh-portal ready');
     say(`   portal at ${String(p.ready.http)}, push at ${String(p.ready.mqtt)}`);

@@ -154,7 +154,7 @@ export class MerkleTree {
   /** §2.1.1 MTH of the first `size` leaves, for the current or any earlier size. */
   root(size: number = this.size): Uint8Array {
     this.checkSize(size, 'size');
-    return size === 0 ? emptyRoot() : this.rangeHash(0, size).slice();
+    return rootFrom(size, this.node);
   }
 
   /**
@@ -162,12 +162,8 @@ export class MerkleTree {
    * `size` leaves. Ordered from the leaf's sibling up to the root's child, as in the RFC.
    */
   inclusionProof(index: number, size: number = this.size): Uint8Array[] {
-    count(index, 'index');
     this.checkSize(size, 'size');
-    if (index >= size) fail('malformed', 'leaf index must be smaller than the tree size', { index, size });
-    const out: Uint8Array[] = [];
-    this.path(index, 0, size, out);
-    return out.map((h) => h.slice());
+    return inclusionProofFrom(index, size, this.node);
   }
 
   /**
@@ -178,78 +174,200 @@ export class MerkleTree {
   consistencyProof(oldSize: number, newSize: number = this.size): Uint8Array[] {
     count(oldSize, 'oldSize');
     this.checkSize(newSize, 'newSize');
-    if (oldSize > newSize) fail('malformed', 'oldSize must not exceed newSize', { oldSize, newSize });
-    if (oldSize === 0 || oldSize === newSize) return [];
-    const out: Uint8Array[] = [];
-    this.subproof(oldSize, 0, newSize, true, out);
-    return out.map((h) => h.slice());
+    return consistencyProofFrom(oldSize, newSize, this.node);
   }
 
   // ------------------------------------------------------------ internals
+
+  private readonly node: NodeAt = (k, i) => (this.levels[k] as Level).at(i);
 
   private checkSize(size: number, field: string): void {
     count(size, field);
     if (size > this.size) fail('malformed', `${field} is beyond the tree`, { [field]: size, treeSize: this.size });
   }
+}
 
-  /**
-   * MTH(D[a:b]) for b > a, where a is a multiple of a power of two >= b - a: true of every
-   * range the §2.1.1 recursion visits. Such a range splits into aligned complete subtrees of
-   * decreasing size (the binary digits of b - a), and §2.1.1 nests them to the right:
-   * MTH = HASH(0x01 || C1 || HASH(0x01 || C2 || ... )).
-   * May return an internal view; public methods copy.
-   */
-  private rangeHash(a: number, b: number): Uint8Array {
-    const chunks: Uint8Array[] = [];
-    let pos = a;
-    let remaining = b - a;
+// ---------------------------------------------------------------- proofs over stored nodes
+
+/**
+ * A stored node: MTH(D[index*2^level : (index+1)*2^level]), the hash of an aligned complete
+ * subtree (level 0: the leaf hashes). The tree's size is the caller's to check: a reader is only
+ * asked for nodes that exist in a tree of the size it was asked about.
+ */
+export type NodeAt = (level: number, index: number) => Uint8Array;
+
+/**
+ * MTH(D[a:b]) for b > a, where a is a multiple of a power of two >= b - a: true of every
+ * range the §2.1.1 recursion visits. Such a range splits into aligned complete subtrees of
+ * decreasing size (the binary digits of b - a), and §2.1.1 nests them to the right:
+ * MTH = HASH(0x01 || C1 || HASH(0x01 || C2 || ... )).
+ * May return a reader's internal view; public functions copy.
+ */
+function rangeHash(a: number, b: number, node: NodeAt): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  let pos = a;
+  let remaining = b - a;
+  let k = 0;
+  let width = 1;
+  while (width * 2 <= remaining) {
+    width *= 2;
+    k++;
+  }
+  for (; remaining > 0; width /= 2, k--) {
+    if (remaining >= width) {
+      chunks.push(node(k, pos / width));
+      pos += width;
+      remaining -= width;
+    }
+  }
+  let h = chunks[chunks.length - 1] as Uint8Array;
+  for (let j = chunks.length - 2; j >= 0; j--) h = nodeHash(chunks[j] as Uint8Array, h);
+  return h;
+}
+
+/** §2.1.3.1 PATH(m, D[a:b]), m absolute; appends to out in the RFC's order. */
+function path(m: number, a: number, b: number, node: NodeAt, out: Uint8Array[]): void {
+  const n = b - a;
+  if (n === 1) return;
+  const k = splitPoint(n);
+  if (m < a + k) {
+    path(m, a, a + k, node, out);
+    out.push(rangeHash(a + k, b, node));
+  } else {
+    path(m, a + k, b, node, out);
+    out.push(rangeHash(a, a + k, node));
+  }
+}
+
+/** §2.1.4.1 SUBPROOF(m, D[a:b], flag), m relative to a; appends to out in the RFC's order. */
+function subproof(m: number, a: number, b: number, flag: boolean, node: NodeAt, out: Uint8Array[]): void {
+  const n = b - a;
+  if (m === n) {
+    if (!flag) out.push(rangeHash(a, b, node));
+    return;
+  }
+  const k = splitPoint(n);
+  if (m <= k) {
+    subproof(m, a, a + k, flag, node, out);
+    out.push(rangeHash(a + k, b, node));
+  } else {
+    subproof(m - k, a + k, b, false, node, out);
+    out.push(rangeHash(a, a + k, node));
+  }
+}
+
+/** §2.1.1 MTH of the first `size` leaves of the tree `node` reads. */
+export function rootFrom(size: number, node: NodeAt): Uint8Array {
+  count(size, 'size');
+  return size === 0 ? emptyRoot() : rangeHash(0, size, node).slice();
+}
+
+/** §2.1.3.1 PATH(index, D[size]) over the tree `node` reads (see MerkleTree.inclusionProof). */
+export function inclusionProofFrom(index: number, size: number, node: NodeAt): Uint8Array[] {
+  count(index, 'index');
+  count(size, 'size');
+  if (index >= size) fail('malformed', 'leaf index must be smaller than the tree size', { index, size });
+  const out: Uint8Array[] = [];
+  path(index, 0, size, node, out);
+  return out.map((h) => h.slice());
+}
+
+/** §2.1.4.1 PROOF(oldSize, D[newSize]) over the tree `node` reads (see MerkleTree.consistencyProof). */
+export function consistencyProofFrom(oldSize: number, newSize: number, node: NodeAt): Uint8Array[] {
+  count(oldSize, 'oldSize');
+  count(newSize, 'newSize');
+  if (oldSize > newSize) fail('malformed', 'oldSize must not exceed newSize', { oldSize, newSize });
+  if (oldSize === 0 || oldSize === newSize) return [];
+  const out: Uint8Array[] = [];
+  subproof(oldSize, 0, newSize, true, node, out);
+  return out.map((h) => h.slice());
+}
+
+const PLACEHOLDER = new Uint8Array(HASH_LEN);
+
+/**
+ * The stored nodes a computation over a NodeAt reads, as [level, index] pairs without repeats,
+ * found by running it over placeholder hashes: what a store must fetch before running it for real.
+ */
+export function nodesRead(compute: (node: NodeAt) => unknown): [number, number][] {
+  const seen = new Map<string, [number, number]>();
+  compute((k, i) => {
+    seen.set(`${k}/${i}`, [k, i]);
+    return PLACEHOLDER;
+  });
+  return [...seen.values()];
+}
+
+// ---------------------------------------------------------------- appending at the right edge
+
+/**
+ * The nodes on the right edge of a tree of `size` leaves: for every level k with a complete
+ * subtree, the last one, [k, floor(size / 2^k) - 1]. They are enough to compute the root and to
+ * append (TreeEdge), so a writer need not hold the whole tree.
+ */
+export function edgeNodes(size: number): [number, number][] {
+  count(size, 'size');
+  const out: [number, number][] = [];
+  for (let k = 0, width = 1; width <= size; k++, width *= 2) out.push([k, Math.floor(size / width) - 1]);
+  return out;
+}
+
+/** A node a TreeEdge append created: [level, index, hash]. */
+export type NewNode = readonly [number, number, Uint8Array];
+
+/**
+ * The right edge of a tree (edgeNodes), which grows with appends as MerkleTree does (each leaf
+ * adds one node per subtree it completes) and gives the root of its current size.
+ */
+export class TreeEdge {
+  private readonly last: Uint8Array[];
+  private n: number;
+
+  /** `edge[k]` is the node edgeNodes(size) names at level k. */
+  constructor(size: number, edge: readonly Uint8Array[]) {
+    count(size, 'size');
+    const want = edgeNodes(size).length;
+    if (edge.length !== want) fail('malformed', `a tree of ${size} leaves has ${want} edge nodes, not ${edge.length}`);
+    for (const h of edge) if (!(h instanceof Uint8Array) || h.length !== HASH_LEN) fail('malformed', `an edge node must be ${HASH_LEN} bytes`);
+    this.n = size;
+    this.last = edge.map((h) => h.slice());
+  }
+
+  get size(): number {
+    return this.n;
+  }
+
+  /** The edge nodes, level 0 first (as edgeNodes(size) names them). */
+  get nodes(): readonly Uint8Array[] {
+    return this.last;
+  }
+
+  /** Append a leaf by its hash; returns the leaf and every node it completed (level 0 first). */
+  append(h: Uint8Array): NewNode[] {
+    if (!(h instanceof Uint8Array) || h.length !== HASH_LEN) fail('malformed', `a leaf hash must be ${HASH_LEN} bytes`);
+    const out: NewNode[] = [[0, this.n, h]];
+    let i = this.n;
     let k = 0;
-    let width = 1;
-    while (width * 2 <= remaining) {
-      width *= 2;
+    let cur = h;
+    while (isOdd(i)) {
+      cur = nodeHash(this.last[k] as Uint8Array, cur);
+      this.last[k] = out[out.length - 1]?.[2] as Uint8Array;
+      i = half(i);
       k++;
+      out.push([k, i, cur]);
     }
-    for (; remaining > 0; width /= 2, k--) {
-      if (remaining >= width) {
-        chunks.push((this.levels[k] as Level).at(pos / width));
-        pos += width;
-        remaining -= width;
-      }
-    }
-    let h = chunks[chunks.length - 1] as Uint8Array;
-    for (let j = chunks.length - 2; j >= 0; j--) h = nodeHash(chunks[j] as Uint8Array, h);
-    return h;
+    this.last[k] = cur;
+    this.n++;
+    return out;
   }
 
-  /** §2.1.3.1 PATH(m, D[a:b]), m absolute; appends to out in the RFC's order. */
-  private path(m: number, a: number, b: number, out: Uint8Array[]): void {
-    const n = b - a;
-    if (n === 1) return;
-    const k = splitPoint(n);
-    if (m < a + k) {
-      this.path(m, a, a + k, out);
-      out.push(this.rangeHash(a + k, b));
-    } else {
-      this.path(m, a + k, b, out);
-      out.push(this.rangeHash(a, a + k));
-    }
-  }
-
-  /** §2.1.4.1 SUBPROOF(m, D[a:b], flag), m relative to a; appends to out in the RFC's order. */
-  private subproof(m: number, a: number, b: number, flag: boolean, out: Uint8Array[]): void {
-    const n = b - a;
-    if (m === n) {
-      if (!flag) out.push(this.rangeHash(a, b));
-      return;
-    }
-    const k = splitPoint(n);
-    if (m <= k) {
-      this.subproof(m, a, a + k, flag, out);
-      out.push(this.rangeHash(a + k, b));
-    } else {
-      this.subproof(m - k, a + k, b, false, out);
-      out.push(this.rangeHash(a, a + k));
-    }
+  /** §2.1.1 MTH of the current size. */
+  root(): Uint8Array {
+    const n = this.n;
+    return rootFrom(n, (k, i) => {
+      if (i !== Math.floor(n / 2 ** k) - 1) fail('internal', 'the root needs a node off the right edge');
+      return this.last[k] as Uint8Array;
+    });
   }
 }
 

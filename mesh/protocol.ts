@@ -89,6 +89,12 @@ export interface SessionRequest {
 export interface SessionResponse {
   readonly token: string;
   readonly expires: string;
+  /**
+   * A device's password for the push broker, when the broker checks credentials the portal mints
+   * (NATS operator mode: a bearer JWT for the device's own topic, valid until `expires`).
+   * Absent: the password is a fresh signed session request, as the embedded broker checks.
+   */
+  readonly push?: { readonly password: string };
 }
 
 export function parseSessionRequest(v: unknown): SessionRequest {
@@ -98,8 +104,11 @@ export function parseSessionRequest(v: unknown): SessionRequest {
 
 export function parseSessionResponse(v: unknown): SessionResponse {
   const w = what('Session');
-  const o = obj(v, w, ['token', 'expires'], ['account', 'device']);
-  return { token: str(o, 'token', w, 100, B64U), expires: str(o, 'expires', w, 30) };
+  const o = obj(v, w, ['token', 'expires'], ['account', 'device', 'push']);
+  const out = { token: str(o, 'token', w, 100, B64U), expires: str(o, 'expires', w, 30) };
+  if (o.push === undefined) return out;
+  const p = obj(o.push, `${w}.push`, ['password']);
+  return { ...out, push: { password: str(p, 'password', `${w}.push`, 4096, /^[A-Za-z0-9_.-]+$/) } };
 }
 
 /**

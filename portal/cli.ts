@@ -24,6 +24,7 @@ const FLAGS: readonly { name: string; arg?: string; help: string }[] = [
   { name: 'http-port', arg: 'N', help: 'HTTP port; 0 picks a free port (default 8080)' },
   { name: 'mqtt-port', arg: 'N', help: 'port of the embedded MQTT broker; 0 picks a free port (default 1883)' },
   { name: 'mqtt-url', arg: 'URL', help: 'publish through an external broker instead, e.g. mqtt://127.0.0.1:1883' },
+  { name: 'mqtt-nats-account', arg: 'FILE', help: "with --mqtt-url to NATS in operator mode: the account seed file\n(scripts/nats-auth.ts) that signs the portal's and each device's MQTT\npassword (per-device topic access)" },
   { name: 'mqtt-public-url', arg: 'URL', help: 'the push URL advertised to devices, if they reach the broker elsewhere' },
   { name: 'no-mqtt', help: 'no push at all (devices long-poll Download)' },
   { name: 'database-url', arg: 'URL', help: 'PostgreSQL, e.g. postgres://user@host:5432/db?schema=mesh_portal\n(default: env DATABASE_URL, else SQLite in DIR/portal.db)' },
@@ -75,7 +76,7 @@ Under systemd (Type=notify) it reports READY=1 and pings the watchdog (see docs/
 
 type Spec = Record<string, { type: 'string' | 'boolean' }>;
 const OPTIONS: Spec = Object.fromEntries(FLAGS.map((f) => [f.name, { type: f.arg === undefined ? 'boolean' : 'string' }]));
-const MQTT_GROUP = ['no-mqtt', 'mqtt-url', 'mqtt-port'];
+const MQTT_GROUP = ['no-mqtt', 'mqtt-url', 'mqtt-port', 'mqtt-nats-account'];
 
 async function main(argv: string[]): Promise<void> {
   const parsed = parse(argv, OPTIONS, false).values as Record<string, string | boolean | undefined>;
@@ -96,9 +97,11 @@ async function main(argv: string[]): Promise<void> {
   if (!LOG_LEVELS.includes(level)) usage(`${flag('log-level')} must be one of ${LOG_LEVELS.join(', ')}`);
   const chosen = [v['no-mqtt'] === true, str('mqtt-url') !== undefined, str('mqtt-port') !== undefined].filter(Boolean).length;
   if (chosen > 1) usage('give at most one of --no-mqtt, --mqtt-url and --mqtt-port');
+  const natsAccount = str('mqtt-nats-account');
+  if (natsAccount !== undefined && str('mqtt-url') === undefined) usage(`${flag('mqtt-nats-account')} needs --mqtt-url`);
   const port = (k: string, dflt: number): number => intOr(str(k), flag(k), dflt, { max: 65_535 });
   const mqtt: MqttOption =
-    v['no-mqtt'] === true ? { mode: 'off' } : str('mqtt-url') !== undefined ? { mode: 'external', url: str('mqtt-url') as string } : { mode: 'embedded', port: port('mqtt-port', 1883) };
+    v['no-mqtt'] === true ? { mode: 'off' } : str('mqtt-url') !== undefined ? { mode: 'external', url: str('mqtt-url') as string, ...(natsAccount !== undefined ? { natsAccountFile: path.resolve(natsAccount) } : {}) } : { mode: 'embedded', port: port('mqtt-port', 1883) };
   const dataDir = path.resolve(str('data') ?? portalDataDir());
   const databaseUrl = str('database-url') ?? process.env.DATABASE_URL;
   const log = createLogger({ level });

@@ -69,6 +69,8 @@ export interface PortalContext {
   readonly counters: PortalCounters;
   /** the push URL devices should use, or null */
   readonly mqttUrl: string | null;
+  /** a device's password for the push broker, when it checks portal-minted credentials (NATS operator mode) */
+  readonly pushCredential?: (device: string, expiresMs: number) => string;
   /** the one clock: time, timers and randomness */
   readonly clock: Clock;
   /** clock.now() */

@@ -26,12 +26,14 @@ import { Trust } from './trust.js';
 import { Verifier } from './verify.js';
 import { connectExternalBroker } from './push/external.js';
 import { startEmbeddedBroker } from './push/embedded.js';
+import { loadPushCredentials } from './push/nats-auth.js';
 import type { Push } from './push/types.js';
 import type { PortalContext, PortalLimits } from './context.js';
 
 export type MqttOption =
   | { readonly mode: 'embedded'; readonly port: number }
-  | { readonly mode: 'external'; readonly url: string }
+  /** `natsAccountFile`: NATS operator mode, per-device MQTT passwords signed with this account seed (push/nats-auth.ts) */
+  | { readonly mode: 'external'; readonly url: string; readonly natsAccountFile?: string }
   | { readonly mode: 'off' };
 
 export interface PortalOptions {
@@ -192,7 +194,8 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     if (mqtt.mode === 'embedded') {
       push = await startEmbeddedBroker({ host, port: mqtt.port, sessions, metrics, log, connections, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
     } else if (mqtt.mode === 'external') {
-      push = await connectExternalBroker({ url: mqtt.url, metrics, log, clock, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
+      const credentials = mqtt.natsAccountFile !== undefined ? loadPushCredentials(mqtt.natsAccountFile) : undefined;
+      push = await connectExternalBroker({ url: mqtt.url, metrics, log, clock, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}), ...(credentials !== undefined ? { credentials } : {}) });
     }
     const pushed = push;
     if (pushed !== null) cleanups.push(() => pushed.close());
@@ -253,6 +256,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       },
       counters,
       mqttUrl: pushed?.url ?? null,
+      ...(pushed?.deviceCredential !== undefined ? { pushCredential: pushed.deviceCredential } : {}),
       clock,
       now: () => clock.now(),
     };

@@ -223,12 +223,17 @@ test('consent: once the device has an owner, the label alone claims nothing (not
   const alice = new CoreOwner('alice@p');
   const mallory = new CoreOwner('mallory@p');
   const s1 = feedRun(dev, EMPTY_STATE, [item(1, 'claim', alice.claim(dev), alice.masterEnvelope)]).state;
-  const refused = feedRun(dev, s1, [item(2, 'claim', mallory.claim(dev), mallory.masterEnvelope)]);
+  const mclaim = mallory.claim(dev);
+  const refused = feedRun(dev, s1, [item(2, 'claim', mclaim, mallory.masterEnvelope)]);
   t.is(lastCode(refused.events), 'not-invited');
   t.deepEqual(Object.keys(refused.state.owners), [alice.masterId]);
   const opened = feedRun(dev, s1, [item(2, 'claim', mallory.claim(dev), mallory.masterEnvelope)], { window: true });
   t.is(lastCode(opened.events), 'claimed');
   t.is(Object.keys(opened.state.owners).length, 2);
+  // the portal delivers Mallory's refused claim again once a window is open (for Bob): it was used up
+  const again = feedRun(dev, refused.state, [item(3, 'claim', mclaim, mallory.masterEnvelope)], { window: true });
+  t.is(lastCode(again.events), 'replay');
+  t.deepEqual(Object.keys(again.state.owners), [alice.masterId]);
 });
 
 test('replay: an old claim after the owner removed herself, and an old removal after she claimed again, are refused (replay)', (t) => {

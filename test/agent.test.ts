@@ -223,7 +223,19 @@ test('factory reset forgets every owner; first boot makes an identity and prints
     t.regex(out, /factory reset/);
     const s = await agentStatus(dir);
     t.deepEqual(s.owners, []);
-    t.deepEqual(s.config, {});
+    t.deepEqual(Object.keys(s.config).filter((k) => k !== '_sources'), [], 'no application configuration is left');
+    // after a restart no former owner or setting comes back, and the former owner is not obeyed
+    const again = await startAgentProcess(dir);
+    try {
+      await alice.publish('thermostat', { setpoint: 25 });
+      const refused = await again.waitFor((e) => e.type === 'refused' && e.kind === 'application', 15_000, 'the former owner refused');
+      t.is(refused.code, 'unknown-owner');
+      const after = await agentStatus(dir);
+      t.deepEqual(after.owners, []);
+      t.deepEqual(Object.keys(after.config).filter((k) => k !== '_sources'), []);
+    } finally {
+      await again.stop();
+    }
   } finally {
     alice.close();
     await agent.stop();

@@ -6,7 +6,14 @@ import test from 'ava';
 import * as fc from 'fast-check';
 import {
   MerkleTree,
+  TreeEdge,
+  consistencyProofFrom,
+  edgeNodes,
   emptyRoot,
+  inclusionProofFrom,
+  nodesRead,
+  rootFrom,
+  type NodeAt,
   leafHash,
   nodeHash,
   rootFromInclusion,
@@ -668,4 +675,79 @@ test('property: fresh trees of random data match the naive MTH and all their pro
     { numRuns: 200 },
   );
   t.pass();
+});
+
+// =====================================================================================
+// 5. A tree kept as stored nodes (the portal's database): a writer holding only the right
+//    edge, and proofs computed from the few nodes nodesRead names.
+// =====================================================================================
+
+/** A sparse store of nodes keyed level/index, filled as a database would be. */
+function nodeStore(): { put: (k: number, i: number, h: Uint8Array) => void; at: NodeAt; size: () => number } {
+  const m = new Map<string, Uint8Array>();
+  return {
+    put: (k, i, hash) => {
+      if (m.has(`${k}/${i}`)) throw new Error(`node ${k}/${i} written twice`);
+      m.set(`${k}/${i}`, hash);
+    },
+    at: (k, i) => m.get(`${k}/${i}`) ?? fail(`node ${k}/${i} was never written`),
+    size: () => m.size,
+  };
+}
+function fail(msg: string): never {
+  throw new Error(msg);
+}
+
+test('TreeEdge: appends write the nodes MerkleTree keeps, and its root is MTH at every size', (t) => {
+  const store = nodeStore();
+  let edge = new TreeEdge(0, []);
+  t.is(hex(edge.root()), EMPTY_TREE_HASH);
+  for (let n = 0; n < 300; n++) {
+    // every 37 leaves the writer starts again from the edge nodes it reads back (another process)
+    if (n % 37 === 0) edge = new TreeEdge(n, edgeNodes(n).map(([k, i]) => store.at(k, i)));
+    for (const [k, i, hash] of edge.append(propTree.leafHashAt(n))) store.put(k, i, hash);
+    t.is(edge.size, n + 1);
+    if (hex(edge.root()) !== hex(propTree.root(n + 1))) t.fail(`root at size ${n + 1}`);
+  }
+  // leaves plus one node per completed subtree: 2n - popcount(n)
+  t.is(store.size(), 2 * 300 - 4);
+  // historical roots come from the stored nodes too
+  for (const n of [1, 2, 3, 7, 8, 100, 255, 256, 299]) t.is(hex(rootFrom(n, store.at)), hex(propTree.root(n)));
+});
+
+test('TreeEdge refuses an edge of the wrong shape', (t) => {
+  t.is(t.throws(() => new TreeEdge(5, [new Uint8Array(32)]), { instanceOf: MeshError })?.code, 'malformed');
+  t.is(t.throws(() => new TreeEdge(1, [new Uint8Array(31)]), { instanceOf: MeshError })?.code, 'malformed');
+  t.deepEqual(edgeNodes(6), [[0, 5], [1, 2], [2, 0]]);
+  t.deepEqual(edgeNodes(0), []);
+});
+
+test('property: proofs from the nodes nodesRead names equal MerkleTree proofs', (t) => {
+  const store = nodeStore();
+  const edge = new TreeEdge(0, []);
+  for (let n = 0; n < PROP_N; n++) for (const [k, i, hash] of edge.append(propTree.leafHashAt(n))) store.put(k, i, hash);
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: PROP_N }), fc.nat(), fc.nat(), (size, a, b) => {
+      const index = a % size;
+      const old = b % (size + 1);
+      // fetch only what is named, as the portal does from its database, then compute
+      const fetched = (f: (node: NodeAt) => unknown): NodeAt => {
+        const m = new Map(nodesRead(f).map(([k, i]) => [`${k}/${i}`, store.at(k, i)]));
+        return (k, i) => m.get(`${k}/${i}`) ?? fail(`node ${k}/${i} was not named`);
+      };
+      const incl = fetched((node) => inclusionProofFrom(index, size, node));
+      const cons = fetched((node) => consistencyProofFrom(old, size, node));
+      const roots = fetched((node) => [rootFrom(size, node), rootFrom(old, node)]);
+      const same = (x: Uint8Array[], y: Uint8Array[]): boolean => x.length === y.length && x.every((v, j) => hex(v) === hex(y[j] as Uint8Array));
+      return (
+        same(inclusionProofFrom(index, size, incl), propTree.inclusionProof(index, size)) &&
+        same(consistencyProofFrom(old, size, cons), propTree.consistencyProof(old, size)) &&
+        hex(rootFrom(size, roots)) === hex(propTree.root(size)) &&
+        hex(rootFrom(old, roots)) === hex(propTree.root(old))
+      );
+    }),
+    { numRuns: 1000 },
+  );
+  // a proof needs O(log n) stored nodes, not the tree
+  t.true(nodesRead((node) => inclusionProofFrom(1234, PROP_N, node)).length <= 2 * Math.ceil(Math.log2(PROP_N)));
 });

@@ -8,11 +8,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
-import { leafHash, MerkleTree } from '../mesh/merkle.js';
+import { consistencyProofFrom, inclusionProofFrom, leafHash, MerkleTree, nodesRead, rootFrom, verifyConsistency, verifyInclusion, type NodeAt } from '../mesh/merkle.js';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { hex } from '../mesh/bytes.js';
+import { LogTree } from '../portal/transparency.js';
+import { ed25519KeyPair } from '../mesh/crypto.js';
+import { systemClock } from '../runtime/clock.js';
 import { PostgresDriver } from '../portal/storage/postgres.js';
 import { SqliteDriver } from '../portal/storage/sqlite.js';
 import { SqlStore } from '../portal/storage/sql-store.js';
-import type { DeviceRecord, LeafInput, Storage, StoreEvent } from '../portal/storage/types.js';
+import type { Appended, DeviceRecord, LeafInput, Storage, StoreEvent } from '../portal/storage/types.js';
 
 const PG_URL = process.env.MESH_TEST_PG ?? 'postgres://root@127.0.0.1:5432/test';
 const RUN = randomBytes(4).toString('hex');
@@ -22,8 +28,11 @@ let counter = 0;
 
 interface Backend {
   readonly name: 'sqlite' | 'postgres';
-  /** a fresh, empty store, and a way to open another handle on the same data (another process, for PostgreSQL) */
-  fresh(): Promise<{ store: Storage; another: () => Promise<Storage>; reopen: () => Promise<Storage> }>;
+  /**
+   * A fresh, empty store, a way to open another handle on the same data (another process, for
+   * PostgreSQL), and raw SQL on it (behind the store's back, to play an older schema or a corruption).
+   */
+  fresh(): Promise<{ store: Storage; another: () => Promise<Storage>; reopen: () => Promise<Storage>; raw: (sql: string) => Promise<void> }>;
 }
 
 const backends: Backend[] = [
@@ -33,7 +42,16 @@ const backends: Backend[] = [
       const file = path.join(tmp, `s${++counter}`, 'portal.db');
       const store = await SqlStore.open(new SqliteDriver(file));
       // SQLite has one writer process: "another" handle is the same store
-      return { store, another: () => Promise.resolve(store), reopen: async () => SqlStore.open(new SqliteDriver(file)) };
+      const raw = (sql: string): Promise<void> => {
+        const db = new Database(file);
+        try {
+          db.exec(sql);
+        } finally {
+          db.close();
+        }
+        return Promise.resolve();
+      };
+      return { store, another: () => Promise.resolve(store), reopen: async () => SqlStore.open(new SqliteDriver(file)), raw };
     },
   },
   {
@@ -42,7 +60,16 @@ const backends: Backend[] = [
       const schema = `mesh_st_${RUN}_${++counter}`;
       schemas.push(schema);
       const open = async (): Promise<Storage> => SqlStore.open(await PostgresDriver.open({ url: PG_URL, schema }));
-      return { store: await open(), another: open, reopen: open };
+      const raw = async (sql: string): Promise<void> => {
+        const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+        await c.connect();
+        try {
+          await c.query(sql);
+        } finally {
+          await c.end();
+        }
+      };
+      return { store: await open(), another: open, reopen: open, raw };
     },
   },
 ];
@@ -424,5 +451,193 @@ contract('the log: leaf hashes from any index rebuild the same tree; entries kee
     await s2.ping();
   } finally {
     await s2.close();
+  }
+});
+
+// ---------------------------------------------------------------- the shared log
+
+/** A NodeAt over the store's nodes: fetch what `compute` reads, as the portal does. */
+async function storedNodes(s: Storage, compute: (node: NodeAt) => unknown): Promise<NodeAt> {
+  const names = nodesRead(compute);
+  const hashes = await s.treeNodes(names);
+  const m = new Map(names.map(([k, i], j) => [`${k}/${i}`, hashes[j] as Uint8Array]));
+  return (k, i) => m.get(`${k}/${i}`) as Uint8Array;
+}
+
+/**
+ * Check the stored log as a whole: indices 0..size-1 without gaps, the head's root is the MTH of
+ * the stored leaves, both handles see the same head, every acknowledged append is at its index
+ * with its bytes and has an inclusion proof from the stored nodes, and every head handed to a
+ * writer is consistent with the final one (proved from the stored nodes).
+ */
+async function checkSharedLog(t: ExecutionContext, a: Storage, b: Storage, acked: { leaf: LeafInput; appended: Appended }[], extraLeaves: number): Promise<void> {
+  const head = await a.logHead();
+  t.deepEqual(await b.logHead(), head, 'both handles read the same head');
+  const hashes = await b.leafHashes(0);
+  t.is(hashes.length, head.size, 'the stored leaves run 0..size-1 without a gap');
+  t.is(head.size, acked.reduce((n, x) => n + x.appended.indices.length, 0) + extraLeaves, 'exactly the acknowledged appends are in the log');
+  t.is(hex(head.root), hex(new MerkleTree(hashes).root()), 'the head is the MTH of the stored leaves');
+  t.is((await a.stats()).logSize, head.size);
+  const seen = new Set<number>();
+  for (const { leaf, appended } of acked) {
+    const index = appended.index;
+    t.false(seen.has(index), `index ${index} was given once`);
+    seen.add(index);
+    t.deepEqual((await b.logEntry(index))?.data, leaf.data, `entry ${index} holds the acknowledged bytes`);
+    const proof = inclusionProofFrom(index, head.size, await storedNodes(b, (n) => inclusionProofFrom(index, head.size, n)));
+    verifyInclusion(leaf.hash, index, head.size, proof, head.root);
+    // the head the writer was given includes its append and is a prefix of the final log
+    t.true(appended.size > index);
+    t.is(hex(rootFrom(appended.size, await storedNodes(a, (n) => rootFrom(appended.size, n)))), hex(appended.root), `the head of size ${appended.size} given to a writer is provable`);
+    const cons = consistencyProofFrom(appended.size, head.size, await storedNodes(a, (n) => consistencyProofFrom(appended.size, head.size, n)));
+    verifyConsistency(appended.size, head.size, appended.root, head.root, cons);
+  }
+}
+
+contract('two writers racing (two handles, on PostgreSQL two pools as two processes): one consistent log, every acknowledged append in it, every head provable', async (t, b) => {
+  const { store, another } = await b.fresh();
+  const other = await another();
+  try {
+    const owners = [await account(store), await account(other)];
+    const devices = Array.from({ length: 6 }, () => device());
+    for (const d of devices) await (d === devices[0] ? other : store).registerDevice(d);
+    const acked: { leaf: LeafInput; appended: Appended }[] = [];
+    /** per owner and app: [log index, seq] of each accepted publish */
+    const seqs = new Map<string, [number, number][]>();
+    const refusals: string[] = [];
+    const writers = [store, other];
+    const linked = new Map<string, string[]>([[owners[0] as string, []], [owners[1] as string, []]]);
+    // each device is claimed by one owner, through either handle, all at once
+    await Promise.all(
+      devices.map(async (d, i) => {
+        const owner = owners[i % 2] as string;
+        const l = leaf('claim');
+        acked.push({ leaf: l, appended: await (writers[(i + 1) % 2] as Storage).claimDevice({ device: d.id, account: owner, claim: '{}', master: '{}' }, l, i) });
+        linked.get(owner)?.push(d.id);
+      }),
+    );
+    // then both writers race: publishes (some refused for their seq), masters, personals
+    const ops: Promise<void>[] = [];
+    for (let k = 0; k < 120; k++) {
+      const w = writers[k % 2] as Storage;
+      const owner = owners[(k >> 1) % 2] as string;
+      const l = leaf(k % 10 === 0 ? 'master' : k % 10 === 5 ? 'personal' : 'application');
+      const p =
+        k % 10 === 0
+          ? w.publishMaster(owner, { master: `{"m":${k}}`, seq: 2 + k, revoked: [] }, l, k)
+          : k % 10 === 5
+            ? w.publishPersonal(owner, { personal: `{"p":${k}}`, seq: 2 + k }, l, k)
+            : w.publishApplication(owner, { app: `app${k % 3}`, seq: k, object: `{"k":${k}}`, targets: linked.get(owner) ?? [] }, l, k);
+      ops.push(
+        p.then(
+          (appended) => {
+            acked.push({ leaf: l, appended });
+            const key = `${owner} ${k % 10 === 0 ? 'master' : k % 10 === 5 ? 'personal' : `app${k % 3}`}`;
+            seqs.set(key, [...(seqs.get(key) ?? []), [appended.index, k]]);
+          },
+          (e: unknown) => {
+            if (e instanceof MeshError && e.code === 'rollback') refusals.push(e.code);
+            else throw e;
+          },
+        ),
+      );
+    }
+    await Promise.all(ops);
+    t.true(acked.length > devices.length + 60, `most changes were accepted (${acked.length})`);
+    // in log order, every profile's seq only grows, whichever handle (and whichever group) took it
+    for (const [key, list] of seqs) {
+      const bySeq = [...list].sort((x, y) => x[0] - y[0]).map((x) => x[1]);
+      t.deepEqual(bySeq, [...bySeq].sort((x, y) => x - y), `${key}: seqs grow with the log index`);
+    }
+    t.is(refusals.length + acked.length, 120 + devices.length);
+    await checkSharedLog(t, store, other, acked, 4);
+    // feeds: numbered 1..n per device, in log order, whichever handle wrote them
+    for (const d of devices) {
+      const items = await other.feedSince(d.id, 0, 10_000);
+      t.deepEqual(items.map((i) => i.n), Array.from({ length: items.length }, (_, k) => k + 1));
+      for (let k = 1; k < items.length; k++) t.true((items[k] as { index: number }).index > (items[k - 1] as { index: number }).index);
+      t.is(await store.latestN(d.id), items.length);
+    }
+  } finally {
+    if (other !== store) await other.close();
+    await store.close();
+  }
+});
+
+contract('a log written before its tree was stored (schema 2) gets its nodes and head on open', async (t, b) => {
+  const { store, reopen, raw } = await b.fresh();
+  const leaves: LeafInput[] = [];
+  try {
+    const a = await account(store);
+    for (let seq = 1; seq <= 11; seq++) {
+      const l = leaf('application');
+      leaves.push(l);
+      await store.publishApplication(a, { app: 'x', seq, object: '{}', targets: [] }, l, seq);
+    }
+  } finally {
+    await store.close();
+  }
+  await raw(`DELETE FROM log_nodes; DELETE FROM log_head; UPDATE meta SET value = '2' WHERE key = 'schema'`);
+  const s2 = await reopen();
+  try {
+    const head = await s2.logHead();
+    t.is(head.size, 13);
+    t.is(hex(head.root), hex(new MerkleTree(await s2.leafHashes(0)).root()));
+    // and appends go on from it
+    const a2 = await account(s2);
+    t.is((await s2.logHead()).size, 15);
+    t.truthy(a2);
+    const proof = inclusionProofFrom(12, 15, await storedNodes(s2, (n) => inclusionProofFrom(12, 15, n)));
+    verifyInclusion((leaves[10] as LeafInput).hash, 12, 15, proof, (await s2.logHead()).root);
+  } finally {
+    await s2.close();
+  }
+});
+
+contract('a head the stored nodes do not prove is neither served nor appended to', async (t, b) => {
+  const { store, raw } = await b.fresh();
+  try {
+    const a = await account(store);
+    const tree = new LogTree(store, ed25519KeyPair(), systemClock);
+    await tree.sync();
+    t.is(tree.size, 2);
+    const served = tree.treeHead();
+    // behind the portal's back, the head's root is replaced (a bad restore, a bug, an attacker with the database)
+    await raw(`UPDATE log_head SET size = 2, root = ${b.name === 'sqlite' ? "x'" + '00'.repeat(32) + "'" : "'\\x" + '00'.repeat(32) + "'"} WHERE id = 1`);
+    const err = await code(store.publishPersonal(a, { personal: '{}', seq: 9 }, leaf('personal'), 1));
+    t.is(err, 'state', 'the writer refuses to extend a tree it cannot prove');
+    t.is((await store.stats()).logSize, 2);
+    // a reader told of a larger head it cannot prove keeps serving the last one it could
+    await raw(`UPDATE log_head SET size = 3 WHERE id = 1; INSERT INTO log (idx, kind, data, leaf_hash, created) VALUES (2, 'x', ${b.name === 'sqlite' ? "x'00'" : "'\\x00'"}, ${b.name === 'sqlite' ? "x'" + '11'.repeat(32) + "'" : "'\\x" + '11'.repeat(32) + "'"}, 0)`);
+    t.is(await code(tree.sync()), 'internal');
+    t.is(tree.size, 2);
+    t.deepEqual(tree.treeHead(), served);
+  } finally {
+    await store.close();
+  }
+});
+
+contract('publishes committed together are checked in order: a lower or equal seq after a higher one is refused', async (t, b) => {
+  const { store } = await b.fresh();
+  try {
+    const a = await account(store);
+    const d = device();
+    await store.registerDevice(d);
+    await store.claimDevice({ device: d.id, account: a, claim: '{}', master: '{}' }, leaf('claim'), 1);
+    // issued in one turn of the event loop: one group, one commit
+    const results = await Promise.all(
+      [5, 3, 5, 6, 4, 9].map((seq) =>
+        store.publishApplication(a, { app: 'x', seq, object: `{"s":${seq}}`, targets: [d.id] }, leaf('application'), seq).then(
+          (r) => r.items[0]?.n ?? -1,
+          (e: unknown) => (e instanceof MeshError ? e.code : 'other'),
+        ),
+      ),
+    );
+    t.deepEqual(results, [2, 'rollback', 'rollback', 3, 'rollback', 4]);
+    t.deepEqual(await store.applications(a), { x: '{"s":9}' });
+    t.deepEqual((await store.feedSince(d.id, 1, 10)).map((i) => i.object), ['{"s":5}', '{"s":6}', '{"s":9}']);
+    t.is((await store.logHead()).size, 2 + 1 + 3);
+  } finally {
+    await store.close();
   }
 });

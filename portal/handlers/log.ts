@@ -31,7 +31,7 @@ export const logRoutes: readonly Route[] = [
       const size = intParam(call.query, 'size');
       if (index >= size) fail('malformed', 'index must be smaller than size');
       await reach(ctx, size);
-      return { json: { index, size, proof: ctx.tree.merkle.inclusionProof(index, size).map(b64u) } };
+      return { json: { index, size, proof: (await ctx.tree.inclusionProof(index, size)).map(b64u) } };
     },
   },
   {
@@ -44,7 +44,7 @@ export const logRoutes: readonly Route[] = [
       const to = intParam(call.query, 'to');
       if (from > to) fail('malformed', 'from must not exceed to');
       await reach(ctx, to);
-      return { json: { from, to, proof: ctx.tree.merkle.consistencyProof(from, to).map(b64u) } };
+      return { json: { from, to, proof: (await ctx.tree.consistencyProof(from, to)).map(b64u) } };
     },
   },
   {

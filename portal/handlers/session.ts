@@ -15,9 +15,14 @@ import {
   verifyPersonalProfile,
 } from '../../mesh/profiles.js';
 import { PATHS, parseBindAccountRequest, parseRegisterRequest, parseSessionRequest } from '../../mesh/protocol.js';
-import { json, leafOf, type Route } from '../context.js';
+import { json, leafOf, type PortalContext, type Route } from '../context.js';
 import { checkSize, RECORD_LIMITS, takeNewRecord } from '../limits.js';
 import { verifyOwnerSignature } from '../sessions.js';
+
+/** A device's push broker password, valid as long as its session, when the broker needs one from the portal. */
+function push(ctx: PortalContext, device: string, expires: string): { push?: { password: string } } {
+  return ctx.pushCredential === undefined ? {} : { push: { password: ctx.pushCredential(device, Date.parse(expires)) } };
+}
 
 export const sessionRoutes: readonly Route[] = [
   {
@@ -30,7 +35,7 @@ export const sessionRoutes: readonly Route[] = [
       const who = await ctx.sessions.verifyRequest(req.request);
       const s = await ctx.sessions.issue(who);
       ctx.log.debug('session opened', { subject: who.subject, kid: who.kid });
-      return { json: { token: s.token, expires: s.expires, ...(who.kind === 'device' ? { device: who.subject } : { account: who.subject }) } };
+      return { json: { token: s.token, expires: s.expires, ...(who.kind === 'device' ? { device: who.subject, ...push(ctx, who.subject, s.expires) } : { account: who.subject }) } };
     },
   },
   {
@@ -75,7 +80,7 @@ export const sessionRoutes: readonly Route[] = [
       if (outcome === 'created') ctx.counters.unclaimed++;
       if (outcome !== 'unchanged') ctx.log.info('device registered', { device: dev.id, outcome, model: dev.payload.model });
       const s = await ctx.sessions.issue({ kind: 'device', subject: dev.id, kid: signKeyId(auth) });
-      return { json: { token: s.token, expires: s.expires, device: dev.id } };
+      return { json: { token: s.token, expires: s.expires, device: dev.id, ...push(ctx, dev.id, s.expires) } };
     },
   },
   {

@@ -13,6 +13,7 @@ import { backoff } from '../../runtime/backoff.js';
 import type { Clock, Timer } from '../../runtime/clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { PushCredentials } from './nats-auth.js';
 import type { Push } from './types.js';
 
 export interface ExternalOptions {
@@ -24,6 +25,8 @@ export interface ExternalOptions {
   readonly maxQueued?: number;
   readonly connectTimeoutMs?: number;
   readonly clock: Clock;
+  /** NATS operator mode: the portal connects with a JWT it mints, and mints each device's (nats-auth.ts) */
+  readonly credentials?: PushCredentials;
 }
 
 /** The URL without user name and password (what may be logged and advertised). */
@@ -51,6 +54,7 @@ export async function connectExternalBroker(o: ExternalOptions): Promise<Push> {
     reconnectPeriod: 0,
     connectTimeout: o.connectTimeoutMs ?? 10_000,
     keepalive: 30,
+    ...(o.credentials !== undefined ? { username: 'mesh-portal', password: o.credentials.portal() } : {}),
   });
   let closed = false;
   let queued = 0;
@@ -62,7 +66,10 @@ export async function connectExternalBroker(o: ExternalOptions): Promise<Push> {
     timer = o.clock.setTimer(
       () => {
         timer = undefined;
-        if (!closed && !client.connected) client.reconnect();
+        if (closed || client.connected) return;
+        // a fresh JWT at each connection (the last one may have expired)
+        if (o.credentials !== undefined) client.options.password = o.credentials.portal();
+        client.reconnect();
       },
       delays.next(),
       { unref: true },
@@ -122,6 +129,7 @@ export async function connectExternalBroker(o: ExternalOptions): Promise<Push> {
       });
     },
     clients: () => (client.connected ? 1 : 0),
+    ...(o.credentials !== undefined ? { deviceCredential: (device: string, expiresMs: number) => (o.credentials as PushCredentials).device(deviceTopic(device), device, expiresMs) } : {}),
     healthy: () => !closed && client.connected,
     async close() {
       if (closed) return;

@@ -10,5 +10,7 @@ export interface Push {
   /** connections closed at accept because of a connection cap (embedded broker) */
   refusedConnections?(): number;
   healthy(): boolean;
+  /** a device's MQTT password for this broker, when the broker checks portal-minted credentials (NATS operator mode) */
+  readonly deviceCredential?: (device: string, expiresMs: number) => string;
   close(): Promise<void>;
 }

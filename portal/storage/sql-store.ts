@@ -1,14 +1,20 @@
 /**
- * The portal store, written once over SqlDriver: each state change is one transaction. Every
- * transaction that appends to the log takes the log lock first, so log indices and per-device
- * feed numbers are assigned in one global order, without gaps or duplicates, in any number of
- * processes sharing one PostgreSQL (and no lock-order deadlocks are possible).
+ * The portal store, written once over SqlDriver: each state change is one transaction. A change
+ * that appends to the log runs as an `appends` transaction (the log's writer lock held, one
+ * writer at a time in any number of processes sharing one PostgreSQL): it checks, writes its own
+ * rows, and stages what it appends. The flush then gives the whole group's leaves their log
+ * indices and feed items their per-device numbers, in one global order without gaps or
+ * duplicates, extends the Merkle tree from its stored right edge, and writes it all in a few
+ * multi-row statements before the group commits.
  */
 import { randomUUID } from 'node:crypto';
-import { fail } from '../../mesh/errors.js';
+import { b64u, equalBytes, fromB64u } from '../../mesh/bytes.js';
+import { fail, MeshError } from '../../mesh/errors.js';
+import { edgeNodes, TreeEdge } from '../../mesh/merkle.js';
 import type { ItemKind } from '../../mesh/protocol.js';
-import { bytes, num, schemaSql, SCHEMA_VERSION, UPGRADABLE_SCHEMAS, type SqlDriver, type SqlTx } from './sql.js';
+import { bytes, insertRows, marks, num, ROWS_PER_STATEMENT, schemaSql, SCHEMA_VERSION, UPGRADABLE_SCHEMAS, type SqlDriver, type SqlRunner, type SqlTx, type SqlValue } from './sql.js';
 import type {
+  LogHead,
   AccountRecord,
   Appended,
   DeviceRecord,
@@ -88,22 +94,69 @@ const FEED_COLUMNS = `f.device AS device, f.n AS n, f.kind AS kind,
 const EXPIRE_BATCH = 500;
 const EXPIRE_BATCHES = 40;
 
-/** What a transaction produced, announced once it has committed. */
-interface Pending {
-  readonly events: StoreEvent[];
+/** A feed item a change adds: `leaf` is the position, in the change's leaves, of the leaf it carries. */
+interface NewItem {
+  readonly device: string;
+  readonly kind: ItemKind;
+  readonly object: string;
+  readonly master: string | null;
+  readonly leaf: number;
+  /** the object is stored once (in `objects`) for every item of the change that shares it */
+  readonly shared: boolean;
 }
+
+/** An application profile to publish: checked and written by the flush, for the whole group at once. */
+interface Publish {
+  readonly account: string;
+  readonly app: string;
+  readonly seq: number;
+  readonly object: string;
+  /** without repeats */
+  readonly targets: readonly string[];
+  readonly leaf: LeafInput;
+}
+
+/** A logged change as its transaction stages it; the flush fills in where it landed. */
+interface Change {
+  readonly nowMs: number;
+  /** set for a publish the flush checks (the transaction itself reads nothing) */
+  readonly publish?: Publish;
+  /** the flush's refusal of a publish */
+  refusal?: MeshError;
+  readonly leaves: LeafInput[];
+  readonly items: NewItem[];
+  /** accounts whose sessions the change ended */
+  readonly sessions: string[];
+  indices: number[];
+  stored: StoredItem[];
+  head: LogHead | undefined;
+}
+
+const newChange = (nowMs: number, publish?: Publish): Change => ({ nowMs, ...(publish !== undefined ? { publish } : {}), leaves: [], items: [], sessions: [], indices: [], stored: [], head: undefined });
+
+/** Add a leaf to a change; returns its position in the change. */
+function addLeaf(c: Change, leaf: LeafInput): number {
+  c.leaves.push(leaf);
+  return c.leaves.length - 1;
+}
+
+/** NOTIFY payloads stay under PostgreSQL's 8,000-byte limit. */
+const MAX_NOTIFY = 7_000;
 
 export class SqlStore implements Storage {
   readonly kind: 'sqlite' | 'postgres';
   private readonly listeners: ((e: StoreEvent) => void)[] = [];
   /** identifies this process's notifications, so it does not hear its own twice */
   private readonly source = randomUUID();
+  /** the tree's right edge as this process last wrote it; checked against the stored head at every flush */
+  private edge: { edge: TreeEdge; root: Uint8Array } | undefined;
 
   private constructor(private readonly db: SqlDriver) {
     this.kind = db.dialect;
+    db.setFlush((tx, staged) => this.flush(tx, staged as Change[]));
   }
 
-  /** Create the tables if absent and start listening to other writers. */
+  /** Create the tables if absent (building the tree of an older log) and start listening to other writers. */
   static async open(db: SqlDriver): Promise<SqlStore> {
     await db.transaction(async (tx) => {
       await tx.lockLog();
@@ -112,6 +165,8 @@ export class SqlStore implements Storage {
       if (v.length === 0) await tx.run(`INSERT INTO meta (key, value) VALUES ('schema', ?)`, [SCHEMA_VERSION]);
       else if (UPGRADABLE_SCHEMAS.includes(v[0]?.value ?? '')) await tx.run(`UPDATE meta SET value = ? WHERE key = 'schema'`, [SCHEMA_VERSION]);
       else if (v[0]?.value !== SCHEMA_VERSION) fail('state', `the database has schema version ${v[0]?.value ?? '?'}; this portal needs ${SCHEMA_VERSION}`);
+      const head = await tx.all<{ size: number }>(`SELECT size FROM log_head WHERE id = 1`);
+      if (head.length === 0) await buildTree(tx);
     });
     const store = new SqlStore(db);
     await db.listen(
@@ -133,59 +188,154 @@ export class SqlStore implements Storage {
     for (const l of this.listeners) l(e);
   }
 
-  /** Notification format: `kind|source|fields...` (fields never contain `|`). */
+  /**
+   * Notification formats (fields never contain `|`, device ids never `:` or `;`):
+   * `l|source|size|root` the log grew; `F|source|device:n;device:n...` feed items;
+   * `s|source|account` sessions ended.
+   */
   private fromOther(payload: string): void {
     const [kind, source, a, b] = payload.split('|');
     if (source === this.source || a === undefined) return;
-    if (kind === 'f' && b !== undefined) this.emit({ type: 'feed', device: a, n: Number(b), local: false });
-    else if (kind === 'l') this.emit({ type: 'log', size: Number(a), local: false });
-    else if (kind === 's') this.emit({ type: 'sessions', account: a, local: false });
-  }
-
-  /** Run a logged change: lock, work, notify inside; announce locally after commit. */
-  private async logged<T>(fn: (tx: SqlTx, p: Pending) => Promise<T>): Promise<T> {
-    const p: Pending = { events: [] };
-    const out = await this.db.transaction(async (tx) => {
-      await tx.lockLog();
-      p.events.length = 0;
-      const r = await fn(tx, p);
-      for (const e of p.events) {
-        if (e.type === 'feed') await tx.notify(`f|${this.source}|${e.device}|${e.n}`);
-        else if (e.type === 'log') await tx.notify(`l|${this.source}|${e.size}`);
-        else if (e.type === 'sessions') await tx.notify(`s|${this.source}|${e.account}`);
+    if (kind === 'F') {
+      for (const pair of a.split(';')) {
+        const at = pair.lastIndexOf(':');
+        if (at > 0) this.emit({ type: 'feed', device: pair.slice(0, at), n: Number(pair.slice(at + 1)), local: false });
       }
-      return r;
-    });
-    for (const e of p.events) this.emit(e);
+    } else if (kind === 'l' && b !== undefined) {
+      let root: Uint8Array | undefined;
+      try {
+        root = fromB64u(b, 'root', 32);
+      } catch {
+        root = undefined;
+      }
+      this.emit({ type: 'log', size: Number(a), local: false, ...(root !== undefined ? { root } : {}) });
+    } else if (kind === 's') this.emit({ type: 'sessions', account: a, local: false });
+  }
+
+  /**
+   * Run a logged change: `fn` checks (refusing before it writes anything), writes its own rows and
+   * fills the change; once its group has committed, the change says where it landed and is announced.
+   */
+  private async logged<T>(nowMs: number, fn: (tx: SqlTx, c: Change) => Promise<T>, publish?: Publish): Promise<{ value: T; change: Change }> {
+    let change: Change | undefined;
+    const value = await this.db.transaction(
+      async (tx) => {
+        const c = newChange(nowMs, publish);
+        const v = await fn(tx, c);
+        if (publish !== undefined || c.leaves.length > 0 || c.sessions.length > 0) tx.stage(c);
+        change = c;
+        return v;
+      },
+      { appends: true },
+    );
+    const c = change as Change;
+    if (c.refusal !== undefined) throw c.refusal;
+    for (const e of eventsOf(c)) this.emit(e);
+    return { value, change: c };
+  }
+
+  /**
+   * Write what a group's changes staged: one read (pipelined on PostgreSQL: the head, the feed
+   * counters of every device the group may feed, the state its publishes are checked against),
+   * then one write (log rows and the tree nodes they complete, from the stored right edge; feed
+   * items numbered per device; shared objects; counters; the new head; the notifications).
+   * Runs with the log's writer lock held, before the commit. The group's order: the changes that
+   * did their own checks first, in the order they ran, then the publishes checked here.
+   */
+  private async flush(tx: SqlTx, staged: readonly Change[]): Promise<void> {
+    const direct = staged.filter((c) => c.publish === undefined);
+    const publishes = staged.filter((c) => c.publish !== undefined);
+    const devices = new Set<string>();
+    for (const c of direct) for (const it of c.items) devices.add(it.device);
+    for (const c of publishes) for (const d of (c.publish as Publish).targets) devices.add(d);
+    const [head, counters, state] = await Promise.all([readHead(tx), readCounters(tx, [...devices]), publishes.length > 0 ? readPublishState(tx, publishes) : undefined]);
+    const appRows = state === undefined ? [] : decidePublishes(publishes, state);
+    const changes = [...direct, ...publishes.filter((c) => c.refusal === undefined)];
+    const edge = await this.edgeAt(tx, head);
+    this.edge = undefined; // until this group is written, the cached edge says nothing
+    const logRows: SqlValue[][] = [];
+    const nodeRows: SqlValue[][] = [];
+    const feedRows: SqlValue[][] = [];
+    const objectRows: SqlValue[][] = [];
+    const moved = new Map<string, number>();
+    for (const c of changes) {
+      for (const l of c.leaves) {
+        const index = edge.size;
+        for (const [k, i, h] of edge.append(l.hash)) if (k > 0) nodeRows.push([k, i, h]);
+        logRows.push([index, l.kind, l.data, l.hash, c.nowMs]);
+        c.indices.push(index);
+      }
+      const sharedIds = new Map<number, string>();
+      for (const it of c.items) {
+        const n = (moved.get(it.device) ?? counters.get(it.device) ?? fail('not-found', `device ${it.device} is not registered here`)) + 1;
+        moved.set(it.device, n);
+        const index = c.indices[it.leaf] as number;
+        let stored = it.object;
+        if (it.shared) {
+          let id = sharedIds.get(it.leaf);
+          if (id === undefined) {
+            id = String(index);
+            sharedIds.set(it.leaf, id);
+            objectRows.push([id, it.object]);
+          }
+          stored = `@${id}`;
+        }
+        feedRows.push([it.device, n, it.kind, stored, it.master, index, c.nowMs]);
+        c.stored.push({ device: it.device, n, kind: it.kind, object: it.object, master: it.master, index });
+      }
+    }
+    const root = edge.root();
+    const grew: LogHead = { size: edge.size, root };
+    for (const c of changes) c.head = grew;
+    await Promise.all([
+      ...valuesStatements(
+        appRows,
+        4,
+        (v) => `INSERT INTO applications (account, app, seq, object) VALUES ${v} ON CONFLICT (account, app) DO UPDATE SET seq = excluded.seq, object = excluded.object`,
+      ).map(([sql, p]) => tx.run(sql, p)),
+      ...valuesStatements(
+        [...moved].map(([d, n]) => [d, n]),
+        2,
+        (v) => `WITH v (id, n) AS (VALUES ${v}) UPDATE devices SET feed_n = (SELECT n FROM v WHERE v.id = devices.id) WHERE id IN (SELECT id FROM v)`,
+        '(?, CAST(? AS BIGINT))',
+      ).map(([sql, p]) => tx.run(sql, p)),
+      insertRows(tx, `INSERT INTO log (idx, kind, data, leaf_hash, created)`, 5, logRows),
+      insertRows(tx, `INSERT INTO log_nodes (level, idx, hash)`, 3, nodeRows),
+      insertRows(tx, `INSERT INTO objects (id, object)`, 2, objectRows),
+      insertRows(tx, `INSERT INTO feed (device, n, kind, object, master, log_index, created)`, 7, feedRows),
+      logRows.length > 0 ? tx.run(`UPDATE log_head SET size = ?, root = ? WHERE id = 1`, [grew.size, root]) : undefined,
+      tx.notify(this.notifications(changes, grew, logRows.length > 0)),
+    ]);
+    this.edge = { edge, root };
+  }
+
+  /** The stored tree's right edge at `head`, from this process's cache when no other writer moved the head since. */
+  private async edgeAt(tx: SqlRunner, head: LogHead): Promise<TreeEdge> {
+    const cached = this.edge;
+    if (cached !== undefined && cached.edge.size === head.size && equalBytes(cached.root, head.root)) return cached.edge;
+    const edge = new TreeEdge(head.size, await readNodes(tx, edgeNodes(head.size)));
+    if (!equalBytes(edge.root(), head.root)) fail('state', `the stored log tree does not match its head at size ${head.size}; refusing to append`);
+    return edge;
+  }
+
+  private notifications(changes: readonly Change[], head: LogHead, grew: boolean): string[] {
+    if (this.kind !== 'postgres') return [];
+    const out: string[] = [];
+    if (grew) out.push(`l|${this.source}|${head.size}|${b64u(head.root)}`);
+    let feed = '';
+    for (const c of changes) {
+      for (const i of c.stored) {
+        const pair = `${i.device}:${i.n}`;
+        if (feed !== '' && feed.length + pair.length + 1 > MAX_NOTIFY) {
+          out.push(`F|${this.source}|${feed}`);
+          feed = '';
+        }
+        feed = feed === '' ? pair : `${feed};${pair}`;
+      }
+      for (const a of c.sessions) out.push(`s|${this.source}|${a}`);
+    }
+    if (feed !== '') out.push(`F|${this.source}|${feed}`);
     return out;
-  }
-
-  private async appendLeaf(tx: SqlTx, p: Pending, leaf: LeafInput, nowMs: number): Promise<number> {
-    const r = await tx.all<{ next: number }>(`SELECT COALESCE(MAX(idx), -1) + 1 AS next FROM log`);
-    const index = num(r[0]?.next ?? 0);
-    await tx.run(`INSERT INTO log (idx, kind, data, leaf_hash, created) VALUES (?, ?, ?, ?, ?)`, [index, leaf.kind, leaf.data, leaf.hash, nowMs]);
-    const last = p.events.findIndex((e) => e.type === 'log');
-    if (last >= 0) p.events.splice(last, 1);
-    p.events.push({ type: 'log', size: index + 1, local: true });
-    return index;
-  }
-
-  /** An item to one device. `shared`: the object is stored once in `objects` under this id (several devices get it). */
-  private async addItem(tx: SqlTx, p: Pending, device: string, kind: ItemKind, object: string, master: string | null, index: number, nowMs: number, shared?: string): Promise<StoredItem> {
-    const r = await tx.all<{ feed_n: number }>(`UPDATE devices SET feed_n = feed_n + 1 WHERE id = ? RETURNING feed_n`, [device]);
-    if (r[0] === undefined) return fail('not-found', `device ${device} is not registered here`);
-    const n = num(r[0].feed_n);
-    await tx.run(`INSERT INTO feed (device, n, kind, object, master, log_index, created) VALUES (?, ?, ?, ?, ?, ?, ?)`, [device, n, kind, shared === undefined ? object : `@${shared}`, master, index, nowMs]);
-    const item: StoredItem = { device, n, kind, object, master, index };
-    p.events.push({ type: 'feed', device, n, local: true, item });
-    return item;
-  }
-
-  /** Store an object several feed items will carry, once; returns its id (the log index of the change that delivers it). */
-  private async shareObject(tx: SqlTx, index: number, object: string): Promise<string> {
-    const id = String(index);
-    await tx.run(`INSERT INTO objects (id, object) VALUES (?, ?)`, [id, object]);
-    return id;
   }
 
   // ------------------------------------------------------------ devices
@@ -274,13 +424,13 @@ export class SqlStore implements Storage {
 
   // ------------------------------------------------------------ accounts and profiles
 
-  bindAccount(a: Omit<AccountRecord, 'createdMs'>, leaves: readonly LeafInput[], nowMs: number): Promise<{ created: boolean; appended: Appended | null }> {
-    return this.logged(async (tx, p) => {
-      const rows = await tx.all<AccountRow>(`SELECT * FROM accounts WHERE account = ?`, [a.account]);
+  async bindAccount(a: Omit<AccountRecord, 'createdMs'>, leaves: readonly LeafInput[], nowMs: number): Promise<{ created: boolean; appended: Appended | null }> {
+    const { value: created, change } = await this.logged(nowMs, async (tx, c) => {
+      const rows = await tx.all<{ master_id: string }>(`SELECT master_id FROM accounts WHERE account = ?`, [a.account]);
       const old = rows[0];
       if (old !== undefined) {
         if (old.master_id !== a.masterId) fail('conflict', `the account ${a.account} is bound to another master profile`);
-        return { created: false, appended: null };
+        return false;
       }
       await tx.run(`INSERT INTO accounts (account, master_id, master, master_seq, personal, personal_seq, created) VALUES (?, ?, ?, ?, ?, ?, ?)`, [
         a.account,
@@ -291,10 +441,10 @@ export class SqlStore implements Storage {
         a.personalSeq,
         nowMs,
       ]);
-      const indices: number[] = [];
-      for (const l of leaves) indices.push(await this.appendLeaf(tx, p, l, nowMs));
-      return { created: true, appended: { index: indices[indices.length - 1] ?? -1, indices, items: [] } };
+      for (const l of leaves) addLeaf(c, l);
+      return true;
     });
+    return { created, appended: created ? appendedOf(change) : null };
   }
 
   async getAccount(account: string): Promise<AccountRecord | undefined> {
@@ -302,68 +452,48 @@ export class SqlStore implements Storage {
     return r[0] === undefined ? undefined : toAccount(r[0]);
   }
 
-  private async lockedAccount(tx: SqlTx, account: string): Promise<AccountRow> {
-    const r = await tx.all<AccountRow>(`SELECT * FROM accounts WHERE account = ?`, [account]);
-    return r[0] ?? fail('not-found', `no account ${account} here`);
+  /** The account's profile sequence numbers, or `not-found`. */
+  private async accountSeqs(tx: SqlTx, account: string): Promise<{ master: number; personal: number }> {
+    const r = await tx.all<{ master_seq: number; personal_seq: number }>(`SELECT master_seq, personal_seq FROM accounts WHERE account = ?`, [account]);
+    const row = r[0] ?? fail('not-found', `no account ${account} here`);
+    return { master: num(row.master_seq), personal: num(row.personal_seq) };
   }
 
-  /** lockedAccount when only its existence matters (no master text to read). */
-  private async accountExists(tx: SqlTx, account: string): Promise<void> {
-    const r = await tx.all<{ one: number }>(`SELECT 1 AS one FROM accounts WHERE account = ?`, [account]);
-    if (r[0] === undefined) fail('not-found', `no account ${account} here`);
-  }
-
-  publishMaster(account: string, m: { master: string; seq: number; revoked: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
-    return this.logged(async (tx, p) => {
-      const a = await this.lockedAccount(tx, account);
-      if (m.seq <= num(a.master_seq)) fail('rollback', `the master profile has seq ${m.seq}; the portal holds seq ${num(a.master_seq)}`, { held: num(a.master_seq) });
-      await tx.run(`UPDATE accounts SET master = ?, master_seq = ? WHERE account = ?`, [m.master, m.seq, account]);
-      const index = await this.appendLeaf(tx, p, leaf, nowMs);
+  async publishMaster(account: string, m: { master: string; seq: number; revoked: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const { change } = await this.logged(nowMs, async (tx, c) => {
+      const held = (await this.accountSeqs(tx, account)).master;
+      if (m.seq <= held) fail('rollback', `the master profile has seq ${m.seq}; the portal holds seq ${held}`, { held });
       const devices = await tx.all<{ device: string }>(`SELECT device FROM links WHERE account = ? ORDER BY device`, [account]);
-      const shared = devices.length > 1 ? await this.shareObject(tx, index, m.master) : undefined;
-      const items: StoredItem[] = [];
-      for (const d of devices) items.push(await this.addItem(tx, p, d.device, 'master', m.master, null, index, nowMs, shared));
+      await tx.run(`UPDATE accounts SET master = ?, master_seq = ? WHERE account = ?`, [m.master, m.seq, account]);
+      const at = addLeaf(c, leaf);
+      for (const d of devices) c.items.push({ device: d.device, kind: 'master', object: m.master, master: null, leaf: at, shared: devices.length > 1 });
       if (m.revoked.length > 0) {
-        const marks = m.revoked.map(() => '?').join(', ');
-        const gone = await tx.run(`DELETE FROM sessions WHERE subject = ? AND kid IN (${marks})`, [account, ...m.revoked]);
-        if (gone > 0) p.events.push({ type: 'sessions', account, local: true });
+        const gone = await tx.run(`DELETE FROM sessions WHERE subject = ? AND kid IN (${marks(m.revoked.length)})`, [account, ...m.revoked]);
+        if (gone > 0) c.sessions.push(account);
       }
-      return { index, indices: [index], items };
     });
+    return appendedOf(change);
   }
 
-  publishPersonal(account: string, v: { personal: string; seq: number }, leaf: LeafInput, nowMs: number): Promise<Appended> {
-    return this.logged(async (tx, p) => {
-      const a = await this.lockedAccount(tx, account);
-      if (v.seq <= num(a.personal_seq)) fail('rollback', `the personal profile has seq ${v.seq}; the portal holds seq ${num(a.personal_seq)}`, { held: num(a.personal_seq) });
+  async publishPersonal(account: string, v: { personal: string; seq: number }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const { change } = await this.logged(nowMs, async (tx, c) => {
+      const held = (await this.accountSeqs(tx, account)).personal;
+      if (v.seq <= held) fail('rollback', `the personal profile has seq ${v.seq}; the portal holds seq ${held}`, { held });
       await tx.run(`UPDATE accounts SET personal = ?, personal_seq = ? WHERE account = ?`, [v.personal, v.seq, account]);
-      const index = await this.appendLeaf(tx, p, leaf, nowMs);
-      return { index, indices: [index], items: [] };
+      addLeaf(c, leaf);
     });
+    return appendedOf(change);
   }
 
-  publishApplication(account: string, v: { app: string; seq: number; object: string; targets: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
-    return this.logged(async (tx, p) => {
-      await this.accountExists(tx, account);
-      const prev = await tx.all<{ seq: number }>(`SELECT seq FROM applications WHERE account = ? AND app = ?`, [account, v.app]);
-      const held = prev[0] === undefined ? 0 : num(prev[0].seq);
-      if (v.seq <= held) fail('rollback', `the ${v.app} profile has seq ${v.seq}; the portal holds seq ${held}`, { held });
-      const targets = [...new Set(v.targets)];
-      for (const d of targets) {
-        const l = await tx.all<{ device: string }>(`SELECT device FROM links WHERE device = ? AND account = ?`, [d, account]);
-        if (l.length === 0) fail('forbidden', `device ${d} is not claimed by ${account}`, { device: d });
-      }
-      await tx.run(
-        `INSERT INTO applications (account, app, seq, object) VALUES (?, ?, ?, ?)
-         ON CONFLICT (account, app) DO UPDATE SET seq = excluded.seq, object = excluded.object`,
-        [account, v.app, v.seq, v.object],
-      );
-      const index = await this.appendLeaf(tx, p, leaf, nowMs);
-      const shared = targets.length > 1 ? await this.shareObject(tx, index, v.object) : undefined;
-      const items: StoredItem[] = [];
-      for (const d of targets) items.push(await this.addItem(tx, p, d, 'application', v.object, null, index, nowMs, shared));
-      return { index, indices: [index], items };
-    });
+  /**
+   * The hot path (a fleet's owners publishing): the transaction only stages the publish; the flush
+   * checks every publish of the group with a few queries, in order (a later one sees the seq an
+   * earlier one set), and writes those it accepts together.
+   */
+  async publishApplication(account: string, v: { app: string; seq: number; object: string; targets: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const publish: Publish = { account, app: v.app, seq: v.seq, object: v.object, targets: [...new Set(v.targets)], leaf };
+    const { change } = await this.logged(nowMs, () => Promise.resolve(), publish);
+    return appendedOf(change);
   }
 
   async applications(account: string): Promise<Record<string, string>> {
@@ -375,25 +505,30 @@ export class SqlStore implements Storage {
 
   // ------------------------------------------------------------ claims and links
 
-  claimDevice(v: { device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended> {
-    return this.logged(async (tx, p) => {
-      await this.accountExists(tx, v.account);
+  async claimDevice(v: { device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const { change } = await this.logged(nowMs, async (tx, c) => {
+      const r = await tx.all<{ known: number; registered: number }>(
+        `SELECT (SELECT COUNT(*) FROM accounts WHERE account = ?) AS known, (SELECT COUNT(*) FROM devices WHERE id = ?) AS registered`,
+        [v.account, v.device],
+      );
+      if (num(r[0]?.known ?? 0) === 0) fail('not-found', `no account ${v.account} here`);
+      if (num(r[0]?.registered ?? 0) === 0) fail('not-found', `device ${v.device} is not registered here`);
       await tx.run(`INSERT INTO links (device, account, created) VALUES (?, ?, ?) ON CONFLICT (device, account) DO NOTHING`, [v.device, v.account, nowMs]);
-      const index = await this.appendLeaf(tx, p, leaf, nowMs);
-      const item = await this.addItem(tx, p, v.device, 'claim', v.claim, v.master, index, nowMs);
-      return { index, indices: [index], items: [item] };
+      const at = addLeaf(c, leaf);
+      c.items.push({ device: v.device, kind: 'claim', object: v.claim, master: v.master, leaf: at, shared: false });
     });
+    return appendedOf(change);
   }
 
-  removeDevice(v: { device: string; account: string; remove: string }, leaf: LeafInput, nowMs: number): Promise<Appended> {
-    return this.logged(async (tx, p) => {
+  async removeDevice(v: { device: string; account: string; remove: string }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const { change } = await this.logged(nowMs, async (tx, c) => {
       const l = await tx.all<{ device: string }>(`SELECT device FROM links WHERE device = ? AND account = ?`, [v.device, v.account]);
       if (l.length === 0) fail('forbidden', `device ${v.device} is not claimed by ${v.account}`, { device: v.device });
-      const index = await this.appendLeaf(tx, p, leaf, nowMs);
-      const item = await this.addItem(tx, p, v.device, 'remove', v.remove, null, index, nowMs);
       await tx.run(`DELETE FROM links WHERE device = ? AND account = ?`, [v.device, v.account]);
-      return { index, indices: [index], items: [item] };
+      const at = addLeaf(c, leaf);
+      c.items.push({ device: v.device, kind: 'remove', object: v.remove, master: null, leaf: at, shared: false });
     });
+    return appendedOf(change);
   }
 
   async isLinked(device: string, account: string): Promise<boolean> {
@@ -523,6 +658,15 @@ export class SqlStore implements Storage {
     return r === undefined ? undefined : { index: num(r.idx), kind: r.kind, data: bytes(r.data) };
   }
 
+  async logHead(): Promise<LogHead> {
+    const r = (await this.db.all<{ size: number; root: Uint8Array }>(`SELECT size, root FROM log_head WHERE id = 1`))[0] ?? fail('state', 'the log has no head row');
+    return { size: num(r.size), root: bytes(r.root) };
+  }
+
+  treeNodes(nodes: readonly (readonly [number, number])[]): Promise<Uint8Array[]> {
+    return readNodes(this.db, nodes);
+  }
+
   // ------------------------------------------------------------ operations
 
   async stats(): Promise<StoreStats> {
@@ -530,7 +674,7 @@ export class SqlStore implements Storage {
       `SELECT (SELECT COUNT(*) FROM devices) AS devices,
               (SELECT COUNT(*) FROM accounts) AS accounts,
               (SELECT CAST(COALESCE(SUM(feed_n), 0) AS BIGINT) FROM devices) AS feed,
-              (SELECT COALESCE(MAX(idx), -1) + 1 FROM log) AS log`,
+              (SELECT size FROM log_head WHERE id = 1) AS log`,
     );
     const row = r[0];
     return row === undefined
@@ -545,4 +689,157 @@ export class SqlStore implements Storage {
   close(): Promise<void> {
     return this.db.close();
   }
+}
+
+// ---------------------------------------------------------------- the log's tree
+
+/** Where a change landed, once its group committed. */
+function appendedOf(c: Change): Appended {
+  const head = c.head ?? fail('internal', 'a logged change was not flushed');
+  return { index: c.indices[c.indices.length - 1] ?? -1, indices: c.indices, items: c.stored, size: head.size, root: head.root };
+}
+
+/** What a committed change announces in this process. */
+function eventsOf(c: Change): StoreEvent[] {
+  const out: StoreEvent[] = c.stored.map((item) => ({ type: 'feed', device: item.device, n: item.n, local: true, item }));
+  if (c.head !== undefined && c.leaves.length > 0) out.push({ type: 'log', size: c.head.size, root: c.head.root, local: true });
+  for (const account of c.sessions) out.push({ type: 'sessions', account, local: true });
+  return out;
+}
+
+/** Stored tree nodes by [level, index], in the order asked (level 0 from the log's leaf hashes). */
+async function readNodes(db: SqlRunner, nodes: readonly (readonly [number, number])[]): Promise<Uint8Array[]> {
+  const leaves = nodes.filter(([k]) => k === 0).map(([, i]) => i);
+  const inner = nodes.filter(([k]) => k > 0);
+  const parts: string[] = [];
+  const params: SqlValue[] = [];
+  if (leaves.length > 0) {
+    parts.push(`SELECT 0 AS level, idx, leaf_hash AS hash FROM log WHERE idx IN (${marks(leaves.length)})`);
+    params.push(...leaves);
+  }
+  if (inner.length > 0) {
+    parts.push(`SELECT level, idx, hash FROM log_nodes WHERE ${inner.map(() => '(level = ? AND idx = ?)').join(' OR ')}`);
+    params.push(...inner.flat());
+  }
+  if (parts.length === 0) return [];
+  const rows = await db.all<{ level: number; idx: number; hash: Uint8Array }>(parts.join(' UNION ALL '), params);
+  const got = new Map(rows.map((r) => [`${num(r.level)}/${num(r.idx)}`, bytes(r.hash)]));
+  return nodes.map(([k, i]) => got.get(`${k}/${i}`) ?? fail('state', `the log tree has no node ${k}/${i}`));
+}
+
+/** Build the tree nodes and head of a log written before they were stored (schema 1 and 2), or of an empty one. */
+async function buildTree(tx: SqlTx): Promise<void> {
+  const rows = await tx.all<{ idx: number; leaf_hash: Uint8Array }>(`SELECT idx, leaf_hash FROM log ORDER BY idx`);
+  const edge = new TreeEdge(0, []);
+  const nodes: SqlValue[][] = [];
+  for (const r of rows) {
+    if (num(r.idx) !== edge.size) fail('state', `the log has a gap at index ${edge.size}`);
+    for (const [k, i, h] of edge.append(bytes(r.leaf_hash))) if (k > 0) nodes.push([k, i, h]);
+  }
+  await tx.run(`DELETE FROM log_nodes`);
+  await insertRows(tx, `INSERT INTO log_nodes (level, idx, hash)`, 3, nodes);
+  await tx.run(`INSERT INTO log_head (id, size, root) VALUES (1, ?, ?)`, [edge.size, edge.root()]);
+}
+
+// ---------------------------------------------------------------- publishes, checked per group
+
+/** `head` with `VALUES (?, ...), ...` over `rows`, as statements of at most ROWS_PER_STATEMENT rows. */
+function valuesStatements(rows: readonly SqlValue[][], width: number, head: (values: string) => string, row = `(${marks(width)})`): [string, SqlValue[]][] {
+  const out: [string, SqlValue[]][] = [];
+  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+    const part = rows.slice(i, i + ROWS_PER_STATEMENT);
+    out.push([head(part.map(() => row).join(', ')), part.flat()]);
+  }
+  return out;
+}
+
+/** Every statement at once (pipelined on PostgreSQL), rows in statement order. */
+async function allRows<R extends object>(tx: SqlRunner, statements: readonly [string, SqlValue[]][]): Promise<R[]> {
+  return (await Promise.all(statements.map(([sql, p]) => tx.all<R>(sql, p)))).flat();
+}
+
+async function readHead(tx: SqlRunner): Promise<LogHead> {
+  const h = (await tx.all<{ size: number; root: Uint8Array }>(`SELECT size, root FROM log_head WHERE id = 1`))[0] ?? fail('state', 'the log has no head row');
+  return { size: num(h.size), root: bytes(h.root) };
+}
+
+/** Feed counters of these devices (those not registered are absent). */
+async function readCounters(tx: SqlRunner, devices: readonly string[]): Promise<Map<string, number>> {
+  const statements: [string, SqlValue[]][] = [];
+  for (let i = 0; i < devices.length; i += ROWS_PER_STATEMENT) {
+    const part = devices.slice(i, i + ROWS_PER_STATEMENT);
+    statements.push([`SELECT id, feed_n FROM devices WHERE id IN (${marks(part.length)})`, part]);
+  }
+  const rows = await allRows<{ id: string; feed_n: number }>(tx, statements);
+  return new Map(rows.map((r) => [r.id, num(r.feed_n)]));
+}
+
+const pairKey = (a: string, b: string): string => `${a}\u0000${b}`;
+
+interface PublishState {
+  readonly known: ReadonlySet<string>;
+  readonly held: Map<string, number>;
+  readonly linked: ReadonlySet<string>;
+}
+
+/** What a group's publishes are checked against: accounts, each app's last seq, the links of their targets. */
+async function readPublishState(tx: SqlRunner, changes: readonly Change[]): Promise<PublishState> {
+  const apps = new Map<string, SqlValue[]>();
+  const pairs = new Map<string, SqlValue[]>();
+  for (const c of changes) {
+    const p = c.publish as Publish;
+    apps.set(pairKey(p.account, p.app), [p.account, p.app]);
+    for (const d of p.targets) pairs.set(pairKey(p.account, d), [p.account, d]);
+  }
+  const [state, links] = await Promise.all([
+    allRows<{ account: string; app: string; known: number; held: number | null }>(
+      tx,
+      valuesStatements(
+        [...apps.values()],
+        2,
+        (v) => `WITH q (account, app) AS (VALUES ${v}) SELECT q.account AS account, q.app AS app,
+          (SELECT COUNT(*) FROM accounts a WHERE a.account = q.account) AS known,
+          (SELECT p.seq FROM applications p WHERE p.account = q.account AND p.app = q.app) AS held FROM q`,
+      ),
+    ),
+    allRows<{ account: string; device: string }>(
+      tx,
+      valuesStatements(
+        [...pairs.values()],
+        2,
+        (v) => `WITH q (account, device) AS (VALUES ${v}) SELECT q.account AS account, q.device AS device FROM q JOIN links l ON l.account = q.account AND l.device = q.device`,
+      ),
+    ),
+  ]);
+  return {
+    known: new Set(state.filter((r) => num(r.known) > 0).map((r) => r.account)),
+    held: new Map(state.map((r) => [pairKey(r.account, r.app), r.held === null ? 0 : num(r.held)])),
+    linked: new Set(links.map((r) => pairKey(r.account, r.device))),
+  };
+}
+
+/**
+ * Check a group's publishes in order, as publishApplication would one by one: the account exists,
+ * the seq is above the app's last (including one accepted earlier in the group), every target is
+ * linked to the account. Refusals go on the change; accepted ones get their leaf and items.
+ * Returns the applications rows to write (the newest per account and app).
+ */
+function decidePublishes(changes: readonly Change[], st: PublishState): SqlValue[][] {
+  const rows = new Map<string, SqlValue[]>();
+  for (const c of changes) {
+    const p = c.publish as Publish;
+    const k = pairKey(p.account, p.app);
+    const h = st.held.get(k) ?? 0;
+    const missing = p.targets.find((d) => !st.linked.has(pairKey(p.account, d)));
+    if (!st.known.has(p.account)) c.refusal = new MeshError('not-found', `no account ${p.account} here`);
+    else if (p.seq <= h) c.refusal = new MeshError('rollback', `the ${p.app} profile has seq ${p.seq}; the portal holds seq ${h}`, { held: h });
+    else if (missing !== undefined) c.refusal = new MeshError('forbidden', `device ${missing} is not claimed by ${p.account}`, { device: missing });
+    else {
+      st.held.set(k, p.seq);
+      rows.set(k, [p.account, p.app, p.seq, p.object]);
+      const at = addLeaf(c, p.leaf);
+      for (const d of p.targets) c.items.push({ device: d, kind: 'application', object: p.object, master: null, leaf: at, shared: p.targets.length > 1 });
+    }
+  }
+  return [...rows.values()];
 }

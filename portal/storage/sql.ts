@@ -1,7 +1,13 @@
 /**
  * What the two SQL engines have in common, as far as the portal's store needs: parameterized
- * statements (`?` placeholders), transactions, a lock that serializes log appends across
- * processes, and a change feed (PostgreSQL NOTIFY; SQLite has one writer and needs none).
+ * statements (`?` placeholders), transactions grouped into one commit, one writer of the log at a
+ * time across processes, and a change feed (PostgreSQL NOTIFY; SQLite has one writer and needs none).
+ *
+ * Group commit: the transactions a driver receives close together run one after the other inside
+ * ONE database transaction and commit together (one disk flush for all). A transaction may
+ * `stage` what it appends to the log; once every transaction of the group has run, the driver
+ * hands the staged values of those that succeeded to the flush function (set by the store),
+ * which writes them all with a few multi-row statements, still before the commit.
  */
 export type SqlValue = string | number | null | Uint8Array;
 
@@ -12,18 +18,39 @@ export interface SqlRunner {
 }
 
 export interface SqlTx extends SqlRunner {
+  readonly dialect: 'sqlite' | 'postgres';
   /** Serialize with every other log append (all processes) until this transaction ends. */
   lockLog(): Promise<void>;
-  /** Tell every other process once this transaction commits. */
-  notify(payload: string): Promise<void>;
+  /** Tell every other process, once this transaction commits. */
+  notify(payloads: readonly string[]): Promise<void>;
+  /**
+   * Hand a value to the flush that runs before this transaction's group commits (only in an
+   * `appends` transaction, only if this transaction succeeds). The flush writes the log.
+   */
+  stage(value: unknown): void;
 }
+
+export interface TxOptions {
+  /**
+   * The transaction appends to the log: it runs with the log's writer lock held (one writer at a
+   * time across processes), and may `stage`. It must do every check (and throw any refusal)
+   * before its first write: PostgreSQL groups have no savepoints, so a transaction that fails
+   * after writing costs its group a rollback and a rerun of the others.
+   */
+  readonly appends?: boolean;
+}
+
+/** Writes what the group's transactions staged, before the group commits. */
+export type FlushFn = (tx: SqlTx, staged: readonly unknown[]) => Promise<void>;
 
 export interface SqlDriver extends SqlRunner {
   readonly dialect: 'sqlite' | 'postgres';
   /** True while notifications from other writers are known to arrive. */
   readonly eventsReliable: boolean;
   /** Run `fn` in one transaction: committed (durably) when the promise resolves, rolled back if it throws. */
-  transaction<T>(fn: (tx: SqlTx) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: SqlTx) => Promise<T>, opts?: TxOptions): Promise<T>;
+  /** The store's flush for staged values (see TxOptions.appends). */
+  setFlush(flush: FlushFn): void;
   isUniqueViolation(e: unknown): boolean;
   /** Other processes' notifications, and a signal that some may have been missed. */
   listen(onNotify: (payload: string) => void, onResync: () => void): Promise<void>;
@@ -82,6 +109,18 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
       data ${BYTES} NOT NULL,
       leaf_hash ${BYTES} NOT NULL,
       created BIGINT NOT NULL)`,
+    // the Merkle tree (RFC 9162) over the log: the node of every complete aligned subtree above the
+    // leaves (level >= 1; level 0 is log.leaf_hash), written with the leaves that complete it, and
+    // the head (size, root) of everything committed. Any process proves any size from these.
+    `CREATE TABLE IF NOT EXISTS log_nodes (
+      level INTEGER NOT NULL,
+      idx BIGINT NOT NULL,
+      hash ${BYTES} NOT NULL,
+      PRIMARY KEY (level, idx))`,
+    `CREATE TABLE IF NOT EXISTS log_head (
+      id INTEGER PRIMARY KEY,
+      size BIGINT NOT NULL,
+      root ${BYTES} NOT NULL)`,
     `CREATE TABLE IF NOT EXISTS sessions (
       token_hash TEXT PRIMARY KEY,
       kind TEXT NOT NULL,
@@ -108,9 +147,34 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
   ];
 }
 
-/** 2: feed rows may refer to a shared object ('@' + objects.id); a version 1 database is upgraded in place (it has no such rows). */
-export const SCHEMA_VERSION = '2';
-export const UPGRADABLE_SCHEMAS: readonly string[] = ['1'];
+/**
+ * 2: feed rows may refer to a shared object ('@' + objects.id); a version 1 database has no such rows.
+ * 3: the log's tree nodes and head (log_nodes, log_head); built from the leaves when upgrading.
+ */
+export const SCHEMA_VERSION = '3';
+export const UPGRADABLE_SCHEMAS: readonly string[] = ['1', '2'];
+
+/** `?, ?, ...` for n values. */
+export function marks(n: number): string {
+  return Array.from({ length: n }, () => '?').join(', ');
+}
+
+/** Rows per multi-row statement: bounded so that the placeholders stay well under both engines' limits. */
+export const ROWS_PER_STATEMENT = 500;
+
+/**
+ * `INSERT INTO table (cols) VALUES (...), (...)` over `rows`, in statements of at most
+ * ROWS_PER_STATEMENT rows, sent at once (pipelined on PostgreSQL).
+ */
+export async function insertRows(tx: SqlRunner, head: string, width: number, rows: readonly SqlValue[][]): Promise<void> {
+  const row = `(${marks(width)})`;
+  const sent: Promise<number>[] = [];
+  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+    const part = rows.slice(i, i + ROWS_PER_STATEMENT);
+    sent.push(tx.run(`${head} VALUES ${part.map(() => row).join(', ')}`, part.flat()));
+  }
+  await Promise.all(sent);
+}
 
 /** Integers come back as numbers from SQLite and (with our type parser) PostgreSQL; be strict anyway. */
 export function num(v: unknown): number {

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { SqlDriver, SqlTx, SqlValue } from './sql.js';
+import type { FlushFn, SqlDriver, SqlTx, SqlValue } from './sql.js';
 
 type Db = Database.Database;
 type Stmt = Database.Statement<unknown[], unknown>;
@@ -76,6 +76,12 @@ export class SqliteDriver implements SqlDriver {
   private walFd: number | undefined;
   /** transactions waiting for the next group commit */
   private pending: Job[] = [];
+  /** what the running transaction staged (moved to its group's list if it succeeds) */
+  private staged: unknown[] = [];
+  /** a group's transaction is running (its statements go in a savepoint), and whether that savepoint is open */
+  private inJob = false;
+  private savepoint = false;
+  private flush: FlushFn | undefined;
   private running = false;
   private scheduled = false;
   private drained: (() => void)[] = [];
@@ -115,12 +121,34 @@ export class SqliteDriver implements SqlDriver {
       // best effort: the directory is 0700 anyway
     }
     const wc = this.writer;
+    // a transaction's savepoint is opened at its first statement: one that only stages (a publish,
+    // checked by the flush) costs no savepoint
+    const open = (): void => {
+      if (this.inJob && !this.savepoint) {
+        wc.run('SAVEPOINT g', []);
+        this.savepoint = true;
+      }
+    };
     this.tx = {
-      all: <R extends object>(sql: string, params: readonly SqlValue[] = []) => Promise.resolve(wc.all<R>(sql, params)),
-      run: (sql: string, params: readonly SqlValue[] = []) => Promise.resolve(wc.run(sql, params)),
+      dialect: 'sqlite',
+      all: <R extends object>(sql: string, params: readonly SqlValue[] = []) => {
+        open();
+        return Promise.resolve(wc.all<R>(sql, params));
+      },
+      run: (sql: string, params: readonly SqlValue[] = []) => {
+        open();
+        return Promise.resolve(wc.run(sql, params));
+      },
       lockLog: () => Promise.resolve(),
       notify: () => Promise.resolve(),
+      stage: (v: unknown) => {
+        this.staged.push(v);
+      },
     };
+  }
+
+  setFlush(flush: FlushFn): void {
+    this.flush = flush;
   }
 
   all<T extends object>(sql: string, params: readonly SqlValue[] = []): Promise<T[]> {
@@ -178,6 +206,7 @@ export class SqliteDriver implements SqlDriver {
     const jobs = this.pending.splice(0, MAX_GROUP);
     const db = this.writer.db;
     const done: { job: Job; ok: boolean; value: unknown }[] = [];
+    const staged: unknown[] = [];
     let broken: unknown = this.failed;
     if (broken === undefined) {
       try {
@@ -190,23 +219,37 @@ export class SqliteDriver implements SqlDriver {
     for (let i = 0; broken === undefined && i < jobs.length; i++) {
       const job = jobs[i] as Job;
       try {
-        db.exec('SAVEPOINT g');
+        this.staged = [];
+        this.inJob = true;
+        this.savepoint = false;
         const value = await job.fn(this.tx);
-        db.exec('RELEASE g');
+        this.inJob = false;
+        if (this.savepoint) this.writer.run('RELEASE g', []);
+        staged.push(...this.staged);
         done.push({ job, ok: true, value });
       } catch (e) {
+        this.inJob = false;
         done.push({ job, ok: false, value: e });
+        if (!this.savepoint) continue;
         if (!db.inTransaction) {
           // SQLite rolled the whole transaction back (I/O error, full disk): nothing of this group stands
           broken = e;
           break;
         }
         try {
-          db.exec('ROLLBACK TO g');
-          db.exec('RELEASE g');
+          this.writer.run('ROLLBACK TO g', []);
+          this.writer.run('RELEASE g', []);
         } catch (e2) {
           broken = e2;
         }
+      }
+    }
+    this.staged = [];
+    if (broken === undefined && staged.length > 0 && this.flush !== undefined) {
+      try {
+        await this.flush(this.tx, staged);
+      } catch (e) {
+        broken = e;
       }
     }
     let snapshot = false;

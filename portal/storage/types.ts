@@ -3,7 +3,10 @@
  * PostgreSQL for several portal processes). Every method that changes state is one database
  * transaction and has committed (durably) when its promise resolves.
  *
- * Storage holds no cryptography: callers pass leaf hashes in, and envelopes are opaque JSON text.
+ * Storage holds no keys and checks no signatures: callers pass leaf hashes in, and envelopes are
+ * opaque JSON text. It keeps the log's Merkle tree (RFC 9162 node hashes, mesh/merkle.ts) next to
+ * the leaves, written in the transaction that appends them, so every process sharing the database
+ * proves any committed size from it.
  * Refusals are MeshErrors with stable codes: `conflict`, `rollback`, `forbidden`, `not-found`.
  */
 import type { ItemKind } from '../../mesh/protocol.js';
@@ -51,12 +54,21 @@ export interface StoredItem {
   readonly index: number;
 }
 
+/** The log as committed: its size and RFC 9162 root. */
+export interface LogHead {
+  readonly size: number;
+  readonly root: Uint8Array;
+}
+
 /** What a logged change produced: the log index of its (last) leaf and the feed items it added. */
 export interface Appended {
   readonly index: number;
   /** indices of every leaf appended, in order */
   readonly indices: readonly number[];
   readonly items: readonly StoredItem[];
+  /** the head committed with it (it may include later changes committed in the same group) */
+  readonly size: number;
+  readonly root: Uint8Array;
 }
 
 export interface SessionRecord {
@@ -85,7 +97,8 @@ export interface LogEntryRecord {
 /** Something another writer (or this one) committed: feed items and log growth. */
 export type StoreEvent =
   | { readonly type: 'feed'; readonly device: string; readonly n: number; readonly local: boolean; readonly item?: StoredItem }
-  | { readonly type: 'log'; readonly size: number; readonly local: boolean }
+  /** the log grew to `size`; `root` is its root at that size (absent only from a malformed notification) */
+  | { readonly type: 'log'; readonly size: number; readonly root?: Uint8Array; readonly local: boolean }
   | { readonly type: 'sessions'; readonly account: string; readonly local: boolean }
   /** the change feed was interrupted: caches must be refreshed from the database */
   | { readonly type: 'resync' };
@@ -177,6 +190,10 @@ export interface Storage {
   /** Leaf hashes from `from` on, in index order (a visible prefix has no gaps). */
   leafHashes(from: number): Promise<Uint8Array[]>;
   logEntry(index: number): Promise<LogEntryRecord | undefined>;
+  /** The committed head: every node needed to prove any size up to it is committed with it. */
+  logHead(): Promise<LogHead>;
+  /** Tree nodes by [level, index] (see mesh/merkle.ts NodeAt), in the order asked; `state` if one is missing. */
+  treeNodes(nodes: readonly (readonly [number, number])[]): Promise<Uint8Array[]>;
 
   // ------------------------------------------------------------ operations
   stats(): Promise<StoreStats>;
