@@ -191,11 +191,13 @@ export class HttpFront {
     this.server.maxRequestsPerSocket = 0;
     this.server.on('connection', (socket: Socket) => {
       if (!this.connections.admit(socket)) return;
-      // Node's headersTimeout runs from a request's first byte: a socket that never sends one is closed here
+      // Node's headersTimeout runs from a request's first byte: a socket that never sends one is closed here.
+      // The check waits for the next poll phase: bytes that came while the process was busy are read first.
       const t = ctx.clock.setTimer(
-        () => {
-          if (socket.bytesRead === 0) socket.destroy();
-        },
+        () =>
+          setImmediate(() => {
+            if (socket.bytesRead === 0) socket.destroy();
+          }),
         headersTimeout,
         { unref: true },
       );

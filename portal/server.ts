@@ -194,7 +194,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     if (mqtt.mode === 'embedded') {
       push = await startEmbeddedBroker({ host, port: mqtt.port, sessions, metrics, log, connections, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}) });
     } else if (mqtt.mode === 'external') {
-      const credentials = mqtt.natsAccountFile !== undefined ? loadPushCredentials(mqtt.natsAccountFile) : undefined;
+      const credentials = mqtt.natsAccountFile !== undefined ? loadPushCredentials(mqtt.natsAccountFile, clock) : undefined;
       push = await connectExternalBroker({ url: mqtt.url, metrics, log, clock, ...(opts.mqttPublicUrl !== undefined ? { publicUrl: opts.mqttPublicUrl } : {}), ...(credentials !== undefined ? { credentials } : {}) });
     }
     const pushed = push;

@@ -43,7 +43,8 @@ export function rawHttp(
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${url}${path} within ${o.timeoutMs} ms`)));
+    // (the global agent sets a socket timeout of its own: only ours ends the request)
+    if (o.timeoutMs !== undefined) req.on('timeout', () => req.destroy(new Error(`no answer from ${url}${path} within ${o.timeoutMs} ms`)));
     req.on('error', reject);
     req.end(body);
   });
