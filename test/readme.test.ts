@@ -58,6 +58,7 @@ test('README: every command of "Running it for real" works as written; the other
           { match: /^npm run build$|^npm run build:agent$/, why: 'would rebuild dist/ under the tests that are running (npm test built it first: pretest)' },
           { match: /^bash scripts\/arm-test\.sh/, why: 'ARM emulation under qemu takes minutes; CI runs it after npm test' },
           { match: /^npm run bench/, why: 'benchmarks are never part of npm test' },
+          { match: /^npm run lint$/, why: 'npm test ran it first (pretest)' },
           { match: /^docker /, why: 'no Docker engine runs here; test/images.test.ts checks the Dockerfiles and compose.yaml instead' },
         ],
         services: [

@@ -310,10 +310,8 @@ export async function eventually(what: string, pred: () => boolean, ms = 60_000)
 
 /** The environment a new user has: this HOME, no MESH_HOME, no XDG directories, no portal settings. */
 export function newUserEnv(home: string, drop: readonly string[] = []): NodeJS.ProcessEnv {
-  // a portal started without --data keeps its key in $STATE_DIRECTORY (as under systemd), here inside the
-  // test's home: as root it would otherwise write /var/lib/mesh-portal on the machine running the tests
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, STATE_DIRECTORY: path.join(home, 'state', 'mesh-portal') };
-  for (const k of ['MESH_HOME', 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'DATABASE_URL', 'MESH_LOG_FORMAT', ...drop]) delete env[k];
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home };
+  for (const k of ['MESH_HOME', 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'DATABASE_URL', 'MESH_LOG_FORMAT', 'STATE_DIRECTORY', ...drop]) delete env[k];
   for (const k of Object.keys(env)) if (k.startsWith('MESH_PORTAL_')) delete env[k];
   return env;
 }
