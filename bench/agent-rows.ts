@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { spawn } from 'node:child_process';
 
-import { provisionDevice, startAgentProcess, type AgentProcess } from '../harness/agent-process.js';
+import { openClaimWindow, provisionDevice, startAgentProcess, type AgentProcess } from '../harness/agent-process.js';
 import { TestOwner } from '../harness/owner.js';
 import { startBenchPortal, track, type BenchPortal, BUNDLED_AGENT, fmt, log, median, percentile, rssMiB, rssParts, sleep, spawnUntil, stopChild, timeToExit, wallMs, type Line, type Options } from './util.js';
 
@@ -40,8 +40,10 @@ export async function rssRow(o: Options): Promise<Line[]> {
       const a = await startAgentProcess(dir, [], BUNDLED_AGENT);
       agents.push({ a, dir });
       await alice.claim(identity.labelUri);
-      await bob.claim(identity.labelUri);
       await a.waitFor((e) => e.type === 'claimed' && e.account === alice.account, 15_000, 'alice claimed');
+      // a device with an owner takes a second label claim only while its claim window is open (the button)
+      await openClaimWindow(dir);
+      await bob.claim(identity.labelUri);
       await a.waitFor((e) => e.type === 'claimed' && e.account === bob.account, 15_000, 'bob claimed');
       await waitForLog(a, '"push-connected"');
     }
