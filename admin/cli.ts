@@ -14,6 +14,7 @@ import { homeDir } from './state.js';
 import { keyRecoverCommand, keyShareCommand, udfCommand } from './tools.js';
 import { profileCreateCommand, profileShowCommand, statusCommand } from './profile.js';
 import { deviceClaimCommand, deviceListCommand, deviceRemoveCommand } from './device.js';
+import { deviceInviteCommand } from './invite.js';
 import { configApplyCommand, configSetCommand, configShowCommand } from './config.js';
 import { adminAddCommand, adminJoinCommand, adminRevokeCommand } from './admins.js';
 import { recoverCommand } from './recover.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   profileShowCommand,
   statusCommand,
   deviceClaimCommand,
+  deviceInviteCommand,
   deviceListCommand,
   deviceRemoveCommand,
   configSetCommand,

@@ -3,6 +3,7 @@
  */
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { deriveClaimSecrets, openClaimBlob, parseClaimLabel, shortFingerprint } from '../mesh/claim.js';
+import { deriveInviteSecrets, describeGrant, isInvitation, parseInvitation, parseInviteBlob } from '../mesh/invite.js';
 import { createClaim, createRemove, type StatusError, type StatusPayload } from '../mesh/messages.js';
 import { verifyDeviceProfile, verifyEndorsement, type Endorsement } from '../mesh/profiles.js';
 import { normalizeUdf, udfMatches } from '../mesh/udf.js';
@@ -36,11 +37,16 @@ function fmtMs(ms: number): string {
 
 export const deviceClaimCommand: Command = {
   name: 'device claim',
-  summary: 'claim a device from its label (QR code or printed code and fingerprint)',
-  help: `usage: mesh device claim LABEL [--name NAME] [--trust-manufacturer KEYUDF] [--wait-ms N]
+  summary: 'claim a device from its label (QR code or printed code and fingerprint), or accept an invitation',
+  help: `usage: mesh device claim LABEL|INVITATION [--name NAME] [--trust-manufacturer KEYUDF] [--wait-ms N]
 
 LABEL is what the device's label shows: the URI in its QR code (mcu://maker@portal/CODE?fp=FP),
-or the code and the fingerprint typed by hand ("CODE FINGERPRINT").
+or the code and the fingerprint typed by hand ("CODE FINGERPRINT"). A label claims a device
+only while it has no owner, or while someone holding it has opened its claim window.
+
+INVITATION is what an owner gave you with mesh device invite
+(https://PORTAL/invite#code=...&fp=...): it works once, before it expires, as a co-owner or
+as a guest who may set only what the invitation allows.
 
 The device's record is fetched from the portal and opened with the code; its fingerprint
 must match the label (otherwise the portal handed you another device and nothing is done).
@@ -54,8 +60,10 @@ command waits for the device to confirm.
   --json                      print the result as JSON`,
   options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, 'wait-ms': { type: 'string' } },
   async run(v, pos, env) {
-    if (pos.length === 0) throw new MeshError('usage', 'give the label: the mcu://... URI, or "CODE FINGERPRINT"');
-    const label = parseClaimLabel(pos.join(' '));
+    if (pos.length === 0) throw new MeshError('usage', 'give the label (the mcu://... URI, or "CODE FINGERPRINT") or the invitation (https://.../invite#...)');
+    const text = pos.join(' ');
+    const invitation = isInvitation(text) ? parseInvitation(text) : undefined;
+    const label = invitation ?? parseClaimLabel(text);
     const waitMs = intOpt(v, 'wait-ms', 15_000, 0, 3_600_000);
     const trust = strOpt(v, 'trust-manufacturer');
     if (trust !== undefined) normalizeUdf(trust);
@@ -70,13 +78,14 @@ command waits for the device to confirm.
       }
       await sync(ctx);
       save(ctx);
-      const secrets = deriveClaimSecrets(label.secret);
+      const secrets = invitation !== undefined ? deriveInviteSecrets(invitation.secret) : deriveClaimSecrets(label.secret);
 
       let blob: unknown;
       try {
         blob = openClaimBlob(secrets, (await ctx.client.claimLookup(secrets.claimId)).blob);
       } catch (e) {
         if (isMeshError(e, 'not-found')) {
+          if (invitation !== undefined) throw new MeshError('not-found', 'the portal holds no such invitation: check that you copied all of it, or ask the owner for a new one');
           throw new MeshError('not-found', 'no device is waiting under this code at the portal: check the code on the label, and that the device is switched on and online (it registers when it first reaches the portal)');
         }
         if (isMeshError(e, 'decrypt-failed')) {
@@ -87,7 +96,12 @@ command waits for the device to confirm.
       if (typeof blob !== 'object' || blob === null || Array.isArray(blob) || !('profile' in blob)) {
         throw new MeshError('malformed', "the device's record does not hold a device profile");
       }
-      const bundle = blob as { profile: unknown; endorsement?: unknown };
+      const terms = invitation !== undefined ? parseInviteBlob(blob) : undefined;
+      const bundle = blob as { profile: unknown; endorsement?: unknown; epoch?: unknown };
+      const epoch = terms?.epoch ?? (typeof bundle.epoch === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(bundle.epoch) ? bundle.epoch : undefined);
+      if (terms !== undefined) {
+        io.progress(`invitation from ${terms.by}: ${terms.role === 'guest' ? `as a guest, allowed ${describeGrant(terms.grant ?? { scope: [] })}` : 'as a co-owner'}; open until ${terms.expires}\n`);
+      }
       const device = verifyDeviceProfile(bundle.profile);
       if (!udfMatches(label.fingerprint, device.id)) {
         throw new MeshError('fingerprint-mismatch', `the device the portal returned (${shortFingerprint(device.id)}) is not the one on the label (${label.fingerprint}): someone substituted another device. Nothing was claimed. Check the fingerprint on the label; if it is right, do not use this portal`, {
@@ -107,6 +121,8 @@ command waits for the device to confirm.
         io.progress(`endorsed by ${endorsement.payload.manufacturer} (${endorsement.manufacturerKeyId}), model ${endorsement.payload.model}, serial ${endorsement.payload.serial}\n`);
         if (endorsement.payload.model !== device.payload.model) io.progress(`warning: the endorsement is for model ${endorsement.payload.model}, but the device says it is a ${device.payload.model}\n`);
         if (trust !== undefined && !trusted) io.progress(`warning: this endorsement is NOT by the manufacturer key you trust (${trust}); it may not be a genuine device\n`);
+      } else if (terms !== undefined) {
+        io.progress(`the device's manufacturer endorsement is not in the invitation: ${terms.by} vouches for it\n`);
       } else {
         io.progress(`warning: this device is not endorsed by any manufacturer: nothing shows it is genuine${trust !== undefined ? ` (you expected ${trust})` : ''}\n`);
       }
@@ -116,17 +132,19 @@ command waits for the device to confirm.
       checkLabel(name, 'the device name');
       if (state.devices.some((d) => d.name === name)) throw new MeshError('conflict', `you already have a device called "${name}": choose another with --name`);
 
-      const claim = createClaim(ctx.admin.sign, secrets, { device: device.id, master: state.master, account: state.account });
+      const claim = createClaim(ctx.admin.sign, secrets, { device: device.id, master: state.master, account: state.account, ...(epoch !== undefined ? { epoch } : {}), ...(terms !== undefined ? { invite: terms.invite } : {}) });
       const claimedAt = nowIso();
       const receipt = await proveReceipt(ctx, 'claim', claim, await ctx.client.claim(secrets.claimId, claim));
       keepReceipt(state, receipt);
-      const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy };
+      const guest = terms?.role === 'guest';
+      const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy, ...(guest ? { guest: true } : {}) };
       state.devices.push(rec);
       save(ctx);
       const personalSeq = await publishPersonal(ctx);
       save(ctx);
       const sent: { app: string; seq: number }[] = [];
-      for (const [app, r] of Object.entries(state.apps)) {
+      // a guest's device gets only what the guest sets from now on, never the guest's other settings
+      for (const [app, r] of guest ? [] : Object.entries(state.apps)) {
         if (r.doc === null) {
           io.progress(`note: this computer cannot read the current ${app} configuration, so it was not sent to ${name}; send it with mesh config apply ${app} FILE\n`);
           continue;
@@ -191,6 +209,9 @@ export interface DeviceReport {
   readonly lastError: StatusError | null;
   readonly problem: string | null;
   readonly treeHead: { size: number; root: string } | null;
+  /** everyone the device lists as an owner or guest; `new`: not shown to this owner before */
+  readonly owners: { account: string; master: string; role: 'owner' | 'guest'; since: string | null; invitedBy: string | null; grant: string | null; you: boolean; new: boolean }[];
+  readonly epoch: string | null;
 }
 
 export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<DeviceReport[]> {
@@ -228,7 +249,27 @@ export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<Devic
       lastError: errs[errs.length - 1] ?? null,
       problem: view?.problem ?? null,
       treeHead: st?.treeHead ?? null,
+      owners: (st?.owners ?? []).map((o) => ({
+        account: o.account,
+        master: o.master,
+        role: o.role ?? 'owner',
+        since: o.since ?? null,
+        invitedBy: o.invitedBy ?? null,
+        grant: o.grant ?? null,
+        you: o.master === state.master,
+        new: o.master !== state.master && !(d.seenOwners ?? []).includes(o.master),
+      })),
+      epoch: st?.epoch ?? null,
     };
+  });
+}
+
+/** Remember who each device listed, so the next look marks only newcomers. */
+export function markOwnersSeen(ctx: Ctx, reports: readonly DeviceReport[]): void {
+  ctx.state.devices = ctx.state.devices.map((d) => {
+    const r = reports.find((x) => x.id === d.id);
+    if (r === undefined || r.state !== 'ok') return d;
+    return { ...d, seenOwners: r.owners.map((o) => o.master) };
   });
 }
 
@@ -238,9 +279,10 @@ export const deviceListCommand: Command = {
   help: `usage: mesh device list [--max-stale-ms N] [--json]
 
 For each of your devices: its name, fingerprint and model, and from its latest signed
-status report (checked with the device's own key): per application the configuration
-number it applied for you and when, when it last heard from the portal, and its last
-error. A device not heard from for longer than --max-stale-ms (default 24 h) is marked
+status report (checked with the device's own key): its owners and guests (who invited
+whom, and since when; one you have not been shown before is marked NEW), per application
+the configuration number it applied for you and when, when it last heard from the portal,
+and its last error. A device not heard from for longer than --max-stale-ms (default 24 h) is marked
 STALE: it keeps running on what it has, but that may be out of date.
 
   --max-stale-ms N   how old "last contact" may be before a device is marked stale (default 86400000)
@@ -253,6 +295,8 @@ STALE: it keeps running on what it has, but that may be out of date.
       await sync(ctx);
       save(ctx);
       const reports = await deviceReports(ctx, maxStaleMs);
+      markOwnersSeen(ctx, reports);
+      save(ctx);
       const lines: string[] = [];
       if (reports.length === 0) lines.push('no devices yet: claim one with mesh device claim LABEL');
       for (const r of reports) {
@@ -263,6 +307,11 @@ STALE: it keeps running on what it has, but that may be out of date.
         else {
           lines.push(`  last contact: ${r.lastContact ?? '-'} (${r.lastContact !== null ? ago(r.lastContact) : 'never'})${r.stale ? ` -- older than ${fmtMs(maxStaleMs)}: its data may be out of date` : ''}`);
           if (!r.owner) lines.push('  the device does not list you as an owner (yet): the claim has not reached it, or it was refused');
+          for (const o of r.owners) {
+            const who = `${o.account}${o.you ? ' (you)' : ''}`;
+            const how = [o.role === 'guest' ? `guest: ${o.grant ?? 'limited'}` : 'owner', o.invitedBy !== null ? `invited by ${o.invitedBy}` : 'from the label', o.since !== null ? `since ${o.since}` : null].filter((x) => x !== null).join(', ');
+            lines.push(`  ${o.new ? 'NEW ' : ''}${who}: ${how}`);
+          }
           for (const a of r.apps) {
             if (a.seq === null) lines.push(`  ${a.app}: nothing applied yet (published #${a.published})`);
             else if (a.unpublished) {
@@ -312,7 +361,9 @@ your personal profile. Configuration you publish afterwards is not encrypted to 
       await sync(ctx);
       save(ctx);
       const d = findDevice(state.devices, pos[0] as string);
-      const env2 = createRemove(ctx.admin.sign, { device: d.id, master: state.master });
+      // bound to the device's current ownership epoch when its status tells it
+      const epoch = (await deviceStatuses(ctx)).get(d.id)?.status?.epoch;
+      const env2 = createRemove(ctx.admin.sign, { device: d.id, master: state.master, ...(epoch !== undefined ? { epoch } : {}) });
       const receipt = await proveReceipt(ctx, 'remove', env2, await ctx.client.post(d.id, env2));
       keepReceipt(state, receipt);
       state.devices = state.devices.filter((x) => x.id !== d.id);

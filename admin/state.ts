@@ -47,6 +47,10 @@ export interface DeviceRecord {
   readonly fingerprint: string;
   readonly claimedAt: string | null;
   readonly endorsedBy: Endorsed | null;
+  /** the co-owners and guests (master fingerprints) this owner has been shown: a new one is marked */
+  readonly seenOwners?: readonly string[];
+  /** claimed with a guest invitation: may set only what the grant allows */
+  readonly guest?: boolean;
 }
 
 export interface AppRecord {
@@ -163,7 +167,7 @@ function stateError(file: string, e: unknown): never {
 }
 
 function parseDevice(v: unknown, w: string): DeviceRecord {
-  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy']);
+  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest']);
   let endorsedBy: Endorsed | null = null;
   if (o.endorsedBy !== null) {
     const eo = obj(o.endorsedBy, `${w}.endorsedBy`, ['manufacturer', 'key', 'trusted']);
@@ -177,6 +181,8 @@ function parseDevice(v: unknown, w: string): DeviceRecord {
     fingerprint: str(o, 'fingerprint', w, 120),
     claimedAt: o.claimedAt === null ? null : str(o, 'claimedAt', w, 30),
     endorsedBy,
+    ...(o.seenOwners !== undefined ? { seenOwners: arr(o, 'seenOwners', w, 256).map((x, i) => str({ x }, 'x', `${w}.seenOwners[${i}]`, 120)) } : {}),
+    ...(o.guest === true ? { guest: true } : {}),
   };
 }
 

@@ -392,6 +392,8 @@ export class Agent {
         answer(this.dir, id, { ok: true, message: r.message });
         this.scheduleStatus(0);
         if (r.configChanged) runHook(this.dir, this.settings, (f) => this.recordError(f));
+        // a new epoch: the label record at the portal names it, so claimants can bind their claims to it
+        if (command.cmd === 'reset') this.lostRegistration('reset');
       } catch (e) {
         const code = isMeshError(e) ? e.code : 'internal';
         answer(this.dir, id, { ok: false, code, message: (e as Error).message });

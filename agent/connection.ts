@@ -56,7 +56,7 @@ export async function register(p: {
       await p.client.register({
         device: p.device.profile,
         endorsement: p.device.endorsement,
-        claim: { id: p.secrets.claimId, blob: sealClaimBlob(p.secrets, { profile: p.device.profile, endorsement: p.device.endorsement }), portalKey: b64u(p.secrets.portalKey) },
+        claim: { id: p.secrets.claimId, blob: sealClaimBlob(p.secrets, { profile: p.device.profile, endorsement: p.device.endorsement, epoch: p.store.state.epoch }), portalKey: b64u(p.secrets.portalKey) },
         request: createSession(p.device.keys.auth, p.device.id),
       });
       p.store.update((s) => ({ ...s, registered: true, portalKey: portal.id, lastContact: isoNow(p.clock) }));

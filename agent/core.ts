@@ -24,7 +24,8 @@ import { validate, type Schema } from '../mesh/schema.js';
 import { merge, nextValues, type Effective, type KeyValue } from './merge.js';
 import { hmacSha512 } from '../mesh/crypto.js';
 import { b64u, utf8 } from '../mesh/bytes.js';
-import { withError, MAX_NONCES, type AgentState, type Floor, type Owner } from './state.js';
+import { withError, MAX_INVITES, MAX_NONCES, type AgentState, type Floor, type Owner, type PendingInvite } from './state.js';
+import { checkGrant, grantDurationMs, openInviteKey, parseInvitePayload, verifyInvite } from '../mesh/invite.js';
 
 /** What the reducer needs to know about the device and the moment; all of it given, none of it fetched. */
 export interface CoreContext {
@@ -109,7 +110,7 @@ export function applyItems(s0: AgentState, items: readonly FeedItem[], ctx: Core
  */
 class RefusedKeeping extends MeshError {
   constructor(
-    code: 'not-invited',
+    code: 'not-invited' | 'invitation-expired',
     message: string,
     readonly keep: AgentState,
   ) {
@@ -146,6 +147,8 @@ function decide(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
       return application(s, item, ctx);
     case 'remove':
       return remove(s, item, ctx);
+    case 'invite':
+      return invite(s, item, ctx);
   }
 }
 
@@ -161,13 +164,18 @@ function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
     throw new MeshError('rollback', `the claim came with master profile ${attached.payload.seq}; this device has seen ${floor.masterSeq} for that owner`);
   }
   refuseRevoked(item.object, revokedOf(known, floor));
+  if (claimed.invite !== undefined) return claimByInvitation(s, item, ctx, { known, master, floor, invite: claimed.invite });
   const c = verifyClaim(item.object, master, { key: ctx.device.claimKey, which: 'device' });
   if (c.device !== ctx.device.id) throw new MeshError('wrong-device', `the claim is for device ${c.device}`);
+  checkEpoch(s, c.epoch, 'claim');
   if (s.nonces.includes(c.nonce)) throw new MeshError('replay', `claim ${c.nonce} by ${c.account} was already used on this device`);
   if (known === undefined && Object.keys(s.owners).length > 0 && !ctx.claimWindowOpen) {
     throw new RefusedKeeping('not-invited', `${c.account} claimed with the label, but this device has owners: a co-owner needs an invitation from one of them, or the claim window opened on the device`, useNonce(s, c.nonce));
   }
+  // the label (or the button) makes a full owner, also of a former guest
+  const { role: _role, grant: _grant, grantFromMs: _from, grantEndMs: _end, invitedBy: _by, ...kept } = known ?? ({} as Partial<Owner>);
   const owner: Owner = {
+    ...kept,
     master: master.id,
     account: c.account,
     masterEnvelope: master.envelope,
@@ -181,6 +189,85 @@ function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
     events: [{ type: 'claimed', n: item.n, account: c.account, master: master.id }],
     configChanged: false,
   };
+}
+
+/**
+ * A claim that names an invitation: accepted only against an invitation this device received from
+ * one of its owners (not a guest), unused, within its time on this device's clock, and with the
+ * proof made from the invitation's secret. Used or refused, the invitation is gone for good.
+ */
+function claimByInvitation(s: AgentState, item: FeedItem, ctx: CoreContext, p: { known: Owner | undefined; master: MasterProfile; floor: Floor | undefined; invite: string }): StepResult {
+  const inv = s.invites[p.invite];
+  if (inv === undefined) {
+    if (s.nonces.includes(p.invite)) throw new MeshError('invitation-used', `invitation ${p.invite} has been used already: each works once`);
+    throw new MeshError('not-invited', `no invitation ${p.invite} reached this device from any of its owners`);
+  }
+  const c = verifyClaim(item.object, p.master, { key: fromB64u(inv.key, 'invite key', 32), which: 'device' });
+  if (c.device !== ctx.device.id) throw new MeshError('wrong-device', `the claim is for device ${c.device}`);
+  checkEpoch(s, c.epoch, 'claim');
+  if (s.nonces.includes(c.nonce)) throw new MeshError('replay', `claim ${c.nonce} by ${c.account} was already used on this device`);
+  // from here the invitation is spent, whatever the outcome
+  const invites = { ...s.invites };
+  delete invites[p.invite];
+  const spent: AgentState = { ...useNonce(useNonce(s, p.invite), c.nonce), invites };
+  const nowMs = Date.parse(ctx.now);
+  if (nowMs > inv.deadlineMs || nowMs < inv.receivedMs) {
+    throw new RefusedKeeping('invitation-expired', `${c.account} accepted ${inv.account}'s invitation after the time it allowed`, spent);
+  }
+  if (s.owners[inv.by] === undefined) throw new RefusedKeeping('not-invited', `${inv.account}, who invited ${c.account}, no longer owns this device`, spent);
+  // a full owner stays one; a guest (or a newcomer) takes the invitation's role and grant
+  const asGuest = inv.role === 'guest' && (p.known === undefined || p.known.role === 'guest');
+  const { role: _role, grant: _grant, grantFromMs: _from, grantEndMs: _end, ...base } = p.known ?? ({} as Partial<Owner>);
+  const owner: Owner = {
+    ...base,
+    master: p.master.id,
+    account: c.account,
+    masterEnvelope: p.master.envelope,
+    masterSeq: p.master.payload.seq,
+    claimedAt: p.known?.claimedAt ?? ctx.now,
+    apps: p.known?.apps ?? {},
+    revoked: union(revokedOf(p.known, p.floor), p.master.payload.revoked),
+    invitedBy: p.known?.invitedBy ?? inv.account,
+    ...(asGuest ? { role: 'guest' as const, grant: inv.grant, grantFromMs: inv.receivedMs, ...(inv.grantMs !== undefined ? { grantEndMs: inv.receivedMs + inv.grantMs } : {}) } : {}),
+  };
+  return {
+    state: { ...spent, owners: { ...s.owners, [p.master.id]: owner } },
+    events: [{ type: 'claimed', n: item.n, account: c.account, master: p.master.id }],
+    configChanged: false,
+  };
+}
+
+/** An owner's invitation, kept until its invitee claims (or it is crowded out). */
+function invite(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
+  const p0 = parseInvitePayload(item.object);
+  const owner = s.owners[p0.master];
+  if (owner === undefined) throw new MeshError('unknown-owner', `an invitation from ${p0.master}, who does not own this device`);
+  refuseRevoked(item.object, revokedOf(owner, floorOf(s, owner.master, ctx)));
+  const p = verifyInvite(item.object, ctx.masters.get(owner).master);
+  if (owner.role === 'guest') throw new MeshError('not-permitted', `${owner.account} is a guest on this device: a guest cannot invite anyone`);
+  if (p.device !== ctx.device.id) throw new MeshError('wrong-device', `the invitation is for device ${p.device}`);
+  checkEpoch(s, p.epoch, 'invitation');
+  if (s.nonces.includes(p.nonce) || s.invites[p.nonce] !== undefined) throw new MeshError('replay', `invitation ${p.nonce} by ${owner.account} has reached this device before`);
+  const key = openInviteKey(p, ctx.device.enc);
+  const nowMs = Date.parse(ctx.now);
+  const grantMs = grantDurationMs(p);
+  const pending: PendingInvite = {
+    by: owner.master,
+    account: owner.account,
+    role: p.role,
+    ...(p.grant !== undefined ? { grant: p.grant } : {}),
+    key: b64u(key),
+    receivedMs: nowMs,
+    deadlineMs: nowMs + p.ttl * 1000,
+    ...(grantMs !== undefined ? { grantMs } : {}),
+  };
+  const entries = [...Object.entries(s.invites), [p.nonce, pending] as const].slice(-MAX_INVITES);
+  return { state: { ...s, invites: Object.fromEntries(entries) }, events: [], configChanged: false };
+}
+
+/** An ownership message for another epoch (before a factory reset) is never obeyed. */
+function checkEpoch(s: AgentState, epoch: string | undefined, what: string): void {
+  if (epoch !== undefined && epoch !== s.epoch) throw new MeshError('wrong-epoch', `the ${what} was made for an earlier ownership of this device (before a factory reset)`);
 }
 
 function masterUpdate(s: AgentState, item: FeedItem): StepResult {
@@ -207,6 +294,14 @@ function application(s: AgentState, item: FeedItem, ctx: CoreContext): StepResul
   const held = Math.max(prev?.seq ?? 0, floor?.apps[app] ?? 0);
   if (seq <= held) throw new MeshError('rollback', `${app} profile ${seq} from ${owner.account} is not newer than ${held}, already applied`);
   const doc = openApplicationProfile(ap, { id: ctx.device.id, enc: ctx.device.enc });
+  if (owner.role === 'guest') {
+    const nowMs = Date.parse(ctx.now);
+    if (owner.grantEndMs !== undefined && (nowMs > owner.grantEndMs || nowMs < (owner.grantFromMs ?? 0))) {
+      throw new MeshError('grant-expired', `${owner.account} is a guest whose time on this device has ended`);
+    }
+    if (owner.grant === undefined) throw new MeshError('out-of-scope', `${owner.account} is a guest with no grant`);
+    checkGrant(owner.grant, app, doc);
+  }
   const schema = ctx.schemas.get(app);
   if (schema === undefined) throw new MeshError('schema', `this device does not run the application "${app}"`);
   const problems = validate(schema, doc);
@@ -235,6 +330,7 @@ function remove(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   refuseRevoked(item.object, revokedOf(owner, floorOf(s, owner.master, ctx)));
   verifyRemove(item.object, ctx.masters.get(owner).master);
   if (p.device !== ctx.device.id) throw new MeshError('wrong-device', `the removal is for device ${p.device}`);
+  checkEpoch(s, p.epoch, 'removal');
   if (s.nonces.includes(p.nonce)) throw new MeshError('replay', `removal ${p.nonce} was already used on this device`);
   return { state: dropOwner(useNonce(s, p.nonce), owner.master, ctx.device.claimKey), events: [{ type: 'removed', n: item.n, account: owner.account, master: owner.master }], configChanged: true };
 }
@@ -271,7 +367,7 @@ function mergeWith(s: AgentState, master: string, app: string, values: Record<st
 export function factoryReset(s: AgentState, epoch: string, claimKey: Uint8Array): AgentState {
   let next: AgentState = s;
   for (const id of Object.keys(s.owners)) next = dropOwner(next, id, claimKey);
-  return { ...next, owners: {}, errors: [], epoch, resets: s.resets + 1 };
+  return { ...next, owners: {}, errors: [], epoch, resets: s.resets + 1, invites: {} };
 }
 
 /** One owner removed by someone holding the device (`mesh-agent remove-owner`); refuses an unknown one. */
@@ -292,7 +388,9 @@ function dropOwner(s: AgentState, master: string, claimKey: Uint8Array): AgentSt
   const floor: Floor = { masterSeq: Math.max(old?.masterSeq ?? 0, owner.masterSeq), apps, revoked: union(old?.revoked ?? [], owner.revoked ?? []) };
   const owners = { ...s.owners };
   delete owners[master];
-  return { ...s, owners, floors: { ...s.floors, [key]: floor } };
+  // the invitations a removed owner sent go with it
+  const invites = Object.fromEntries(Object.entries(s.invites).filter(([, i]) => i.by !== master));
+  return { ...s, owners, invites, floors: { ...s.floors, [key]: floor } };
 }
 
 function floorKey(master: string, claimKey: Uint8Array): string {

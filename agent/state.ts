@@ -9,6 +9,7 @@ import { MeshError } from '../mesh/errors.js';
 import type { SignedEnvelope } from '../mesh/envelope.js';
 import type { StatusError, TreeHeadRef } from '../mesh/messages.js';
 import type { KeyValue } from './merge.js';
+import type { Grant } from '../mesh/invite.js';
 import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
 
 export interface AppState {
@@ -27,6 +28,28 @@ export interface Owner {
   readonly apps: Readonly<Record<string, AppState>>;
   /** every administration key any master profile of this owner that the device has seen revoked */
   readonly revoked?: readonly string[];
+  /** a guest: may set only what `grant` allows, and invite nobody */
+  readonly role?: 'guest';
+  readonly grant?: Grant;
+  /** the guest's rights, on this device's clock (ms): from when the invitation arrived, to its end (absent: no end) */
+  readonly grantFromMs?: number;
+  readonly grantEndMs?: number;
+  /** the account of the owner whose invitation this one accepted */
+  readonly invitedBy?: string;
+}
+
+/** An invitation an owner sent, waiting for its invitee's claim. Times are this device's clock (ms). */
+export interface PendingInvite {
+  readonly by: string;
+  readonly account: string;
+  readonly role: 'owner' | 'guest';
+  readonly grant?: Grant;
+  /** the device-proof key the invitee's claim must be made with (base64url) */
+  readonly key: string;
+  readonly receivedMs: number;
+  readonly deadlineMs: number;
+  /** a guest's rights last this long from receivedMs (absent: no end) */
+  readonly grantMs?: number;
 }
 
 /**
@@ -64,9 +87,14 @@ export interface AgentState {
   readonly floors: Readonly<Record<string, Floor>>;
   /** until when (this device's clock, ms) the claim window opened on the device stays open */
   readonly claimWindowUntil: number;
+  /** invitations received and not yet used, by nonce (at most MAX_INVITES; the oldest go first) */
+  readonly invites: Readonly<Record<string, PendingInvite>>;
 }
 
-export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0 };
+export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0, invites: {} };
+
+/** invitations waiting at once */
+export const MAX_INVITES = 32;
 
 /** nonces remembered (the oldest are forgotten first); each ownership change uses one */
 export const MAX_NONCES = 4096;

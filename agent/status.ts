@@ -5,6 +5,7 @@
  */
 import { b64u } from '../mesh/bytes.js';
 import { createStatus, verifyTreeHead, type TreeHeadRef } from '../mesh/messages.js';
+import { describeGrant } from '../mesh/invite.js';
 import type { SignedEnvelope } from '../mesh/envelope.js';
 import type { PortalClient } from '../client/portal-client.js';
 import type { DeviceFiles } from '../runtime/device-files.js';
@@ -19,6 +20,10 @@ export function statusEnvelope(device: DeviceFiles, s: AgentState, now: string):
     master: o.master,
     account: o.account,
     apps: Object.entries(o.apps).map(([app, a]) => ({ app, seq: a.seq, appliedAt: a.appliedAt })),
+    ...(o.role === 'guest' ? { role: 'guest' as const } : {}),
+    since: o.claimedAt,
+    ...(o.invitedBy !== undefined ? { invitedBy: o.invitedBy } : {}),
+    ...(o.role === 'guest' && o.grant !== undefined ? { grant: describeGrant(o.grant).slice(0, 1024) } : {}),
   }));
   return createStatus(device.keys.sign, {
     seq: s.statusSeq,
@@ -26,6 +31,8 @@ export function statusEnvelope(device: DeviceFiles, s: AgentState, now: string):
     owners,
     errors: s.errors.slice(-8),
     ...(s.treeHead !== null ? { treeHead: s.treeHead } : {}),
+    ...(s.epoch !== '' ? { epoch: s.epoch } : {}),
+    n: s.n,
   });
 }
 

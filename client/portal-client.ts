@@ -34,6 +34,7 @@ import {
   type HelloResponse,
   type InclusionResponse,
   type LogReceipt,
+  type PostRequest,
   type RegisterRequest,
 } from '../mesh/protocol.js';
 
@@ -204,8 +205,8 @@ export class PortalClient {
     return parseLogReceipt(await this.request('POST', PATHS.claim, { id, object }), 'Claim');
   }
 
-  async post(device: string, object: SignedEnvelope): Promise<LogReceipt> {
-    return parseLogReceipt(await this.request('POST', PATHS.post, { device, object }), 'Post');
+  async post(device: string, object: SignedEnvelope, invitation?: PostRequest['invitation']): Promise<LogReceipt> {
+    return parseLogReceipt(await this.request('POST', PATHS.post, { device, object, ...(invitation !== undefined ? { invitation } : {}) }), 'Post');
   }
 
   async status(object: SignedEnvelope): Promise<void> {

@@ -41,6 +41,12 @@ export const MESH_ERRORS = [
   { code: 'feed-gap', meaning: 'a feed item whose number does not follow the last one applied: nothing from it on was applied' },
   // ownership
   { code: 'not-invited', meaning: 'a label claim for a device that has owners, without an invitation or the claim window opened on the device' },
+  { code: 'wrong-epoch', meaning: 'a claim, invitation or removal made for an earlier ownership epoch of the device (before a factory reset)' },
+  { code: 'invitation-used', meaning: 'an invitation that has already been accepted: each works once' },
+  { code: 'invitation-expired', meaning: 'an invitation accepted after the time it allowed' },
+  { code: 'out-of-scope', meaning: "a guest's change to an application, key or value outside what the guest's invitation allows" },
+  { code: 'grant-expired', meaning: "a guest's change after the end time of the guest's invitation" },
+  { code: 'not-permitted', meaning: 'a guest may set what the invitation allows, but not invite anyone' },
   { code: 'clock-ahead', meaning: "applied in feed order, but its signer's clock is far ahead of the device's (a flag, not a refusal)" },
   // protocol / transport
   { code: 'unauthorized', meaning: 'no valid session' },

@@ -45,19 +45,37 @@ export interface ClaimPayload {
   readonly created: string;
   readonly portalProof: string;
   readonly deviceProof: string;
+  /** the device's ownership epoch the claim is for (from the label record or the invitation) */
+  readonly epoch?: string;
+  /** the invitation accepted (its nonce); absent: a claim from the label */
+  readonly invite?: string;
 }
 
-export function createClaim(admin: Signer, secrets: ClaimSecrets, p: { device: string; master: string; account: string }): SignedEnvelope {
+export function createClaim(admin: Signer, secrets: ClaimSecrets, p: { device: string; master: string; account: string; epoch?: string; invite?: string }): SignedEnvelope {
   const nonce = nonceUdf();
-  const proofs = claimProofs(secrets, { ...p, nonce });
-  const payload: ClaimPayload = { type: 'claim', device: p.device, master: p.master, account: p.account, nonce, created: nowIso(), ...proofs };
+  const proofs = claimProofs(secrets, { device: p.device, master: p.master, account: p.account, nonce });
+  const payload: ClaimPayload = {
+    type: 'claim',
+    device: p.device,
+    master: p.master,
+    account: p.account,
+    nonce,
+    created: nowIso(),
+    ...proofs,
+    ...(p.epoch !== undefined ? { epoch: p.epoch } : {}),
+    ...(p.invite !== undefined ? { invite: p.invite } : {}),
+  };
   return signJson(payload, [admin]);
 }
 
 export function parseClaimPayload(env: SignedEnvelope): ClaimPayload {
   const w = 'claim';
-  const o = obj(payloadObject(env, w, 'claim'), w, ['type', 'device', 'master', 'account', 'nonce', 'created', 'portalProof', 'deviceProof']);
+  const o = obj(payloadObject(env, w, 'claim'), w, ['type', 'device', 'master', 'account', 'nonce', 'created', 'portalProof', 'deviceProof'], ['epoch', 'invite']);
+  const epoch = optStr(o, 'epoch', w, 64, B64U);
+  const invite = optStr(o, 'invite', w, 120, UDF_TEXT);
   return {
+    ...(epoch !== undefined ? { epoch } : {}),
+    ...(invite !== undefined ? { invite } : {}),
     type: 'claim',
     device: str(o, 'device', w, 120, UDF_TEXT),
     master: str(o, 'master', w, 120, UDF_TEXT),
@@ -88,17 +106,27 @@ export interface RemovePayload {
   readonly master: string;
   readonly nonce: string;
   readonly created: string;
+  /** the device's ownership epoch the removal is for (from its status) */
+  readonly epoch?: string;
 }
 
-export function createRemove(admin: Signer, p: { device: string; master: string }): SignedEnvelope {
-  const payload: RemovePayload = { type: 'remove', device: p.device, master: p.master, nonce: nonceUdf(), created: nowIso() };
+export function createRemove(admin: Signer, p: { device: string; master: string; epoch?: string }): SignedEnvelope {
+  const payload: RemovePayload = { type: 'remove', device: p.device, master: p.master, nonce: nonceUdf(), created: nowIso(), ...(p.epoch !== undefined ? { epoch: p.epoch } : {}) };
   return signJson(payload, [admin]);
 }
 
 export function parseRemovePayload(env: SignedEnvelope): RemovePayload {
   const w = 'remove';
-  const o = obj(payloadObject(env, w, 'remove'), w, ['type', 'device', 'master', 'nonce', 'created']);
-  return { type: 'remove', device: str(o, 'device', w, 120, UDF_TEXT), master: str(o, 'master', w, 120, UDF_TEXT), nonce: str(o, 'nonce', w, 120, UDF_TEXT), created: time(o, 'created', w) };
+  const o = obj(payloadObject(env, w, 'remove'), w, ['type', 'device', 'master', 'nonce', 'created'], ['epoch']);
+  const epoch = optStr(o, 'epoch', w, 64, B64U);
+  return {
+    type: 'remove',
+    device: str(o, 'device', w, 120, UDF_TEXT),
+    master: str(o, 'master', w, 120, UDF_TEXT),
+    nonce: str(o, 'nonce', w, 120, UDF_TEXT),
+    created: time(o, 'created', w),
+    ...(epoch !== undefined ? { epoch } : {}),
+  };
 }
 
 /** Verify that the owner `master` itself asks to leave: only an owner's own administration key can remove that owner. */
@@ -122,6 +150,14 @@ export interface OwnerStatus {
   readonly master: string;
   readonly account: string;
   readonly apps: readonly AppStatus[];
+  /** absent: an owner; `guest`: limited to its grant */
+  readonly role?: 'guest';
+  /** since when (the device's clock, display only) */
+  readonly since?: string;
+  /** the owner whose invitation this one accepted; absent: claimed from the label */
+  readonly invitedBy?: string;
+  /** a guest's grant, in words */
+  readonly grant?: string;
 }
 
 export interface StatusError {
@@ -148,6 +184,10 @@ export interface StatusPayload {
   readonly owners: readonly OwnerStatus[];
   readonly errors: readonly StatusError[];
   readonly treeHead?: TreeHeadRef;
+  /** the device's ownership epoch: claims, invitations and removals must name it */
+  readonly epoch?: string;
+  /** the last feed item the device applied */
+  readonly n?: number;
 }
 
 export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'created' | 'device'> & { created?: string }): SignedEnvelope {
@@ -160,6 +200,8 @@ export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'cr
     owners: p.owners,
     errors: p.errors,
     ...(p.treeHead !== undefined ? { treeHead: p.treeHead } : {}),
+    ...(p.epoch !== undefined ? { epoch: p.epoch } : {}),
+    ...(p.n !== undefined ? { n: p.n } : {}),
   };
   return signJson(payload, [device]);
 }
@@ -167,17 +209,29 @@ export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'cr
 export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
   const w = 'status';
   const v = parseJson(bytes, MAX_MESSAGE_BYTES, w);
-  const o = obj(v, w, ['type', 'device', 'seq', 'created', 'lastContact', 'owners', 'errors'], ['treeHead']);
+  const o = obj(v, w, ['type', 'device', 'seq', 'created', 'lastContact', 'owners', 'errors'], ['treeHead', 'epoch', 'n']);
   if (o.type !== 'status') fail('wrong-type', 'expected a status message');
   const owners = arr(o, 'owners', w, 64).map((x, i): OwnerStatus => {
     const ow = `${w}.owners[${i}]`;
-    const oo = obj(x, ow, ['master', 'account', 'apps']);
+    const oo = obj(x, ow, ['master', 'account', 'apps'], ['role', 'since', 'invitedBy', 'grant']);
     const apps = arr(oo, 'apps', ow, 64).map((a, j): AppStatus => {
       const aw = `${ow}.apps[${j}]`;
       const ao = obj(a, aw, ['app', 'seq', 'appliedAt']);
       return { app: str(ao, 'app', aw, 64, NAME_PATTERN), seq: int(ao, 'seq', aw, 0), appliedAt: time(ao, 'appliedAt', aw) };
     });
-    return { master: str(oo, 'master', ow, 120, UDF_TEXT), account: str(oo, 'account', ow, 320), apps };
+    if (oo.role !== undefined && oo.role !== 'guest') fail('malformed', `${ow}.role must be guest when present`);
+    const since = oo.since === undefined ? undefined : time(oo, 'since', ow);
+    const invitedBy = optStr(oo, 'invitedBy', ow, 320);
+    const grant = optStr(oo, 'grant', ow, 1024);
+    return {
+      master: str(oo, 'master', ow, 120, UDF_TEXT),
+      account: str(oo, 'account', ow, 320),
+      apps,
+      ...(oo.role === 'guest' ? { role: 'guest' as const } : {}),
+      ...(since !== undefined ? { since } : {}),
+      ...(invitedBy !== undefined ? { invitedBy } : {}),
+      ...(grant !== undefined ? { grant } : {}),
+    };
   });
   const errors = arr(o, 'errors', w, 32).map((x, i): StatusError => {
     const ew = `${w}.errors[${i}]`;
@@ -207,6 +261,8 @@ export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
     owners,
     errors,
     ...(treeHead !== undefined ? { treeHead } : {}),
+    ...(o.epoch !== undefined ? { epoch: str(o, 'epoch', w, 64, B64U) } : {}),
+    ...(o.n !== undefined ? { n: int(o, 'n', w, 0) } : {}),
   };
 }
 

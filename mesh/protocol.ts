@@ -247,8 +247,8 @@ export function parseJoinRequest(v: unknown): JoinRequest {
 
 // ---------------------------------------------------------------- Download (device feed)
 
-export type ItemKind = 'claim' | 'application' | 'remove' | 'master';
-const KINDS: readonly ItemKind[] = ['claim', 'application', 'remove', 'master'];
+export type ItemKind = 'claim' | 'application' | 'remove' | 'master' | 'invite';
+const KINDS: readonly ItemKind[] = ['claim', 'application', 'remove', 'master', 'invite'];
 
 /**
  * One item of a device's feed. `n` counts the device's items 1, 2, 3, ...: a device that holds
@@ -313,16 +313,33 @@ export function parseClaimRequest(v: unknown): ClaimRequest {
   return { id: str(o, 'id', w, 40, B64U), object: parseSignedEnvelope(o.object, `${w}.object`) };
 }
 
-/** POST Post (owner): a message to one device's feed; today a `remove`. */
+/**
+ * POST Post (owner): a message to one device's feed: a `remove`, or an `invite` with what the
+ * portal keeps for the invitee (`invitation`: the claim id, the portal-proof key, the record
+ * sealed under the invitation secret, and until when, in seconds from now, it may be used).
+ */
 export interface PostRequest {
   readonly device: string;
   readonly object: SignedEnvelope;
+  readonly invitation?: { readonly id: string; readonly blob: string; readonly portalKey: string; readonly ttl: number };
 }
 
 export function parsePostRequest(v: unknown): PostRequest {
   const w = 'Post request';
-  const o = obj(v, w, ['device', 'object']);
-  return { device: str(o, 'device', w, 120, UDF_TEXT), object: parseSignedEnvelope(o.object, `${w}.object`) };
+  const o = obj(v, w, ['device', 'object'], ['invitation']);
+  const out = { device: str(o, 'device', w, 120, UDF_TEXT), object: parseSignedEnvelope(o.object, `${w}.object`) };
+  if (o.invitation === undefined) return out;
+  const iw = `${w}.invitation`;
+  const io = obj(o.invitation, iw, ['id', 'blob', 'portalKey', 'ttl']);
+  return {
+    ...out,
+    invitation: {
+      id: str(io, 'id', iw, 40, B64U),
+      blob: str(io, 'blob', iw, 200_000, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/),
+      portalKey: str(io, 'portalKey', iw, 60, B64U),
+      ttl: int(io, 'ttl', iw, 1, 7 * 24 * 3600),
+    },
+  };
 }
 
 // ---------------------------------------------------------------- status

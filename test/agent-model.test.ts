@@ -159,6 +159,8 @@ function modelApply(m: Model, it: Delivered, n: number, actors: Record<Who, Acto
       known.values = next;
       return 'applied';
     }
+    case 'invite':
+      throw new Error('the model generates no invitations');
     case 'remove': {
       if (known === undefined) return 'unknown-owner';
       if (revoked.has(signer)) return 'revoked-key';

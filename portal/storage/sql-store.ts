@@ -18,6 +18,7 @@ import type {
   AccountRecord,
   Appended,
   DeviceRecord,
+  InvitationRecord,
   LeafInput,
   LogEntryRecord,
   RegisterOutcome,
@@ -64,6 +65,26 @@ const toDevice = (r: DeviceRow): DeviceRecord => ({
   claimBlob: r.claim_blob,
   portalKey: r.portal_key,
   registeredMs: num(r.registered),
+});
+
+interface InvitationRow {
+  id: string;
+  device: string;
+  account: string;
+  blob: string;
+  portal_key: string;
+  expires: number;
+  used: number | null;
+}
+
+const toInvitation = (r: InvitationRow): InvitationRecord => ({
+  id: r.id,
+  device: r.device,
+  account: r.account,
+  blob: r.blob,
+  portalKey: r.portal_key,
+  expiresMs: num(r.expires),
+  usedMs: r.used === null ? null : num(r.used),
 });
 
 const toAccount = (r: AccountRow): AccountRecord => ({
@@ -531,6 +552,42 @@ export class SqlStore implements Storage {
     return appendedOf(change);
   }
 
+  async inviteDevice(v: { device: string; account: string; invite: string; invitation: InvitationRecord }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const { change } = await this.logged(nowMs, async (tx, c) => {
+      const l = await tx.all<{ device: string }>(`SELECT device FROM links WHERE device = ? AND account = ?`, [v.device, v.account]);
+      if (l.length === 0) fail('forbidden', `device ${v.device} is not claimed by ${v.account}`, { device: v.device });
+      const taken = await tx.all<{ id: string }>(`SELECT id FROM invitations WHERE id = ?`, [v.invitation.id]);
+      if (taken.length > 0) fail('conflict', 'an invitation with this id exists');
+      const i = v.invitation;
+      await tx.run(`INSERT INTO invitations (id, device, account, blob, portal_key, expires, used) VALUES (?, ?, ?, ?, ?, ?, NULL)`, [i.id, v.device, v.account, i.blob, i.portalKey, i.expiresMs]);
+      const at = addLeaf(c, leaf);
+      c.items.push({ device: v.device, kind: 'invite', object: v.invite, master: null, leaf: at, shared: false });
+    });
+    return appendedOf(change);
+  }
+
+  async getInvitation(id: string): Promise<InvitationRecord | undefined> {
+    const r = await this.db.all<InvitationRow>(`SELECT * FROM invitations WHERE id = ?`, [id]);
+    return r[0] === undefined ? undefined : toInvitation(r[0]);
+  }
+
+  async claimByInvitation(v: { id: string; device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const { change } = await this.logged(nowMs, async (tx, c) => {
+      const r = await tx.all<InvitationRow>(`SELECT * FROM invitations WHERE id = ?`, [v.id]);
+      const inv = r[0] === undefined ? undefined : toInvitation(r[0]);
+      if (inv === undefined || inv.device !== v.device) fail('not-found', 'no such invitation for this device');
+      if (inv.usedMs !== null) fail('invitation-used', 'this invitation has been accepted already: each works once; ask an owner for a new one');
+      if (nowMs > inv.expiresMs) fail('invitation-expired', 'this invitation has expired; ask an owner for a new one');
+      const known = await tx.all<{ c: number }>(`SELECT COUNT(*) AS c FROM accounts WHERE account = ?`, [v.account]);
+      if (num(known[0]?.c ?? 0) === 0) fail('not-found', `no account ${v.account} here`);
+      await tx.run(`UPDATE invitations SET used = ? WHERE id = ?`, [nowMs, v.id]);
+      await tx.run(`INSERT INTO links (device, account, created) VALUES (?, ?, ?) ON CONFLICT (device, account) DO NOTHING`, [v.device, v.account, nowMs]);
+      const at = addLeaf(c, leaf);
+      c.items.push({ device: v.device, kind: 'claim', object: v.claim, master: v.master, leaf: at, shared: false });
+    });
+    return appendedOf(change);
+  }
+
   async isLinked(device: string, account: string): Promise<boolean> {
     const r = await this.db.all<{ device: string }>(`SELECT device FROM links WHERE device = ? AND account = ?`, [device, account]);
     return r.length > 0;
@@ -595,6 +652,8 @@ export class SqlStore implements Storage {
       await tx.run(`DELETE FROM nonces WHERE expires < ?`, [p.nowMs]);
       await tx.run(`DELETE FROM joins WHERE created < ?`, [p.joinsBeforeMs]);
       await tx.run(`DELETE FROM claim_failures WHERE at < ?`, [p.failuresBeforeMs]);
+      // an invitation is kept a day past its end, so a late attempt hears "expired" rather than "not found"
+      await tx.run(`DELETE FROM invitations WHERE expires < ?`, [p.nowMs - 86_400_000]);
     });
   }
 

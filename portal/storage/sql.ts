@@ -140,6 +140,14 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
       object TEXT NOT NULL,
       created BIGINT NOT NULL,
       PRIMARY KEY (account, nonce))`,
+    `CREATE TABLE IF NOT EXISTS invitations (
+      id TEXT PRIMARY KEY,
+      device TEXT NOT NULL,
+      account TEXT NOT NULL,
+      blob TEXT NOT NULL,
+      portal_key TEXT NOT NULL,
+      expires BIGINT NOT NULL,
+      used BIGINT)`,
     `CREATE TABLE IF NOT EXISTS claim_failures (device TEXT NOT NULL, at BIGINT NOT NULL)`,
     `CREATE INDEX IF NOT EXISTS claim_failures_device ON claim_failures (device, at)`,
     // devices never claimed, by age: what the sweep expires and counts

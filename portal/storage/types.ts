@@ -23,6 +23,20 @@ export interface DeviceRecord {
   readonly registeredMs: number;
 }
 
+/** What the portal keeps of an invitation: enough to check the invitee's proof, never the secret. */
+export interface InvitationRecord {
+  readonly id: string;
+  readonly device: string;
+  /** the inviting account */
+  readonly account: string;
+  /** the record sealed under the invitation secret (device profile, terms) */
+  readonly blob: string;
+  readonly portalKey: string;
+  readonly expiresMs: number;
+  /** when it was used; null while open */
+  readonly usedMs: number | null;
+}
+
 export type RegisterOutcome = 'created' | 'unchanged' | 'updated';
 
 export interface AccountRecord {
@@ -158,6 +172,17 @@ export interface Storage {
   /** A 'remove' item, then unlink. `forbidden` if the device is not linked to the account. */
   removeDevice(p: { device: string; account: string; remove: string }, leaf: LeafInput, nowMs: number): Promise<Appended>;
   isLinked(device: string, account: string): Promise<boolean>;
+  /**
+   * An owner's invitation: an 'invite' item in the device's feed, and the record the invitee
+   * claims with (`forbidden` if the device is not linked to the account; `conflict` if the id is taken).
+   */
+  inviteDevice(p: { device: string; account: string; invite: string; invitation: InvitationRecord }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  getInvitation(id: string): Promise<InvitationRecord | undefined>;
+  /**
+   * A claim with an invitation: as claimDevice, and the invitation used up in the same
+   * transaction (`invitation-used` if it was, `invitation-expired` past its time, `not-found`).
+   */
+  claimByInvitation(p: { id: string; device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended>;
   /** Failed claim proofs for a device since `sinceMs`: how many and the oldest time. */
   claimFailures(device: string, sinceMs: number): Promise<{ count: number; oldestMs: number | null }>;
   recordClaimFailure(device: string, atMs: number): Promise<void>;
