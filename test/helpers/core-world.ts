@@ -14,6 +14,7 @@ import type { SignedEnvelope } from '../../mesh/envelope.js';
 import type { Json } from '../../mesh/json.js';
 import type { FeedItem, ItemKind } from '../../mesh/protocol.js';
 import { MasterMemo, type CoreContext } from '../../agent/core.js';
+import { createInvite, deriveInviteSecrets, newInviteSecret, parseInvitePayload, type Grant } from '../../mesh/invite.js';
 
 /** the time every object and context carries unless a test says otherwise: the reducer's output depends on nothing else */
 export const FIXED_TIME = '2026-01-01T00:00:00.000Z';
@@ -77,8 +78,28 @@ export class CoreOwner {
     return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: [device.target()], created: opts.created ?? FIXED_TIME });
   }
 
-  remove(device: CoreDevice): SignedEnvelope {
-    return createRemove(this.admin.sign, { device: device.id, master: this.masterId });
+  remove(device: CoreDevice, epoch?: string): SignedEnvelope {
+    return createRemove(this.admin.sign, { device: device.id, master: this.masterId, ...(epoch !== undefined ? { epoch } : {}) });
+  }
+
+  /** An invitation to `device` in `epoch`, and the secrets its invitee claims with. */
+  invite(device: CoreDevice, p: { epoch: string; ttlS?: number; grant?: Grant; created?: string }): { object: SignedEnvelope; secrets: ClaimSecrets; nonce: string } {
+    const secrets = deriveInviteSecrets(newInviteSecret());
+    const object = createInvite(this.admin.sign, secrets, {
+      device: device.target(),
+      epoch: p.epoch,
+      master: this.masterId,
+      account: this.account,
+      ttlS: p.ttlS ?? 900,
+      created: p.created ?? FIXED_TIME,
+      ...(p.grant !== undefined ? { grant: p.grant } : {}),
+    });
+    return { object, secrets, nonce: parseInvitePayload(object).nonce };
+  }
+
+  /** A claim that accepts an invitation. */
+  acceptInvite(device: CoreDevice, inv: { secrets: ClaimSecrets; nonce: string }, epoch?: string): SignedEnvelope {
+    return createClaim(this.admin.sign, inv.secrets, { device: device.id, master: this.masterId, account: this.account, invite: inv.nonce, ...(epoch !== undefined ? { epoch } : {}) });
   }
 
   /** A new master profile with a new administration key, revoking the old one. Returns the old key. */
