@@ -7,8 +7,9 @@ import { generateMasterKeys, signKeyId, type MasterKeys } from '../mesh/keys.js'
 import * as c from '../mesh/crypto.js';
 import { adminEntry, createApplicationProfile, createMasterProfile, createPersonalProfile, verifyDeviceProfile, type AdminKeys } from '../mesh/profiles.js';
 import { createClaim, createRemove, createSession, verifyPortalProfile } from '../mesh/messages.js';
-import { deriveClaimSecrets, openClaimBlob, parseClaimLabel } from '../mesh/claim.js';
-import { fromB64u } from '../mesh/bytes.js';
+import { deriveClaimSecrets, openClaimBlob, parseClaimLabel, sealClaimBlob } from '../mesh/claim.js';
+import { b64u, fromB64u } from '../mesh/bytes.js';
+import { createInvite, deriveInviteSecrets, invitationUri, newInviteSecret, parseInvitation, parseInviteBlob, parseInvitePayload, type Grant, type InviteBlob } from '../mesh/invite.js';
 import type { SignedEnvelope } from '../mesh/envelope.js';
 import type { Json } from '../mesh/json.js';
 
@@ -53,8 +54,39 @@ export class TestOwner {
     const blob = (await this.client.claimLookup(secrets.claimId)).blob;
     const bundle = openClaimBlob(secrets, blob) as { profile: unknown };
     const dev = verifyDeviceProfile(bundle.profile);
-    const claim = createClaim(this.admin.sign, secrets, { device: dev.id, master: this.masterId, account: this.account });
+    const epoch = (bundle as { epoch?: unknown }).epoch;
+    const claim = createClaim(this.admin.sign, secrets, { device: dev.id, master: this.masterId, account: this.account, ...(typeof epoch === 'string' ? { epoch } : {}) });
     await this.client.claim(secrets.claimId, claim);
+    this.lastClaim = claim;
+    const d = { id: dev.id, enc: fromB64u(dev.payload.enc, 'enc', 32) };
+    this.devices.set(d.id, d);
+    return d;
+  }
+
+  /** the last claim this owner sent (for replays) */
+  lastClaim: SignedEnvelope | undefined;
+
+  /** Invite someone to `device` (in the device's epoch `epoch`), as mesh device invite does. Returns the URI and the signed invitation. */
+  async invite(device: TestDevice & { profile: SignedEnvelope }, p: { epoch: string; ttlS?: number; grant?: Grant }): Promise<{ uri: string; object: SignedEnvelope; nonce: string }> {
+    const secret = newInviteSecret();
+    const secrets = deriveInviteSecrets(secret);
+    const ttlS = p.ttlS ?? 900;
+    const object = createInvite(this.admin.sign, secrets, { device, epoch: p.epoch, master: this.masterId, account: this.account, ttlS, ...(p.grant !== undefined ? { grant: p.grant } : {}) });
+    const nonce = parseInvitePayload(object).nonce;
+    const record: InviteBlob = { profile: device.profile, endorsement: null, epoch: p.epoch, invite: nonce, by: this.account, role: p.grant === undefined ? 'owner' : 'guest', ...(p.grant !== undefined ? { grant: p.grant } : {}), expires: new Date(Date.now() + ttlS * 1000).toISOString() };
+    await this.client.post(device.id, object, { id: secrets.claimId, blob: sealClaimBlob(secrets, record), portalKey: b64u(secrets.portalKey), ttl: ttlS });
+    return { uri: invitationUri({ portal: new URL(this.client.url.toString()).host, secret, fingerprint: device.id }), object, nonce };
+  }
+
+  /** Accept an invitation, as mesh device claim INVITATION does. */
+  async acceptInvite(uri: string): Promise<TestDevice> {
+    const inv = parseInvitation(uri);
+    const secrets = deriveInviteSecrets(inv.secret);
+    const terms = parseInviteBlob(openClaimBlob(secrets, (await this.client.claimLookup(secrets.claimId)).blob));
+    const dev = verifyDeviceProfile(terms.profile);
+    const claim = createClaim(this.admin.sign, secrets, { device: dev.id, master: this.masterId, account: this.account, epoch: terms.epoch, invite: terms.invite });
+    await this.client.claim(secrets.claimId, claim);
+    this.lastClaim = claim;
     const d = { id: dev.id, enc: fromB64u(dev.payload.enc, 'enc', 32) };
     this.devices.set(d.id, d);
     return d;
@@ -72,9 +104,11 @@ export class TestOwner {
     return env;
   }
 
-  async remove(deviceId: string): Promise<void> {
-    await this.client.post(deviceId, createRemove(this.admin.sign, { device: deviceId, master: this.masterId }));
+  async remove(deviceId: string, epoch?: string): Promise<SignedEnvelope> {
+    const env = createRemove(this.admin.sign, { device: deviceId, master: this.masterId, ...(epoch !== undefined ? { epoch } : {}) });
+    await this.client.post(deviceId, env);
     this.devices.delete(deviceId);
+    return env;
   }
 
   /** Replace the administration key: a new master profile revoking the old one. Returns the old key. */
