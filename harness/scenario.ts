@@ -184,12 +184,43 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
     say(`   refused by the device: ${out.error.code}; the owners are still: ${(await deviceStatus(dev.dir)).owners.map((o) => o.account).join(', ')}`);
   });
 
-  await step('Bob creates his profile and claims the same thermostat while Alice holds its button (mesh-agent open-claim-window)', async () => {
+  const invitation = await step('Alice invites Bob (mesh device invite: works once, for 15 minutes); Bob claims with the invitation', async () => {
+    const inv = JSON.parse(await mesh(alice, 'device', 'invite', 'thermostat', '--json')) as { invitation: string; expires: string };
+    say(`   invitation: ${inv.invitation} (until ${inv.expires})`);
     await mesh(bob, 'profile', 'create', '--portal', url, '--account', 'bob', '--json');
-    say('   ' + (await run(bin('agent'), ['open-claim-window', '--data', dev.dir, '--minutes', '5'])).trim());
-    await mesh(bob, 'device', 'claim', dev.uri, '--name', 'hall thermostat');
-    await waitFor('the thermostat to accept Bob too', dev.dir, (s) => s.owners.length === 2);
+    await mesh(bob, 'device', 'claim', inv.invitation, '--name', 'hall thermostat');
+    await waitFor('the thermostat to accept Bob too', dev.dir, (s) => s.owners.some((o) => o.account.startsWith('bob@')));
     await showConfig(dev.dir);
+    return inv.invitation;
+  });
+
+  await step('Mallory got hold of the invitation too: it has been used (invitation-used)', async () => {
+    const out = await mesh(path.join(tmp, 'mallory'), 'device', 'claim', invitation, '--name', 'stolen', '--json').then(
+      (o) => JSON.parse(o) as { error?: { code?: string } },
+      (e: Error) => JSON.parse(e.message.slice(e.message.indexOf('{'))) as { error?: { code?: string } },
+    );
+    if (out.error?.code !== 'invitation-used') throw new Error(`the used invitation was not refused: ${JSON.stringify(out)}`);
+    say(`   refused: ${out.error.code}`);
+  });
+
+  await step('Alice invites a guest, Gina, who may set only the setpoint, within 16..24, for 2 hours', async () => {
+    const gina = path.join(tmp, 'gina');
+    const inv = JSON.parse(await mesh(alice, 'device', 'invite', 'thermostat', '--guest', 'thermostat:setpoint=16..24', '--until', '2h', '--json')) as { invitation: string };
+    await mesh(gina, 'profile', 'create', '--portal', url, '--account', 'gina', '--json');
+    await mesh(gina, 'device', 'claim', inv.invitation, '--name', 'holiday flat');
+    await waitFor('the thermostat to accept the guest', dev.dir, (s) => s.owners.some((o) => o.account.startsWith('gina@')));
+    await mesh(gina, 'config', 'set', 'thermostat', 'setpoint=22');
+    await waitFor('setpoint 22 from the guest', dev.dir, (s) => thermostat(s).setpoint === 22);
+    say('   the guest set 22: applied');
+    await mesh(gina, 'config', 'set', 'thermostat', 'setpoint=28');
+    await waitFor('the refusal', dev.dir, (s) => s.errors.some((e) => e.code === 'out-of-scope'));
+    const st = await deviceStatus(dev.dir);
+    say(`   the guest set 28: refused (${st.errors.filter((e) => e.code === 'out-of-scope').at(-1)?.message ?? ''}); setpoint is still ${String(thermostat(st).setpoint)}`);
+  });
+
+  await step("Alice lists her devices: the device's signed report names every owner and guest, newcomers marked NEW", async () => {
+    const out = await mesh(alice, 'device', 'list');
+    for (const line of out.split('\n')) if (/(owner|guest)/.test(line)) say('   ' + line.trim());
   });
 
   await step('Alice sets setpoint=21', async () => {
@@ -214,7 +245,7 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
 
   await step('Bob removes the thermostat from his profile: his values disappear', async () => {
     await mesh(bob, 'device', 'remove', 'hall thermostat');
-    await waitFor('Bob to be gone', dev.dir, (s) => s.owners.length === 1 && thermostat(s).mode === undefined);
+    await waitFor('Bob to be gone', dev.dir, (s) => !s.owners.some((o) => o.account.startsWith('bob@')) && thermostat(s).mode === undefined);
     await showConfig(dev.dir);
   });
 

@@ -32,8 +32,9 @@ import type { ClaimSecrets } from './claim.js';
 import { keyUdf, nonceUdf, normalizeUdf, parseKeyUdf } from './udf.js';
 
 export const INVITE_SECRET_LEN = 16;
-/** device fingerprints in invitation URIs: at least 125 bits (25 characters), seed §4.2.1 */
+/** device fingerprints in invitation URIs: at least 125 bits (seed §4.2.1); printed with 140 (28 characters, whole groups of 4) */
 export const INVITE_FINGERPRINT_BITS = 125;
+const INVITE_FINGERPRINT_PRINTED_BITS = 140;
 /** the longest an invitation may stay open */
 export const MAX_INVITE_TTL_S = 7 * 24 * 3600;
 export const DEFAULT_INVITE_TTL_S = 15 * 60;
@@ -245,7 +246,7 @@ export function grantDurationMs(p: InvitePayload): number | undefined {
 
 /** The invitation URI: the portal's address, and in the fragment (never sent to any server) the secret and the device's fingerprint. */
 export function invitationUri(p: { portal: string; secret: Uint8Array; fingerprint: string }): string {
-  return `https://${p.portal}/invite#code=${keyUdf(p.secret)}&fp=${normalizeUdf(p.fingerprint).slice(0, Math.ceil(INVITE_FINGERPRINT_BITS / 5))}`;
+  return `https://${p.portal}/invite#code=${keyUdf(p.secret)}&fp=${normalizeUdf(p.fingerprint).slice(0, INVITE_FINGERPRINT_PRINTED_BITS / 5)}`;
 }
 
 export interface Invitation {
