@@ -110,7 +110,14 @@ command waits for the device to confirm.
         });
       }
       const existing = state.devices.find((d) => d.id === device.id);
-      if (existing !== undefined) throw new MeshError('conflict', `this device is already yours, as "${existing.name}"`);
+      if (existing !== undefined) {
+        // claimed again after the device forgot its owners (a factory reset, or removed on the device): allowed
+        const view = (await deviceStatuses(ctx)).get(device.id);
+        if (view?.status === null || view?.status === undefined || ownerEntry(view.status, state.master) !== undefined) {
+          throw new MeshError('conflict', `this device is already yours, as "${existing.name}"`);
+        }
+        io.progress(`${existing.name} no longer lists you as an owner (reset, or removed on the device): claiming it again\n`);
+      }
 
       let endorsedBy: Endorsed | null = null;
       let endorsement: Endorsement | null = null;
@@ -128,9 +135,9 @@ command waits for the device to confirm.
       }
 
       const fp = shortFingerprint(device.id);
-      const name = wantName ?? `${device.payload.model}-${(fp.split('-')[1] ?? fp).toLowerCase()}`;
+      const name = existing?.name ?? wantName ?? `${device.payload.model}-${(fp.split('-')[1] ?? fp).toLowerCase()}`;
       checkLabel(name, 'the device name');
-      if (state.devices.some((d) => d.name === name)) throw new MeshError('conflict', `you already have a device called "${name}": choose another with --name`);
+      if (existing === undefined && state.devices.some((d) => d.name === name)) throw new MeshError('conflict', `you already have a device called "${name}": choose another with --name`);
 
       const claim = createClaim(ctx.admin.sign, secrets, { device: device.id, master: state.master, account: state.account, ...(epoch !== undefined ? { epoch } : {}), ...(terms !== undefined ? { invite: terms.invite } : {}) });
       const claimedAt = nowIso();
@@ -138,7 +145,7 @@ command waits for the device to confirm.
       keepReceipt(state, receipt);
       const guest = terms?.role === 'guest';
       const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy, ...(guest ? { guest: true } : {}) };
-      state.devices.push(rec);
+      state.devices = [...state.devices.filter((d) => d.id !== device.id), rec];
       save(ctx);
       const personalSeq = await publishPersonal(ctx);
       save(ctx);

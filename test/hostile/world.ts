@@ -165,9 +165,9 @@ export interface CliRun {
   readonly json: any;
 }
 
-export function mesh(home: string, args: string[], timeoutMs = 60_000): Promise<CliRun> {
+export function mesh(home: string, args: string[], timeoutMs = 60_000, extraEnv: Record<string, string> = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const env = { ...process.env };
+    const env = { ...process.env, ...extraEnv };
     delete env.MESH_HOME;
     const child = spawn(process.execPath, [MESH_CLI, '--home', home, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let stdout = '';
