@@ -258,7 +258,7 @@ test('after a change the hook runs with MESH_CONFIG, and the configuration is pu
       marker = path.join(dir, 'hook-ran.json');
       const settingsPath = path.join(dir, 'agent.json');
       const settings = JSON.parse(fs.readFileSync(settingsPath, 'utf8')) as Record<string, unknown>;
-      fs.writeFileSync(settingsPath, JSON.stringify({ ...settings, hook: `cp "$MESH_CONFIG" "${marker}"`, localMqtt: { url: MQTT_URL, topic } }));
+      fs.writeFileSync(settingsPath, JSON.stringify({ ...settings, hook: `cp "$MESH_CONFIG" "${marker}.tmp" && mv "${marker}.tmp" "${marker}"`, localMqtt: { url: MQTT_URL, topic } }));
     },
   });
   await alice.claim(identity.labelUri);
