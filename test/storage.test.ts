@@ -115,6 +115,39 @@ function contract(title: string, fn: Case): void {
 
 // ---------------------------------------------------------------- the cases
 
+contract('invitations: only an owner invites; an invitation is used once, not after it expires; a new epoch drops what the device read and the open invitations', async (t, b) => {
+  const { store } = await b.fresh();
+  try {
+    const a = await account(store);
+    const c = await account(store);
+    const d = device();
+    await store.registerDevice(d);
+    const inv = (id: string, expiresMs: number) => ({ id, device: d.id, account: a, blob: 'iv.ct', portalKey: 'k', expiresMs, usedMs: null });
+    t.is(await code(store.inviteDevice({ device: d.id, account: a, invite: '{"i":0}', invitation: inv('i0', 100) }, leaf('invite'), 1)), 'forbidden');
+    await store.claimDevice({ device: d.id, account: a, claim: '{}', master: '{}' }, leaf('claim'), 1);
+    const i1 = await store.inviteDevice({ device: d.id, account: a, invite: '{"i":1}', invitation: inv('i1', 100) }, leaf('invite'), 2);
+    t.deepEqual(i1.items.map((x) => [x.n, x.kind]), [[2, 'invite']]);
+    t.is(await code(store.inviteDevice({ device: d.id, account: a, invite: '{"i":1}', invitation: inv('i1', 100) }, leaf('invite'), 2)), 'conflict');
+    t.is((await store.getInvitation('i1'))?.usedMs, null);
+    t.is(await code(store.claimByInvitation({ id: 'i1', device: d.id, account: c, claim: '{"c":1}', master: '{}' }, leaf('claim'), 101)), 'invitation-expired');
+    const used = await store.claimByInvitation({ id: 'i1', device: d.id, account: c, claim: '{"c":1}', master: '{}' }, leaf('claim'), 50);
+    t.deepEqual(used.items.map((x) => [x.n, x.kind]), [[3, 'claim']]);
+    t.true(await store.isLinked(d.id, c));
+    t.is((await store.getInvitation('i1'))?.usedMs, 50);
+    t.is(await code(store.claimByInvitation({ id: 'i1', device: d.id, account: c, claim: '{"c":2}', master: '{}' }, leaf('claim'), 51)), 'invitation-used');
+    t.is(await code(store.claimByInvitation({ id: 'nope', device: d.id, account: c, claim: '{}', master: '{}' }, leaf('claim'), 51)), 'not-found');
+    await store.inviteDevice({ device: d.id, account: a, invite: '{"i":2}', invitation: inv('i2', 1000) }, leaf('invite'), 60);
+    t.false(await store.noteEpoch(d.id, 'e1', 3), 'the first epoch is only recorded');
+    t.false(await store.noteEpoch(d.id, 'e1', 4));
+    t.true(await store.noteEpoch(d.id, 'e2', 3), 'a factory reset');
+    t.deepEqual((await store.feedSince(d.id, 0, 100)).map((x) => x.n), [4], 'items the device read in the ended epoch are gone; the unread one stays');
+    t.is(await store.getInvitation('i2'), undefined);
+    t.is(await store.latestN(d.id), 4, 'numbering goes on');
+  } finally {
+    await store.close();
+  }
+});
+
 contract('registerDevice is idempotent per device; a claim id belongs to one device', async (t, b) => {
   const { store } = await b.fresh();
   try {

@@ -26,6 +26,10 @@ export const statusRoutes: readonly Route[] = [
       if ((await ctx.feed.latestN(device)) === 0) return { json: { ok: true } };
       const stored = await ctx.store.putStatus(device, { seq: p.seq, status: text }, ctx.now());
       if (!stored) ctx.log.debug('older status ignored', { device, seq: p.seq });
+      else if (p.epoch !== undefined && (await ctx.store.noteEpoch(device, p.epoch, Math.min(p.n ?? 0, await ctx.feed.latestN(device))))) {
+        // a factory reset: what the device read of the ended epoch is dropped, and the invitations it had
+        ctx.log.info('device reset: new ownership epoch', { device, upTo: p.n ?? 0 });
+      }
       return { json: { ok: true } };
     },
   },

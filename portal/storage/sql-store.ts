@@ -571,6 +571,22 @@ export class SqlStore implements Storage {
     return r[0] === undefined ? undefined : toInvitation(r[0]);
   }
 
+  async noteEpoch(device: string, epoch: string, upTo: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const r = await tx.all<{ epoch: string }>(`SELECT epoch FROM epochs WHERE device = ?`, [device]);
+      const known = r[0]?.epoch;
+      if (known === epoch) return false;
+      if (known === undefined) {
+        await tx.run(`INSERT INTO epochs (device, epoch) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET epoch = excluded.epoch`, [device, epoch]);
+        return false;
+      }
+      await tx.run(`UPDATE epochs SET epoch = ? WHERE device = ?`, [epoch, device]);
+      await tx.run(`DELETE FROM feed WHERE device = ? AND n <= ?`, [device, upTo]);
+      await tx.run(`DELETE FROM invitations WHERE device = ?`, [device]);
+      return true;
+    });
+  }
+
   async claimByInvitation(v: { id: string; device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended> {
     const { change } = await this.logged(nowMs, async (tx, c) => {
       const r = await tx.all<InvitationRow>(`SELECT * FROM invitations WHERE id = ?`, [v.id]);

@@ -140,6 +140,8 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
       object TEXT NOT NULL,
       created BIGINT NOT NULL,
       PRIMARY KEY (account, nonce))`,
+    // each device's ownership epoch as its signed status last told it
+    `CREATE TABLE IF NOT EXISTS epochs (device TEXT PRIMARY KEY, epoch TEXT NOT NULL)`,
     `CREATE TABLE IF NOT EXISTS invitations (
       id TEXT PRIMARY KEY,
       device TEXT NOT NULL,

@@ -179,6 +179,12 @@ export interface Storage {
   inviteDevice(p: { device: string; account: string; invite: string; invitation: InvitationRecord }, leaf: LeafInput, nowMs: number): Promise<Appended>;
   getInvitation(id: string): Promise<InvitationRecord | undefined>;
   /**
+   * The device's signed status names its ownership epoch. The first one is recorded; a new one
+   * (a factory reset) drops the device's feed items up to `upTo` (all the device has read: they
+   * belong to the epoch that ended) and its open invitations. Returns whether the epoch changed.
+   */
+  noteEpoch(device: string, epoch: string, upTo: number): Promise<boolean>;
+  /**
    * A claim with an invitation: as claimDevice, and the invitation used up in the same
    * transaction (`invitation-used` if it was, `invitation-expired` past its time, `not-found`).
    */

@@ -6,6 +6,8 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
@@ -182,6 +184,17 @@ test.serial('a factory reset forgets every owner and setting; a former owner cha
     let d = await device(w);
     t.deepEqual(d.owners, [], 'no owner comes back');
     t.is(d.config.thermostat, undefined, 'no setting comes back');
+    // the device's signed status names the new epoch: the portal drops what it read of the old one
+    const feedRows = (): number => {
+      const db = new Database(path.join(w.portal.dataDir, 'portal.db'), { readonly: true });
+      try {
+        return (db.prepare('SELECT COUNT(*) AS c FROM feed WHERE device = ?').get(w.identity.id) as { c: number }).c;
+      } finally {
+        db.close();
+      }
+    };
+    for (let i = 0; i < 200 && feedRows() > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    t.is(feedRows(), 0, "the portal keeps none of the ended epoch's items");
 
     await ok(t, mesh(bob.home, ['config', 'set', 'thermostat', 'setpoint=29']), 'bob after the reset');
     await w.agent.waitFor((e) => e.type === 'refused' && e.code === 'unknown-owner', 20_000, "the former owner's change refused");
