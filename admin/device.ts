@@ -39,7 +39,8 @@ export const deviceClaimCommand: Command = {
   summary: 'claim a device from its label (QR code or printed code and fingerprint)',
   help: `usage: mesh device claim LABEL [--name NAME] [--trust-manufacturer KEYUDF] [--wait-ms N]
 
-LABEL is what the device's label shows: the URI in its QR code (mcu://maker@portal/CODE?fp=FP),
+LABEL is what the device's label shows: the URI in its QR code
+(https://portal/claim#code=CODE&fp=FP&m=MAKER; the older mcu://maker@portal/CODE?fp=FP too),
 or the code and the fingerprint typed by hand ("CODE FINGERPRINT").
 
 The device's record is fetched from the portal and opened with the code; its fingerprint
@@ -54,7 +55,7 @@ command waits for the device to confirm.
   --json                      print the result as JSON`,
   options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, 'wait-ms': { type: 'string' } },
   async run(v, pos, env) {
-    if (pos.length === 0) throw new MeshError('usage', 'give the label: the mcu://... URI, or "CODE FINGERPRINT"');
+    if (pos.length === 0) throw new MeshError('usage', 'give the label: the https://.../claim#... URI of its QR code, or "CODE FINGERPRINT"');
     const label = parseClaimLabel(pos.join(' '));
     const waitMs = intOpt(v, 'wait-ms', 15_000, 0, 3_600_000);
     const trust = strOpt(v, 'trust-manufacturer');

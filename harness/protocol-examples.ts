@@ -29,7 +29,7 @@ import {
   verifyMasterProfile,
   openApplicationProfile,
 } from '../mesh/profiles.js';
-import { type ClaimSecrets, claimCode, deriveClaimSecrets, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
+import { type ClaimSecrets, claimCode, deriveClaimSecrets, LABEL_FINGERPRINT_BITS, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
 import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead } from '../mesh/messages.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
@@ -511,7 +511,7 @@ content type \`${KEYINFO_CONTENT_TYPE}\` (mesh/keys.ts, mesh/udf.ts):
 - A portal is the UDF of its key: \`${x.portalId}\`.
 - An encryption key has its own UDF (the SPKI names X25519, so the same 32 bytes would give another
   UDF as an Ed25519 key): device 0's encryption key is \`${encKeyId(d0.keys.enc.publicKey)}\`.
-- A label carries the first 100 bits of the device UDF as its fingerprint: \`${d0.fingerprint}\`.
+- A label carries the first ${LABEL_FINGERPRINT_BITS} bits of the device UDF (at least 125, seed §4.2.1) as its fingerprint: \`${d0.fingerprint}\`.
 - The label's claim code is the 16-byte claim secret as a key UDF (type 0x20, starts with E): \`${claimCode(d0.claimSecret)}\`.
 - Nonces are nonce UDFs (type 0x68, 16 random bytes).
 - Escrow: the 32-byte master seed split 2-of-3 into share UDFs (mesh/shamir.ts); all master keys
@@ -587,11 +587,23 @@ ${envelope('Application profile', x.application, 'Signed by an administration ke
 
 ## 6. Onboarding and claims
 
-mesh/claim.ts. At manufacture a 128-bit secret is made per device and printed on its label:
+mesh/claim.ts. At manufacture a 128-bit secret is made per device and printed on its label. The
+label's QR code holds an https:// URI of the portal with the secret in the URI's **fragment**:
 
-    mcu://<manufacturer>@<portal>/<secret as key UDF>?fp=<device fingerprint, 100 bits>
+    https://<portal host[:port]>/claim#code=<secret as key UDF>&fp=<device fingerprint>&m=<manufacturer>
 
-Example: \`${d0.labelUri}\` (or typed by hand: the code and the fingerprint, separated by a space).
+Example: \`${d0.labelUri}\`.
+
+- A phone's camera opens it as a web page; a browser never sends the fragment, so the portal
+  never receives the secret. The portal serves a static page at \`GET /claim\` (the same for
+  every device, no script) that says to run \`mesh device claim '<this URI>'\` or use the owner app.
+- \`fp\` is the device fingerprint cut to ${LABEL_FINGERPRINT_BITS} bits (${LABEL_FINGERPRINT_BITS / 5} characters): UDF cuts come in
+  20-bit steps, and ${LABEL_FINGERPRINT_BITS} is the first at or above the 125 bits seed §4.2.1 asks for. A shorter
+  fingerprint is refused (\`udf-too-short\`). \`m\` (the manufacturer) is optional; the parts may
+  come in any order, each once; no other part is allowed.
+- \`mesh device claim\` also accepts the older form
+  \`mcu://<manufacturer>@<portal>/<secret as key UDF>?fp=<device fingerprint>\` (with a
+  fingerprint of ${LABEL_FINGERPRINT_BITS} bits) and the code and the fingerprint typed by hand, separated by a space.
 Both sides derive from the secret, with HKDF-SHA-512 (salt empty) and distinct info strings:
 
 | value | derivation | who holds it |

@@ -1,5 +1,5 @@
 /**
- * The printed label: the claim QR code (the label URI) with the model, serial, manufacturer, the
+ * The printed label: the claim QR code (the label URI, https://<portal>/claim#code=..&fp=..&m=..) with the model, serial, manufacturer, the
  * short device fingerprint and the typed claim code in readable text (label.svg), and the QR code
  * alone as a PNG (label.png). Both carry the claim secret: they are written 0600, like claim.json.
  * The QR library is imported lazily so the rest of the tool (and its --help) starts without it.
@@ -22,7 +22,7 @@ export interface LabelData {
   readonly manufacturer: string;
   readonly model: string;
   readonly serial: string;
-  /** the short device fingerprint (also in the URI's fp=) */
+  /** the short device fingerprint (also in the URI's fragment, fp=) */
   readonly fingerprint: string;
 }
 
@@ -50,7 +50,7 @@ export async function renderLabelSvg(l: LabelData): Promise<string> {
   if (open < 0) throw new MeshError('internal', 'the QR library returned no SVG');
   // nest the QR's own <svg> (viewBox in modules, quiet zone included) as a 200x200 box
   const qrSvg = code.slice(open).replace('<svg', '<svg x="0" y="0" width="200" height="200"').trim();
-  const portal = /^mcu:\/\/[^@]+@([^/]+)\//.exec(l.uri)?.[1] ?? '';
+  const portal = parseClaimLabel(l.uri).portal;
   const [fp1, fp2] = halves(l.fingerprint);
   const [code1, code2] = halves(l.code);
   const text = (x: number, y: number, size: number, t: string, extra = ''): string => {
