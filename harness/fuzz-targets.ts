@@ -503,6 +503,7 @@ export function fuzzTargets(x: Examples): FuzzTarget[] {
 
     // the protocol (mesh/protocol.ts)
     { ...p('parseHelloResponse', proto.parseHelloResponse, w.helloResponse), codes: PARSE_ONLY },
+    { ...p('parseChallengeResponse', proto.parseChallengeResponse, w.challengeResponse), codes: PARSE_ONLY },
     { ...p('parseSessionRequest', proto.parseSessionRequest, w.sessionRequest, w.ownerSessionRequest), codes: PARSE_ONLY },
     { ...p('parseSessionResponse', proto.parseSessionResponse, w.sessionResponse, w.ownerSessionResponse, w.registerResponse), codes: PARSE_ONLY },
     { ...p('parseRegisterRequest', proto.parseRegisterRequest, w.registerRequest), codes: PARSE_ONLY },

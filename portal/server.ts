@@ -184,7 +184,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     const trust = new Trust();
     const verifier = new Verifier(opts.verifyThreads);
     cleanups.push(() => verifier.close());
-    const sessions = new SessionManager(store, trust, clock, limits.sessionsPerSubject);
+    const sessions = new SessionManager(store, trust, clock, limits.sessionsPerSubject, pk.key.privateKey);
     const tree = new LogTree(store, pk.key, clock);
     await tree.sync();
     const feed = new FeedHub(store, limits.maxLongPolls, clock);

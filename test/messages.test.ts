@@ -53,6 +53,7 @@ import { sha512 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { leafHash, verifyInclusion } from '../mesh/merkle.js';
 import { normalizeUdf } from '../mesh/udf.js';
+import { CHALLENGE_FUTURE_MS, CHALLENGE_TEXT, CHALLENGE_TTL_MS, challengeKey, checkChallenge, makeChallenge } from '../mesh/challenge.js';
 import { buildExamples, type ExampleDevice } from '../harness/protocol-examples.js';
 
 
@@ -287,6 +288,45 @@ test('session: fresh within the skew window; older or from the future is replay'
   // each session request carries a fresh nonce
   t.not(parseSessionPayload(createSession(d0.keys.auth, d0.id)).nonce, parseSessionPayload(createSession(d0.keys.auth, d0.id)).nonce);
   t.is(codeOf(() => parseSessionPayload(x.claim)), 'wrong-type');
+});
+
+test('session challenge: made and checked by the portal key alone; the clock that counts is the portal\'s', (t) => {
+  const key = challengeKey(c.randomBytes(32));
+  const now = Date.UTC(2026, 10, 2, 12);
+  const ch = makeChallenge(key, now);
+  t.regex(ch, CHALLENGE_TEXT);
+  t.not(makeChallenge(key, now), ch, 'each carries 16 random bytes');
+  t.deepEqual(checkChallenge(key, ch, now), { issuedMs: now });
+  // another process with the same secret checks it; another secret does not
+  t.deepEqual(checkChallenge(challengeKey(new Uint8Array(32)), makeChallenge(challengeKey(new Uint8Array(32)), now), now + 1000), { issuedMs: now });
+  t.is(codeOf(() => checkChallenge(challengeKey(c.randomBytes(32)), ch, now)), 'bad-challenge');
+  // fresh for CHALLENGE_TTL_MS after it was issued, by the portal's clock; a little ahead is another process's clock
+  t.is(codeOf(() => checkChallenge(key, ch, now + CHALLENGE_TTL_MS)), 'no error');
+  t.is(codeOf(() => checkChallenge(key, ch, now + CHALLENGE_TTL_MS + 1)), 'replay');
+  t.is(codeOf(() => checkChallenge(key, ch, now - CHALLENGE_FUTURE_MS)), 'no error');
+  t.is(codeOf(() => checkChallenge(key, ch, now - CHALLENGE_FUTURE_MS - 1)), 'replay');
+  // any change is bad-challenge: each character, a second spelling of the same bytes, junk
+  for (let i = 0; i < ch.length; i++) {
+    const changed = ch.slice(0, i) + (ch[i] === 'A' ? 'B' : 'A') + ch.slice(i + 1);
+    t.is(codeOf(() => checkChallenge(key, changed, now)), 'bad-challenge', `character ${i}`);
+  }
+  const last = ch[ch.length - 1] as string;
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const sameBytes = ch.slice(0, -1) + (alphabet[alphabet.indexOf(last) ^ 1] as string);
+  t.deepEqual(Buffer.from(sameBytes, 'base64url'), Buffer.from(ch, 'base64url'));
+  t.is(codeOf(() => checkChallenge(key, sameBytes, now)), 'bad-challenge');
+  for (const junk of ['', 'x', ch + 'A', ch.slice(1), 42 as unknown as string]) t.is(codeOf(() => checkChallenge(key, junk, now)), 'bad-challenge');
+  // a session request signs it; its "created" (here 1970) is only the signer's clock
+  const env = createSession(d0.keys.auth, d0.id, { created: '1970-01-01T00:00:00.000Z', challenge: ch });
+  const p = parseSessionPayload(env);
+  t.is(p.challenge, ch);
+  t.is(p.created, '1970-01-01T00:00:00.000Z');
+  t.is(parseSessionPayload(createSession(d0.keys.auth, d0.id)).challenge, undefined);
+  t.is(parseSessionPayload(createSession(d0.keys.auth, d0.id, { challenge: undefined })).challenge, undefined);
+  const odd = signJson({ type: 'session', subject: d0.id, nonce: p.nonce, created: p.created, challenge: 'not base64url!' }, [d0.keys.auth]);
+  t.is(codeOf(() => parseSessionPayload(odd)), 'malformed');
+  const extra = signJson({ type: 'session', subject: d0.id, nonce: p.nonce, created: p.created, time: 1 }, [d0.keys.auth]);
+  t.is(codeOf(() => parseSessionPayload(extra)), 'malformed');
 });
 
 // ---------------------------------------------------------------- tree head and portal profile
