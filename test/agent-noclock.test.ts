@@ -56,9 +56,13 @@ test('an agent whose clock says 1970 registers, hears pushes, is claimed with me
     const st = await agentStatus(dir);
     t.regex(String((st as unknown as { lastContact: string | null }).lastContact), /^1970-01-0[12]T/);
     t.deepEqual(st.errors, []);
+    // the owner is not told it is stale: its clock is not set, and the portal heard from it just now
     const list = await runCli(home, ['device', 'list']);
     t.is(list.code, 0, list.stderr);
     t.log(list.stdout);
+    t.regex(list.stdout, /last contact: 1970-\S+ \(the device's clock is not set\)/);
+    t.notRegex(list.stdout, /STALE/);
+    t.regex(list.stdout, /thermostat: applied #1/);
   } catch (e) {
     t.log(agent.logs().slice(-5000));
     throw e;
