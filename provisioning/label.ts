@@ -5,10 +5,11 @@
  * The QR library is imported lazily so the rest of the tool (and its --help) starts without it.
  */
 import * as path from 'node:path';
-import { MeshError } from '../mesh/errors.js';
-import { parseClaimLabel } from '../mesh/claim.js';
+import { MeshError, isMeshError } from '../mesh/errors.js';
+import { labelUri, parseClaimLabel, shortFingerprint, type ClaimLabel } from '../mesh/claim.js';
 import { timingSafeEqual } from '../mesh/crypto.js';
-import { hasDeviceDirectory, readDeviceDirectory } from '../runtime/device-files.js';
+import { normalizeUdf, parseKeyUdf } from '../mesh/udf.js';
+import { hasDeviceDirectory, readDeviceDirectory, rewriteLabel } from '../runtime/device-files.js';
 import { writeFileAtomic } from '../runtime/files.js';
 
 export const LABEL_SVG = 'label.svg';
@@ -97,18 +98,42 @@ export async function writeLabels(dir: string, l: LabelData): Promise<void> {
   writeFileAtomic(path.join(dir, LABEL_PNG), png, 0o600);
 }
 
+/** An mcu:// label URI of before 140-bit fingerprints: its maker, portal and code, the fingerprint unchecked. */
+const OLD_MCU = /^mcu:\/\/([a-z0-9][a-z0-9._-]{0,63})@([A-Za-z0-9.:[\]-]{1,260})\/([A-Za-z2-7-]{20,80})\?fp=([A-Za-z2-7-]{1,120})$/;
+
 /**
  * Re-render the label of a provisioned device directory from its device.json and claim.json,
  * after checking that the claim URI names this device's fingerprint and holds its claim secret.
+ * A directory made before labels carried 140-bit fingerprints (an mcu:// URI with a 100-bit one,
+ * which no longer claims) gets the current https:// URI and fingerprint first, in claim.json and
+ * device.json: its label must be printed again.
  */
-export async function relabel(dir: string): Promise<{ dir: string; serial: string; files: string[] }> {
+export async function relabel(dir: string): Promise<{ dir: string; serial: string; files: string[]; upgraded?: boolean }> {
   if (!hasDeviceDirectory(dir)) throw new MeshError('state', `${dir} is not a provisioned device directory (no device.json and keys.json)`, { dir });
-  const d = readDeviceDirectory(dir);
-  const label = parseClaimLabel(d.claimUri);
+  let d = readDeviceDirectory(dir);
+  let upgraded = false;
+  let label: ClaimLabel;
+  try {
+    label = parseClaimLabel(d.claimUri);
+  } catch (e) {
+    const old = OLD_MCU.exec(d.claimUri.trim());
+    if (!isMeshError(e, 'udf-too-short') || old === null) throw e;
+    const [, , portal, code, fp] = old as unknown as [string, string, string, string, string];
+    if (normalizeUdf(fp) !== normalizeUdf(d.fingerprint) || !normalizeUdf(d.id).startsWith(normalizeUdf(fp))) {
+      throw new MeshError('fingerprint-mismatch', `claim.json's URI names device ${fp}, but ${dir} holds device ${d.fingerprint}`);
+    }
+    const secret = parseKeyUdf(code);
+    if (secret.length !== d.claimSecret.length || !timingSafeEqual(secret, d.claimSecret)) throw new MeshError('state', `claim.json in ${dir} is inconsistent: its URI and its secret differ`);
+    const fingerprint = shortFingerprint(d.id);
+    rewriteLabel(dir, { uri: labelUri({ manufacturer: d.manufacturer, portal, secret: d.claimSecret, fingerprint }), fingerprint });
+    d = readDeviceDirectory(dir);
+    label = parseClaimLabel(d.claimUri);
+    upgraded = true;
+  }
   if (label.fingerprint !== d.fingerprint) {
     throw new MeshError('fingerprint-mismatch', `claim.json's URI names device ${label.fingerprint}, but ${dir} holds device ${d.fingerprint}`);
   }
   if (!timingSafeEqual(label.secret, d.claimSecret)) throw new MeshError('state', `claim.json in ${dir} is inconsistent: its URI and its secret differ`);
   await writeLabels(dir, { uri: d.claimUri, code: d.claimCode, manufacturer: d.manufacturer, model: d.model, serial: d.serial, fingerprint: d.fingerprint });
-  return { dir, serial: d.serial, files: [path.join(dir, LABEL_SVG), path.join(dir, LABEL_PNG)] };
+  return { dir, serial: d.serial, files: [path.join(dir, LABEL_SVG), path.join(dir, LABEL_PNG)], ...(upgraded ? { upgraded } : {}) };
 }
