@@ -40,7 +40,8 @@ export const deviceClaimCommand: Command = {
   summary: 'claim a device from its label (QR code or printed code and fingerprint), or accept an invitation',
   help: `usage: mesh device claim LABEL|INVITATION [--name NAME] [--trust-manufacturer KEYUDF] [--wait-ms N]
 
-LABEL is what the device's label shows: the URI in its QR code (mcu://maker@portal/CODE?fp=FP),
+LABEL is what the device's label shows: the URI in its QR code
+(https://portal/claim#code=CODE&fp=FP&m=MAKER; the older mcu://maker@portal/CODE?fp=FP too),
 or the code and the fingerprint typed by hand ("CODE FINGERPRINT"). A label claims a device
 only while it has no owner, or while someone holding it has opened its claim window.
 
@@ -60,7 +61,7 @@ command waits for the device to confirm.
   --json                      print the result as JSON`,
   options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, 'wait-ms': { type: 'string' } },
   async run(v, pos, env) {
-    if (pos.length === 0) throw new MeshError('usage', 'give the label (the mcu://... URI, or "CODE FINGERPRINT") or the invitation (https://.../invite#...)');
+    if (pos.length === 0) throw new MeshError('usage', 'give the label (the https://.../claim#... URI of its QR code, or "CODE FINGERPRINT") or the invitation (https://.../invite#...)');
     const text = pos.join(' ');
     const invitation = isInvitation(text) ? parseInvitation(text) : undefined;
     const label = invitation ?? parseClaimLabel(text);
@@ -204,6 +205,8 @@ export interface DeviceReport {
   readonly state: 'ok' | 'no-status' | 'unverified' | 'not-at-portal';
   readonly owner: boolean;
   readonly lastContact: string | null;
+  /** the device's clock is not set (it says before 2026: a board without a real-time clock); staleness is then judged by when the portal received its status */
+  readonly clockUnset: boolean;
   readonly stale: boolean;
   /**
    * per application: what the device applied for this owner and what the owner published.
@@ -231,13 +234,16 @@ export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<Devic
     const mine = ownerEntry(st, state.master);
     const errs = errorsFor(st, state.master).sort((x, y) => Date.parse(x.at) - Date.parse(y.at));
     const lastContact = st?.lastContact ?? null;
+    // a board without a real-time clock says 1970: its own times tell nothing of age, the portal's receipt does
+    const clockUnset = lastContact !== null && lastContact < '2026-01-01';
+    const seen = clockUnset ? (view?.received ?? null) : lastContact;
     const apps = Object.entries(state.apps).map(([app, r]) => {
       const a = mine?.apps.find((x) => x.app === app);
       const applied = a?.seq ?? 0;
       const refused = errs.some((e) => e.app === app && e.seq === r.seq);
       const publishedMs = Date.parse(r.publishedAt);
       const lagging =
-        applied < r.seq && !refused && now - publishedMs > maxStaleMs && lastContact !== null && Date.parse(lastContact) > publishedMs;
+        applied < r.seq && !refused && now - publishedMs > maxStaleMs && seen !== null && Date.parse(seen) > publishedMs;
       return { app, seq: a?.seq ?? null, appliedAt: a?.appliedAt ?? null, published: r.seq, upToDate: applied === r.seq, lagging, unpublished: applied > r.seq };
     });
     for (const a of mine?.apps ?? []) {
@@ -251,7 +257,8 @@ export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<Devic
       state: view === undefined ? 'not-at-portal' : view.problem !== null ? 'unverified' : st === null ? 'no-status' : 'ok',
       owner: mine !== undefined,
       lastContact,
-      stale: lastContact === null || now - Date.parse(lastContact) > maxStaleMs,
+      clockUnset,
+      stale: seen === null || now - Date.parse(seen) > maxStaleMs,
       apps,
       lastError: errs[errs.length - 1] ?? null,
       problem: view?.problem ?? null,
@@ -290,7 +297,9 @@ status report (checked with the device's own key): its owners and guests (who in
 whom, and since when; one you have not been shown before is marked NEW), per application
 the configuration number it applied for you and when, when it last heard from the portal,
 and its last error. A device not heard from for longer than --max-stale-ms (default 24 h) is marked
-STALE: it keeps running on what it has, but that may be out of date.
+STALE: it keeps running on what it has, but that may be out of date. (A device whose
+clock is not set, a board without a real-time clock, is judged by when the portal
+received its report.)
 
   --max-stale-ms N   how old "last contact" may be before a device is marked stale (default 86400000)
   --json             print the list as JSON`,
@@ -312,7 +321,7 @@ STALE: it keeps running on what it has, but that may be out of date.
         else if (r.state === 'unverified') lines.push(`  ${r.problem ?? 'its report does not verify'}`);
         else if (r.state === 'no-status') lines.push('  no status report yet: the device has not reported since it registered');
         else {
-          lines.push(`  last contact: ${r.lastContact ?? '-'} (${r.lastContact !== null ? ago(r.lastContact) : 'never'})${r.stale ? ` -- older than ${fmtMs(maxStaleMs)}: its data may be out of date` : ''}`);
+          lines.push(`  last contact: ${r.lastContact ?? '-'} (${r.clockUnset ? "the device's clock is not set" : r.lastContact !== null ? ago(r.lastContact) : 'never'})${r.stale ? ` -- older than ${fmtMs(maxStaleMs)}: its data may be out of date` : ''}`);
           if (!r.owner) lines.push('  the device does not list you as an owner (yet): the claim has not reached it, or it was refused');
           for (const o of r.owners) {
             const who = `${o.account}${o.you ? ' (you)' : ''}`;

@@ -5,7 +5,6 @@ import * as c from '../mesh/crypto.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { masterKeysFromSeed, signKeyId } from '../mesh/keys.js';
-import { createSession } from '../mesh/messages.js';
 import { ACCOUNT_PATTERN, adminEntry, createMasterProfile, createPersonalProfile } from '../mesh/profiles.js';
 import { splitSecret } from '../mesh/shamir.js';
 import { PortalClient } from '../client/portal-client.js';
@@ -106,7 +105,7 @@ The master key itself is not kept on this computer unless --keep-master-key is g
       const admin = newAdminKeys(adminName);
       const masterEnv = createMasterProfile(mk, [adminEntry(admin)]);
       const personalEnv = createPersonalProfile(admin, { master: masterId, account, seq: 1, devices: [], apps: [] });
-      const bound = await client.bindAccount({ account: name, master: masterEnv, personal: personalEnv, request: createSession(admin.sign, account) });
+      const bound = await client.bindAccount({ account: name, master: masterEnv, personal: personalEnv, request: await client.sessionRequest(admin.sign, account) });
       if (bound.master !== masterId) throw new MeshError('wrong-master', `the portal bound ${bound.account} to ${bound.master}, not to the master profile ${masterId} just made`);
       if (bound.account !== account) throw new MeshError('malformed', `the portal bound "${bound.account}" but announced its name as "${portal.name}" (expected ${account}); the account is bound, but its profile names the wrong account: ask the portal's operator`);
 

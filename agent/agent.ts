@@ -15,7 +15,7 @@ import { deriveClaimSecrets, type ClaimSecrets } from '../mesh/claim.js';
 import { parseFeedItem } from '../mesh/protocol.js';
 import { parseJson } from '../mesh/json.js';
 import { checkSchema, type Schema } from '../mesh/schema.js';
-import { createSession, type StatusError } from '../mesh/messages.js';
+import { type StatusError } from '../mesh/messages.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AgentSettings, DeviceFiles } from '../runtime/device-files.js';
 import { backoff } from '../runtime/backoff.js';
@@ -197,14 +197,15 @@ export class Agent {
   /**
    * The MQTT password for each push connection: the one the portal minted (a broker in NATS operator
    * mode checks it), refreshed with a new session before each reconnection since the last may have
-   * expired; else a signed session request (what the embedded broker checks).
+   * expired; else a signed session request with a fresh challenge from the portal (what the
+   * embedded broker checks: fresh by the portal's clock, whatever the board's clock says).
    */
   private pushPassword(): () => Promise<string> {
     let first = true;
     return async () => {
       if (this.client.pushPassword !== undefined && !first) await this.client.openSession().catch(() => undefined);
       first = false;
-      return this.client.pushPassword ?? JSON.stringify(createSession(this.device.keys.auth, this.device.id));
+      return this.client.pushPassword ?? JSON.stringify(await this.client.sessionRequest(this.device.keys.auth, this.device.id));
     };
   }
 

@@ -57,7 +57,8 @@ export async function register(p: {
         device: p.device.profile,
         endorsement: p.device.endorsement,
         claim: { id: p.secrets.claimId, blob: sealClaimBlob(p.secrets, { profile: p.device.profile, endorsement: p.device.endorsement, epoch: p.store.state.epoch }), portalKey: b64u(p.secrets.portalKey) },
-        request: createSession(p.device.keys.auth, p.device.id),
+        // fresh by the portal's clock (a challenge), so a board whose clock says 1970 registers
+        request: await p.client.sessionRequest(p.device.keys.auth, p.device.id),
       });
       p.store.update((s) => ({ ...s, registered: true, portalKey: portal.id, lastContact: isoNow(p.clock) }));
       p.log('registered', { device: p.device.id, portal: portal.id });
@@ -92,7 +93,7 @@ export class Push {
       readonly log: Log;
       readonly onHint: (payload: Buffer) => void;
       readonly onUp: () => void;
-      /** the MQTT password for each connection attempt (default: a signed session request, what the embedded broker checks) */
+      /** the MQTT password for each connection attempt (default: a signed session request without a challenge, judged by its time; the agent passes one with a challenge) */
       readonly password?: () => Promise<string>;
     },
   ) {
@@ -107,7 +108,19 @@ export class Push {
   private async attempt(connect: typeof import('mqtt').connect): Promise<void> {
     if (this.stopped) return;
     const { device, clock, log } = this.p;
-    const password = this.p.password !== undefined ? await this.p.password() : JSON.stringify(createSession(device.keys.auth, device.id));
+    let password: string;
+    try {
+      password = this.p.password !== undefined ? await this.p.password() : JSON.stringify(createSession(device.keys.auth, device.id));
+    } catch (e) {
+      // no password now (the portal did not answer for a challenge): try again on the same schedule
+      if (this.stopped) return;
+      const retryMs = this.delays.next();
+      log('push-error', { message: (e as Error).message, retryMs });
+      this.timer = clock.setTimer(() => {
+        this.attempt(connect).catch((err: unknown) => log('push-error', { message: (err as Error).message }));
+      }, retryMs);
+      return;
+    }
     if (this.stopped) return;
     const clientId = `mmm-${device.id.slice(0, 24)}-${Math.floor(clock.random() * 1e9).toString(36)}`;
     const c = connect(this.p.url, { username: device.id, password, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, keepalive: 30, writeCache: false, clientId });

@@ -14,6 +14,7 @@ import {
   LIMITS,
   parseAccountResponse,
   parseBindAccountResponse,
+  parseChallengeResponse,
   parseClaimLookupResponse,
   parseConsistencyResponse,
   parseDeviceStatusResponse,
@@ -159,13 +160,35 @@ export class PortalClient {
   /** Session: prove we hold the subject's key, get a bearer token. */
   async openSession(): Promise<string> {
     if (this.identity === undefined) throw new MeshError('unauthorized', 'no identity to open a portal session with');
-    const r = parseSessionResponse(await this.once('POST', PATHS.session, { request: createSession(this.identity.key, this.identity.subject) }, false));
+    const request = await this.sessionRequest(this.identity.key, this.identity.subject);
+    const r = parseSessionResponse(await this.once('POST', PATHS.session, { request }, false));
     this.token = r.token;
     this.push = r.push?.password;
     return r.token;
   }
 
+  /**
+   * A session request that is fresh by the portal's clock, whatever this machine's clock says: it
+   * signs a challenge just fetched from the portal (for Session, Register, BindAccount and the
+   * embedded broker's MQTT password). A portal older than challenges (Challenge is `not-found`)
+   * gets a request judged by its `created` time, as before.
+   */
+  async sessionRequest(key: Signer, subject: string): Promise<SignedEnvelope> {
+    let challenge: string | undefined;
+    try {
+      challenge = await this.challenge();
+    } catch (e) {
+      if (!(e instanceof MeshError && e.code === 'not-found')) throw e;
+    }
+    return createSession(key, subject, { challenge });
+  }
+
   // ------------------------------------------------------------ transactions
+
+  /** Challenge: a fresh value from the portal to sign into a session request. */
+  async challenge(): Promise<string> {
+    return parseChallengeResponse(await this.once('GET', PATHS.challenge, undefined, false)).challenge;
+  }
 
   async hello(): Promise<HelloResponse> {
     return parseHelloResponse(await this.request('GET', PATHS.hello, undefined, { auth: false }));

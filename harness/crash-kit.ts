@@ -24,7 +24,7 @@ import { newDeviceIdentity } from '../mesh/device.js';
 import { payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
 import { isMeshError } from '../mesh/errors.js';
 import { verifyConsistency } from '../mesh/merkle.js';
-import { createSession, verifyPortalProfile, verifyTreeHead, type TreeHead } from '../mesh/messages.js';
+import { verifyPortalProfile, verifyTreeHead, type TreeHead } from '../mesh/messages.js';
 import { startPortalProcess, type PortalProcess } from './portal-process.js';
 import { provisionDevice, startAgentProcess, until, type AgentProcess } from './agent-process.js';
 import { TestOwner } from './owner.js';
@@ -265,7 +265,7 @@ export async function portalKills(
   try {
     const secrets = deriveClaimSecrets(device.claimSecret);
     const dc = new PortalClient({ url: portal.http });
-    await dc.register({ device: device.profile, endorsement: null, claim: { id: secrets.claimId, blob: sealClaimBlob(secrets, { profile: device.profile, endorsement: null }), portalKey: b64u(secrets.portalKey) }, request: createSession(device.keys.auth, device.id) });
+    await dc.register({ device: device.profile, endorsement: null, claim: { id: secrets.claimId, blob: sealClaimBlob(secrets, { profile: device.profile, endorsement: null }), portalKey: b64u(secrets.portalKey) }, request: await dc.sessionRequest(device.keys.auth, device.id) });
     dc.close();
     for (let i = 0; i < (opts.owners ?? 4); i++) {
       const o = await TestOwner.create(portal.http, `owner${i}`);

@@ -3,7 +3,6 @@ import { PortalClient } from '../client/portal-client.js';
 import { b64u } from '../mesh/bytes.js';
 import { deriveClaimSecrets, sealClaimBlob } from '../mesh/claim.js';
 import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
-import { createSession } from '../mesh/messages.js';
 
 /** Register a new (or the given) device through `portalUrl`; returns a client holding its session. */
 export async function registerDevice(portalUrl: string, identity?: DeviceIdentity): Promise<{ client: PortalClient; identity: DeviceIdentity }> {
@@ -15,7 +14,7 @@ export async function registerDevice(portalUrl: string, identity?: DeviceIdentit
     device: d.profile,
     endorsement: d.endorsement,
     claim: { id: secrets.claimId, blob: sealClaimBlob(secrets, { profile: d.profile, endorsement: d.endorsement }), portalKey: b64u(secrets.portalKey) },
-    request: createSession(d.keys.auth, d.id),
+    request: await client.sessionRequest(d.keys.auth, d.id),
   });
   return { client, identity: d };
 }

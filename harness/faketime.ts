@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 
-const LIBS = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/faketime/libfaketime.so.1'];
+const LIBS = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/faketime/libfaketimeMT.so.1'];
 
 export function fakeTimeEnv(spec: string): Record<string, string> {
   const lib = LIBS.find((f) => fs.existsSync(f));

@@ -470,7 +470,7 @@ export function fuzzTargets(x: Examples): FuzzTarget[] {
     { name: 'parseKeyUdf', input: 'string', seeds: [claimCode(d0.claimSecret)], run: (v) => parseKeyUdf(v as string), codes: ['bad-udf', 'udf-too-short'] },
     { name: 'parseShareUdf', input: 'string', seeds: [...x.escrowShares], run: (v) => parseShareUdf(v as string), codes: ['bad-share', 'bad-udf'] },
     { name: 'recoverSecret', input: 'value', seeds: [x.escrowShares.slice(0, 2), [...x.escrowShares]], run: (v) => recoverSecret(v as string[]) },
-    { name: 'parseClaimLabel', input: 'string', seeds: [d0.labelUri, `${claimCode(d0.claimSecret)} ${d0.fingerprint}`], run: (v) => parseClaimLabel(v as string), codes: ['malformed', 'too-large', 'bad-udf', 'udf-too-short'] },
+    { name: 'parseClaimLabel', input: 'string', seeds: [d0.labelUri, `mcu://acme@portal.example/${claimCode(d0.claimSecret)}?fp=${d0.fingerprint}`, `${claimCode(d0.claimSecret)} ${d0.fingerprint}`], run: (v) => parseClaimLabel(v as string), codes: ['malformed', 'too-large', 'bad-udf', 'udf-too-short'] },
     { name: 'openClaimBlob', input: 'value', seeds: [x.claimBlob], run: (v) => openClaimBlob(d0.secrets, v), codes: ['malformed', 'too-large', 'decrypt-failed'] },
     { name: 'parseDeviceKeys', input: 'text', seeds: [JSON.stringify({ sign: b64u(d0.keys.sign.privateKey), enc: b64u(d0.keys.enc.privateKey), auth: b64u(d0.keys.auth.privateKey) })], run: (v) => parseDeviceKeys(v as string), codes: PARSE_ONLY },
 
@@ -503,6 +503,7 @@ export function fuzzTargets(x: Examples): FuzzTarget[] {
 
     // the protocol (mesh/protocol.ts)
     { ...p('parseHelloResponse', proto.parseHelloResponse, w.helloResponse), codes: PARSE_ONLY },
+    { ...p('parseChallengeResponse', proto.parseChallengeResponse, w.challengeResponse), codes: PARSE_ONLY },
     { ...p('parseSessionRequest', proto.parseSessionRequest, w.sessionRequest, w.ownerSessionRequest), codes: PARSE_ONLY },
     { ...p('parseSessionResponse', proto.parseSessionResponse, w.sessionResponse, w.ownerSessionResponse, w.registerResponse), codes: PARSE_ONLY },
     { ...p('parseRegisterRequest', proto.parseRegisterRequest, w.registerRequest), codes: PARSE_ONLY },

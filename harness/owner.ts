@@ -6,7 +6,7 @@ import { PortalClient } from '../client/portal-client.js';
 import { generateMasterKeys, signKeyId, type MasterKeys } from '../mesh/keys.js';
 import * as c from '../mesh/crypto.js';
 import { adminEntry, createApplicationProfile, createMasterProfile, createPersonalProfile, verifyDeviceProfile, type AdminKeys } from '../mesh/profiles.js';
-import { createClaim, createRemove, createSession, verifyPortalProfile } from '../mesh/messages.js';
+import { createClaim, createRemove, verifyPortalProfile } from '../mesh/messages.js';
 import { deriveClaimSecrets, openClaimBlob, parseClaimLabel, sealClaimBlob } from '../mesh/claim.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
 import { createInvite, deriveInviteSecrets, invitationUri, newInviteSecret, parseInvitation, parseInviteBlob, parseInvitePayload, type Grant, type InviteBlob } from '../mesh/invite.js';
@@ -43,7 +43,7 @@ export class TestOwner {
     const id = o.masterId;
     const personal = createPersonalProfile(o.admin, { master: id, account: o.account, seq: 1, devices: [], apps: [] });
     o.client = new PortalClient({ url: portalUrl, identity: { subject: o.account, key: o.admin.sign } });
-    await o.client.bindAccount({ account: name, master: o.masterEnvelope, personal, request: createSession(o.admin.sign, o.account) });
+    await o.client.bindAccount({ account: name, master: o.masterEnvelope, personal, request: await o.client.sessionRequest(o.admin.sign, o.account) });
     return o;
   }
 

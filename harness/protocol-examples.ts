@@ -29,7 +29,8 @@ import {
   verifyMasterProfile,
   openApplicationProfile,
 } from '../mesh/profiles.js';
-import { type ClaimSecrets, claimCode, deriveClaimSecrets, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
+import { type ClaimSecrets, claimCode, deriveClaimSecrets, LABEL_FINGERPRINT_BITS, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
+import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge.js';
 import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead } from '../mesh/messages.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
@@ -170,8 +171,11 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
   });
   const claim = createClaim(admin.sign, d0.secrets, { device: d0.id, master: masterId, account });
   const remove = createRemove(admin.sign, { device: d2.id, master: masterId });
-  const session = createSession(d0.keys.auth, d0.id, at(0));
-  const ownerSession = createSession(admin.sign, account, at(0));
+  // the device has no real-time clock and booted at 1970: its session request is fresh by the challenge the portal issued
+  const challenge = makeChallenge(challengeKey(portal.privateKey), nowMs - 1000, exampleSeed('challenge').slice(0, 16));
+  const ownerChallenge = makeChallenge(challengeKey(portal.privateKey), nowMs - 1000, exampleSeed('owner-challenge').slice(0, 16));
+  const session = createSession(d0.keys.auth, d0.id, { created: '1970-01-01T00:02:11.000Z', challenge });
+  const ownerSession = createSession(admin.sign, account, { created: at(0), challenge: ownerChallenge });
   const portalProfile = createPortalProfile(portal, portalName, at(60 * 24 * 60));
   const join = createJoin(joiner, account, pin);
   const claimBlob = sealClaimBlob(d0.secrets, { device: d0.profile, endorsement: d0.endorsement });
@@ -217,6 +221,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
   ];
   const wire: Record<string, unknown> = {
     helloResponse: { version: PROTOCOL_VERSION, portal: portalProfile, treeHead, mqtt: `mqtts://${portalName}:8883`, limits: LIMITS },
+    challengeResponse: { challenge },
     sessionRequest: { request: session },
     sessionResponse: { token, expires, device: d0.id },
     ownerSessionRequest: { request: ownerSession },
@@ -306,13 +311,21 @@ interface Tx {
 const TXS: readonly Tx[] = [
   { name: 'hello', method: 'GET', auth: 'none', response: 'helloResponse', what: 'Who the portal is (its self-signed portal profile), its current signed tree head, the MQTT URL (or null), its limits.', errors: '' },
   {
+    name: 'challenge',
+    method: 'GET',
+    auth: 'none',
+    response: 'challengeResponse',
+    what: 'A fresh challenge to sign into the next session request (Session, Register, BindAccount, the MQTT password), so that the request is fresh by the portal\'s clock and not the client\'s (section 7, "Session challenges"). Opaque to clients; good for 5 minutes, once.',
+    errors: '',
+  },
+  {
     name: 'session',
     method: 'POST',
     auth: 'none (the request is signed)',
     request: 'sessionRequest',
     response: 'sessionResponse',
-    what: 'A signed session request buys a bearer token (24 h). Subject = a device UDF (signed by the device authentication key) or an account name@portal (signed by an administration key the master lists, or the master key itself). Each nonce is accepted once; `created` must be within 5 minutes of the portal clock.',
-    errors: '`wrong-type` 422 (payload is not a session), `replay` 422 (outside the time window, or a nonce seen before), `not-found` 404 (unknown device or account), `unknown-signer` / `bad-signature` / `revoked-key` / `bad-key` 422',
+    what: 'A signed session request buys a bearer token (24 h). Subject = a device UDF (signed by the device authentication key) or an account name@portal (signed by an administration key the master lists, or the master key itself). Fresh by its `challenge` (issued by this portal within 5 minutes, used once; `created` is then ignored: here the device\'s clock says 1970), or, without a challenge, by `created` within 5 minutes of the portal clock. Each nonce is accepted once.',
+    errors: '`wrong-type` 422 (payload is not a session), `bad-challenge` 422 (a challenge this portal did not issue), `replay` 422 (a challenge older than 5 minutes or used before; without a challenge, outside the time window; a nonce seen before), `not-found` 404 (unknown device or account), `unknown-signer` / `bad-signature` / `revoked-key` / `bad-key` 422',
   },
   {
     name: 'register',
@@ -321,7 +334,7 @@ const TXS: readonly Tx[] = [
     request: 'registerRequest',
     response: 'registerResponse',
     what: 'A device publishes its self-signed profile, its manufacturer endorsement (or null), its claim publication (claim id, the profile sealed under the label secret, the portal verifier key) and a session request signed by its authentication key. Idempotent; answers a device token.',
-    errors: '`bad-signature` / `unknown-signer` / `bad-key` 422 (device profile), `endorsement-invalid` 422, `wrong-device` 422 (session subject is not this device), `replay` 422, `conflict` 409 (another device holds this claim id)',
+    errors: '`bad-signature` / `unknown-signer` / `bad-key` 422 (device profile), `endorsement-invalid` 422, `wrong-device` 422 (session subject is not this device), `bad-challenge` / `replay` 422 (the session request, as in Session), `conflict` 409 (another device holds this claim id)',
   },
   {
     name: 'bindAccount',
@@ -330,7 +343,7 @@ const TXS: readonly Tx[] = [
     request: 'bindAccountRequest',
     response: 'bindAccountResponse',
     what: 'Binds `alice@<portal>` to a master profile with the first personal profile; logs both. Answers an owner token and, when this call bound the account, the log receipts of both profiles (absent on a repeat of the same binding).',
-    errors: '`wrong-master` / `bad-signature` / `unknown-signer` / `revoked-key` 422, `forbidden` 403 (the personal profile or session is for another account), `replay` 422, `conflict` 409 (the account is bound to another master)',
+    errors: '`wrong-master` / `bad-signature` / `unknown-signer` / `revoked-key` 422, `forbidden` 403 (the personal profile or session is for another account), `bad-challenge` / `replay` 422 (the session request, as in Session), `conflict` 409 (the account is bound to another master)',
   },
   {
     name: 'publish',
@@ -511,7 +524,7 @@ content type \`${KEYINFO_CONTENT_TYPE}\` (mesh/keys.ts, mesh/udf.ts):
 - A portal is the UDF of its key: \`${x.portalId}\`.
 - An encryption key has its own UDF (the SPKI names X25519, so the same 32 bytes would give another
   UDF as an Ed25519 key): device 0's encryption key is \`${encKeyId(d0.keys.enc.publicKey)}\`.
-- A label carries the first 100 bits of the device UDF as its fingerprint: \`${d0.fingerprint}\`.
+- A label carries the first ${LABEL_FINGERPRINT_BITS} bits of the device UDF (at least 125, seed §4.2.1) as its fingerprint: \`${d0.fingerprint}\`.
 - The label's claim code is the 16-byte claim secret as a key UDF (type 0x20, starts with E): \`${claimCode(d0.claimSecret)}\`.
 - Nonces are nonce UDFs (type 0x68, 16 random bytes).
 - Escrow: the 32-byte master seed split 2-of-3 into share UDFs (mesh/shamir.ts); all master keys
@@ -587,11 +600,23 @@ ${envelope('Application profile', x.application, 'Signed by an administration ke
 
 ## 6. Onboarding and claims
 
-mesh/claim.ts. At manufacture a 128-bit secret is made per device and printed on its label:
+mesh/claim.ts. At manufacture a 128-bit secret is made per device and printed on its label. The
+label's QR code holds an https:// URI of the portal with the secret in the URI's **fragment**:
 
-    mcu://<manufacturer>@<portal>/<secret as key UDF>?fp=<device fingerprint, 100 bits>
+    https://<portal host[:port]>/claim#code=<secret as key UDF>&fp=<device fingerprint>&m=<manufacturer>
 
-Example: \`${d0.labelUri}\` (or typed by hand: the code and the fingerprint, separated by a space).
+Example: \`${d0.labelUri}\`.
+
+- A phone's camera opens it as a web page; a browser never sends the fragment, so the portal
+  never receives the secret. The portal serves a static page at \`GET /claim\` (the same for
+  every device, no script) that says to run \`mesh device claim '<this URI>'\` or use the owner app.
+- \`fp\` is the device fingerprint cut to ${LABEL_FINGERPRINT_BITS} bits (${LABEL_FINGERPRINT_BITS / 5} characters): UDF cuts come in
+  20-bit steps, and ${LABEL_FINGERPRINT_BITS} is the first at or above the 125 bits seed §4.2.1 asks for. A shorter
+  fingerprint is refused (\`udf-too-short\`). \`m\` (the manufacturer) is optional; the parts may
+  come in any order, each once; no other part is allowed.
+- \`mesh device claim\` also accepts the older form
+  \`mcu://<manufacturer>@<portal>/<secret as key UDF>?fp=<device fingerprint>\` (with a
+  fingerprint of ${LABEL_FINGERPRINT_BITS} bits) and the code and the fingerprint typed by hand, separated by a space.
 Both sides derive from the secret, with HKDF-SHA-512 (salt empty) and distinct info strings:
 
 | value | derivation | who holds it |
@@ -617,8 +642,33 @@ mesh/messages.ts.
 
 ${envelope('Remove', x.remove, 'Signed by an administration key of the owner that leaves the device. Verified against that owner\'s master: a removal signed by another owner\'s key is `unknown-signer`; one that names another owner\'s master is `not-owner`.')}
 ${envelope('Status (device to owners)', x.status, 'Signed by the device signature key. `lastContact` is the newest data the device has heard from the portal (owners judge staleness from it); `treeHead` is the log head the device last verified.')}
-${envelope('Session request (device)', x.session, 'Signed by the device authentication key; subject = device UDF. Fresh within 5 minutes of the verifier\'s clock (else `replay`), each nonce once.')}
+${envelope('Session request (device)', x.session, 'Signed by the device authentication key; subject = device UDF. `challenge` is what GET Challenge answered: the portal accepts the request if it issued the challenge less than 5 minutes ago by its own clock, once, and ignores `created` (this board has no real-time clock and says 1970). Each nonce once.')}
 ${envelope('Session request (owner)', x.ownerSession, 'Signed by an administration key (or the master key, for recovery); subject = the account.')}
+#### Session challenges
+
+mesh/challenge.ts; portal/sessions.ts. Nothing a device or an owner does may depend on another
+party's clock, and a board without a real-time clock boots at 1970; so a session request is made
+fresh by the portal's clock alone. The client first GETs a challenge, signs it into the session
+request (\`challenge\`), and the portal accepts the request when:
+
+- the challenge's MAC is its own (else \`bad-challenge\`): any portal process holding the same
+  portal key checks what another issued, with no shared state;
+- it issued the challenge at most ${CHALLENGE_TTL_MS / 60_000} minutes ago by its own clock (or at most a minute ahead:
+  another process's clock), else \`replay\`;
+- the challenge and the request's nonce were never used before (kept in the database, shared by
+  every process), else \`replay\`.
+
+The request's \`created\` is then the signer's clock, for display only. The challenge:
+
+    body      = issued (ms since the epoch, portal clock, 8 bytes big-endian) || 16 random bytes
+    mac       = first 32 bytes of HMAC-SHA-512(K, "mmm-challenge-v1" || 0x00 || body)
+    challenge = base64url(body || mac)        (75 characters; the canonical encoding only)
+    K         = HKDF-SHA-512(portal signing key seed, salt = "", info = "mmm-session-challenge-v1", 32)
+
+Clients treat it as opaque. A request without \`challenge\` (a client older than challenges) is
+still judged by \`created\`, within 5 minutes of the portal's clock; a client facing a portal
+without the Challenge transaction (\`not-found\`) sends one.
+
 ${envelope('Signed tree head', x.log.treeHead, 'Signed by the portal key: the size and SHA-256 root of the log (section 10).')}
 ${envelope('Portal profile', x.portalProfile, 'Self-signed by the portal key; the portal UDF is the UDF of `sign`.')}
 ${envelope('Join (a second administration device)', x.join, `Self-signed by the new administration device's key \`sign\`. It proves knowledge of the one-time PIN the existing administration device shows (here \`${x.pin}\`; upper-cased, dashes and spaces removed before use):\n\n    mac = HMAC-SHA-512(HKDF-SHA-512(PIN, salt = "", info = "mmm-pin-v1", 32), account || 0 || sign || 0 || enc || 0 || nonce)\n\nA wrong PIN is \`bad-claim-proof\`.`)}
@@ -655,7 +705,7 @@ When Hello's \`mqtt\` is not null, a device may also hear its feed pushed over M
 
 - Connect with username = the device UDF and password = a fresh session request (the JSON of a
   signed session payload, as in the Session transaction: signature by the authentication key,
-  freshness, an unused nonce). Clean session; no will.
+  a challenge fetched just before with GET Challenge, an unused nonce). Clean session; no will.
 - Subscribe to its own topic only, QoS 1; devices may not publish:
 
       ${deviceTopic(d0.id)}

@@ -55,6 +55,7 @@ export const MESH_ERRORS = [
   { code: 'conflict', meaning: 'already exists, or taken' },
   { code: 'rate-limited', meaning: 'too many requests; the refusal says when to retry' },
   { code: 'replay', meaning: 'a request or message already used' },
+  { code: 'bad-challenge', meaning: 'a session request whose challenge this portal did not issue (forged, changed, or from another portal): fetch a new one' },
   { code: 'unavailable', meaning: 'the service cannot be reached or is stopping' },
   { code: 'timeout', meaning: 'no answer in time' },
   { code: 'internal', meaning: 'a fault of the portal itself (logged there)' },

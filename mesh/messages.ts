@@ -283,22 +283,28 @@ export interface SessionPayload {
   /** a device UDF, or an account name@host */
   readonly subject: string;
   readonly nonce: string;
+  /** the signer's clock, for display; with a challenge the portal ignores it */
   readonly created: string;
+  /** a challenge the portal issued (mesh/challenge.ts): the request is fresh by the portal's clock, whatever `created` says */
+  readonly challenge?: string;
 }
 
-export function createSession(key: Signer, subject: string, created = nowIso()): SignedEnvelope {
-  const payload: SessionPayload = { type: 'session', subject, nonce: nonceUdf(), created };
+/** A session request; `opts` may be the `created` time alone (requests without a challenge are judged by it). */
+export function createSession(key: Signer, subject: string, opts: string | { readonly created?: string; readonly challenge?: string | undefined } = {}): SignedEnvelope {
+  const o = typeof opts === 'string' ? { created: opts } : opts;
+  const payload: SessionPayload = { type: 'session', subject, nonce: nonceUdf(), created: o.created ?? nowIso(), ...(o.challenge !== undefined ? { challenge: o.challenge } : {}) };
   return signJson(payload, [key]);
 }
 
 /** Parse (not verify) a session request; the caller verifies with the key it holds for the subject. */
 export function parseSessionPayload(env: SignedEnvelope): SessionPayload {
   const w = 'session';
-  const o = obj(payloadObject(env, w, 'session'), w, ['type', 'subject', 'nonce', 'created']);
-  return { type: 'session', subject: str(o, 'subject', w, 320), nonce: str(o, 'nonce', w, 120, UDF_TEXT), created: time(o, 'created', w) };
+  const o = obj(payloadObject(env, w, 'session'), w, ['type', 'subject', 'nonce', 'created'], ['challenge']);
+  const p: SessionPayload = { type: 'session', subject: str(o, 'subject', w, 320), nonce: str(o, 'nonce', w, 120, UDF_TEXT), created: time(o, 'created', w) };
+  return o.challenge === undefined ? p : { ...p, challenge: str(o, 'challenge', w, 100, /^[A-Za-z0-9_-]+$/) };
 }
 
-/** Check a session's freshness against `nowMs`: `replay` if outside the skew window. */
+/** Check the freshness of a session request WITHOUT a challenge against `nowMs`: `replay` if outside the skew window. */
 export function checkSessionTime(p: SessionPayload, nowMs = Date.now()): void {
   const t = Date.parse(p.created);
   if (Math.abs(nowMs - t) > SESSION_SKEW_MS) fail('replay', 'the session request is too old or from the future; check the clock');

@@ -18,6 +18,7 @@ export const PROTOCOL_VERSION = 1;
 export const PATHS = {
   hello: `${MMM_PREFIX}Hello`,
   session: `${MMM_PREFIX}Session`,
+  challenge: `${MMM_PREFIX}Challenge`,
   register: `${MMM_PREFIX}Register`,
   bindAccount: `${MMM_PREFIX}BindAccount`,
   publish: `${MMM_PREFIX}Publish`,
@@ -80,7 +81,18 @@ export function parseHelloResponse(v: unknown): HelloResponse {
   };
 }
 
-// ---------------------------------------------------------------- Session, Register, BindAccount
+// ---------------------------------------------------------------- Challenge, Session, Register, BindAccount
+
+/** GET Challenge (no session): `{ challenge }`, opaque, to sign into the next session request (mesh/challenge.ts). */
+export interface ChallengeResponse {
+  readonly challenge: string;
+}
+
+export function parseChallengeResponse(v: unknown): ChallengeResponse {
+  const w = what('Challenge');
+  const o = obj(v, w, ['challenge']);
+  return { challenge: str(o, 'challenge', w, 100, B64U) };
+}
 
 /** POST Session: `{ "request": <signed session payload> }` -> `{ token, expires }` */
 export interface SessionRequest {

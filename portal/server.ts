@@ -10,6 +10,7 @@ import { MeshError } from '../mesh/errors.js';
 import { createPortalProfile } from '../mesh/messages.js';
 import { isoNow, systemClock, type Clock, type Timer } from '../runtime/clock.js';
 import { TrustedProxies } from './address.js';
+import { claimPage } from './claim-page.js';
 import { FeedHub, itemBuffer } from './feed.js';
 import { ROUTES } from './handlers/index.js';
 import { HttpFront } from './http.js';
@@ -183,7 +184,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     const trust = new Trust();
     const verifier = new Verifier(opts.verifyThreads);
     cleanups.push(() => verifier.close());
-    const sessions = new SessionManager(store, trust, clock, limits.sessionsPerSubject);
+    const sessions = new SessionManager(store, trust, clock, limits.sessionsPerSubject, pk.key.privateKey);
     const tree = new LogTree(store, pk.key, clock);
     await tree.sync();
     const feed = new FeedHub(store, limits.maxLongPolls, clock);
@@ -304,8 +305,9 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       perIp: new RateLimiter(rate, Math.max(10, rate * 2)),
       perSession: new RateLimiter(rate, Math.max(10, rate * 2)),
       // /livez: the process answers (restart it if not); /readyz: it can serve (database and broker
-      // work, not stopping; take it out of the load balancer if not); /healthz: /readyz, kept for old probes
-      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape },
+      // work, not stopping; take it out of the load balancer if not); /healthz: /readyz, kept for old probes;
+      // /claim: the static page a label's QR code opens (the claim code stays in the fragment)
+      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/claim': claimPage },
       connections,
       trusted,
       ...(opts.headersTimeoutMs !== undefined ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),

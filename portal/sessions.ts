@@ -6,12 +6,18 @@
  * A session request's subject is a device UDF (verified with the device's authentication key)
  * or an account name@portal (verified with an administration key the account's master lists,
  * or the master signing key itself, which recovery uses). Each nonce is accepted once.
+ *
+ * Freshness is decided by the portal's clock alone: a request carries a challenge this portal
+ * issued (GET Challenge, mesh/challenge.ts) less than five minutes ago, used once, and its
+ * `created` is ignored, so a device whose clock says 1970 opens sessions. A request without a
+ * challenge (a client older than challenges) is still judged by `created` (within five minutes).
  */
 import * as c from '../mesh/crypto.js';
 import { b64u, utf8 } from '../mesh/bytes.js';
 import { fail, isMeshError } from '../mesh/errors.js';
 import { verifySignedBy, type SignedEnvelope } from '../mesh/envelope.js';
-import { checkSessionTime, parseSessionPayload, SESSION_SKEW_MS } from '../mesh/messages.js';
+import { checkChallenge, challengeKey, makeChallenge } from '../mesh/challenge.js';
+import { checkSessionTime, parseSessionPayload, SESSION_SKEW_MS, type SessionPayload } from '../mesh/messages.js';
 import { signKeyId, verifyByAdmin, type MasterProfile } from '../mesh/profiles.js';
 import { fromB64u } from '../mesh/bytes.js';
 import { Lru } from '../mesh/lru.js';
@@ -36,6 +42,7 @@ export interface Issued {
 
 export class SessionManager {
   private readonly cache = new Lru<string, Session>(200_000);
+  private readonly challengeKey: Uint8Array;
 
   constructor(
     private readonly store: Storage,
@@ -43,7 +50,34 @@ export class SessionManager {
     private readonly clock: Clock,
     /** live sessions kept per subject (the newest); an older one left in this process's cache still works until it expires */
     private readonly keepPerSubject?: number,
-  ) {}
+    /** the secret every portal process shares (the portal key's seed), from which challenges are MACed; random if absent (one process) */
+    secret?: Uint8Array,
+  ) {
+    this.challengeKey = challengeKey(secret ?? c.randomBytes(32));
+  }
+
+  /** A fresh challenge for a session request (GET Challenge). */
+  challenge(): string {
+    return makeChallenge(this.challengeKey, this.now());
+  }
+
+  /**
+   * Is this session request fresh? With a challenge: one this portal issued within the last five
+   * minutes by its own clock (`bad-challenge`, `replay`); the request's `created` is ignored.
+   * Without: `created` within five minutes of the portal's clock (`replay`). Using it once is `useOnce`.
+   */
+  checkFresh(p: SessionPayload): void {
+    if (p.challenge !== undefined) checkChallenge(this.challengeKey, p.challenge, this.now());
+    else checkSessionTime(p, this.now());
+  }
+
+  /** After its signature verified: the request's nonce, and its challenge, are used once (`replay`). */
+  async useOnce(p: SessionPayload): Promise<void> {
+    await this.useNonce(p.nonce);
+    if (p.challenge !== undefined && !(await this.store.useNonce(`challenge:${p.challenge}`, this.now() + 2 * SESSION_SKEW_MS))) {
+      fail('replay', 'this session challenge was used before; fetch a new one');
+    }
+  }
 
   private now(): number {
     return this.clock.now();
@@ -56,7 +90,7 @@ export class SessionManager {
   async verifyRequest(env: SignedEnvelope, expectSubject?: string): Promise<Omit<Session, 'expiresMs'>> {
     const p = parseSessionPayload(env);
     if (expectSubject !== undefined && p.subject !== expectSubject) fail('forbidden', `the session request is for ${p.subject}, not ${expectSubject}`);
-    checkSessionTime(p, this.now());
+    this.checkFresh(p);
     let out: Omit<Session, 'expiresMs'>;
     if (p.subject.includes('@')) {
       const a = await this.store.getAccount(p.subject);
@@ -69,7 +103,7 @@ export class SessionManager {
       verifySignedBy(env, keys.auth);
       out = { kind: 'device', subject: p.subject, kid: signKeyId(keys.auth) };
     }
-    await this.useNonce(p.nonce);
+    await this.useOnce(p);
     return out;
   }
 

@@ -33,6 +33,7 @@ export const HTTP_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   'wrong-type': 422,
   'bad-key': 422,
   replay: 422,
+  'bad-challenge': 422,
   'endorsement-invalid': 422,
   'fingerprint-mismatch': 422,
   'not-a-recipient': 422,

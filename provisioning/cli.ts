@@ -69,7 +69,9 @@ const LABEL_HELP = `Usage: ${NAME} label DIR/<serial> [DIR/<serial> ...]
 
 Render label.svg (QR code, model, serial, manufacturer, device fingerprint, claim code) and
 label.png (the QR code alone) again from a provisioned device directory, after checking
-that its claim.json matches its device.json.
+that its claim.json matches its device.json. A directory made before labels carried
+140-bit fingerprints (mcu://...?fp= with 100 bits, which no longer claims) is brought to
+the current https:// URI and fingerprint first (claim.json, device.json): print it again.
 
 Options:
   --json      print the files written as JSON
@@ -195,7 +197,7 @@ async function label(args: string[]): Promise<void> {
   const { relabel } = await import('./label.js');
   const done = [];
   for (const dir of positionals) done.push(await relabel(dir));
-  io.out(done.map((d) => `wrote ${d.files.join(' and ')}`).join('\n'), { labels: done });
+  io.out(done.map((d) => `wrote ${d.files.join(' and ')}${d.upgraded === true ? ' (the label was in the older mcu:// form with a 100-bit fingerprint, which no longer claims: claim.json and device.json now hold the https:// URI and a 140-bit fingerprint; print this label again)' : ''}`).join('\n'), { labels: done });
 }
 
 async function keygen(args: string[]): Promise<void> {

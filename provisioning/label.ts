@@ -1,14 +1,15 @@
 /**
- * The printed label: the claim QR code (the label URI) with the model, serial, manufacturer, the
+ * The printed label: the claim QR code (the label URI, https://<portal>/claim#code=..&fp=..&m=..) with the model, serial, manufacturer, the
  * short device fingerprint and the typed claim code in readable text (label.svg), and the QR code
  * alone as a PNG (label.png). Both carry the claim secret: they are written 0600, like claim.json.
  * The QR library is imported lazily so the rest of the tool (and its --help) starts without it.
  */
 import * as path from 'node:path';
-import { MeshError } from '../mesh/errors.js';
-import { parseClaimLabel } from '../mesh/claim.js';
+import { MeshError, isMeshError } from '../mesh/errors.js';
+import { labelUri, parseClaimLabel, shortFingerprint, type ClaimLabel } from '../mesh/claim.js';
 import { timingSafeEqual } from '../mesh/crypto.js';
-import { hasDeviceDirectory, readDeviceDirectory } from '../runtime/device-files.js';
+import { normalizeUdf, parseKeyUdf } from '../mesh/udf.js';
+import { hasDeviceDirectory, readDeviceDirectory, rewriteLabel } from '../runtime/device-files.js';
 import { writeFileAtomic } from '../runtime/files.js';
 
 export const LABEL_SVG = 'label.svg';
@@ -22,7 +23,7 @@ export interface LabelData {
   readonly manufacturer: string;
   readonly model: string;
   readonly serial: string;
-  /** the short device fingerprint (also in the URI's fp=) */
+  /** the short device fingerprint (also in the URI's fragment, fp=) */
   readonly fingerprint: string;
 }
 
@@ -50,7 +51,7 @@ export async function renderLabelSvg(l: LabelData): Promise<string> {
   if (open < 0) throw new MeshError('internal', 'the QR library returned no SVG');
   // nest the QR's own <svg> (viewBox in modules, quiet zone included) as a 200x200 box
   const qrSvg = code.slice(open).replace('<svg', '<svg x="0" y="0" width="200" height="200"').trim();
-  const portal = /^mcu:\/\/[^@]+@([^/]+)\//.exec(l.uri)?.[1] ?? '';
+  const portal = parseClaimLabel(l.uri).portal;
   const [fp1, fp2] = halves(l.fingerprint);
   const [code1, code2] = halves(l.code);
   const text = (x: number, y: number, size: number, t: string, extra = ''): string => {
@@ -97,18 +98,42 @@ export async function writeLabels(dir: string, l: LabelData): Promise<void> {
   writeFileAtomic(path.join(dir, LABEL_PNG), png, 0o600);
 }
 
+/** An mcu:// label URI of before 140-bit fingerprints: its maker, portal and code, the fingerprint unchecked. */
+const OLD_MCU = /^mcu:\/\/([a-z0-9][a-z0-9._-]{0,63})@([A-Za-z0-9.:[\]-]{1,260})\/([A-Za-z2-7-]{20,80})\?fp=([A-Za-z2-7-]{1,120})$/;
+
 /**
  * Re-render the label of a provisioned device directory from its device.json and claim.json,
  * after checking that the claim URI names this device's fingerprint and holds its claim secret.
+ * A directory made before labels carried 140-bit fingerprints (an mcu:// URI with a 100-bit one,
+ * which no longer claims) gets the current https:// URI and fingerprint first, in claim.json and
+ * device.json: its label must be printed again.
  */
-export async function relabel(dir: string): Promise<{ dir: string; serial: string; files: string[] }> {
+export async function relabel(dir: string): Promise<{ dir: string; serial: string; files: string[]; upgraded?: boolean }> {
   if (!hasDeviceDirectory(dir)) throw new MeshError('state', `${dir} is not a provisioned device directory (no device.json and keys.json)`, { dir });
-  const d = readDeviceDirectory(dir);
-  const label = parseClaimLabel(d.claimUri);
+  let d = readDeviceDirectory(dir);
+  let upgraded = false;
+  let label: ClaimLabel;
+  try {
+    label = parseClaimLabel(d.claimUri);
+  } catch (e) {
+    const old = OLD_MCU.exec(d.claimUri.trim());
+    if (!isMeshError(e, 'udf-too-short') || old === null) throw e;
+    const [, , portal, code, fp] = old as unknown as [string, string, string, string, string];
+    if (normalizeUdf(fp) !== normalizeUdf(d.fingerprint) || !normalizeUdf(d.id).startsWith(normalizeUdf(fp))) {
+      throw new MeshError('fingerprint-mismatch', `claim.json's URI names device ${fp}, but ${dir} holds device ${d.fingerprint}`);
+    }
+    const secret = parseKeyUdf(code);
+    if (secret.length !== d.claimSecret.length || !timingSafeEqual(secret, d.claimSecret)) throw new MeshError('state', `claim.json in ${dir} is inconsistent: its URI and its secret differ`);
+    const fingerprint = shortFingerprint(d.id);
+    rewriteLabel(dir, { uri: labelUri({ manufacturer: d.manufacturer, portal, secret: d.claimSecret, fingerprint }), fingerprint });
+    d = readDeviceDirectory(dir);
+    label = parseClaimLabel(d.claimUri);
+    upgraded = true;
+  }
   if (label.fingerprint !== d.fingerprint) {
     throw new MeshError('fingerprint-mismatch', `claim.json's URI names device ${label.fingerprint}, but ${dir} holds device ${d.fingerprint}`);
   }
   if (!timingSafeEqual(label.secret, d.claimSecret)) throw new MeshError('state', `claim.json in ${dir} is inconsistent: its URI and its secret differ`);
   await writeLabels(dir, { uri: d.claimUri, code: d.claimCode, manufacturer: d.manufacturer, model: d.model, serial: d.serial, fingerprint: d.fingerprint });
-  return { dir, serial: d.serial, files: [path.join(dir, LABEL_SVG), path.join(dir, LABEL_PNG)] };
+  return { dir, serial: d.serial, files: [path.join(dir, LABEL_SVG), path.join(dir, LABEL_PNG)], ...(upgraded ? { upgraded } : {}) };
 }

@@ -70,6 +70,17 @@ export function writeDeviceDirectory(dir: string, d: DeviceIdentity, settings: A
   }
 }
 
+/**
+ * Give a provisioned directory a new label URI and label fingerprint (a label made again in the
+ * current form: `mesh-provision label`); every other field of device.json and claim.json is kept.
+ */
+export function rewriteLabel(dir: string, l: { readonly uri: string; readonly fingerprint: string }): void {
+  const dev = parseJson(fs.readFileSync(path.join(dir, 'device.json'), 'utf8'), 200_000, 'device.json') as Record<string, unknown>;
+  const claim = parseJson(fs.readFileSync(path.join(dir, 'claim.json'), 'utf8'), 4096, 'claim.json') as Record<string, unknown>;
+  writeJsonAtomic(path.join(dir, 'claim.json'), { ...claim, uri: l.uri }, 0o600);
+  writeJsonAtomic(path.join(dir, 'device.json'), { ...dev, fingerprint: l.fingerprint }, 0o644);
+}
+
 export function hasDeviceDirectory(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'device.json')) && fs.existsSync(path.join(dir, 'keys.json'));
 }

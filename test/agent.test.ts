@@ -210,7 +210,7 @@ test('factory reset forgets every owner; first boot makes an identity and prints
   const alice = await TestOwner.create(portal.http, 'alice');
   try {
     const claim = String(agent.ready.claim);
-    t.regex(claim, /^mcu:\/\/selfmade@127\.0\.0\.1:\d+\/E[A-Z2-7-]+\?fp=[A-Z2-7-]+$/);
+    t.regex(claim, /^https:\/\/127\.0\.0\.1:\d+\/claim#code=E[A-Z2-7-]+&fp=(?:[A-Z2-7]{4}-){6}[A-Z2-7]{4}&m=selfmade$/);
     t.is((fs.statSync(path.join(dir, 'keys.json')).mode & 0o777), 0o600);
     await alice.claim(claim);
     await agent.waitFor((e) => e.type === 'claimed');

@@ -38,7 +38,9 @@ import {
   checkProof,
   claimCode,
   claimProofs,
+  cutUdf,
   deriveClaimSecrets,
+  LABEL_FINGERPRINT_BITS,
   labelUri,
   newClaimSecret,
   openClaimBlob,
@@ -50,6 +52,8 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { leafHash, verifyInclusion } from '../mesh/merkle.js';
+import { normalizeUdf } from '../mesh/udf.js';
+import { CHALLENGE_FUTURE_MS, CHALLENGE_TEXT, CHALLENGE_TTL_MS, challengeKey, checkChallenge, makeChallenge } from '../mesh/challenge.js';
 import { buildExamples, type ExampleDevice } from '../harness/protocol-examples.js';
 
 
@@ -96,9 +100,55 @@ test('claim label: the URI and the typed "CODE FINGERPRINT" form round trip; mis
   t.is(codeOf(() => parseClaimLabel(`${code} ${d0.fingerprint.slice(0, 10)}`)), 'udf-too-short');
   t.is(codeOf(() => parseClaimLabel(`${code} ${d0.fingerprint.replace(/.$/, '1')}`)), 'bad-udf');
   t.is(codeOf(() => parseClaimLabel('mcu://nope')), 'malformed');
+  t.is(codeOf(() => parseClaimLabel(`${code} ${d0.fingerprint.slice(0, 24)}`)), 'udf-too-short');
+  t.is(codeOf(() => parseClaimLabel(`${d0.fingerprint} ${code}`)), 'bad-udf');
   t.is(codeOf(() => parseClaimLabel('one-word')), 'malformed');
   t.is(codeOf(() => parseClaimLabel('x'.repeat(401))), 'too-large');
   t.is(codeOf(() => parseClaimLabel(42 as unknown as string)), 'malformed');
+});
+
+test('claim label: the https:// URI with the code in its fragment, the older mcu:// form, and fingerprints of at least 125 bits', (t) => {
+  const code = claimCode(d0.claimSecret);
+  t.is(LABEL_FINGERPRINT_BITS, 140);
+  t.is(normalizeUdf(d0.fingerprint).length, 28);
+  t.is(d0.labelUri, `https://${x.portalName}/claim#code=${code}&fp=${d0.fingerprint}&m=acme`);
+  const u = new URL(d0.labelUri);
+  t.is(u.pathname + u.search, '/claim', 'what a browser sends to the portal carries no secret');
+  t.false((u.origin + u.pathname + u.search).includes(normalizeUdf(code).slice(2, 12)));
+  // the parts in any order, without the maker, with a port, over http on a test network
+  for (const [uri, maker, portal] of [
+    [`https://portal.example:8443/claim#fp=${d0.fingerprint}&code=${code}`, '', 'portal.example:8443'],
+    [`http://127.0.0.1:8080/claim#m=acme&code=${code.toLowerCase()}&fp=${d0.fingerprint}`, 'acme', '127.0.0.1:8080'],
+    [`mcu://acme@portal.example/${code}?fp=${d0.fingerprint}`, 'acme', 'portal.example'],
+  ] as const) {
+    const l = parseClaimLabel(uri);
+    t.deepEqual(l.secret, d0.claimSecret, uri);
+    t.is(l.fingerprint, d0.fingerprint, uri);
+    t.is(l.manufacturer, maker, uri);
+    t.is(l.portal, portal, uri);
+  }
+  // a fingerprint under 125 bits (the former 100-bit labels) is refused, in every form
+  const fp100 = cutUdf(d0.id, 100);
+  t.is(codeOf(() => parseClaimLabel(`mcu://acme@portal.example/${code}?fp=${fp100}`)), 'udf-too-short');
+  t.is(codeOf(() => parseClaimLabel(`https://portal.example/claim#code=${code}&fp=${fp100}`)), 'udf-too-short');
+  t.is(codeOf(() => parseClaimLabel(`${code} ${cutUdf(d0.id, 120)}`)), 'udf-too-short');
+  t.is(codeOf(() => parseClaimLabel(`${code} ${cutUdf(d0.id, 160)}`)), 'no error');
+  // the wrong page, a query, a repeated or unknown part, a missing code: malformed
+  for (const bad of [
+    `https://portal.example/claim?code=${code}&fp=${d0.fingerprint}`,
+    `https://portal.example/other#code=${code}&fp=${d0.fingerprint}`,
+    `https://portal.example/claim?x=1#code=${code}&fp=${d0.fingerprint}`,
+    `https://portal.example/claim#code=${code}&code=${code}&fp=${d0.fingerprint}`,
+    `https://portal.example/claim#code=${code}&fp=${d0.fingerprint}&secret=1`,
+    `https://portal.example/claim#fp=${d0.fingerprint}`,
+    `https://user@portal.example/claim#code=${code}&fp=${d0.fingerprint}`,
+    `https://portal.example/claim#code=${code}&fp=${d0.fingerprint}&m=ACME`,
+    `ftp://portal.example/claim#code=${code}&fp=${d0.fingerprint}`,
+    'https://',
+  ]) {
+    t.is(codeOf(() => parseClaimLabel(bad)), 'malformed', bad);
+  }
+  t.is(codeOf(() => parseClaimLabel(`https://portal.example/claim#code=${code.slice(0, -1)}&fp=${d0.fingerprint}`)), 'bad-udf');
 });
 
 test('claim label round trip (fast-check): any 16-byte secret and device key', (t) => {
@@ -238,6 +288,45 @@ test('session: fresh within the skew window; older or from the future is replay'
   // each session request carries a fresh nonce
   t.not(parseSessionPayload(createSession(d0.keys.auth, d0.id)).nonce, parseSessionPayload(createSession(d0.keys.auth, d0.id)).nonce);
   t.is(codeOf(() => parseSessionPayload(x.claim)), 'wrong-type');
+});
+
+test('session challenge: made and checked by the portal key alone; the clock that counts is the portal\'s', (t) => {
+  const key = challengeKey(c.randomBytes(32));
+  const now = Date.UTC(2026, 10, 2, 12);
+  const ch = makeChallenge(key, now);
+  t.regex(ch, CHALLENGE_TEXT);
+  t.not(makeChallenge(key, now), ch, 'each carries 16 random bytes');
+  t.deepEqual(checkChallenge(key, ch, now), { issuedMs: now });
+  // another process with the same secret checks it; another secret does not
+  t.deepEqual(checkChallenge(challengeKey(new Uint8Array(32)), makeChallenge(challengeKey(new Uint8Array(32)), now), now + 1000), { issuedMs: now });
+  t.is(codeOf(() => checkChallenge(challengeKey(c.randomBytes(32)), ch, now)), 'bad-challenge');
+  // fresh for CHALLENGE_TTL_MS after it was issued, by the portal's clock; a little ahead is another process's clock
+  t.is(codeOf(() => checkChallenge(key, ch, now + CHALLENGE_TTL_MS)), 'no error');
+  t.is(codeOf(() => checkChallenge(key, ch, now + CHALLENGE_TTL_MS + 1)), 'replay');
+  t.is(codeOf(() => checkChallenge(key, ch, now - CHALLENGE_FUTURE_MS)), 'no error');
+  t.is(codeOf(() => checkChallenge(key, ch, now - CHALLENGE_FUTURE_MS - 1)), 'replay');
+  // any change is bad-challenge: each character, a second spelling of the same bytes, junk
+  for (let i = 0; i < ch.length; i++) {
+    const changed = ch.slice(0, i) + (ch[i] === 'A' ? 'B' : 'A') + ch.slice(i + 1);
+    t.is(codeOf(() => checkChallenge(key, changed, now)), 'bad-challenge', `character ${i}`);
+  }
+  const last = ch[ch.length - 1] as string;
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const sameBytes = ch.slice(0, -1) + (alphabet[alphabet.indexOf(last) ^ 1] as string);
+  t.deepEqual(Buffer.from(sameBytes, 'base64url'), Buffer.from(ch, 'base64url'));
+  t.is(codeOf(() => checkChallenge(key, sameBytes, now)), 'bad-challenge');
+  for (const junk of ['', 'x', ch + 'A', ch.slice(1), 42 as unknown as string]) t.is(codeOf(() => checkChallenge(key, junk, now)), 'bad-challenge');
+  // a session request signs it; its "created" (here 1970) is only the signer's clock
+  const env = createSession(d0.keys.auth, d0.id, { created: '1970-01-01T00:00:00.000Z', challenge: ch });
+  const p = parseSessionPayload(env);
+  t.is(p.challenge, ch);
+  t.is(p.created, '1970-01-01T00:00:00.000Z');
+  t.is(parseSessionPayload(createSession(d0.keys.auth, d0.id)).challenge, undefined);
+  t.is(parseSessionPayload(createSession(d0.keys.auth, d0.id, { challenge: undefined })).challenge, undefined);
+  const odd = signJson({ type: 'session', subject: d0.id, nonce: p.nonce, created: p.created, challenge: 'not base64url!' }, [d0.keys.auth]);
+  t.is(codeOf(() => parseSessionPayload(odd)), 'malformed');
+  const extra = signJson({ type: 'session', subject: d0.id, nonce: p.nonce, created: p.created, time: 1 }, [d0.keys.auth]);
+  t.is(codeOf(() => parseSessionPayload(extra)), 'malformed');
 });
 
 // ---------------------------------------------------------------- tree head and portal profile

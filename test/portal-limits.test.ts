@@ -19,6 +19,9 @@ import { deriveClaimSecrets, newClaimSecret, sealClaimBlob } from '../mesh/claim
 import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
 import type { SignedEnvelope } from '../mesh/envelope.js';
 import { createClaim, createSession, createStatus } from '../mesh/messages.js';
+import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge.js';
+import { generateMasterKeys, signKeyId } from '../mesh/keys.js';
+import { adminEntry, createMasterProfile, createPersonalProfile } from '../mesh/profiles.js';
 import { PATHS, type RegisterRequest } from '../mesh/protocol.js';
 import { FakeClock, isoNow } from '../runtime/clock.js';
 import { addressKey, clientAddress, TrustedProxies } from '../portal/address.js';
@@ -262,6 +265,55 @@ test('sessions end after 24 h of the clock; a long poll is answered when its wai
   const late = await call(url, 'GET', `${PATHS.download}?since=0`, { headers: bearer(token) });
   t.is(late.status, 401);
   t.is(codeOf(late), 'unauthorized');
+});
+
+test('challenges: a client whose clock says 1970 opens sessions, registers and binds with a challenge; a forged, expired or used one is refused', async (t) => {
+  const s = await start(t);
+  const url = s.portal.httpUrl;
+  const EPOCH = '1970-01-01T00:00:00.000Z';
+  const challenge = async (): Promise<string> => {
+    const a = await call(url, 'GET', PATHS.challenge);
+    t.is(a.status, 200);
+    return (a.json as { challenge: string }).challenge;
+  };
+  const d = newDevice(s.clock);
+  // Register, Session and BindAccount, each signed "at 1970" over a fresh challenge
+  t.is((await register(s, d, '127.0.0.1', { request: createSession(d.id.keys.auth, d.id.id, { created: EPOCH, challenge: await challenge() }) })).status, 200);
+  const ok = await call(url, 'POST', PATHS.session, { body: { request: createSession(d.id.keys.auth, d.id.id, { created: EPOCH, challenge: await challenge() }) } });
+  t.is(ok.status, 200);
+  t.truthy(tokenOf(ok));
+  const mk = generateMasterKeys();
+  const admin = { name: 'laptop', sign: c.ed25519KeyPair(), enc: c.x25519KeyPair() };
+  const account = `epoch@${s.portal.name}`;
+  const bind = {
+    account: 'epoch',
+    master: createMasterProfile(mk, [adminEntry(admin, EPOCH)], { created: EPOCH }),
+    personal: createPersonalProfile(admin, { master: signKeyId(mk.sign.publicKey), account, seq: 1, devices: [], apps: [], created: EPOCH }),
+    request: createSession(admin.sign, account, { created: EPOCH, challenge: await challenge() }),
+  };
+  t.is((await call(url, 'POST', PATHS.bindAccount, { body: bind })).status, 200);
+  // without a challenge, a request is still judged by its time: "1970" is refused
+  t.is(codeOf(await call(url, 'POST', PATHS.session, { body: { request: createSession(d.id.keys.auth, d.id.id, EPOCH) } })), 'replay');
+  // a challenge is used once: the same request again, or another request over it
+  const once = await challenge();
+  const first = createSession(d.id.keys.auth, d.id.id, { created: EPOCH, challenge: once });
+  t.is((await call(url, 'POST', PATHS.session, { body: { request: first } })).status, 200);
+  t.is(codeOf(await call(url, 'POST', PATHS.session, { body: { request: first } })), 'replay');
+  t.is(codeOf(await call(url, 'POST', PATHS.session, { body: { request: createSession(d.id.keys.auth, d.id.id, { created: EPOCH, challenge: once }) } })), 'replay');
+  // forged: a changed character, or made with another portal's key
+  const real = await challenge();
+  const changed = real.slice(0, 10) + (real[10] === 'A' ? 'B' : 'A') + real.slice(11);
+  const other = makeChallenge(challengeKey(c.randomBytes(32)), s.clock.now());
+  for (const bad of [changed, other, 'A'.repeat(75), 'short']) {
+    const a = await call(url, 'POST', PATHS.session, { body: { request: createSession(d.id.keys.auth, d.id.id, { challenge: bad }) } });
+    t.is(a.status, 422, bad);
+    t.is(codeOf(a), 'bad-challenge', bad);
+  }
+  // expired, by the portal's clock only
+  const late = await challenge();
+  await s.clock.advance(CHALLENGE_TTL_MS + 1000);
+  t.is(codeOf(await call(url, 'POST', PATHS.session, { body: { request: createSession(d.id.keys.auth, d.id.id, { created: isoNow(s.clock), challenge: late }) } })), 'replay');
+  t.is((await call(url, 'POST', PATHS.session, { body: { request: createSession(d.id.keys.auth, d.id.id, { created: EPOCH, challenge: await challenge() }) } })).status, 200);
 });
 
 test('claim attempts: past the limit every claim of the device is refused until the hour has passed on the clock', async (t) => {

@@ -448,6 +448,14 @@ test('Refusals: forged, replayed, oversized and malformed requests', async (t) =
     }
   }
   t.is((await raw(portal.http, 'GET', '/healthz')).status, 200);
+  // the page a label's QR code opens: static, no script, the claim code never asked for (it stays in the fragment)
+  const page = await raw(portal.http, 'GET', '/claim');
+  t.is(page.status, 200);
+  t.regex(String(page.headers['content-type']), /^text\/html/);
+  const html = String(page.json);
+  t.true(html.includes('mesh device claim'));
+  t.false(/<script|<form|<img|https?:\/\//i.test(html));
+  t.is((await raw(portal.http, 'POST', '/claim', '{}')).status, 405);
 });
 
 test('Log: inclusion proofs verify, and every earlier tree head is consistent with the current one', async (t) => {

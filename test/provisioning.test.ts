@@ -1,4 +1,5 @@
 import test from 'ava';
+import { codeOf } from './helpers/code-of.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -7,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import jsQRModule from 'jsqr';
 import pngjs from 'pngjs';
 import { fromB64u } from '../mesh/bytes.js';
-import { parseClaimLabel } from '../mesh/claim.js';
+import { claimCode, cutUdf, parseClaimLabel, shortFingerprint } from '../mesh/claim.js';
 import { ed25519KeyPair, randomBytes } from '../mesh/crypto.js';
 import { b64u } from '../mesh/bytes.js';
 import { isMeshError } from '../mesh/errors.js';
@@ -147,6 +148,33 @@ test('batch of 5 through the CLI: board files, modes, signatures, labels, public
   t.is(l.code, 0, l.stderr);
   t.is(decodePng(path.join(dir, 'label.png')), uri);
   t.true(fs.readFileSync(path.join(dir, 'label.svg'), 'utf8').includes('th-000003'));
+
+  // a directory from before 140-bit fingerprints (an mcu:// URI, 100 bits): made current, to be printed again
+  const before = readDeviceDirectory(dir);
+  const fp100 = cutUdf(before.id, 100);
+  const claimFile = path.join(dir, 'claim.json');
+  const deviceFile = path.join(dir, 'device.json');
+  const oldUri = `mcu://acme@127.0.0.1:8080/${claimCode(before.claimSecret)}?fp=${fp100}`;
+  fs.writeFileSync(claimFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(claimFile, 'utf8')), uri: oldUri }));
+  fs.writeFileSync(deviceFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(deviceFile, 'utf8')), fingerprint: fp100 }));
+  t.is(codeOf(() => parseClaimLabel(oldUri)), 'udf-too-short');
+  const up = await run(['label', dir]);
+  t.is(up.code, 0, up.stderr);
+  t.regex(up.stdout, /print this label again/);
+  const after = readDeviceDirectory(dir);
+  t.is(after.fingerprint, shortFingerprint(before.id));
+  t.is(after.claimUri, `https://127.0.0.1:8080/claim#code=${claimCode(before.claimSecret)}&fp=${shortFingerprint(before.id)}&m=acme`);
+  t.is(decodePng(path.join(dir, 'label.png')), after.claimUri);
+  t.is(mode(claimFile), 0o600);
+  t.deepEqual(after.keys, before.keys);
+  t.deepEqual(after.profile, before.profile);
+  // a URI whose secret is another device's is refused, and nothing is rewritten
+  const other = `mcu://acme@127.0.0.1:8080/${claimCode(randomBytes(16))}?fp=${fp100}`;
+  fs.writeFileSync(claimFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(claimFile, 'utf8')), uri: other }));
+  fs.writeFileSync(deviceFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(deviceFile, 'utf8')), fingerprint: fp100 }));
+  const refused = await run(['label', dir]);
+  t.not(refused.code, 0);
+  t.is(readDeviceDirectory(dir).claimUri, other);
 });
 
 test('keygen, then a given manufacturer key endorses every device and no new key is made', async (t) => {

@@ -49,8 +49,8 @@ test('README: every command of "Running it for real" works as written; the other
           { from: '--mqtt-port 1883', to: () => `--mqtt-port ${mqtt}`, why: 'a free port (1883 is the local Mosquitto)' },
           { from: 'postgres://db.example/mesh', to: () => pgUrl.toString(), why: "this machine's PostgreSQL, a fresh schema; still without a user name" },
           { from: 'mqtt://broker.example:1883', to: () => MQTT, why: "this machine's Mosquitto" },
+          { from: "'https://portal.example/claim#code=EB3X-...&fp=MB2G-...&m=acme'", to: () => `'${label()}'`, why: "the first board's label, as its QR code reads" },
           { from: 'https://portal.example', to: () => `http://127.0.0.1:${http}`, why: 'the embedded portal on this machine, without the TLS proxy' },
-          { from: "'mcu://acme@portal.example/EB3X-...?fp=MB2G-...'", to: () => `'${label()}'`, why: "the first board's label, as its QR code reads" },
         ],
         skips: [
           { match: /^npm install && npm run demo$/, why: 'npm install needs the registry; the demo scenario itself runs in test/e2e' },

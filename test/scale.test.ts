@@ -82,6 +82,13 @@ test('every request on another process: sessions, nonces, long polls, claim atte
     const request = createSession(d.keys.auth, d.id);
     await keep(new PortalClient({ url: a.http })).request('POST', PATHS.session, { request }, { auth: false });
     t.is(await codeOf(keep(new PortalClient({ url: b.http })).request('POST', PATHS.session, { request }, { auth: false })), 'replay');
+    // a challenge issued by A is checked by B (one portal key, no shared state but the used-once record),
+    // for a device whose clock says 1970; and once only, on whichever process sees it first
+    const challenge = await keep(new PortalClient({ url: a.http })).challenge();
+    const at1970 = createSession(d.keys.auth, d.id, { created: '1970-01-01T00:00:00.000Z', challenge });
+    await keep(new PortalClient({ url: b.http })).request('POST', PATHS.session, { request: at1970 }, { auth: false });
+    const again = createSession(d.keys.auth, d.id, { created: '1970-01-01T00:00:00.000Z', challenge });
+    t.is(await codeOf(keep(new PortalClient({ url: a.http })).request('POST', PATHS.session, { request: again }, { auth: false })), 'replay');
 
     // the owner claims through A; the claim is on B's feed for the device
     await owner.claim(d.labelUri);

@@ -1,10 +1,11 @@
 /**
- * Session, Register (a device) and BindAccount (an owner): the three ways to get a bearer token.
+ * Session, Register (a device) and BindAccount (an owner): the three ways to get a bearer token;
+ * Challenge: what a session request signs to be fresh by the portal's clock (portal/sessions.ts).
  */
 import { fromB64u } from '../../mesh/bytes.js';
 import { fail } from '../../mesh/errors.js';
 import { payloadBytes, verifySignedBy } from '../../mesh/envelope.js';
-import { checkSessionTime, parseSessionPayload } from '../../mesh/messages.js';
+import { parseSessionPayload } from '../../mesh/messages.js';
 import {
   ACCOUNT_PATTERN,
   parseMasterPayload,
@@ -25,6 +26,14 @@ function push(ctx: PortalContext, device: string, expires: string): { push?: { p
 }
 
 export const sessionRoutes: readonly Route[] = [
+  {
+    // a fresh challenge for the next session request: freshness by this portal's clock, not the client's
+    name: 'Challenge',
+    path: PATHS.challenge,
+    method: 'GET',
+    auth: 'none',
+    handle: (ctx) => ({ json: { challenge: ctx.sessions.challenge() } }),
+  },
   {
     name: 'Session',
     path: PATHS.session,
@@ -57,7 +66,7 @@ export const sessionRoutes: readonly Route[] = [
       const auth = fromB64u(dev.payload.auth, 'auth', 32);
       const sp = parseSessionPayload(req.request);
       if (sp.subject !== dev.id) fail('wrong-device', `the session request is for ${sp.subject}, not the device ${dev.id}`);
-      checkSessionTime(sp, ctx.now());
+      ctx.sessions.checkFresh(sp);
       verifySignedBy(req.request, auth);
       // a new device is a new record: budgeted per address and in all, and unclaimed ones are capped
       const known = (await ctx.store.getDevice(dev.id)) !== undefined;
@@ -67,7 +76,7 @@ export const sessionRoutes: readonly Route[] = [
         }
         takeNewRecord(ctx, call.ip, 'device registrations');
       }
-      await ctx.sessions.useNonce(sp.nonce);
+      await ctx.sessions.useOnce(sp);
       const outcome = await ctx.store.registerDevice({
         id: dev.id,
         profile,
@@ -101,7 +110,7 @@ export const sessionRoutes: readonly Route[] = [
       if (personal.payload.account !== account) fail('forbidden', `the personal profile is for ${personal.payload.account}, not ${account}`);
       const sp = parseSessionPayload(req.request);
       if (sp.subject !== account) fail('forbidden', `the session request is for ${sp.subject}, not ${account}`);
-      checkSessionTime(sp, ctx.now());
+      ctx.sessions.checkFresh(sp);
       const kid = verifyOwnerSignature(req.request, master);
       // a new account is a new record, with permanent log entries: size-limited and budgeted
       if ((await ctx.store.getAccount(account)) === undefined) {
@@ -109,7 +118,7 @@ export const sessionRoutes: readonly Route[] = [
         checkSize(personalText, RECORD_LIMITS.bindProfileBytes, 'the personal profile');
         takeNewRecord(ctx, call.ip, 'accounts');
       }
-      await ctx.sessions.useNonce(sp.nonce);
+      await ctx.sessions.useOnce(sp);
       const r = await ctx.store.bindAccount(
         {
           account,

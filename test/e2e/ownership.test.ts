@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
 import { AGENT_CLI, provisionDevice, startAgentProcess, type AgentProcess } from '../../harness/agent-process.js';
+import { fakeTimeEnv } from '../../harness/faketime.js';
 import type { DeviceIdentity } from '../../mesh/device.js';
 import { cliError, mesh, tmpHome, type CliRun } from '../hostile/world.js';
 
@@ -135,7 +136,7 @@ test.serial('an invitation works once and only before it expires; the label clai
   }
 });
 
-test.serial('a guest limited to thermostat:setpoint in 16..24: 22 applied, 28 and mode refused (out-of-scope); a guest cannot invite', async (t) => {
+test.serial('a guest limited to thermostat:setpoint in 16..24: 22 applied, 28 and mode refused (out-of-scope), a guest cannot invite, and after its end time (device clock) grant-expired', async (t) => {
   const w = await world();
   try {
     const alice = await person(t, w, 'alice');
@@ -157,10 +158,37 @@ test.serial('a guest limited to thermostat:setpoint in 16..24: 22 applied, 28 an
     t.is(d.config.thermostat?.mode, 'eco');
     const gInvite = await mesh(gina.home, ['device', 'invite', 'flat', '--json']);
     t.is(cliError(gInvite), 'not-permitted', 'a guest cannot invite');
+    // two hours later on the device's own clock: the grant has ended
+    await w.agent.stop();
+    w.agent = await startAgentProcess(w.dir, [], AGENT_CLI, fakeTimeEnv('+2h'));
+    await ok(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=18']), 'gina after the end');
+    d = await waitDevice(w, 'grant-expired', (x) => x.errors.some((e) => e.code === 'grant-expired'));
+    t.is(setpoint(d), 22);
 
     // the owner is not limited
     await ok(t, mesh(alice.home, ['config', 'set', 'thermostat', 'setpoint=18']), 'alice 18');
     await waitDevice(w, 'alice 18', (x) => setpoint(x) === 18);
+  } finally {
+    await w.close();
+  }
+});
+
+test.serial('precedence is the order the device applies changes: Bob signs with a clock a day ahead, then Alice; the device runs Alice', async (t) => {
+  const w = await world();
+  try {
+    const ahead = fakeTimeEnv('+1d');
+    const alice = await person(t, w, 'alice');
+    const bob = await person(t, w, 'bob', ahead);
+    await claimed(t, w, alice);
+    const inv = await invite(t, alice);
+    await ok(t, mesh(bob.home, ['device', 'claim', inv, '--name', 'hall', '--json'], 60_000, ahead), 'bob accepts (a day ahead)');
+    await waitDevice(w, 'bob', (d) => d.owners.length === 2);
+    await ok(t, mesh(bob.home, ['config', 'set', 'thermostat', 'setpoint=25'], 60_000, ahead), 'bob 25');
+    await waitDevice(w, 'bob 25', (d) => setpoint(d) === 25);
+    await ok(t, mesh(alice.home, ['config', 'set', 'thermostat', 'setpoint=18']), 'alice 18');
+    const d = await waitDevice(w, 'alice 18', (x) => setpoint(x) === 18);
+    t.is(setpoint(d), 18);
+    t.true(d.errors.some((e) => e.code === 'clock-ahead'), "Bob's clock is flagged, not obeyed");
   } finally {
     await w.close();
   }
