@@ -32,6 +32,7 @@ import {
 import { type ClaimSecrets, claimCode, deriveClaimSecrets, LABEL_FINGERPRINT_BITS, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
 import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge.js';
 import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead } from '../mesh/messages.js';
+import { createInvite, deriveInviteSecrets, describeGrant, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
 import { splitSecret } from '../mesh/shamir.js';
@@ -83,6 +84,10 @@ export interface Examples {
   readonly config: { readonly [k: string]: unknown };
   readonly claim: SignedEnvelope;
   readonly remove: SignedEnvelope;
+  readonly invite: SignedEnvelope;
+  readonly invitation: string;
+  readonly guestClaim: SignedEnvelope;
+  readonly ginaMaster: SignedEnvelope;
   readonly status: SignedEnvelope;
   /** device session request (subject = device UDF, signed by its authentication key) */
   readonly session: SignedEnvelope;
@@ -169,8 +174,23 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     devices: [d0, d1].map((d) => ({ id: d.id, enc: d.keys.enc.publicKey })),
     alsoReadableBy: [admin.enc.publicKey],
   });
-  const claim = createClaim(admin.sign, d0.secrets, { device: d0.id, master: masterId, account });
-  const remove = createRemove(admin.sign, { device: d2.id, master: masterId });
+  // the device's ownership epoch (drawn when its agent first ran; a factory reset draws another)
+  const epoch = b64u(exampleSeed('epoch').slice(0, 16));
+  const claim = createClaim(admin.sign, d0.secrets, { device: d0.id, master: masterId, account, epoch });
+  const remove = createRemove(admin.sign, { device: d2.id, master: masterId, epoch });
+  // Alice invites Gina to the kitchen thermostat as a guest: the setpoint only, 16..24, for two days
+  const gina = masterKeysFromSeed(exampleSeed('gina-master'));
+  const ginaAdmin: AdminKeys = { name: 'phone', sign: c.ed25519KeyPair(exampleSeed('gina-sign')), enc: c.x25519KeyPair(exampleSeed('gina-enc')) };
+  const ginaMaster = createMasterProfile(gina, [adminEntry(ginaAdmin, at(90))], { seq: 1, created: at(90) });
+  const ginaAccount = `gina@${portalName}`;
+  const inviteSecret = exampleSeed('invite').slice(0, 16);
+  const inviteSecrets = deriveInviteSecrets(inviteSecret);
+  const grant: Grant = { scope: [{ app: 'thermostat', keys: ['setpointC'], ranges: { setpointC: [16, 24] } }], until: at(-2 * 24 * 60) };
+  const invite = createInvite(admin.sign, inviteSecrets, { device: { id: d0.id, enc: d0.keys.enc.publicKey }, epoch, master: masterId, account, ttlS: 900, grant, created: at(10) });
+  const inviteNonce = parseInvitePayload(invite).nonce;
+  const invitation = invitationUri({ portal: portalName, secret: inviteSecret, fingerprint: d0.id });
+  const inviteRecord = sealClaimBlob(inviteSecrets, { profile: d0.profile, endorsement: null, epoch, invite: inviteNonce, by: account, role: 'guest', grant, expires: at(-5) });
+  const guestClaim = createClaim(ginaAdmin.sign, inviteSecrets, { device: d0.id, master: signKeyId(gina.sign.publicKey), account: ginaAccount, epoch, invite: inviteNonce });
   // the device has no real-time clock and booted at 1970: its session request is fresh by the challenge the portal issued
   const challenge = makeChallenge(challengeKey(portal.privateKey), nowMs - 1000, exampleSeed('challenge').slice(0, 16));
   const ownerChallenge = makeChallenge(challengeKey(portal.privateKey), nowMs - 1000, exampleSeed('owner-challenge').slice(0, 16));
@@ -206,9 +226,14 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     seq: 7,
     created: at(0),
     lastContact: at(1),
-    owners: [{ master: masterId, account, apps: [{ app: 'thermostat', seq: 1, appliedAt: at(2) }] }],
-    errors: [{ code: 'rollback', message: 'ignored thermostat seq 1: seq 1 is already applied', at: at(1), master: masterId, app: 'thermostat', seq: 1 }],
+    owners: [
+      { master: masterId, account, apps: [{ app: 'thermostat', seq: 1, appliedAt: at(2) }], since: at(60 * 24 * 20) },
+      { master: signKeyId(gina.sign.publicKey), account: ginaAccount, apps: [], role: 'guest', since: at(4), invitedBy: account, grant: describeGrant(grant) },
+    ],
+    errors: [{ code: 'out-of-scope', message: 'a guest may set thermostat setpointC within 16..24, not 28', at: at(1), master: signKeyId(gina.sign.publicKey), app: 'thermostat', seq: 2 }],
     treeHead: { size: tree.size, root: b64u(tree.root()) },
+    epoch,
+    n: 3,
   });
 
   const token = b64u(exampleSeed('token').slice(0, 32));
@@ -241,6 +266,8 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     claimRequest: { id: d0.secrets.claimId, object: claim },
     claimResponse: receipt(2, { device: d0.id, delivered: 1 }),
     postRequest: { device: d2.id, object: remove },
+    postInviteRequest: { device: d0.id, object: invite, invitation: { id: inviteSecrets.claimId, blob: inviteRecord, portalKey: b64u(inviteSecrets.portalKey), ttl: 900 } },
+    inviteClaimRequest: { id: inviteSecrets.claimId, object: guestClaim },
     postResponse: receipt(5, { device: d2.id, delivered: 1 }),
     statusRequest: { object: status },
     statusResponse: { ok: true },
@@ -268,6 +295,10 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     config,
     claim,
     remove,
+    invite,
+    invitation,
+    guestClaim,
+    ginaMaster,
     status,
     session,
     ownerSession,
@@ -404,8 +435,8 @@ const TXS: readonly Tx[] = [
     auth: 'owner token',
     request: 'postRequest',
     response: 'postResponse',
-    what: 'A message to one device\'s feed; today only `remove` (an owner leaves a device).',
-    errors: '`wrong-type` 422 (not a remove), `wrong-device` 422 (the removal names another device), `not-owner` 403 (the removal names another owner), `unknown-signer` / `revoked-key` / `bad-signature` 422, `forbidden` 403 (the device is not claimed by this account)',
+    what: 'A message to one device\'s feed: a `remove` (an owner leaves a device), or an `invite` with the record the portal keeps for the invitee (`invitation`: the claim id derived from the invitation secret, the record sealed under it, the portal-proof key, and how many seconds it may be used: the portal keeps it no longer than that or the invitation\'s own `ttl`, by its own clock). Section 6, "Invitations", shows an invite.',
+    errors: '`wrong-type` 422 (neither a remove nor an invite), `wrong-device` 422 (the message names another device), `not-owner` 403 (the removal names another owner), `unknown-signer` / `revoked-key` / `bad-signature` 422, `forbidden` 403 (the device is not claimed by this account), `conflict` 409 (an invitation with that id exists)',
   },
   {
     name: 'status',
@@ -635,13 +666,39 @@ The claim carries two proofs over the same input:
 
 A wrong secret is \`bad-claim-proof\`.
 
-${envelope('Claim', x.claim, 'Signed by an administration key of the claiming owner; delivered to the device with the master profile it chains to.')}
+${envelope('Claim', x.claim, 'Signed by an administration key of the claiming owner; delivered to the device with the master profile it chains to. `epoch` is the device\'s ownership epoch, which the claimant read from the label record (the agent seals it in with its profile when it registers); a claim for another epoch is `wrong-epoch`.')}
+### Consent and invitations
+
+mesh/invite.ts. The label claims a device only while it has no owner, or while someone holding
+the device opened its claim window (\`mesh-agent open-claim-window\`); otherwise the device
+refuses the claim \`not-invited\` (and uses up its nonce). Anyone else joins by an invitation from
+a current owner (not a guest). The inviting owner makes a fresh 128-bit invitation secret and
+derives from it, as from a label's (info strings \`mmm-invite-id-v1\`, \`mmm-invite-blob-v1\`,
+\`mmm-invite-portal-v1\`, \`mmm-invite-device-v1\`), the claim id, the blob key, the portal-proof
+key and the device-proof key. She posts the signed \`invite\` to the device's feed (Post, with the
+record for the invitee), and gives the invitee the URI, secret in the fragment:
+
+    https://<portal>/invite#code=<secret as key UDF>&fp=<device fingerprint, 140 bits>
+
+Example: \`${x.invitation}\`.
+
+${envelope('Invite', x.invite, 'Signed by an administration key of the inviting owner. `key` is the device-proof key encrypted to the device (the portal cannot make a claim the device accepts). `ttl` (seconds) and a guest\'s `grant.until` are turned by the device into durations on its own clock from the moment the invitation reaches it (`until` minus `created`, both the inviter\'s clock): neither the inviter\'s clock nor whether the device\'s was ever set decides anything. A guest may set only the listed applications (`keys`: only those keys; `ranges`: numbers within [min, max]).')}
+The invitee's CLI looks the record up (ClaimLookup with the invitation's claim id), opens it with
+the secret (the device profile, checked against \`fp\`; the epoch; the invitation's nonce; who
+invites; the role and grant; when it expires) and claims naming the invitation:
+
+${envelope('Claim with an invitation (a guest)', x.guestClaim, 'The proofs are made with the invitation\'s keys; `invite` is the invitation\'s nonce. The portal checks `portalProof`, marks the invitation used (`invitation-used` after, `invitation-expired` past its time) and puts the claim in the feed; the device checks `deviceProof` with the key the invitation carried, that the invitation came from a current owner, is unused and within its time on the device clock, and then never accepts it again.')}
+The device records the invitee as an owner or a guest (\`invitedBy\`, \`since\`, the grant) and lists
+them in its signed status. A guest's change outside its grant is \`out-of-scope\`, after its end
+\`grant-expired\`; a guest's invitation is \`not-permitted\`. Invitations of an owner who leaves,
+and all of them at a factory reset, are void.
+
 ## 7. Messages
 
 mesh/messages.ts.
 
 ${envelope('Remove', x.remove, 'Signed by an administration key of the owner that leaves the device. Verified against that owner\'s master: a removal signed by another owner\'s key is `unknown-signer`; one that names another owner\'s master is `not-owner`.')}
-${envelope('Status (device to owners)', x.status, 'Signed by the device signature key. `lastContact` is the newest data the device has heard from the portal (owners judge staleness from it); `treeHead` is the log head the device last verified.')}
+${envelope('Status (device to owners)', x.status, 'Signed by the device signature key. `owners` lists every owner and guest (`role`, `since` on the device clock, `invitedBy`, a guest\'s `grant` in words); `lastContact` is the newest data the device has heard from the portal (owners judge staleness from it); `treeHead` is the log head the device last verified; `epoch` is its ownership epoch (a new one after a factory reset: the portal then drops the feed items up to `n`, the last the device read).')}
 ${envelope('Session request (device)', x.session, 'Signed by the device authentication key; subject = device UDF. `challenge` is what GET Challenge answered: the portal accepts the request if it issued the challenge less than 5 minutes ago by its own clock, once, and ignores `created` (this board has no real-time clock and says 1970). Each nonce once.')}
 ${envelope('Session request (owner)', x.ownerSession, 'Signed by an administration key (or the master key, for recovery); subject = the account.')}
 #### Session challenges
@@ -699,6 +756,12 @@ An owner's Session (subject = account), and its answer:
 
 ${wire('ownerSessionRequest')}
 ${wire('ownerSessionResponse')}
+A Post carrying an invitation (the owner invites a guest; section 6), answered like any Post:
+
+${wire('postInviteRequest')}
+A Claim accepting that invitation (the claim id is the invitation's):
+
+${wire('inviteClaimRequest')}
 ## 9. Push (MQTT)
 
 When Hello's \`mqtt\` is not null, a device may also hear its feed pushed over MQTT 3.1.1:
