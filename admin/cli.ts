@@ -15,6 +15,7 @@ import { keyRecoverCommand, keyShareCommand, udfCommand } from './tools.js';
 import { profileCreateCommand, profileShowCommand, statusCommand } from './profile.js';
 import { deviceClaimCommand, deviceListCommand, deviceRemoveCommand } from './device.js';
 import { deviceInviteCommand } from './invite.js';
+import { deviceShowCommand } from './show.js';
 import { configApplyCommand, configSetCommand, configShowCommand } from './config.js';
 import { adminAddCommand, adminJoinCommand, adminRevokeCommand } from './admins.js';
 import { recoverCommand } from './recover.js';
@@ -27,6 +28,7 @@ export const COMMANDS: readonly Command[] = [
   deviceClaimCommand,
   deviceInviteCommand,
   deviceListCommand,
+  deviceShowCommand,
   deviceRemoveCommand,
   configSetCommand,
   configApplyCommand,

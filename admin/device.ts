@@ -3,7 +3,7 @@
  */
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { deriveClaimSecrets, openClaimBlob, parseClaimLabel, shortFingerprint } from '../mesh/claim.js';
-import { deriveInviteSecrets, describeGrant, isInvitation, parseInvitation, parseInviteBlob } from '../mesh/invite.js';
+import { deriveInviteSecrets, describeGrant, isInvitation, parseInvitation, parseInviteBlob, type Grant } from '../mesh/invite.js';
 import { createClaim, createRemove, type StatusError, type StatusPayload } from '../mesh/messages.js';
 import { verifyDeviceProfile, verifyEndorsement, type Endorsement } from '../mesh/profiles.js';
 import { normalizeUdf, udfMatches } from '../mesh/udf.js';
@@ -222,6 +222,8 @@ export interface DeviceReport {
   /** everyone the device lists as an owner or guest; `new`: not shown to this owner before */
   readonly owners: { account: string; master: string; role: 'owner' | 'guest'; since: string | null; invitedBy: string | null; grant: string | null; you: boolean; new: boolean }[];
   readonly epoch: string | null;
+  /** the effective values that are not what this owner last set (from the owners' private part of the report) */
+  readonly differs: { app: string; key: string; value: unknown; owner: string }[];
 }
 
 export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<DeviceReport[]> {
@@ -269,13 +271,24 @@ export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<Devic
         role: o.role ?? 'owner',
         since: o.since ?? null,
         invitedBy: o.invitedBy ?? null,
-        grant: o.grant ?? null,
+        grant: o.grant ?? grantText(view?.private?.grants[o.master]),
         you: o.master === state.master,
         new: o.master !== state.master && !(d.seenOwners ?? []).includes(o.master),
       })),
       epoch: st?.epoch ?? null,
+      differs: Object.entries(view?.private?.effective ?? {}).flatMap(([app, keys]) => {
+        const mine = state.apps[app]?.doc ?? null;
+        if (mine === null) return [];
+        return Object.entries(keys)
+          .filter(([k, e]) => e.master !== state.master && JSON.stringify(mine[k]) !== JSON.stringify(e.value))
+          .map(([k, e]) => ({ app, key: k, value: e.value, owner: e.owner }));
+      }),
     };
   });
+}
+
+function grantText(g: Grant | undefined): string | null {
+  return g === undefined ? null : describeGrant(g);
 }
 
 /** Remember who each device listed, so the next look marks only newcomers. */
@@ -328,6 +341,7 @@ received its report.)
             const how = [o.role === 'guest' ? `guest: ${o.grant ?? 'limited'}` : 'owner', o.invitedBy !== null ? `invited by ${o.invitedBy}` : 'from the label', o.since !== null ? `since ${o.since}` : null].filter((x) => x !== null).join(', ');
             lines.push(`  ${o.new ? 'NEW ' : ''}${who}: ${how}`);
           }
+          if (r.differs.length > 0) lines.push(`  differs from yours: ${r.differs.map((x) => `${x.app}.${x.key} = ${JSON.stringify(x.value)} (set by ${x.owner})`).join('; ')}`);
           for (const a of r.apps) {
             if (a.seq === null) lines.push(`  ${a.app}: nothing applied yet (published #${a.published})`);
             else if (a.unpublished) {

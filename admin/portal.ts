@@ -23,7 +23,7 @@ import { MeshError, fail, isMeshError } from '../mesh/errors.js';
 import { decrypt, payloadBytes, type EncryptedEnvelope, type SignedEnvelope } from '../mesh/envelope.js';
 import { checkJsonValue, parseJson } from '../mesh/json.js';
 import { leafHash, verifyInclusion } from '../mesh/merkle.js';
-import { verifyStatus, verifyTreeHead, verifyPortalProfile, type PortalProfile, type StatusPayload } from '../mesh/messages.js';
+import { openPrivateStatus, verifyStatus, verifyTreeHead, verifyPortalProfile, type PortalProfile, type PrivateStatus, type StatusPayload } from '../mesh/messages.js';
 import { signKeyId } from '../mesh/keys.js';
 import {
   MAX_CONFIG_BYTES,
@@ -341,7 +341,10 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, extraRea
 export interface DeviceView {
   readonly id: string;
   readonly profile: DeviceProfile | null;
+  /** verified; its errors are the full ones from the private part when this computer can open it */
   readonly status: StatusPayload | null;
+  /** the part of the status only the owners read: effective values with their sources, full refusals */
+  readonly private: PrivateStatus | null;
   readonly received: string | null;
   /** why the portal's data for this device was not believed */
   readonly problem: string | null;
@@ -353,6 +356,7 @@ export async function deviceStatuses(ctx: Ctx): Promise<Map<string, DeviceView>>
   for (const e of await ctx.client.deviceStatus()) {
     let profile: DeviceProfile | null = null;
     let status: StatusPayload | null = null;
+    let priv: PrivateStatus | null = null;
     let problem: string | null = null;
     try {
       profile = verifyDeviceProfile(e.profile, e.device);
@@ -361,7 +365,15 @@ export async function deviceStatuses(ctx: Ctx): Promise<Map<string, DeviceView>>
       problem = `the status the portal holds for this device does not verify (${isMeshError(err) ? `${err.code}: ${err.message}` : String(err)})`;
       status = null;
     }
-    out.set(e.device, { id: e.device, profile, status, received: e.received, problem });
+    if (status !== null) {
+      try {
+        priv = openPrivateStatus(status, ctx.admin.enc) ?? null;
+      } catch {
+        priv = null; // signed by the device, but not something this computer can read: the plaintext stands
+      }
+      if (priv !== null) status = { ...status, errors: priv.errors };
+    }
+    out.set(e.device, { id: e.device, profile, status, private: priv, received: e.received, problem });
   }
   return out;
 }

@@ -4,8 +4,15 @@
  * state it describes (StateStore.update), never from a snapshot taken before a request.
  */
 import { b64u } from '../mesh/bytes.js';
-import { createStatus, verifyTreeHead, type TreeHeadRef } from '../mesh/messages.js';
-import { describeGrant } from '../mesh/invite.js';
+import { createStatus, MAX_PRIVATE_STATUS_BYTES, sealPrivateStatus, verifyTreeHead, type PrivateStatus, type StatusError, type TreeHeadRef } from '../mesh/messages.js';
+import type { Grant } from '../mesh/invite.js';
+import { MESH_ERRORS } from '../mesh/errors.js';
+import { fromB64u } from '../mesh/bytes.js';
+import { payloadBytes, type EncryptedEnvelope } from '../mesh/envelope.js';
+import { parseMasterPayload } from '../mesh/profiles.js';
+import type { Json } from '../mesh/json.js';
+import { effective } from './core.js';
+import type { Owner } from './state.js';
 import type { SignedEnvelope } from '../mesh/envelope.js';
 import type { PortalClient } from '../client/portal-client.js';
 import type { DeviceFiles } from '../runtime/device-files.js';
@@ -14,7 +21,12 @@ import type { AgentState } from './state.js';
 import type { StateStore } from './store.js';
 import type { Log } from './connection.js';
 
-/** The signed status for a state. */
+/**
+ * The signed status for a state. The plaintext carries who owns the device, sequence numbers,
+ * codes and times; what the settings are (effective values and who set them, the text of
+ * refusals, guests' grants) is in `private`, encrypted to the owners' administration keys, and
+ * for each guest a part with only what its grant covers and its own refusals.
+ */
 export function statusEnvelope(device: DeviceFiles, s: AgentState, now: string): SignedEnvelope {
   const owners = Object.values(s.owners).map((o) => ({
     master: o.master,
@@ -23,17 +35,65 @@ export function statusEnvelope(device: DeviceFiles, s: AgentState, now: string):
     ...(o.role === 'guest' ? { role: 'guest' as const } : {}),
     since: o.claimedAt,
     ...(o.invitedBy !== undefined ? { invitedBy: o.invitedBy } : {}),
-    ...(o.role === 'guest' && o.grant !== undefined ? { grant: describeGrant(o.grant).slice(0, 1024) } : {}),
   }));
+  const errors = s.errors.slice(-8);
   return createStatus(device.keys.sign, {
     seq: s.statusSeq,
     lastContact: s.lastContact ?? now,
     owners,
-    errors: s.errors.slice(-8),
+    // the code, the numbers and the time; the message (which may name a setting or a value) is private
+    errors: errors.map((e) => ({ ...e, message: meaningOf(e.code) })),
     ...(s.treeHead !== null ? { treeHead: s.treeHead } : {}),
     ...(s.epoch !== '' ? { epoch: s.epoch } : {}),
     n: s.n,
+    private: privateParts(s, errors),
   });
+}
+
+function meaningOf(code: string): string {
+  return MESH_ERRORS.find((e) => e.code === code)?.meaning ?? code;
+}
+
+/** The administration encryption keys of an owner's master profile as the device holds it. */
+function readersOf(o: Owner): Uint8Array[] {
+  try {
+    return parseMasterPayload(payloadBytes(o.masterEnvelope)).admins.map((a) => fromB64u(a.enc, 'enc', 32));
+  } catch {
+    return [];
+  }
+}
+
+function fit(p: PrivateStatus): PrivateStatus {
+  return Buffer.byteLength(JSON.stringify(p)) <= MAX_PRIVATE_STATUS_BYTES ? p : { ...p, effective: {}, truncated: true };
+}
+
+function privateParts(s: AgentState, errors: readonly StatusError[]): EncryptedEnvelope[] {
+  const all = Object.values(s.owners);
+  const full = effective(s);
+  const view = (keep: (app: string, key: string) => boolean): PrivateStatus['effective'] => {
+    const out: Record<string, Record<string, { value: Json; owner: string; master: string; n: number; at: string }>> = {};
+    for (const [app, e] of Object.entries(full)) {
+      for (const [k, v] of Object.entries(e.values)) {
+        if (!keep(app, k)) continue;
+        const src = e.sources[k];
+        (out[app] ??= {})[k] = { value: v, owner: src?.owner ?? '', master: src?.master ?? '', n: src?.n ?? 0, at: src?.at ?? '1970-01-01T00:00:00.000Z' };
+      }
+    }
+    return out;
+  };
+  const grants: Record<string, Grant> = {};
+  for (const o of all) if (o.role === 'guest' && o.grant !== undefined) grants[o.master] = o.grant;
+  const parts: EncryptedEnvelope[] = [];
+  const ownerKeys = all.filter((o) => o.role !== 'guest').flatMap(readersOf);
+  if (ownerKeys.length > 0) parts.push(sealPrivateStatus(fit({ effective: view(() => true), grants, errors }), ownerKeys));
+  for (const g of all.filter((o) => o.role === 'guest').slice(0, 8)) {
+    const keys = readersOf(g);
+    if (keys.length === 0 || g.grant === undefined) continue;
+    const grant = g.grant;
+    const mine = view((app, key) => grant.scope.some((x) => x.app === app && (x.keys === undefined || x.keys.includes(key))));
+    parts.push(sealPrivateStatus(fit({ effective: mine, grants: { [g.master]: grant }, errors: errors.filter((e) => e.master === g.master) }), keys));
+  }
+  return parts;
 }
 
 /** Fetch the portal's tree head (verified against its pinned key), take the next status number, sign and send. */

@@ -126,7 +126,7 @@ export function checkGrant(g: Grant, app: string, doc: Readonly<Record<string, J
   }
 }
 
-function parseGrant(v: unknown, w: string): Grant {
+export function parseGrant(v: unknown, w: string): Grant {
   const o = obj(v, w, ['scope'], ['until']);
   const scope = arr(o, 'scope', w, MAX_GRANT_SCOPES).map((x, i): GrantScope => {
     const sw = `${w}.scope[${i}]`;

@@ -5,8 +5,10 @@
 import * as c from './crypto.js';
 import { b64u, fromB64u } from './bytes.js';
 import { fail } from './errors.js';
-import { type SignedEnvelope, type Signer, parseSignedEnvelope, payloadBytes, signJson, verifySignedBy, UDF_TEXT, MAX_ENVELOPE_BYTES } from './envelope.js';
-import { arr, int, obj, parseJson, str, time, optStr, type Obj } from './json.js';
+import { type EncryptedEnvelope, type SignedEnvelope, type Signer, decrypt, encrypt, parseEncryptedEnvelope, parseSignedEnvelope, payloadBytes, signJson, verifySignedBy, UDF_TEXT, MAX_ENVELOPE_BYTES } from './envelope.js';
+import { arr, checkJsonValue, int, obj, parseJson, str, time, optStr, type Json, type Obj } from './json.js';
+import { utf8 } from './bytes.js';
+import { parseGrant, type Grant } from './invite.js';
 import { signKeyId } from './keys.js';
 import { type MasterProfile, verifyByAdmin, ACCOUNT_PATTERN, NAME_PATTERN } from './profiles.js';
 import { type ClaimSecrets, checkProof, claimProofs } from './claim.js';
@@ -188,6 +190,65 @@ export interface StatusPayload {
   readonly epoch?: string;
   /** the last feed item the device applied */
   readonly n?: number;
+  /**
+   * What only the device's owners (and each guest, its own part) may read: the effective
+   * configuration with its sources, the full text of refusals, the guests' grants. Encrypted
+   * envelopes of a PrivateStatus; the plaintext above carries only codes, numbers and times.
+   */
+  readonly private?: readonly EncryptedEnvelope[];
+}
+
+/** The owners' view of the device, encrypted to their administration keys. */
+export interface PrivateStatus {
+  /** per application and key: the effective value, who set it, in which feed item, and when they said it was */
+  readonly effective: Readonly<Record<string, Readonly<Record<string, { readonly value: Json; readonly owner: string; readonly master: string; readonly n: number; readonly at: string }>>>>;
+  /** a guest's grant, by master fingerprint */
+  readonly grants: Readonly<Record<string, Grant>>;
+  /** the refusals with their full text */
+  readonly errors: readonly StatusError[];
+  /** the effective configuration did not fit and was left out */
+  readonly truncated?: boolean;
+}
+
+export const MAX_PRIVATE_STATUS_BYTES = 16 * 1024;
+
+/** Seal the private part for its readers (X25519 public keys). */
+export function sealPrivateStatus(p: PrivateStatus, readers: readonly Uint8Array[]): EncryptedEnvelope {
+  return encrypt(utf8(JSON.stringify(p)), readers.map((publicKey) => ({ publicKey })));
+}
+
+/** The private part of a (verified) status this key can open, or undefined: none is for it, or what it holds does not parse. */
+export function openPrivateStatus(status: StatusPayload, key: c.KeyPair): PrivateStatus | undefined {
+  for (const env of status.private ?? []) {
+    let bytes: Uint8Array;
+    try {
+      bytes = decrypt(env, key);
+    } catch {
+      continue;
+    }
+    return parsePrivateStatus(bytes);
+  }
+  return undefined;
+}
+
+export function parsePrivateStatus(bytes: Uint8Array): PrivateStatus {
+  const w = 'private status';
+  const o = obj(parseJson(bytes, MAX_PRIVATE_STATUS_BYTES * 2, w), w, ['effective', 'grants', 'errors'], ['truncated']);
+  const effective: Record<string, Record<string, { value: Json; owner: string; master: string; n: number; at: string }>> = {};
+  for (const [app, v] of Object.entries(obj(o.effective, `${w}.effective`, [], Object.keys((o.effective ?? {}) as Obj)))) {
+    if (!NAME_PATTERN.test(app)) fail('malformed', `${w}.effective has a key that is not an application name`);
+    const keys: Record<string, { value: Json; owner: string; master: string; n: number; at: string }> = {};
+    for (const [k, e] of Object.entries(obj(v, `${w}.effective.${app}`, [], Object.keys((v ?? {}) as Obj)))) {
+      const ew = `${w}.effective.${app}.${k}`;
+      const eo = obj(e, ew, ['value', 'owner', 'master', 'n', 'at']);
+      keys[k] = { value: checkJsonValue(eo.value, ew), owner: str(eo, 'owner', ew, 320), master: str(eo, 'master', ew, 120, UDF_TEXT), n: int(eo, 'n', ew, 0), at: time(eo, 'at', ew) };
+    }
+    effective[app] = keys;
+  }
+  const grants: Record<string, Grant> = {};
+  for (const [m, g] of Object.entries(obj(o.grants, `${w}.grants`, [], Object.keys((o.grants ?? {}) as Obj)))) grants[m] = parseGrant(g, `${w}.grants`);
+  const errors = arr(o, 'errors', w, 32).map((x, i) => parseStatusError(x, `${w}.errors[${i}]`));
+  return { effective, grants, errors, ...(o.truncated === true ? { truncated: true } : {}) };
 }
 
 export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'created' | 'device'> & { created?: string }): SignedEnvelope {
@@ -202,6 +263,7 @@ export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'cr
     ...(p.treeHead !== undefined ? { treeHead: p.treeHead } : {}),
     ...(p.epoch !== undefined ? { epoch: p.epoch } : {}),
     ...(p.n !== undefined ? { n: p.n } : {}),
+    ...(p.private !== undefined && p.private.length > 0 ? { private: p.private } : {}),
   };
   return signJson(payload, [device]);
 }
@@ -209,7 +271,7 @@ export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'cr
 export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
   const w = 'status';
   const v = parseJson(bytes, MAX_MESSAGE_BYTES, w);
-  const o = obj(v, w, ['type', 'device', 'seq', 'created', 'lastContact', 'owners', 'errors'], ['treeHead', 'epoch', 'n']);
+  const o = obj(v, w, ['type', 'device', 'seq', 'created', 'lastContact', 'owners', 'errors'], ['treeHead', 'epoch', 'n', 'private']);
   if (o.type !== 'status') fail('wrong-type', 'expected a status message');
   const owners = arr(o, 'owners', w, 64).map((x, i): OwnerStatus => {
     const ow = `${w}.owners[${i}]`;
@@ -233,20 +295,8 @@ export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
       ...(grant !== undefined ? { grant } : {}),
     };
   });
-  const errors = arr(o, 'errors', w, 32).map((x, i): StatusError => {
-    const ew = `${w}.errors[${i}]`;
-    const eo = obj(x, ew, ['code', 'message', 'at'], ['master', 'app', 'seq']);
-    const master = optStr(eo, 'master', ew, 120, UDF_TEXT);
-    const app = optStr(eo, 'app', ew, 64);
-    return {
-      code: str(eo, 'code', ew, 64),
-      message: str(eo, 'message', ew, 1024),
-      at: time(eo, 'at', ew),
-      ...(master !== undefined ? { master } : {}),
-      ...(app !== undefined ? { app } : {}),
-      ...(eo.seq !== undefined ? { seq: int(eo, 'seq', ew, 0) } : {}),
-    };
-  });
+  const errors = arr(o, 'errors', w, 32).map((x, i) => parseStatusError(x, `${w}.errors[${i}]`));
+  const priv = o.private === undefined ? undefined : arr(o, 'private', w, 16).map((x, i) => parseEncryptedEnvelope(x, `${w}.private[${i}]`));
   let treeHead: TreeHeadRef | undefined;
   if (o.treeHead !== undefined) {
     const to = obj(o.treeHead, `${w}.treeHead`, ['size', 'root']);
@@ -263,6 +313,21 @@ export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
     ...(treeHead !== undefined ? { treeHead } : {}),
     ...(o.epoch !== undefined ? { epoch: str(o, 'epoch', w, 64, B64U) } : {}),
     ...(o.n !== undefined ? { n: int(o, 'n', w, 0) } : {}),
+    ...(priv !== undefined ? { private: priv } : {}),
+  };
+}
+
+function parseStatusError(x: unknown, ew: string): StatusError {
+  const eo = obj(x, ew, ['code', 'message', 'at'], ['master', 'app', 'seq']);
+  const master = optStr(eo, 'master', ew, 120, UDF_TEXT);
+  const app = optStr(eo, 'app', ew, 64);
+  return {
+    code: str(eo, 'code', ew, 64),
+    message: str(eo, 'message', ew, 1024),
+    at: time(eo, 'at', ew),
+    ...(master !== undefined ? { master } : {}),
+    ...(app !== undefined ? { app } : {}),
+    ...(eo.seq !== undefined ? { seq: int(eo, 'seq', ew, 0) } : {}),
   };
 }
 
