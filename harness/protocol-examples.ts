@@ -31,7 +31,7 @@ import {
 } from '../mesh/profiles.js';
 import { type ClaimSecrets, claimCode, deriveClaimSecrets, LABEL_FINGERPRINT_BITS, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
 import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge.js';
-import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead } from '../mesh/messages.js';
+import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead, sealPrivateStatus, MAX_PRIVATE_STATUS_BYTES, type PrivateStatus } from '../mesh/messages.js';
 import { createInvite, deriveInviteSecrets, describeGrant, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
@@ -88,6 +88,7 @@ export interface Examples {
   readonly invitation: string;
   readonly guestClaim: SignedEnvelope;
   readonly ginaMaster: SignedEnvelope;
+  readonly privateStatus: PrivateStatus;
   readonly status: SignedEnvelope;
   /** device session request (subject = device UDF, signed by its authentication key) */
   readonly session: SignedEnvelope;
@@ -222,6 +223,12 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
   };
   const treeHead = treeHeadAt(tree.size);
 
+  // what only the owners read (sealed in the status below to Alice's administration keys)
+  const privateStatus: PrivateStatus = {
+    effective: { thermostat: { setpointC: { value: 20.5, owner: account, master: masterId, n: 2, at: at(300) }, units: { value: 'metric', owner: account, master: masterId, n: 2, at: at(300) } } },
+    grants: { [signKeyId(gina.sign.publicKey)]: grant },
+    errors: [{ code: 'out-of-scope', message: 'a guest may set thermostat setpointC within 16..24, not 28', at: at(1), master: signKeyId(gina.sign.publicKey), app: 'thermostat', seq: 2 }],
+  };
   const status = createStatus(d0.keys.sign, {
     seq: 7,
     created: at(0),
@@ -230,10 +237,11 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
       { master: masterId, account, apps: [{ app: 'thermostat', seq: 1, appliedAt: at(2) }], since: at(60 * 24 * 20) },
       { master: signKeyId(gina.sign.publicKey), account: ginaAccount, apps: [], role: 'guest', since: at(4), invitedBy: account, grant: describeGrant(grant) },
     ],
-    errors: [{ code: 'out-of-scope', message: 'a guest may set thermostat setpointC within 16..24, not 28', at: at(1), master: signKeyId(gina.sign.publicKey), app: 'thermostat', seq: 2 }],
+    errors: [{ code: 'out-of-scope', message: "a guest's change to an application, key or value outside what the guest's invitation allows", at: at(1), master: signKeyId(gina.sign.publicKey), app: 'thermostat', seq: 2 }],
     treeHead: { size: tree.size, root: b64u(tree.root()) },
     epoch,
     n: 3,
+    private: [sealPrivateStatus(privateStatus, [admin.enc.publicKey, admin2.enc.publicKey])],
   });
 
   const token = b64u(exampleSeed('token').slice(0, 32));
@@ -300,6 +308,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     guestClaim,
     ginaMaster,
     status,
+    privateStatus,
     session,
     ownerSession,
     portalProfile,
@@ -698,7 +707,10 @@ and all of them at a factory reset, are void.
 mesh/messages.ts.
 
 ${envelope('Remove', x.remove, 'Signed by an administration key of the owner that leaves the device. Verified against that owner\'s master: a removal signed by another owner\'s key is `unknown-signer`; one that names another owner\'s master is `not-owner`.')}
-${envelope('Status (device to owners)', x.status, 'Signed by the device signature key. `owners` lists every owner and guest (`role`, `since` on the device clock, `invitedBy`, a guest\'s `grant` in words); `lastContact` is the newest data the device has heard from the portal (owners judge staleness from it); `treeHead` is the log head the device last verified; `epoch` is its ownership epoch (a new one after a factory reset: the portal then drops the feed items up to `n`, the last the device read).')}
+${envelope('Status (device to owners)', x.status, 'Signed by the device signature key. `owners` lists every owner and guest (`role`, `since` on the device clock, `invitedBy`, a guest\'s `grant` in words); `lastContact` is the newest data the device has heard from the portal (owners judge staleness from it); `treeHead` is the log head the device last verified; `epoch` is its ownership epoch (a new one after a factory reset: the portal then drops the feed items up to `n`, the last the device read). An error\'s `message` here is only the meaning of its code: the full text may name a setting or a value, so it travels in `private`, encrypted envelopes (section 4) to the current owners\' administration keys (and, for each guest, one with only what its grant covers and its own refusals).')}
+The private part, decrypted (mesh/messages.ts \`PrivateStatus\`; at most ${MAX_PRIVATE_STATUS_BYTES} bytes, else \`effective\` is left out and \`truncated\` set): the effective value of each setting with who set it, in which feed item (\`n\`: precedence is feed order) and the time they wrote; guests' grants; the full refusals. \`mesh device show\` prints it.
+
+${block('json', pretty(x.privateStatus))}
 ${envelope('Session request (device)', x.session, 'Signed by the device authentication key; subject = device UDF. `challenge` is what GET Challenge answered: the portal accepts the request if it issued the challenge less than 5 minutes ago by its own clock, once, and ignores `created` (this board has no real-time clock and says 1970). Each nonce once.')}
 ${envelope('Session request (owner)', x.ownerSession, 'Signed by an administration key (or the master key, for recovery); subject = the account.')}
 #### Session challenges
