@@ -32,7 +32,7 @@ import {
 import { type ClaimSecrets, claimCode, deriveClaimSecrets, LABEL_FINGERPRINT_BITS, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
 import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge.js';
 import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead, sealPrivateStatus, MAX_PRIVATE_STATUS_BYTES, type PrivateStatus } from '../mesh/messages.js';
-import { createInvite, deriveInviteSecrets, describeGrant, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
+import { createInvite, deriveInviteSecrets, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
 import { splitSecret } from '../mesh/shamir.js';
@@ -235,7 +235,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     lastContact: at(1),
     owners: [
       { master: masterId, account, apps: [{ app: 'thermostat', seq: 1, appliedAt: at(2) }], since: at(60 * 24 * 20) },
-      { master: signKeyId(gina.sign.publicKey), account: ginaAccount, apps: [], role: 'guest', since: at(4), invitedBy: account, grant: describeGrant(grant) },
+      { master: signKeyId(gina.sign.publicKey), account: ginaAccount, apps: [], role: 'guest', since: at(4), invitedBy: account },
     ],
     errors: [{ code: 'out-of-scope', message: "a guest's change to an application, key or value outside what the guest's invitation allows", at: at(1), master: signKeyId(gina.sign.publicKey), app: 'thermostat', seq: 2 }],
     treeHead: { size: tree.size, root: b64u(tree.root()) },

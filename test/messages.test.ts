@@ -31,6 +31,7 @@ import {
   verifyPortalProfile,
   verifyRemove,
   verifyStatus,
+  openPrivateStatus,
   verifyTreeHead,
 } from '../mesh/messages.js';
 import {
@@ -254,9 +255,16 @@ test('status: signed by the device; another key is unknown-signer; naming anothe
   t.is(p.device, d0.id);
   t.is(p.seq, 7);
   t.is(p.owners[0]?.apps[0]?.app, 'thermostat');
-  t.is(p.errors[0]?.code, 'rollback');
+  t.is(p.errors[0]?.code, 'out-of-scope');
   t.is(p.treeHead?.size, x.log.tree.size);
   t.deepEqual(parseStatusPayload(payloadBytes(x.status)), p);
+  // the private part: Alice's administration keys open it; the device's own or a stranger's key does not
+  t.deepEqual(openPrivateStatus(p, x.keys.admin.enc), x.privateStatus);
+  t.deepEqual(openPrivateStatus(p, x.keys.admin2.enc), x.privateStatus);
+  t.is(openPrivateStatus(p, d0.keys.enc), undefined);
+  t.is(p.owners[1]?.role, 'guest');
+  t.is(p.owners[1]?.invitedBy, x.account);
+  t.false(Buffer.from(payloadBytes(x.status)).toString('utf8').includes('setpointC'), 'no setting name in the plaintext');
   t.is(codeOf(() => verifyStatus(x.status, d1.keys.sign.publicKey)), 'unknown-signer');
   const lying = signJson({ ...payloadOf(x.status), device: d1.id }, [d0.keys.sign]);
   t.is(codeOf(() => verifyStatus(lying, d0.keys.sign.publicKey)), 'wrong-device');
