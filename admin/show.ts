@@ -61,7 +61,10 @@ device's owners (the portal cannot read it; a guest sees only what its invitatio
       else if (Object.keys(priv.effective).length === 0) lines.push('  nothing set yet');
       else {
         for (const [app, keys] of Object.entries(priv.effective)) {
-          for (const [k, e] of Object.entries(keys)) lines.push(`  ${app}.${k} = ${JSON.stringify(e.value)}   set by ${e.owner}${e.master === ctx.state.master ? ' (you)' : ''} in change #${e.n} (${e.at})`);
+          for (const [k, e] of Object.entries(keys)) {
+            const by = e.master === 'local' ? 'set on the device itself (local)' : `set by ${e.owner}${e.master === ctx.state.master ? ' (you)' : ''} in change #${e.n}`;
+            lines.push(`  ${app}.${k} = ${JSON.stringify(e.value)}   ${by} (${e.at})`);
+          }
         }
       }
       lines.push('applied');

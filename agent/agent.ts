@@ -386,13 +386,16 @@ export class Agent {
         continue;
       }
       try {
-        const r = applyLocal(this.store.state, command, { claimKey: this.secrets.deviceKey, nowMs: this.clock.now(), epoch: newEpoch() });
+        const r = applyLocal(this.store.state, command, { claimKey: this.secrets.deviceKey, nowMs: this.clock.now(), epoch: newEpoch(), schemas: this.schemas });
         if (r.configChanged) writeConf(this.dir, configDocument(r.state));
         this.store.update(() => r.state);
         this.log('local', { cmd: command.cmd, message: r.message });
         answer(this.dir, id, { ok: true, message: r.message });
         this.scheduleStatus(0);
-        if (r.configChanged) runHook(this.dir, this.settings, (f) => this.recordError(f));
+        if (r.configChanged) {
+          if (this.settings.localMqtt !== null) void publishLocal(this.settings, configDocument(r.state), (f) => this.recordError(f));
+          runHook(this.dir, this.settings, (f) => this.recordError(f));
+        }
         // a new epoch: the label record at the portal names it, so claimants can bind their claims to it
         if (command.cmd === 'reset') this.lostRegistration('reset');
       } catch (e) {

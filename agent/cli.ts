@@ -12,6 +12,7 @@ import { hasDeviceDirectory, readAgentSettings, readDeviceDirectory, readSchemas
 import { createLogger, isLogLevel, levelOfEvent, LOG_LEVELS, type LogLevel } from '../runtime/log.js';
 import { sdNotifier } from '../runtime/sd-notify.js';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
+import type { Json } from '../mesh/json.js';
 import { agentRunning, applyLocal, awaitAnswer, enqueue, newEpoch, type LocalCommand, type LocalResult } from './local.js';
 import { loadState } from './state.js';
 import { CONFIG_FILE } from './agent.js';
@@ -27,6 +28,8 @@ Usage:
                                            (the button on a real board; default 5 minutes, at most 60)
   mesh-agent remove-owner --data DIR ACCOUNT
                                            remove one owner (physical possession decides)
+  mesh-agent set --data DIR APP KEY=VALUE...
+                                           change a setting on the device itself (its dial)
   mesh-agent help COMMAND                  a command's options (the same as COMMAND --help)
 
 Every command takes --help and --json; mesh-agent --version prints the version.
@@ -80,7 +83,15 @@ Remove one owner (by account, e.g. bob@portal.example, or master fingerprint): p
 possession decides what no owner can do to another over the network. The other owners are not
 affected; the removed owner's older objects stay refused.`;
 
-const COMMAND_HELP: Record<string, string> = { run: RUN_HELP, status: STATUS_HELP, reset: RESET_HELP, 'open-claim-window': WINDOW_HELP, 'remove-owner': REMOVE_OWNER_HELP };
+const SET_HELP = `usage: mesh-agent set --data DIR APP KEY=VALUE... [--json]
+
+Change a setting on the device itself, as its dial or its own firmware would: checked against
+the application's schema (refused with "schema" otherwise), in effect at once with the source
+"local", reported to the owners in the device's encrypted status, and replaced by the next owner
+change the device applies (the same precedence by order as owners' changes). VALUE is JSON when
+it parses as JSON, else text; KEY= gives the key back to the owners.`;
+
+const COMMAND_HELP: Record<string, string> = { run: RUN_HELP, status: STATUS_HELP, reset: RESET_HELP, 'open-claim-window': WINDOW_HELP, 'remove-owner': REMOVE_OWNER_HELP, set: SET_HELP };
 
 /** The agent's events and their levels; the rest by name (runtime/log.ts levelOfEvent). */
 const EVENT_LEVELS: Readonly<Record<string, LogLevel>> = {
@@ -114,6 +125,8 @@ async function main(argv: string[]): Promise<void> {
       return local(rest, 'open-claim-window');
     case 'remove-owner':
       return local(rest, 'remove-owner');
+    case 'set':
+      return setLocal(rest);
     default:
       unknownCommand('mesh-agent', cmd, [...Object.keys(COMMAND_HELP), 'help']);
   }
@@ -278,6 +291,36 @@ async function reset(argv: string[]): Promise<void> {
   await runLocal(values.data ?? usage('--data DIR is required'), { cmd: 'reset' }, values.json === true);
 }
 
+async function setLocal(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { data: { type: 'string' } }, true);
+  if (values.help) {
+    process.stdout.write(SET_HELP + '\n');
+    return;
+  }
+  const dir = values.data ?? usage('--data DIR is required');
+  const [app, ...assignments] = positionals;
+  if (app === undefined || assignments.length === 0) usage('give the application and at least one KEY=VALUE, e.g. mesh-agent set --data DIR thermostat setpoint=23');
+  const set: Record<string, Json> = {};
+  const remove: string[] = [];
+  for (const a of assignments) {
+    const i = a.indexOf('=');
+    if (i <= 0) usage(`"${a}" is not KEY=VALUE`);
+    const k = a.slice(0, i);
+    const raw = a.slice(i + 1);
+    if (raw === '') remove.push(k);
+    else set[k] = jsonOrText(raw);
+  }
+  return runLocal(dir, { cmd: 'set', app, set, remove }, values.json === true);
+}
+
+function jsonOrText(raw: string): Json {
+  try {
+    return JSON.parse(raw) as Json;
+  } catch {
+    return raw;
+  }
+}
+
 /** A command only someone holding the device can give: through the running agent, or straight to the state when none runs. */
 async function local(argv: string[], cmd: 'open-claim-window' | 'remove-owner'): Promise<void> {
   const { values, positionals } = parse(argv, { data: { type: 'string' }, minutes: { type: 'string' } }, true);
@@ -307,7 +350,9 @@ async function runLocal(dir: string, command: LocalCommand, json: boolean): Prom
     const { loadConf, writeConf } = await import('./outputs.js');
     const { configDocument } = await import('./core.js');
     const { saveState } = await import('./state.js');
-    const out = applyLocal(loadState(dir), command, { claimKey: deriveClaimSecrets(device.claimSecret).deviceKey, nowMs: Date.now(), epoch: newEpoch() });
+    const { checkSchema } = await import('../mesh/schema.js');
+    const schemas = new Map(Object.entries(readSchemas(dir)).map(([app, sc]) => [app, checkSchema(sc, `schema ${app}`)]));
+    const out = applyLocal(loadState(dir), command, { claimKey: deriveClaimSecrets(device.claimSecret).deviceKey, nowMs: Date.now(), epoch: newEpoch(), schemas });
     if (out.configChanged) {
       await loadConf();
       writeConf(dir, configDocument(out.state));

@@ -21,7 +21,7 @@ import type { FeedItem } from '../mesh/protocol.js';
 import type { Json } from '../mesh/json.js';
 import { Lru } from '../mesh/lru.js';
 import { validate, type Schema } from '../mesh/schema.js';
-import { merge, nextValues, type Effective, type KeyValue } from './merge.js';
+import { merge, nextValues, type Effective, type KeyValue, type OwnerDoc } from './merge.js';
 import { hmacSha512 } from '../mesh/crypto.js';
 import { b64u, utf8 } from '../mesh/bytes.js';
 import { withError, MAX_INVITES, MAX_NONCES, type AgentState, type Floor, type Owner, type PendingInvite } from './state.js';
@@ -352,13 +352,42 @@ function ownerNamedIn(s: AgentState, env: FeedItem['object']): Owner {
   return owner;
 }
 
+/** The source name of changes made on the device itself (its dial). */
+export const LOCAL_SOURCE = 'local';
+
+/** Every document that counts for `app`: each owner's, and the device's own local changes; `master`'s replaced by `values` when given. */
+function docsFor(s: AgentState, app: string, replace?: { master: string; values: Record<string, KeyValue> }): OwnerDoc[] {
+  const docs: OwnerDoc[] = Object.values(s.owners).flatMap((o) => {
+    const v = replace !== undefined && o.master === replace.master ? replace.values : o.apps[app]?.values;
+    return v === undefined ? [] : [{ master: o.master, account: o.account, values: v }];
+  });
+  const local = replace?.master === LOCAL_SOURCE ? replace.values : s.local?.[app];
+  if (local !== undefined && Object.keys(local).length > 0) docs.push({ master: LOCAL_SOURCE, account: LOCAL_SOURCE, values: local });
+  return docs;
+}
+
 function mergeWith(s: AgentState, master: string, app: string, values: Record<string, KeyValue>): Effective {
-  return merge(
-    Object.values(s.owners).flatMap((o) => {
-      const v = o.master === master ? values : o.apps[app]?.values;
-      return v === undefined ? [] : [{ master: o.master, account: o.account, values: v }];
-    }),
-  );
+  return merge(docsFor(s, app, { master, values }));
+}
+
+/**
+ * A change made on the device (`mesh-agent set`, the thermostat's dial): checked against the
+ * application's schema like any owner's, it takes effect now and yields to the next owner change
+ * the device applies (its place in the order is just after the last feed item applied).
+ */
+export function setLocally(s: AgentState, app: string, change: { readonly set: Readonly<Record<string, Json>>; readonly remove: readonly string[] }, ctx: { readonly schemas: ReadonlyMap<string, Schema>; readonly now: string }): AgentState {
+  const schema = ctx.schemas.get(app);
+  if (schema === undefined) throw new MeshError('schema', `this device does not run the application "${app}"`);
+  const prev = s.local?.[app] ?? {};
+  const next: Record<string, KeyValue> = {};
+  for (const [k, v] of Object.entries(prev)) if (!change.remove.includes(k)) next[k] = v;
+  for (const [k, v] of Object.entries(change.set)) next[k] = { value: v, changedAt: ctx.now, n: s.n + 0.5 };
+  const merged = mergeWith(s, LOCAL_SOURCE, app, next);
+  const problems = validate(schema, merged.values as Json);
+  if (problems.length > 0) throw new MeshError('schema', `refused: ${problems.join('; ')}`);
+  const local = { ...s.local, [app]: next };
+  if (Object.keys(next).length === 0) delete local[app];
+  return { ...s, local };
 }
 
 // ------------------------------------------------------------ ownership outside the feed
@@ -367,7 +396,7 @@ function mergeWith(s: AgentState, master: string, app: string, values: Record<st
 export function factoryReset(s: AgentState, epoch: string, claimKey: Uint8Array): AgentState {
   let next: AgentState = s;
   for (const id of Object.keys(s.owners)) next = dropOwner(next, id, claimKey);
-  return { ...next, owners: {}, errors: [], epoch, resets: s.resets + 1, invites: {} };
+  return { ...next, owners: {}, errors: [], epoch, resets: s.resets + 1, invites: {}, local: {} };
 }
 
 /** One owner removed by someone holding the device (`mesh-agent remove-owner`); refuses an unknown one. */
@@ -427,12 +456,10 @@ function clockAhead(created: string, now: string): boolean {
 
 /** The effective configuration of every application, with who set each value. */
 export function effective(s: AgentState): Record<string, Effective> {
-  const apps = new Set<string>();
+  const apps = new Set<string>(Object.keys(s.local ?? {}));
   for (const o of Object.values(s.owners)) for (const a of Object.keys(o.apps)) apps.add(a);
   const out: Record<string, Effective> = {};
-  for (const app of [...apps].sort()) {
-    out[app] = merge(Object.values(s.owners).flatMap((o) => (o.apps[app] === undefined ? [] : [{ master: o.master, account: o.account, values: o.apps[app].values }])));
-  }
+  for (const app of [...apps].sort()) out[app] = merge(docsFor(s, app));
   return out;
 }
 

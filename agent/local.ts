@@ -1,6 +1,6 @@
 /**
  * What someone holding the device does to it: open the claim window (the button on a real board;
- * the hook can call it from a GPIO), remove one owner, factory reset. Physical possession decides
+ * the hook can call it from a GPIO), remove one owner, factory reset, change a setting (its dial). Physical possession decides
  * what the network cannot: these never come from the portal.
  *
  * While the agent runs it is the one writer of the state, so a local command is a file dropped
@@ -13,13 +13,16 @@ import { randomBytes } from 'node:crypto';
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { b64u } from '../mesh/bytes.js';
 import { readTextIfExists, writeJsonAtomic } from '../runtime/files.js';
-import { factoryReset, removeOwnerLocally } from './core.js';
+import { factoryReset, removeOwnerLocally, setLocally } from './core.js';
+import { checkJsonValue, type Json } from '../mesh/json.js';
+import type { Schema } from '../mesh/schema.js';
 import type { AgentState } from './state.js';
 
 export type LocalCommand =
   | { readonly cmd: 'open-claim-window'; readonly minutes: number }
   | { readonly cmd: 'remove-owner'; readonly who: string }
-  | { readonly cmd: 'reset' };
+  | { readonly cmd: 'reset' }
+  | { readonly cmd: 'set'; readonly app: string; readonly set: Readonly<Record<string, Json>>; readonly remove: readonly string[] };
 
 export interface LocalResult {
   readonly ok: boolean;
@@ -37,8 +40,17 @@ export function newEpoch(): string {
 }
 
 /** Apply a local command to the state (pure but for the new epoch it is given). */
-export function applyLocal(s: AgentState, c: LocalCommand, ctx: { readonly claimKey: Uint8Array; readonly nowMs: number; readonly epoch: string }): { state: AgentState; message: string; configChanged: boolean } {
+export function applyLocal(
+  s: AgentState,
+  c: LocalCommand,
+  ctx: { readonly claimKey: Uint8Array; readonly nowMs: number; readonly epoch: string; readonly schemas: ReadonlyMap<string, Schema> },
+): { state: AgentState; message: string; configChanged: boolean } {
   switch (c.cmd) {
+    case 'set': {
+      const state = setLocally(s, c.app, c, { schemas: ctx.schemas, now: new Date(ctx.nowMs).toISOString() });
+      const what = [...Object.entries(c.set).map(([k, v]) => `${k}=${JSON.stringify(v)}`), ...c.remove.map((k) => `${k} unset`)].join(', ');
+      return { state, message: `set on the device: ${c.app} ${what}; it holds until an owner's next change`, configChanged: true };
+    }
     case 'open-claim-window': {
       const minutes = Math.min(MAX_CLAIM_WINDOW_MINUTES, Math.max(1, Math.floor(c.minutes)));
       return { state: { ...s, claimWindowUntil: ctx.nowMs + minutes * 60_000 }, message: `the claim window is open for ${minutes} minutes: the label can claim this device now`, configChanged: false };
@@ -68,6 +80,11 @@ export function parseLocalCommand(v: unknown): LocalCommand {
       return { cmd: 'remove-owner', who: o.who };
     case 'reset':
       return { cmd: 'reset' };
+    case 'set': {
+      if (typeof o.app !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(o.app)) throw new MeshError('malformed', 'set needs an application name');
+      if (typeof o.set !== 'object' || o.set === null || Array.isArray(o.set) || !Array.isArray(o.remove) || !o.remove.every((k) => typeof k === 'string')) throw new MeshError('malformed', 'set needs set and remove');
+      return { cmd: 'set', app: o.app, set: checkJsonValue(o.set, 'set') as Record<string, Json>, remove: o.remove as string[] };
+    }
     default:
       throw new MeshError('malformed', `unknown local command ${JSON.stringify(o.cmd)}`);
   }

@@ -89,9 +89,11 @@ export interface AgentState {
   readonly claimWindowUntil: number;
   /** invitations received and not yet used, by nonce (at most MAX_INVITES; the oldest go first) */
   readonly invites: Readonly<Record<string, PendingInvite>>;
+  /** changes made on the device itself (its dial: `mesh-agent set`), per application and key */
+  readonly local: Readonly<Record<string, Readonly<Record<string, KeyValue>>>>;
 }
 
-export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0, invites: {} };
+export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0, invites: {}, local: {} };
 
 /** invitations waiting at once */
 export const MAX_INVITES = 32;

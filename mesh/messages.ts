@@ -241,7 +241,9 @@ export function parsePrivateStatus(bytes: Uint8Array): PrivateStatus {
     for (const [k, e] of Object.entries(obj(v, `${w}.effective.${app}`, [], Object.keys((v ?? {}) as Obj)))) {
       const ew = `${w}.effective.${app}.${k}`;
       const eo = obj(e, ew, ['value', 'owner', 'master', 'n', 'at']);
-      keys[k] = { value: checkJsonValue(eo.value, ew), owner: str(eo, 'owner', ew, 320), master: str(eo, 'master', ew, 120, UDF_TEXT), n: int(eo, 'n', ew, 0), at: time(eo, 'at', ew) };
+      // n: the feed position of the change; a change made on the device sits between two (n + 0.5)
+      if (typeof eo.n !== 'number' || !Number.isFinite(eo.n) || eo.n < 0) fail('malformed', `${ew}.n must be a number`);
+      keys[k] = { value: checkJsonValue(eo.value, ew), owner: str(eo, 'owner', ew, 320), master: str(eo, 'master', ew, 120, /^(local|[A-Za-z2-7-]{1,120})$/), n: eo.n, at: time(eo, 'at', ew) };
     }
     effective[app] = keys;
   }

@@ -209,3 +209,31 @@ test('the grant check in isolation: keys, ranges, applications', (t) => {
   t.is(codeOf(() => parseGuestSpec('thermostat:setpoint=24..16')), 'usage');
   t.is(codeOf(() => parseGuestSpec('Bad App')), 'usage');
 });
+
+test("the device's own dial: a local change takes effect, yields to the owner's next change, is checked against the schema, and a reset forgets it", async (t) => {
+  const { setLocally, LOCAL_SOURCE, effective } = await import('../agent/core.js');
+  const { dev, alice } = world();
+  let s = feed(dev, START, [
+    [0, item(1, 'claim', alice.claim(dev), alice.masterEnvelope)],
+    [0, item(2, 'application', alice.config(dev, 'thermostat', { setpoint: 20, mode: 'eco' }))],
+  ]);
+  const ctx = { schemas: dev.context().schemas, now: at(5_000) };
+  s = setLocally(s, 'thermostat', { set: { setpoint: 23 }, remove: [] }, ctx);
+  let e = effective(s).thermostat;
+  t.is(e?.values.setpoint, 23);
+  t.is(e?.sources.setpoint?.master, LOCAL_SOURCE);
+  t.is(e?.values.mode, 'eco', 'the other keys stay the owner’s');
+  t.is(codeOf(() => setLocally(s, 'thermostat', { set: { setpoint: 99 }, remove: [] }, ctx)), 'schema');
+  t.is(codeOf(() => setLocally(s, 'lights', { set: { on: true }, remove: [] }, ctx)), 'schema');
+  // the owner's next change wins (it comes later in the device's order)
+  s = feed(dev, s, [[10_000, item(3, 'application', alice.config(dev, 'thermostat', { setpoint: 19, mode: 'eco' }))]]);
+  e = effective(s).thermostat;
+  t.is(e?.values.setpoint, 19);
+  t.is(e?.sources.setpoint?.owner, alice.account);
+  // turned again on the device: local wins over the change before it
+  s = setLocally(s, 'thermostat', { set: { setpoint: 22 }, remove: [] }, ctx);
+  t.is(effective(s).thermostat?.values.setpoint, 22);
+  t.is((configDocument(s).thermostat as { setpoint: number }).setpoint, 22);
+  s = factoryReset(s, 'next', dev.secrets.deviceKey);
+  t.deepEqual(effective(s), {});
+});

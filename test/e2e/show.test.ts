@@ -8,11 +8,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { startPortalProcess } from '../../harness/portal-process.js';
-import { provisionDevice, startAgentProcess } from '../../harness/agent-process.js';
+import { AGENT_CLI, provisionDevice, startAgentProcess } from '../../harness/agent-process.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { openPrivateStatus, verifyStatus } from '../../mesh/messages.js';
 import { TestOwner } from '../../harness/owner.js';
 import { verifyDeviceProfile } from '../../mesh/profiles.js';
 import { fromB64u } from '../../mesh/bytes.js';
 import { mesh, tmpHome } from '../hostile/world.js';
+
+const run = promisify(execFile);
 
 interface Shown {
   effective: Record<string, Record<string, { value: unknown; owner: string; n: number }>> | null;
@@ -20,7 +25,7 @@ interface Shown {
   device: { owners: { account: string; role: string; new: boolean }[] };
 }
 
-test.serial("Bob's value shows in Alice's device show as set by Bob; the portal's copy of a refusal names no setting or value", async (t) => {
+test.serial("Bob's value shows in Alice's device show as set by Bob; a change on the device's dial shows as local to both and yields to the next owner change; the portal's copy of a refusal names no setting or value", async (t) => {
   const portal = await startPortalProcess({ args: ['--no-mqtt'] });
   const { dir, identity } = provisionDevice(portal.http, { push: false, pollIntervalMs: 200 });
   const agent = await startAgentProcess(dir);
@@ -61,6 +66,27 @@ test.serial("Bob's value shows in Alice's device show as set by Bob; the portal'
     t.true(shown?.device.owners.some((o) => o.account === bob.account && o.new));
     const text = (await mesh(home, ['device', 'show', 'hall'])).stdout;
     t.regex(text, /thermostat\.setpoint = 25 {3}set by bob@/);
+
+    // the device's own dial: in effect at once, shown to both owners as local, replaced by the next owner change
+    const dial = await run(process.execPath, [AGENT_CLI, 'set', '--data', dir, 'thermostat', 'setpoint=23', '--json']);
+    t.regex(dial.stdout, /set on the device/);
+    const localShown = async (): Promise<boolean> => {
+      const r = (await mesh(home, ['device', 'show', 'hall', '--json'])).json as Shown;
+      return r.effective?.thermostat?.setpoint?.value === 23 && r.effective.thermostat.setpoint.owner === 'local';
+    };
+    let seen = false;
+    for (let i = 0; i < 100 && !(seen = await localShown()); i++) await new Promise((res) => setTimeout(res, 200));
+    t.true(seen, "Alice's device show says the device itself set 23");
+    const bobView = async (): Promise<unknown> => {
+      const entry = (await bob.client.deviceStatus()).find((x) => x.device === identity.id);
+      if (entry?.status == null) return undefined;
+      const st = verifyStatus(entry.status, fromB64u(verifyDeviceProfile(identity.profile).payload.sign, 'sign', 32));
+      return openPrivateStatus(st, bob.admin.enc)?.effective.thermostat?.setpoint?.owner;
+    };
+    t.is(await bobView(), 'local', "and so does Bob's");
+    t.is((await mesh(home, ['config', 'set', 'thermostat', 'setpoint=18'])).code, 0);
+    for (let i = 0; i < 100 && (await bobView()) === 'local'; i++) await new Promise((res) => setTimeout(res, 200));
+    t.regex(String(await bobView()), /^alice@/, "the owner's next change replaces the dial's value");
 
     // what the portal stores: codes, numbers and times; no setting name, no value
     const db = new Database(path.join(portal.dataDir, 'portal.db'), { readonly: true });
