@@ -167,7 +167,8 @@ command waits for the device to confirm.
         const view = (await deviceStatuses(ctx)).get(device.id);
         if (view === undefined || view.status === null) return undefined;
         if (ownerEntry(view.status, state.master) !== undefined) return { accepted: true as const };
-        const err = errorsFor(view.status, state.master).find((e) => e.master === state.master && Date.parse(e.at) >= Date.parse(claimedAt) - SKEW_MS);
+        // a refusal of this claim: recorded since we sent it, or by a device whose clock was never set (it says 1970)
+        const err = errorsFor(view.status, state.master).find((e) => e.master === state.master && (Date.parse(e.at) >= Date.parse(claimedAt) - SKEW_MS || e.at < '2026-01-01'));
         return err === undefined ? undefined : { accepted: false as const, error: err };
       });
 
