@@ -128,8 +128,13 @@ function modelApply(m: Model, it: Delivered, n: number, actors: Record<Who, Acto
         return 'not-invited';
       }
       m.nonces.add(nonce);
+      const heldRevokes = (payload(a.masters.get(heldSeq) as SignedEnvelope).revoked as string[]) ?? [];
       if (known === undefined) {
-        m.owners.set(w, { masterSeq: heldSeq, revoked: new Set([...revoked, ...((payload(a.masters.get(heldSeq) as SignedEnvelope).revoked as string[]) ?? [])]), apps: 0, values: new Map(), doc: new Map() });
+        m.owners.set(w, { masterSeq: heldSeq, revoked: new Set([...revoked, ...heldRevokes]), apps: 0, values: new Map(), doc: new Map() });
+      } else if (heldSeq > known.masterSeq) {
+        // a known owner's claim that comes with a newer master: the device keeps the newest it has verified
+        known.masterSeq = heldSeq;
+        for (const r of heldRevokes) known.revoked.add(r);
       }
       return 'claimed';
     }
@@ -324,6 +329,17 @@ test(`model: ${RUNS} random sequences of ownership, configuration and hostile-po
     { numRuns: RUNS },
   );
   t.log(`${RUNS} sequences in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  t.pass();
+});
+
+test('model: regression, a stolen revoked key claims, then a replay and a reset (seed 2015807220)', (t) => {
+  runSequence([
+    { c: 'rotate', who: 'bob' },
+    { c: 'claim-stolen-key', who: 'bob' },
+    { c: 'claim', who: 'bob' },
+    { c: 'replay', pick: 0 },
+    { c: 'reset' },
+  ]);
   t.pass();
 });
 
