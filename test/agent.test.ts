@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { startPortalProcess } from '../harness/portal-process.js';
 import { provisionDevice, startAgentProcess, readConfig, agentStatus, until, openClaimWindow, AGENT_CLI, type AgentProcess } from '../harness/agent-process.js';
 import { TestOwner } from '../harness/owner.js';
-import { verifyStatus } from '../mesh/messages.js';
+import { openPrivateStatus, verifyStatus } from '../mesh/messages.js';
 import { verifyDeviceProfile } from '../mesh/profiles.js';
 import { fromB64u } from '../mesh/bytes.js';
 import Database from 'better-sqlite3';
@@ -111,9 +111,12 @@ test('an out-of-schema setpoint is refused and the last good configuration stays
     const s = (await alice.client.deviceStatus())[0]?.status;
     if (s == null) return undefined;
     const p = verifyStatus(s, devPub);
-    return p.errors.some((e) => e.code === 'schema') ? p.errors : undefined;
+    // the full reason is in the part only the owners read; the plaintext has the code
+    const priv = openPrivateStatus(p, alice.admin.enc);
+    return p.errors.some((e) => e.code === 'schema') && priv !== undefined ? { plain: p.errors, full: priv.errors } : undefined;
   });
-  t.true(errs.some((e) => e.code === 'schema' && e.message.includes('maximum')));
+  t.true(errs.full.some((e) => e.code === 'schema' && e.message.includes('maximum')));
+  t.false(errs.plain.some((e) => e.message.includes('350')), 'the plaintext names no value');
   // an application the device does not run is refused too
   await alice.publish('lights', { on: true });
   t.is((await agent.waitFor((e) => e.type === 'refused' && e.app === 'lights')).code, 'schema');
