@@ -10,7 +10,7 @@ import { MeshError } from '../mesh/errors.js';
 import { createPortalProfile } from '../mesh/messages.js';
 import { isoNow, systemClock, type Clock, type Timer } from '../runtime/clock.js';
 import { TrustedProxies } from './address.js';
-import { claimPage } from './claim-page.js';
+import { claimPage, invitePage } from './claim-page.js';
 import { FeedHub, itemBuffer } from './feed.js';
 import { ROUTES } from './handlers/index.js';
 import { HttpFront } from './http.js';
@@ -306,8 +306,8 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       perSession: new RateLimiter(rate, Math.max(10, rate * 2)),
       // /livez: the process answers (restart it if not); /readyz: it can serve (database and broker
       // work, not stopping; take it out of the load balancer if not); /healthz: /readyz, kept for old probes;
-      // /claim: the static page a label's QR code opens (the claim code stays in the fragment)
-      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/claim': claimPage },
+      // /claim, /invite: the static pages a label's or an invitation's QR code opens (the secret stays in the fragment)
+      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/claim': claimPage, '/invite': invitePage },
       connections,
       trusted,
       ...(opts.headersTimeoutMs !== undefined ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),

@@ -456,6 +456,11 @@ test('Refusals: forged, replayed, oversized and malformed requests', async (t) =
   t.true(html.includes('mesh device claim'));
   t.false(/<script|<form|<img|https?:\/\//i.test(html));
   t.is((await raw(portal.http, 'POST', '/claim', '{}')).status, 405);
+  // and the one an invitation's QR code opens
+  const invite = await raw(portal.http, 'GET', '/invite');
+  t.is(invite.status, 200);
+  t.true(String(invite.json).includes('mesh device claim'));
+  t.false(/<script|<form|<img|https?:\/\//i.test(String(invite.json)));
 });
 
 test('Log: inclusion proofs verify, and every earlier tree head is consistent with the current one', async (t) => {
