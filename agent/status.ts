@@ -4,7 +4,7 @@
  * state it describes (StateStore.update), never from a snapshot taken before a request.
  */
 import { b64u } from '../mesh/bytes.js';
-import { createStatus, MAX_PRIVATE_STATUS_BYTES, sealPrivateStatus, verifyTreeHead, type PrivateStatus, type StatusError, type TreeHeadRef } from '../mesh/messages.js';
+import { createStatus, MAX_GUEST_PARTS, MAX_PRIVATE_STATUS_BYTES, sealPrivateStatus, verifyTreeHead, type PrivateStatus, type StatusError, type TreeHeadRef } from '../mesh/messages.js';
 import type { Grant } from '../mesh/invite.js';
 import { MESH_ERRORS } from '../mesh/errors.js';
 import { fromB64u } from '../mesh/bytes.js';
@@ -54,17 +54,27 @@ function meaningOf(code: string): string {
   return MESH_ERRORS.find((e) => e.code === code)?.meaning ?? code;
 }
 
-/** The administration encryption keys of an owner's master profile as the device holds it. */
+/** administration devices per owner that can read the private part (the newest), and readers in all: bounds the status's size */
+const READERS_PER_OWNER = 4;
+const MAX_READERS = 24;
+
+/** The administration encryption keys of an owner's master profile as the device holds it (the newest READERS_PER_OWNER). */
 function readersOf(o: Owner): Uint8Array[] {
   try {
-    return parseMasterPayload(payloadBytes(o.masterEnvelope)).admins.map((a) => fromB64u(a.enc, 'enc', 32));
+    const admins = [...parseMasterPayload(payloadBytes(o.masterEnvelope)).admins].sort((a, b) => (a.added < b.added ? -1 : a.added > b.added ? 1 : 0));
+    return admins.slice(-READERS_PER_OWNER).map((a) => fromB64u(a.enc, 'enc', 32));
   } catch {
     return [];
   }
 }
 
-function fit(p: PrivateStatus): PrivateStatus {
-  return Buffer.byteLength(JSON.stringify(p)) <= MAX_PRIVATE_STATUS_BYTES ? p : { ...p, effective: {}, truncated: true };
+/** Within `max` bytes: the effective values go first, then the refusals' texts are cut short. */
+function fit(p: PrivateStatus, max: number): PrivateStatus {
+  const size = (x: PrivateStatus): number => Buffer.byteLength(JSON.stringify(x));
+  if (size(p) <= max) return p;
+  const lean: PrivateStatus = { ...p, effective: {}, truncated: true };
+  if (size(lean) <= max) return lean;
+  return { ...lean, errors: lean.errors.slice(-4).map((e) => ({ ...e, message: e.message.slice(0, 160) })) };
 }
 
 function privateParts(s: AgentState, errors: readonly StatusError[]): EncryptedEnvelope[] {
@@ -84,14 +94,14 @@ function privateParts(s: AgentState, errors: readonly StatusError[]): EncryptedE
   const grants: Record<string, Grant> = {};
   for (const o of all) if (o.role === 'guest' && o.grant !== undefined) grants[o.master] = o.grant;
   const parts: EncryptedEnvelope[] = [];
-  const ownerKeys = all.filter((o) => o.role !== 'guest').flatMap(readersOf);
-  if (ownerKeys.length > 0) parts.push(sealPrivateStatus(fit({ effective: view(() => true), grants, errors }), ownerKeys));
-  for (const g of all.filter((o) => o.role === 'guest').slice(0, 8)) {
+  const ownerKeys = all.filter((o) => o.role !== 'guest').flatMap(readersOf).slice(0, MAX_READERS);
+  if (ownerKeys.length > 0) parts.push(sealPrivateStatus(fit({ effective: view(() => true), grants, errors }, MAX_PRIVATE_STATUS_BYTES), ownerKeys));
+  for (const g of all.filter((o) => o.role === 'guest').slice(0, MAX_GUEST_PARTS)) {
     const keys = readersOf(g);
     if (keys.length === 0 || g.grant === undefined) continue;
     const grant = g.grant;
     const mine = view((app, key) => grant.scope.some((x) => x.app === app && (x.keys === undefined || x.keys.includes(key))));
-    parts.push(sealPrivateStatus(fit({ effective: mine, grants: { [g.master]: grant }, errors: errors.filter((e) => e.master === g.master) }), keys));
+    parts.push(sealPrivateStatus(fit({ effective: mine, grants: { [g.master]: grant }, errors: errors.filter((e) => e.master === g.master) }, MAX_PRIVATE_STATUS_BYTES / 4), keys));
   }
   return parts;
 }

@@ -210,7 +210,13 @@ export interface PrivateStatus {
   readonly truncated?: boolean;
 }
 
-export const MAX_PRIVATE_STATUS_BYTES = 16 * 1024;
+/**
+ * The owners' private part of a status, in bytes of JSON before encryption; each guest's part is
+ * at most a quarter of it, and at most MAX_GUEST_PARTS guests get one: with the plaintext, the
+ * signed status stays under the portal's 32 KiB limit for a status.
+ */
+export const MAX_PRIVATE_STATUS_BYTES = 10 * 1024;
+export const MAX_GUEST_PARTS = 4;
 
 /** Seal the private part for its readers (X25519 public keys). */
 export function sealPrivateStatus(p: PrivateStatus, readers: readonly Uint8Array[]): EncryptedEnvelope {

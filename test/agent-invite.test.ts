@@ -237,3 +237,31 @@ test("the device's own dial: a local change takes effect, yields to the owner's 
   s = factoryReset(s, 'next', dev.secrets.deviceKey);
   t.deepEqual(effective(s), {});
 });
+
+test('the signed status stays under the portal limit for a status, however large the configuration, the refusals and the guests', async (t) => {
+  const { statusEnvelope } = await import('../agent/status.js');
+  const { openPrivateStatus, verifyStatus } = await import('../mesh/messages.js');
+  const { dev, alice, bob } = world();
+  const guests = [0, 1, 2, 3, 4, 5].map((i) => new CoreOwner(`guest${i}@portal.test`));
+  let s = feed(dev, START, [[0, item(1, 'claim', alice.claim(dev), alice.masterEnvelope)]]);
+  let n = 2;
+  const big = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, 'x'.repeat(100)]));
+  const schemaless = { ...dev.context(), schemas: new Map([['thermostat', { type: 'object' } as never]]) };
+  s = applyItems(s, [item(n++, 'application', alice.config(dev, 'thermostat', big))], schemaless).state;
+  const inv = alice.invite(dev, { epoch: EPOCH });
+  s = feed(dev, s, [[0, item(n++, 'invite', inv.object)], [0, item(n++, 'claim', bob.acceptInvite(dev, inv), bob.masterEnvelope)]]);
+  for (const g of guests) {
+    const gi = alice.invite(dev, { epoch: EPOCH, grant: { scope: [{ app: 'thermostat' }] } });
+    s = feed(dev, s, [[0, item(n++, 'invite', gi.object)], [0, item(n++, 'claim', g.acceptInvite(dev, gi), g.masterEnvelope)]]);
+  }
+  for (let i = 0; i < 10; i++) s = { ...s, errors: [...s.errors, { code: 'schema', message: 'y'.repeat(1000), at: FIXED_TIME }].slice(-16) };
+  const env = statusEnvelope({ keys: dev.identity.keys } as never, s, FIXED_TIME);
+  const bytes = Buffer.byteLength(JSON.stringify(env));
+  t.true(bytes < 32 * 1024, `${bytes} bytes`);
+  const p = verifyStatus(env, dev.identity.keys.sign.publicKey);
+  const mine = openPrivateStatus(p, alice.admin.enc);
+  t.truthy(mine, 'the owners still read their part');
+  t.true(mine?.truncated === true, 'the configuration was too large to carry, and it says so');
+  t.is(openPrivateStatus(p, guests[5]!.admin.enc), undefined, 'beyond four guests, a guest gets no part');
+  t.truthy(openPrivateStatus(p, guests[0]!.admin.enc));
+});
