@@ -33,6 +33,7 @@ import { type ClaimSecrets, claimCode, deriveClaimSecrets, LABEL_FINGERPRINT_BIT
 import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge.js';
 import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead, sealPrivateStatus, MAX_PRIVATE_STATUS_BYTES, type PrivateStatus } from '../mesh/messages.js';
 import { createInvite, deriveInviteSecrets, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
+import { logOrigin, signCheckpoint } from '../mesh/checkpoint.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
 import { splitSecret } from '../mesh/shamir.js';
@@ -812,6 +813,22 @@ ${x.log.leaves.map((l, i) => `| ${i} | ${l.kind} | \`${Buffer.from(x.log.tree.le
 
 Root of the ${x.log.tree.size} leaves: \`${Buffer.from(x.log.tree.root()).toString('hex')}\` (base64url \`${b64u(x.log.tree.root())}\`).
 
+### Checkpoints
+
+mesh/checkpoint.ts. The same head is served as a standard checkpoint (c2sp.org/tlog-checkpoint,
+a c2sp.org/signed-note) at \`GET /checkpoint\` (text/plain), so tools made for other transparency
+logs read and check it. Its origin and key name are \`<portal name>/mmm-log\`; the signature is
+Ed25519 by the portal key over the note text, behind a key ID:
+
+    key ID = SHA-256(key name || 0x0A || 0x01 || 32-byte Ed25519 public key)[:4]
+    line   = "— " key name " " base64(key ID || signature)
+
+Base64 here is standard with padding (RFC 4648 §4). Other signature lines (a witness's) are
+ignored by a verifier that does not know their key. test/interop/verify_checkpoint.py checks
+the portal's checkpoints from the specifications alone (Python, the standard library, RFC 8032's
+reference Ed25519); \`npm test\` runs it. The examples' log as a checkpoint:
+
+${block('', signCheckpoint({ origin: logOrigin(x.portalName), size: x.log.tree.size, root: x.log.tree.root() }, x.keys.portal))}
 ## 11. Errors
 
 Every refusal is \`{"error":{"code","message","detail"?}}\` with the HTTP status of its code;

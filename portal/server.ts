@@ -11,6 +11,7 @@ import { createPortalProfile } from '../mesh/messages.js';
 import { isoNow, systemClock, type Clock, type Timer } from '../runtime/clock.js';
 import { TrustedProxies } from './address.js';
 import { claimPage, invitePage } from './claim-page.js';
+import { logOrigin } from '../mesh/checkpoint.js';
 import { FeedHub, itemBuffer } from './feed.js';
 import { ROUTES } from './handlers/index.js';
 import { HttpFront } from './http.js';
@@ -277,6 +278,11 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
         body: JSON.stringify({ ok, db, mqtt: mq, storage: store.kind, logSize: tree.size, portal: pk.id, ...(closing ? { closing: true } : {}) }),
       };
     };
+    // the log's head as a C2SP tlog-checkpoint (signed note), for tools made for other transparency logs
+    const checkpoint = async (): Promise<{ status: number; type: string; body: string }> => {
+      if (!store.eventsReliable) await tree.sync();
+      return { status: 200, type: 'text/plain; charset=utf-8', body: tree.checkpoint(logOrigin(name)) };
+    };
     const live = async (): Promise<{ status: number; type: string; body: string }> => ({ status: 200, type: 'application/json', body: JSON.stringify({ ok: true, portal: pk.id }) });
     const scrape = async (): Promise<{ status: number; type: string; body: string }> => {
       const s = await store.stats();
@@ -307,7 +313,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       // /livez: the process answers (restart it if not); /readyz: it can serve (database and broker
       // work, not stopping; take it out of the load balancer if not); /healthz: /readyz, kept for old probes;
       // /claim, /invite: the static pages a label's or an invitation's QR code opens (the secret stays in the fragment)
-      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/claim': claimPage, '/invite': invitePage },
+      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/claim': claimPage, '/invite': invitePage, '/checkpoint': checkpoint },
       connections,
       trusted,
       ...(opts.headersTimeoutMs !== undefined ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),

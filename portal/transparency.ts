@@ -14,6 +14,7 @@ import type { Signer, SignedEnvelope } from '../mesh/envelope.js';
 import { equalBytes } from '../mesh/bytes.js';
 import { fail } from '../mesh/errors.js';
 import { createTreeHead } from '../mesh/messages.js';
+import { signCheckpoint } from '../mesh/checkpoint.js';
 import { consistencyProofFrom, inclusionProofFrom, nodesRead, rootFrom, type NodeAt } from '../mesh/merkle.js';
 import { isoNow, type Clock } from '../runtime/clock.js';
 import type { LogHead, Storage } from './storage/types.js';
@@ -22,6 +23,7 @@ export class LogTree {
   /** the newest head this process can prove (none before the first sync) */
   private head: LogHead | undefined;
   private signed: { size: number; env: SignedEnvelope } | undefined;
+  private note: { size: number; text: string } | undefined;
   /** a newer head heard of but not yet certified */
   private heard: LogHead | undefined;
   private certifying: Promise<void> | undefined;
@@ -70,6 +72,13 @@ export class LogTree {
   async ensure(size: number): Promise<void> {
     if (this.size < size && this.certifying !== undefined) await this.certifying;
     if (this.head === undefined || this.size < size) await this.sync();
+  }
+
+  /** The newest provable head as a C2SP checkpoint (a signed note), signed again only when it changed. */
+  checkpoint(origin: string): string {
+    const h = this.head ?? fail('unavailable', 'the log head is not loaded yet; try again');
+    if (this.note === undefined || this.note.size !== h.size) this.note = { size: h.size, text: signCheckpoint({ origin, size: h.size, root: h.root }, this.key) };
+    return this.note.text;
   }
 
   /** The signed tree head of the newest provable head, signed again only when it changed. */
