@@ -19,11 +19,11 @@ import { type StatusError } from '../mesh/messages.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AgentSettings, DeviceFiles } from '../runtime/device-files.js';
 import { backoff } from '../runtime/backoff.js';
-import { isoNow, systemClock, type Clock, type Timer } from '../runtime/clock.js';
-import { applyItems, configDocument, effective, MasterMemo, type AgentEvent, type CoreContext } from './core.js';
+import { isoNow, sleep, systemClock, type Clock, type Timer } from '../runtime/clock.js';
+import { applyItems, configDocument, confirmPending, effective, MasterMemo, revertPending, type AgentEvent, type CoreContext } from './core.js';
 import { register, Push, type ConnectionState, type Log, type PortalLink } from './connection.js';
 import { sendStatus } from './status.js';
-import { CONFIG_FILE, confLoaded, loadConf, publishLocal, runHook, writeConf } from './outputs.js';
+import { CONFIG_FILE, confLoaded, loadConf, publishLocal, runHealth, runHook, writeConf } from './outputs.js';
 import { StateStore } from './store.js';
 import * as fs from 'node:fs';
 import { answer, applyLocal, inboxDir, newEpoch, pendingCommands, removePid, writePid } from './local.js';
@@ -72,6 +72,9 @@ export class Agent {
   private statusTimer: Timer | undefined;
   private polling = false;
   private pollAgain = false;
+  private probing = false;
+  /** the hook run for the latest change (a change on probation waits for it) */
+  private hookRun: Promise<void> = Promise.resolve();
   private readonly pollDelays: ReturnType<typeof backoff>;
   private statusSending = false;
   private lastStatusSentMs = 0;
@@ -124,6 +127,8 @@ export class Agent {
   async start(): Promise<void> {
     writePid(this.dir);
     this.watchInbox();
+    // a change still on probation after a restart (a power cut): it must still prove itself, in its window
+    if (this.store.state.pending !== null && this.store.state.pending !== undefined) void loadConf().then(() => this.probation());
     try {
       await this.ensureRegistered();
     } catch (e) {
@@ -318,6 +323,8 @@ export class Agent {
     if (this.stopped) return;
     const before = this.store.state;
     const r = applyItems(before, items, this.context());
+    // nothing applied (a change on probation holds the feed): nothing to write
+    if (r.state === before && r.gap === undefined) return;
     let state = r.state;
     if (r.gap !== undefined) {
       const message = `${FEED_REFUSED}item ${r.gap.got} came where ${r.gap.expected} was expected; nothing from it on was applied`;
@@ -333,8 +340,69 @@ export class Agent {
     this.scheduleStatus(50);
     if (doc !== undefined) {
       if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f));
-      runHook(this.dir, this.settings, (f) => this.recordError(f));
+      this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
     }
+    if (state.pending !== null && state.pending !== undefined) void this.probation();
+  }
+
+  // ------------------------------------------------------------ a change on probation
+
+  /**
+   * A change its owner asked to be confirmed: once the hook has run with it in effect, the health
+   * check must pass and the device must complete a round trip with the portal before the deadline
+   * (this device's clock); then it is confirmed. Otherwise the device goes back to the owner's
+   * configuration before it, runs the hook again, and reports `reverted` or `unhealthy`. The
+   * probation is in state.json, so a restart (a power cut) resumes it: the change ends confirmed
+   * or reverted, never in between. Nothing later in the feed is applied meanwhile.
+   */
+  private async probation(): Promise<void> {
+    if (this.probing || this.stopped) return;
+    const p = this.store.state.pending;
+    if (p === null || p === undefined) return;
+    this.probing = true;
+    try {
+      await this.hookRun;
+      const health = await runHealth(this.dir, this.settings);
+      if (this.stopped) return;
+      if (!health.ok) return this.revert('unhealthy', health.reason);
+      for (;;) {
+        const cur = this.store.state.pending;
+        if (cur === null || cur === undefined || cur.n !== p.n || this.stopped) return;
+        const now = this.clock.now();
+        if (now > cur.deadlineMs || now < cur.sinceMs) return this.revert('reverted', `no portal contact within ${Math.round((cur.deadlineMs - cur.sinceMs) / 1000)} s of applying it`);
+        try {
+          await sendStatus({ client: this.client, device: this.device, store: this.store, clock: this.clock, log: this.log, portalSign: this.link?.portalSign });
+          if (this.store.state.pending?.n !== p.n) return;
+          this.store.update((st) => confirmPending(st));
+          this.log('confirmed', { app: p.app, seq: p.seq, account: p.account });
+          this.events.emit('confirmed', { app: p.app, seq: p.seq, account: p.account });
+          this.scheduleStatus(0);
+          void this.pollNow();
+          return;
+        } catch (e) {
+          this.log('probation-contact-failed', { app: p.app, seq: p.seq, message: (e as Error).message });
+          await sleep(this.clock, Math.max(50, Math.min(1000, cur.deadlineMs - this.clock.now() + 1)), this.abort.signal).catch(() => undefined);
+        }
+      }
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** Undo the change on probation: the previous configuration written first, then the state; the hook runs again. */
+  private revert(code: 'reverted' | 'unhealthy', reason: string): void {
+    const p = this.store.state.pending;
+    if (p === null || p === undefined) return;
+    const next = revertPending(this.store.state, { code, reason }, isoNow(this.clock));
+    const doc = configDocument(next);
+    writeConf(this.dir, doc);
+    this.store.update(() => next);
+    this.log(code, { app: p.app, seq: p.seq, account: p.account, reason });
+    this.events.emit(code, { app: p.app, seq: p.seq, account: p.account, reason });
+    if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f));
+    this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
+    this.scheduleStatus(0);
+    void this.hookRun.then(() => this.pollNow());
   }
 
   private context(): CoreContext {
@@ -394,7 +462,7 @@ export class Agent {
         this.scheduleStatus(0);
         if (r.configChanged) {
           if (this.settings.localMqtt !== null) void publishLocal(this.settings, configDocument(r.state), (f) => this.recordError(f));
-          runHook(this.dir, this.settings, (f) => this.recordError(f));
+          this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
         }
         // a new epoch: the label record at the portal names it, so claimants can bind their claims to it
         if (command.cmd === 'reset') this.lostRegistration('reset');

@@ -97,6 +97,8 @@ const COMMAND_HELP: Record<string, string> = { run: RUN_HELP, status: STATUS_HEL
 const EVENT_LEVELS: Readonly<Record<string, LogLevel>> = {
   'internal-error': 'error',
   refused: 'warn',
+  reverted: 'warn',
+  unhealthy: 'warn',
   'push-disconnected': 'warn',
   accepted: 'info',
   connection: 'info',
@@ -190,8 +192,8 @@ async function run(argv: string[]): Promise<void> {
       if (event === 'connection' && typeof data?.state === 'string') notify.status(`portal ${settings.portal}: ${data.state}`);
     },
   });
-  for (const ev of ['claimed', 'applied', 'removed', 'refused'] as const) {
-    agent.on(ev, (d: Record<string, unknown>) => process.stdout.write(`mesh-agent event ${JSON.stringify({ type: ev, ...d })}\n`));
+  for (const ev of ['claimed', 'applied', 'removed', 'refused', 'confirmed', 'reverted', 'unhealthy'] as const) {
+    agent.on(ev, (d: object) => void process.stdout.write(`mesh-agent event ${JSON.stringify({ type: ev, ...d })}\n`));
   }
   let stopping = false;
   const stopWatchdog = notify.startWatchdog();

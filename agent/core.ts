@@ -94,6 +94,8 @@ export function applyItems(s0: AgentState, items: readonly FeedItem[], ctx: Core
   const events: AgentEvent[] = [];
   let configChanged = false;
   for (const item of [...items].sort((a, b) => a.n - b.n)) {
+    // a change on probation holds everything after it until it is confirmed or reverted
+    if (s.pending !== null && s.pending !== undefined) break;
     if (item.n <= s.n) continue;
     if (item.n !== s.n + 1) return { state: s, events, configChanged, gap: { expected: s.n + 1, got: item.n } };
     const r = applyItem(s, item, ctx);
@@ -291,7 +293,7 @@ function application(s: AgentState, item: FeedItem, ctx: CoreContext): StepResul
   const { app, seq } = ap.payload;
   if (ap.payload.master !== owner.master) throw new MeshError('wrong-master', `a ${app} profile names ${ap.payload.master}, but is signed by ${owner.account}`);
   const prev = owner.apps[app];
-  const held = Math.max(prev?.seq ?? 0, floor?.apps[app] ?? 0);
+  const held = Math.max(prev?.seq ?? 0, floor?.apps[app] ?? 0, owner.reverted?.[app] ?? 0);
   if (seq <= held) throw new MeshError('rollback', `${app} profile ${seq} from ${owner.account} is not newer than ${held}, already applied`);
   const doc = openApplicationProfile(ap, { id: ctx.device.id, enc: ctx.device.enc });
   if (owner.role === 'guest') {
@@ -312,6 +314,10 @@ function application(s: AgentState, item: FeedItem, ctx: CoreContext): StepResul
   if (mergedProblems.length > 0) throw new MeshError('schema', `the merged ${app} settings would be invalid: ${mergedProblems.join('; ')}`);
   const apps = { ...owner.apps, [app]: { seq, created: ap.payload.created, appliedAt: ctx.now, values } };
   let next: AgentState = { ...s, owners: { ...s.owners, [owner.master]: { ...owner, apps } } };
+  if (ap.payload.confirm !== undefined) {
+    const nowMs = Date.parse(ctx.now);
+    next = { ...next, pending: { master: owner.master, account: owner.account, app, seq, n: item.n, ...(prev !== undefined ? { prev } : {}), sinceMs: nowMs, deadlineMs: nowMs + ap.payload.confirm * 1000 } };
+  }
   if (clockAhead(ap.payload.created, ctx.now)) {
     // applied by order all the same; the owners are told the signer's clock is off
     next = withError(next, { code: 'clock-ahead', message: `applied in feed order; ${owner.account} signed it at ${ap.payload.created}, ahead of this device's clock (${ctx.now})`, at: ctx.now, master: owner.master, app, seq });
@@ -392,11 +398,37 @@ export function setLocally(s: AgentState, app: string, change: { readonly set: R
 
 // ------------------------------------------------------------ ownership outside the feed
 
+// ------------------------------------------------------------ changes on probation
+
+/** The change on probation has proved itself (portal reached with it in effect, health check passed). */
+export function confirmPending(s: AgentState): AgentState {
+  return s.pending === null || s.pending === undefined ? s : { ...s, pending: null };
+}
+
+/**
+ * The change on probation failed (no portal contact in its window, or the health check): its owner's
+ * application goes back to what it was, the change is never applied again (its owner publishes
+ * anew), and the owners are told why (`reverted`, `unhealthy`).
+ */
+export function revertPending(s: AgentState, why: { readonly code: 'reverted' | 'unhealthy'; readonly reason: string }, now: string): AgentState {
+  const p = s.pending;
+  if (p === null || p === undefined) return s;
+  const owner = s.owners[p.master];
+  let next: AgentState = { ...s, pending: null };
+  if (owner !== undefined) {
+    const apps = { ...owner.apps };
+    if (p.prev !== undefined) apps[p.app] = p.prev;
+    else delete apps[p.app];
+    next = { ...next, owners: { ...s.owners, [p.master]: { ...owner, apps, reverted: { ...owner.reverted, [p.app]: Math.max(owner.reverted?.[p.app] ?? 0, p.seq) } } } };
+  }
+  return withError(next, { code: why.code, message: `${p.app} #${p.seq} from ${p.account} was reverted: ${why.reason}`.slice(0, 1000), at: now, master: p.master, app: p.app, seq: p.seq });
+}
+
 /** A factory reset: a new epoch; every owner forgotten, but not their rollback floors or the used nonces. */
 export function factoryReset(s: AgentState, epoch: string, claimKey: Uint8Array): AgentState {
   let next: AgentState = s;
   for (const id of Object.keys(s.owners)) next = dropOwner(next, id, claimKey);
-  return { ...next, owners: {}, errors: [], epoch, resets: s.resets + 1, invites: {}, local: {} };
+  return { ...next, owners: {}, errors: [], epoch, resets: s.resets + 1, invites: {}, local: {}, pending: null };
 }
 
 /** One owner removed by someone holding the device (`mesh-agent remove-owner`); refuses an unknown one. */
@@ -419,7 +451,8 @@ function dropOwner(s: AgentState, master: string, claimKey: Uint8Array): AgentSt
   delete owners[master];
   // the invitations a removed owner sent go with it
   const invites = Object.fromEntries(Object.entries(s.invites).filter(([, i]) => i.by !== master));
-  return { ...s, owners, invites, floors: { ...s.floors, [key]: floor } };
+  const pending = s.pending?.master === master ? null : (s.pending ?? null);
+  return { ...s, owners, invites, pending, floors: { ...s.floors, [key]: floor } };
 }
 
 function floorKey(master: string, claimKey: Uint8Array): string {

@@ -10,9 +10,20 @@ export interface AgentEvents {
   readonly applied: Extract<AgentEvent, { type: 'applied' }>;
   readonly removed: Extract<AgentEvent, { type: 'removed' }>;
   readonly refused: Extract<AgentEvent, { type: 'refused' }>;
+  /** a change on probation proved itself, or was undone (the configuration before it is back on disk) */
+  readonly confirmed: ProbationEnd;
+  readonly reverted: ProbationEnd;
+  readonly unhealthy: ProbationEnd;
   readonly connection: ConnectionState;
   /** a signed status was accepted by the portal (its sequence number) */
   readonly status: number;
+}
+
+export interface ProbationEnd {
+  readonly app: string;
+  readonly seq: number;
+  readonly account: string;
+  readonly reason?: string;
 }
 
 type Listener<T> = (value: T) => void;

@@ -37,13 +37,46 @@ export function writeConf(dir: string, doc: Record<string, unknown>): void {
   fsyncDir(dir);
 }
 
-export function runHook(dir: string, settings: AgentSettings, failed: OutputFailure): void {
+/** Run the hook; the promise settles when it has exited (or failed to start). */
+export function runHook(dir: string, settings: AgentSettings, failed: OutputFailure): Promise<void> {
   const hook = settings.hook;
-  if (hook === null) return;
-  const child = spawn('/bin/sh', ['-c', hook], { env: { ...process.env, MESH_CONFIG: path.join(dir, CONFIG_FILE) }, stdio: 'ignore' });
-  child.on('error', (e) => failed({ code: 'internal', message: `the hook failed to start: ${e.message}` }));
-  child.on('exit', (code) => {
-    if (code !== 0) failed({ code: 'internal', message: `the hook exited with ${code}` });
+  if (hook === null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const child = spawn('/bin/sh', ['-c', hook], { env: { ...process.env, MESH_CONFIG: path.join(dir, CONFIG_FILE) }, stdio: 'ignore' });
+    child.on('error', (e) => {
+      failed({ code: 'internal', message: `the hook failed to start: ${e.message}` });
+      resolve();
+    });
+    child.on('exit', (code) => {
+      if (code !== 0) failed({ code: 'internal', message: `the hook exited with ${code}` });
+      resolve();
+    });
+  });
+}
+
+/** Run the health check with its time limit: ok, or why not with the last lines it printed. */
+export function runHealth(dir: string, settings: AgentSettings): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const h = settings.health;
+  if (h === null) return Promise.resolve({ ok: true });
+  return new Promise((resolve) => {
+    let out = '';
+    const child = spawn('/bin/sh', ['-c', h.command], { env: { ...process.env, MESH_CONFIG: path.join(dir, CONFIG_FILE) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (d: Buffer): void => {
+      out = (out + d.toString('utf8')).slice(-2000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    const timer = setTimeout(() => child.kill('SIGKILL'), h.timeoutMs);
+    const tail = (): string => out.trim().split('\n').slice(-3).join(' / ').slice(0, 300);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ ok: false, reason: `the health check did not start: ${e.message}` });
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ ok: true });
+      else resolve({ ok: false, reason: `the health check ${signal !== null ? `was stopped after ${h.timeoutMs} ms` : `exited with ${code}`}${tail() !== '' ? `: ${tail()}` : ''}` });
+    });
   });
 }
 

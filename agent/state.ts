@@ -28,6 +28,8 @@ export interface Owner {
   readonly apps: Readonly<Record<string, AppState>>;
   /** every administration key any master profile of this owner that the device has seen revoked */
   readonly revoked?: readonly string[];
+  /** per application, the sequence of a change this device reverted: it is not applied again (the owner publishes anew) */
+  readonly reverted?: Readonly<Record<string, number>>;
   /** a guest: may set only what `grant` allows, and invite nobody */
   readonly role?: 'guest';
   readonly grant?: Grant;
@@ -91,9 +93,25 @@ export interface AgentState {
   readonly invites: Readonly<Record<string, PendingInvite>>;
   /** changes made on the device itself (its dial: `mesh-agent set`), per application and key */
   readonly local: Readonly<Record<string, Readonly<Record<string, KeyValue>>>>;
+  /** a change applied that must be confirmed (portal reached, health check passed) before its deadline, or reverted */
+  readonly pending: PendingConfirm | null;
 }
 
-export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0, invites: {}, local: {} };
+/** A change on probation: what to go back to, and until when (this device's clock, ms). */
+export interface PendingConfirm {
+  readonly master: string;
+  readonly account: string;
+  readonly app: string;
+  readonly seq: number;
+  /** the feed item that carried it */
+  readonly n: number;
+  /** the owner's application state before it (absent: the owner had none for the app) */
+  readonly prev?: AppState;
+  readonly sinceMs: number;
+  readonly deadlineMs: number;
+}
+
+export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0, invites: {}, local: {}, pending: null };
 
 /** invitations waiting at once */
 export const MAX_INVITES = 32;

@@ -92,13 +92,13 @@ export class TestOwner {
     return d;
   }
 
-  applicationProfile(app: string, config: Json, opts: { seq?: number; devices?: TestDevice[]; signer?: AdminKeys } = {}): SignedEnvelope {
+  applicationProfile(app: string, config: Json, opts: { seq?: number; devices?: TestDevice[]; signer?: AdminKeys; confirmS?: number } = {}): SignedEnvelope {
     const seq = opts.seq ?? (this.seqs.get(app) ?? 0) + 1;
     this.seqs.set(app, Math.max(seq, this.seqs.get(app) ?? 0));
-    return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: opts.devices ?? [...this.devices.values()] });
+    return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: opts.devices ?? [...this.devices.values()], ...(opts.confirmS !== undefined ? { confirmS: opts.confirmS } : {}) });
   }
 
-  async publish(app: string, config: Json, opts: { seq?: number; devices?: TestDevice[] } = {}): Promise<SignedEnvelope> {
+  async publish(app: string, config: Json, opts: { seq?: number; devices?: TestDevice[]; confirmS?: number } = {}): Promise<SignedEnvelope> {
     const env = this.applicationProfile(app, config, opts);
     await this.client.publish(env);
     return env;

@@ -47,6 +47,8 @@ export const MESH_ERRORS = [
   { code: 'out-of-scope', meaning: "a guest's change to an application, key or value outside what the guest's invitation allows" },
   { code: 'grant-expired', meaning: "a guest's change after the end time of the guest's invitation" },
   { code: 'not-permitted', meaning: 'a guest may set what the invitation allows, but not invite anyone' },
+  { code: 'reverted', meaning: 'a change the device undid because it could not reach the portal with it in effect within the window its owner asked for' },
+  { code: 'unhealthy', meaning: "a change the device undid because its application's health check failed after it" },
   { code: 'clock-ahead', meaning: "applied in feed order, but its signer's clock is far ahead of the device's (a flag, not a refusal)" },
   // protocol / transport
   { code: 'unauthorized', meaning: 'no valid session' },

@@ -106,7 +106,15 @@ export interface ApplicationPayload {
   readonly created: string;
   readonly devices: readonly string[];
   readonly config: EncryptedEnvelope;
+  /**
+   * The owner asks the device to confirm the change: it must reach the portal with it in effect
+   * (and pass its health check) within this many seconds, or it goes back to the configuration
+   * before it on its own (headless safety: a change that cuts the device off undoes itself).
+   */
+  readonly confirm?: number;
 }
+
+export const MAX_CONFIRM_S = 86_400;
 
 // ---------------------------------------------------------------- parsers (the boundary)
 
@@ -200,7 +208,7 @@ export function parseApplicationPayload(bytes: Uint8Array): ApplicationPayload {
   const w = 'application profile';
   const o = looseObject(bytes, w);
   expectType(o, 'application', w);
-  obj(o, w, ['type', 'master', 'app', 'seq', 'created', 'devices', 'config']);
+  obj(o, w, ['type', 'master', 'app', 'seq', 'created', 'devices', 'config'], ['confirm']);
   const devices = arr(o, 'devices', w, MAX_DEVICES).map((d, i) => {
     if (typeof d !== 'string' || !UDF_TEXT.test(d)) return fail('malformed', `${w}.devices[${i}] must be a device UDF`);
     return d;
@@ -213,6 +221,7 @@ export function parseApplicationPayload(bytes: Uint8Array): ApplicationPayload {
     created: time(o, 'created', w),
     devices,
     config: parseEncryptedEnvelope(o.config, `${w}.config`),
+    ...(o.confirm !== undefined ? { confirm: int(o, 'confirm', w, 1, MAX_CONFIRM_S) } : {}),
   };
 }
 
@@ -380,7 +389,7 @@ export interface TargetDevice {
 
 export function createApplicationProfile(
   admin: AdminKeys,
-  p: { master: string; app: string; seq: number; created?: string; config: Json; devices: readonly TargetDevice[]; alsoReadableBy?: readonly Uint8Array[] },
+  p: { master: string; app: string; seq: number; created?: string; config: Json; devices: readonly TargetDevice[]; alsoReadableBy?: readonly Uint8Array[]; confirmS?: number },
 ): SignedEnvelope {
   if (!NAME.test(p.app)) fail('malformed', 'application names are lowercase letters, digits, ".", "_" or "-"');
   const plaintext = utf8(JSON.stringify(checkJsonValue(p.config, 'config')));
@@ -394,7 +403,9 @@ export function createApplicationProfile(
     created: p.created ?? nowIso(),
     devices: p.devices.map((d) => d.id),
     config: encrypt(plaintext, recipients),
+    ...(p.confirmS !== undefined ? { confirm: p.confirmS } : {}),
   };
+  if (p.confirmS !== undefined && (!Number.isSafeInteger(p.confirmS) || p.confirmS < 1 || p.confirmS > MAX_CONFIRM_S)) fail('usage', `a confirmation window is 1 s to ${MAX_CONFIRM_S / 3600} h`);
   return signJson(payload, [admin.sign]);
 }
 

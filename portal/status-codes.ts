@@ -48,6 +48,8 @@ export const HTTP_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   'out-of-scope': 403,
   'grant-expired': 403,
   'not-permitted': 403,
+  reverted: 422,
+  unhealthy: 422,
   'clock-ahead': 422,
   'rate-limited': 429,
   internal: 500,

@@ -5,7 +5,7 @@
  *   device.json   public: { profile, endorsement, id, fingerprint, model, manufacturer, serial }
  *   keys.json     private (0600): the three private keys
  *   claim.json    private (0600): { secret (base64url), code, uri }: what the label shows
- *   agent.json    the agent's settings: { portal, pollIntervalMs, push, hook, localMqtt, maxStaleMs }
+ *   agent.json    the agent's settings: { portal, pollIntervalMs, push, hook, localMqtt, maxStaleMs, health }
  *   schemas/      one JSON Schema per application the device accepts: <app>.json
  */
 import * as fs from 'node:fs';
@@ -30,6 +30,8 @@ export interface AgentSettings {
   readonly localMqtt: { readonly url: string; readonly topic: string } | null;
   /** data older than this is reported stale (the device still runs on it) */
   readonly maxStaleMs: number;
+  /** run after each change (after the hook), with a time limit: a non-zero exit undoes a change on probation (`unhealthy`) */
+  readonly health: { readonly command: string; readonly timeoutMs: number } | null;
 }
 
 export const DEFAULT_SETTINGS: Omit<AgentSettings, 'portal'> = {
@@ -38,6 +40,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'portal'> = {
   hook: null,
   localMqtt: null,
   maxStaleMs: 24 * 3600 * 1000,
+  health: null,
 };
 
 export interface DeviceFiles {
@@ -110,7 +113,7 @@ export function readDeviceDirectory(dir: string): DeviceFiles {
 
 export function readAgentSettings(dir: string, overrides: Partial<AgentSettings> = {}): AgentSettings {
   const t = readTextIfExists(path.join(dir, 'agent.json'));
-  const o = t === undefined ? {} : obj(parseJson(t, 16_384, 'agent.json'), 'agent.json', [], ['portal', 'pollIntervalMs', 'push', 'hook', 'localMqtt', 'maxStaleMs']);
+  const o = t === undefined ? {} : obj(parseJson(t, 16_384, 'agent.json'), 'agent.json', [], ['portal', 'pollIntervalMs', 'push', 'hook', 'localMqtt', 'maxStaleMs', 'health']);
   const portal = overrides.portal ?? optStr(o, 'portal', 'agent.json', 300);
   if (portal === undefined) throw new MeshError('usage', 'no portal URL: set "portal" in agent.json or pass --portal');
   const num = (k: string, d: number): number => (typeof o[k] === 'number' && Number.isFinite(o[k]) ? (o[k] as number) : d);
@@ -121,7 +124,18 @@ export function readAgentSettings(dir: string, overrides: Partial<AgentSettings>
     hook: overrides.hook ?? (typeof o.hook === 'string' ? o.hook : null),
     localMqtt: overrides.localMqtt ?? (typeof o.localMqtt === 'object' && o.localMqtt !== null ? (o.localMqtt as { url: string; topic: string }) : null),
     maxStaleMs: overrides.maxStaleMs ?? num('maxStaleMs', DEFAULT_SETTINGS.maxStaleMs),
+    health: overrides.health ?? healthOf(o.health),
   };
+}
+
+/** agent.json "health": a command, or { "command": ..., "timeoutMs": N } (default 10 s). */
+function healthOf(v: unknown): AgentSettings['health'] {
+  if (typeof v === 'string' && v.length > 0) return { command: v, timeoutMs: 10_000 };
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as { command?: unknown; timeoutMs?: unknown };
+  if (typeof o.command !== 'string' || o.command.length === 0) throw new MeshError('usage', 'agent.json "health" needs a command');
+  const t = typeof o.timeoutMs === 'number' && Number.isFinite(o.timeoutMs) ? Math.min(Math.max(o.timeoutMs, 100), 600_000) : 10_000;
+  return { command: o.command, timeoutMs: t };
 }
 
 export function readSchemas(dir: string): Record<string, unknown> {

@@ -143,7 +143,7 @@ async function getWorld(): Promise<World> {
   const maker = c.ed25519KeyPair();
   const device = newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: 'sn-0001', portalAuthority: new URL(portal.http).host, manufacturerKey: maker });
   const dir = tmp('device');
-  writeDeviceDirectory(dir, device, { portal: portal.http, pollIntervalMs: 200, push: true, hook: null, localMqtt: null, maxStaleMs: 86_400_000 }, { thermostat: SCHEMA });
+  writeDeviceDirectory(dir, device, { portal: portal.http, pollIntervalMs: 200, push: true, hook: null, localMqtt: null, maxStaleMs: 86_400_000, health: null }, { thermostat: SCHEMA });
   const agent = await startAgent(dir);
   cleanup.push(() => agent.stop());
   const alice = tmp('alice');

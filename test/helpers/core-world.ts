@@ -72,10 +72,10 @@ export class CoreOwner {
     return createClaim(this.admin.sign, secrets, { device: device.id, master: this.masterId, account: this.account });
   }
 
-  config(device: CoreDevice, app: string, config: Json, opts: { seq?: number; signer?: AdminKeys; created?: string } = {}): SignedEnvelope {
+  config(device: CoreDevice, app: string, config: Json, opts: { seq?: number; signer?: AdminKeys; created?: string; confirmS?: number } = {}): SignedEnvelope {
     const seq = opts.seq ?? (this.seqs.get(app) ?? 0) + 1;
     this.seqs.set(app, Math.max(seq, this.seqs.get(app) ?? 0));
-    return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: [device.target()], created: opts.created ?? FIXED_TIME });
+    return createApplicationProfile(opts.signer ?? this.admin, { master: this.masterId, app, seq, config, devices: [device.target()], created: opts.created ?? FIXED_TIME, ...(opts.confirmS !== undefined ? { confirmS: opts.confirmS } : {}) });
   }
 
   remove(device: CoreDevice, epoch?: string): SignedEnvelope {
