@@ -7,6 +7,7 @@ import { deriveInviteSecrets, describeGrant, isInvitation, parseInvitation, pars
 import { createClaim, createRemove, type StatusError, type StatusPayload } from '../mesh/messages.js';
 import { verifyDeviceProfile, verifyEndorsement, type Endorsement } from '../mesh/profiles.js';
 import { normalizeUdf, udfMatches } from '../mesh/udf.js';
+import { declaredSchemas, type Schema } from '../mesh/schema.js';
 import { checkLabel, intOpt, strOpt, withOwner, type Command } from './command.js';
 import { deviceStatuses, keepReceipt, ownerEntry, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
 import { nowIso, type DeviceRecord, type Endorsed } from './state.js';
@@ -98,7 +99,7 @@ command waits for the device to confirm.
         throw new MeshError('malformed', "the device's record does not hold a device profile");
       }
       const terms = invitation !== undefined ? parseInviteBlob(blob) : undefined;
-      const bundle = blob as { profile: unknown; endorsement?: unknown; epoch?: unknown };
+      const bundle = blob as { profile: unknown; endorsement?: unknown; epoch?: unknown; schemas?: unknown };
       const epoch = terms?.epoch ?? (typeof bundle.epoch === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(bundle.epoch) ? bundle.epoch : undefined);
       if (terms !== undefined) {
         io.progress(`invitation from ${terms.by}: ${terms.role === 'guest' ? `as a guest, allowed ${describeGrant(terms.grant ?? { scope: [] })}` : 'as a co-owner'}; open until ${terms.expires}\n`);
@@ -135,6 +136,17 @@ command waits for the device to confirm.
         io.progress(`warning: this device is not endorsed by any manufacturer: nothing shows it is genuine${trust !== undefined ? ` (you expected ${trust})` : ''}\n`);
       }
 
+      // what the device runs: the applications its signed profile declares, with the schemas that match their fingerprints
+      let schemas: Record<string, Schema> | undefined;
+      if (device.payload.apps !== undefined) {
+        const got = declaredSchemas(device.payload.apps, terms?.schemas ?? bundle.schemas);
+        schemas = got.schemas;
+        for (const p of got.problems) io.progress(`warning: ${p}; values for it cannot be checked before they are published\n`);
+        io.progress(device.payload.apps.length === 0 ? 'the device declares no applications: it accepts no settings\n' : `the device runs ${device.payload.apps.map((a) => a.name).join(', ')}\n`);
+      } else {
+        io.progress("note: the device's profile does not declare its applications (an older device): settings for it cannot be checked before they are published\n");
+      }
+
       const fp = shortFingerprint(device.id);
       const name = existing?.name ?? wantName ?? `${device.payload.model}-${(fp.split('-')[1] ?? fp).toLowerCase()}`;
       checkLabel(name, 'the device name');
@@ -145,7 +157,7 @@ command waits for the device to confirm.
       const receipt = await proveReceipt(ctx, 'claim', claim, await ctx.client.claim(secrets.claimId, claim));
       keepReceipt(state, receipt);
       const guest = terms?.role === 'guest';
-      const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy, ...(guest ? { guest: true } : {}) };
+      const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy, ...(guest ? { guest: true } : {}), ...(schemas !== undefined ? { schemas } : {}) };
       state.devices = [...state.devices.filter((d) => d.id !== device.id), rec];
       save(ctx);
       const personalSeq = await publishPersonal(ctx);
@@ -175,6 +187,7 @@ command waits for the device to confirm.
         `Claimed ${name}: ${device.payload.model}, fingerprint ${fp}`,
         endorsedBy !== null ? `  endorsed by ${endorsedBy.manufacturer} (${endorsedBy.key})${endorsedBy.trusted ? ', the manufacturer key you trust' : ''}` : '  not endorsed by a manufacturer',
         `  added to your personal profile (#${personalSeq})`,
+        schemas === undefined ? '  runs: not declared by the device (an older profile)' : `  runs: ${Object.keys(schemas).length > 0 ? Object.keys(schemas).sort().join(', ') : 'no application'}`,
         ...sent.map((s) => `  sent your ${s.app} configuration (#${s.seq})`),
       ];
       let verdict: string;
@@ -184,6 +197,7 @@ command waits for the device to confirm.
       else verdict = `  the device REFUSED the claim: [${outcome.error.code}] ${outcome.error.message}`;
       io.out([...head, verdict].join('\n'), {
         device: { id: device.id, name, fingerprint: fp, model: device.payload.model },
+        apps: schemas === undefined ? null : Object.keys(schemas).sort(),
         endorsedBy,
         personalSeq,
         sent,

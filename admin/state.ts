@@ -20,6 +20,7 @@ import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/
 import { arr, checkJsonValue, int, obj, optStr, parseJson, str, type Json, type Obj } from '../mesh/json.js';
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
 import { parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
+import { checkSchema, type Schema } from '../mesh/schema.js';
 import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
 import { ownerHome } from '../runtime/paths.js';
 
@@ -51,6 +52,12 @@ export interface DeviceRecord {
   readonly seenOwners?: readonly string[];
   /** claimed with a guest invitation: may set only what the grant allows */
   readonly guest?: boolean;
+  /**
+   * the applications the device runs and the JSON Schema of each, as its signed profile declares
+   * them (checked against the profile's fingerprints at claim); absent for a device whose profile
+   * declares none (made before devices declared them): its values cannot be checked before publishing
+   */
+  readonly schemas?: Readonly<Record<string, Schema>>;
 }
 
 export interface AppRecord {
@@ -167,7 +174,7 @@ function stateError(file: string, e: unknown): never {
 }
 
 function parseDevice(v: unknown, w: string): DeviceRecord {
-  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest']);
+  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest', 'schemas']);
   let endorsedBy: Endorsed | null = null;
   if (o.endorsedBy !== null) {
     const eo = obj(o.endorsedBy, `${w}.endorsedBy`, ['manufacturer', 'key', 'trusted']);
@@ -183,7 +190,15 @@ function parseDevice(v: unknown, w: string): DeviceRecord {
     endorsedBy,
     ...(o.seenOwners !== undefined ? { seenOwners: arr(o, 'seenOwners', w, 256).map((x, i) => str({ x }, 'x', `${w}.seenOwners[${i}]`, 120)) } : {}),
     ...(o.guest === true ? { guest: true } : {}),
+    ...(o.schemas !== undefined ? { schemas: parseSchemas(o.schemas, `${w}.schemas`) } : {}),
   };
+}
+
+function parseSchemas(v: unknown, w: string): Record<string, Schema> {
+  const o = obj(v, w, [], Object.keys((v ?? {}) as Obj));
+  const out: Record<string, Schema> = {};
+  for (const [app, s] of Object.entries(o)) out[app] = checkSchema(s, `${w}.${app}`);
+  return out;
 }
 
 function parseApp(v: unknown, w: string): AppRecord {
