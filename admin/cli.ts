@@ -13,9 +13,9 @@ import { GLOBAL_OPTIONS, type Command, type Values } from './command.js';
 import { homeDir } from './state.js';
 import { keyRecoverCommand, keyShareCommand, udfCommand } from './tools.js';
 import { profileCreateCommand, profileShowCommand, statusCommand } from './profile.js';
-import { deviceClaimCommand, deviceListCommand, deviceRemoveCommand } from './device.js';
+import { deviceClaimCommand, deviceListCommand, deviceRemoveCommand, deviceRenameCommand } from './device.js';
 import { deviceInviteCommand } from './invite.js';
-import { configApplyCommand, configSetCommand, configShowCommand } from './config.js';
+import { configApplyCommand, configRemoveCommand, configSetCommand, configShowCommand, configUnsetCommand } from './config.js';
 import { adminAddCommand, adminJoinCommand, adminRevokeCommand } from './admins.js';
 import { recoverCommand } from './recover.js';
 import { logVerifyCommand } from './log.js';
@@ -27,9 +27,12 @@ export const COMMANDS: readonly Command[] = [
   deviceClaimCommand,
   deviceInviteCommand,
   deviceListCommand,
+  deviceRenameCommand,
   deviceRemoveCommand,
   configSetCommand,
+  configUnsetCommand,
   configApplyCommand,
+  configRemoveCommand,
   configShowCommand,
   adminAddCommand,
   adminJoinCommand,

@@ -24,7 +24,8 @@ import { checkSchema, type Schema } from '../mesh/schema.js';
 import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
 import { ownerHome } from '../runtime/paths.js';
 
-export const STATE_VERSION = 1;
+/** 2: per-device documents (AppRecord.targets); a version 1 file is read and upgraded (see parseState) */
+export const STATE_VERSION = 2;
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
 /** receipts kept for `mesh log verify`; the oldest are dropped beyond this */
 export const MAX_RECEIPTS = 2000;
@@ -60,11 +61,39 @@ export interface DeviceRecord {
   readonly schemas?: Readonly<Record<string, Schema>>;
 }
 
-export interface AppRecord {
+/** What was last published to one device for one application. */
+export interface DeviceDoc {
+  /** the number of the last configuration published to this device */
   readonly seq: number;
-  /** the last published document; null when this administration device cannot read it */
+  /** what the next change for this device starts from; null when this computer cannot read it */
   readonly doc: ConfigDoc | null;
   readonly publishedAt: string;
+  /** the document before `seq`: the next change starts from it instead when the device refused `seq` */
+  readonly prev?: ConfigDoc | null;
+}
+
+/**
+ * One application. `seq` is the highest number published for it (every publication, whichever
+ * devices it targets, takes the next one: the portal and the devices refuse anything not newer);
+ * `doc` is the document for all devices (a device claimed later gets it); `targets` holds, per
+ * device id, what was last published to that device, so devices may differ (config set --device).
+ * Without `targets` (a version 1 file, or a record read back from the portal at recovery) every
+ * device has `seq` and `doc`.
+ */
+export interface AppRecord {
+  readonly seq: number;
+  /** the document for all devices; null when this administration device cannot read it */
+  readonly doc: ConfigDoc | null;
+  readonly publishedAt: string;
+  readonly targets?: Readonly<Record<string, DeviceDoc>>;
+  /** removed with mesh config remove: kept for its number (the next version is numbered above it) */
+  readonly removed?: boolean;
+}
+
+/** What was last published to device `id` for this application (undefined: never sent to it). */
+export function docFor(r: AppRecord, id: string): DeviceDoc | undefined {
+  if (r.targets === undefined) return { seq: r.seq, doc: r.doc, publishedAt: r.publishedAt };
+  return Object.hasOwn(r.targets, id) ? r.targets[id] : undefined;
 }
 
 export interface Receipt {
@@ -120,7 +149,7 @@ export function newState(p: {
   devices?: DeviceRecord[];
 }): State {
   return {
-    version: 1,
+    version: STATE_VERSION,
     portal: p.portalUrl,
     portalKey: Buffer.from(p.portal.sign).toString('base64url'),
     portalId: p.portal.id,
@@ -201,15 +230,28 @@ function parseSchemas(v: unknown, w: string): Record<string, Schema> {
   return out;
 }
 
-function parseApp(v: unknown, w: string): AppRecord {
-  const o = obj(v, w, ['seq', 'doc', 'publishedAt']);
-  let doc: ConfigDoc | null = null;
-  if (o.doc !== null) {
-    const d = checkJsonValue(o.doc, `${w}.doc`);
-    if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new MeshError('malformed', `${w}.doc must be an object`);
-    doc = d;
+function parseDoc(v: unknown, w: string): ConfigDoc | null {
+  if (v === null) return null;
+  const d = checkJsonValue(v, w);
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new MeshError('malformed', `${w} must be an object`);
+  return d;
+}
+
+function parseApp(v: unknown, w: string, devices: readonly DeviceRecord[], version: number): AppRecord {
+  const o = obj(v, w, ['seq', 'doc', 'publishedAt'], ['targets', 'removed']);
+  const rec: AppRecord = { seq: int(o, 'seq', w, 0), doc: parseDoc(o.doc, `${w}.doc`), publishedAt: str(o, 'publishedAt', w, 30), ...(o.removed === true ? { removed: true } : {}) };
+  if (o.targets === undefined) {
+    // version 1: every publication went to every device; say so per device from now on
+    return version === 1 ? { ...rec, targets: Object.fromEntries(devices.map((d) => [d.id, { seq: rec.seq, doc: rec.doc, publishedAt: rec.publishedAt }])) } : rec;
   }
-  return { seq: int(o, 'seq', w, 0), doc, publishedAt: str(o, 'publishedAt', w, 30) };
+  const to = obj(o.targets, `${w}.targets`, [], Object.keys(o.targets as Obj));
+  const targets: Record<string, DeviceDoc> = {};
+  for (const [id, x] of Object.entries(to)) {
+    const tw = `${w}.targets.${id}`;
+    const t = obj(x, tw, ['seq', 'doc', 'publishedAt'], ['prev']);
+    targets[id] = { seq: int(t, 'seq', tw, 0), doc: parseDoc(t.doc, `${tw}.doc`), publishedAt: str(t, 'publishedAt', tw, 30), ...(t.prev !== undefined ? { prev: parseDoc(t.prev, `${tw}.prev`) } : {}) };
+  }
+  return { ...rec, targets };
 }
 
 export function parseState(v: unknown): State {
@@ -218,10 +260,11 @@ export function parseState(v: unknown): State {
     'version', 'portal', 'portalKey', 'portalId', 'portalName', 'account', 'master', 'masterEnvelope',
     'personalSeq', 'admin', 'apps', 'devices', 'lastTreeHead', 'receipts',
   ]);
-  if (o.version !== STATE_VERSION) throw new MeshError('malformed', `unknown version ${String(o.version)}`);
+  if (o.version !== STATE_VERSION && o.version !== 1) throw new MeshError('malformed', `unknown version ${String(o.version)} (this mesh reads versions 1 and ${STATE_VERSION}; a newer mesh wrote it?)`);
+  const devices = arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`));
   const appsO = obj(o.apps, `${w}.apps`, [], Object.keys((o.apps ?? {}) as Obj));
   const apps: Record<string, AppRecord> = {};
-  for (const [k, x] of Object.entries(appsO)) apps[k] = parseApp(x, `${w}.apps.${k}`);
+  for (const [k, x] of Object.entries(appsO)) apps[k] = parseApp(x, `${w}.apps.${k}`, devices, o.version);
   let lastTreeHead: TreeHeadRecord | null = null;
   if (o.lastTreeHead !== null) {
     const t = obj(o.lastTreeHead, `${w}.lastTreeHead`, ['size', 'root', 'created']);
@@ -241,7 +284,7 @@ export function parseState(v: unknown): State {
     personalSeq: int(o, 'personalSeq', w, 0),
     admin: str(o, 'admin', w, 64),
     apps,
-    devices: arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`)),
+    devices,
     lastTreeHead,
     receipts: arr(o, 'receipts', w, MAX_RECEIPTS + 100).map((r, i) => {
       const rw = `${w}.receipts[${i}]`;

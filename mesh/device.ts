@@ -30,11 +30,15 @@ export function newDeviceIdentity(p: {
   /** host[:port] of the portal printed on the label */
   portalAuthority: string;
   manufacturerKey?: Signer;
-  /** application -> the JSON Schema the device accepts: each is declared, by fingerprint, in the signed profile */
+  /**
+   * application -> the JSON Schema the device accepts: each is declared, by fingerprint, in the
+   * signed profile ({} declares that it runs none); without it the profile declares nothing, as
+   * profiles made before devices declared their applications
+   */
   schemas?: Readonly<Record<string, unknown>>;
 }): DeviceIdentity {
   const keys = generateDeviceKeys();
-  const apps = Object.entries(p.schemas ?? {}).map(([name, schema]) => ({ name, schema: schemaFingerprint(schema) }));
+  const apps = p.schemas === undefined ? undefined : Object.entries(p.schemas).map(([name, schema]) => ({ name, schema: schemaFingerprint(schema) }));
   const profile = createDeviceProfile(keys, p.model, undefined, apps);
   const id = signKeyId(keys.sign.publicKey);
   const endorsement = p.manufacturerKey === undefined ? null : endorseDevice(p.manufacturerKey, { id, model: p.model }, { manufacturer: p.manufacturer, serial: p.serial });
