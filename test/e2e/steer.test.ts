@@ -28,6 +28,7 @@ interface World {
   readonly portal: PortalProcess;
   readonly home: string;
   readonly rooms: Room[];
+  readonly extraHomes: string[];
 }
 
 let w: World;
@@ -40,7 +41,7 @@ test.before(async () => {
     rooms.push({ name, dir, label: identity.labelUri, agent: await startAgentProcess(dir) });
   }
   const home = tmpHome('alice');
-  w = { portal, home, rooms };
+  w = { portal, home, rooms, extraHomes: [] };
   const p = await mesh(home, ['profile', 'create', '--portal', portal.http, '--account', 'alice', '--json']);
   if (p.code !== 0) throw new Error(`profile create: ${p.stdout} ${p.stderr}`);
   for (const r of rooms) {
@@ -53,7 +54,7 @@ test.after.always(async () => {
   if (w === undefined) return;
   for (const r of w.rooms) await r.agent?.stop();
   await w.portal.stop();
-  for (const d of [w.home, ...w.rooms.map((r) => r.dir)]) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of [w.home, ...w.extraHomes, ...w.rooms.map((r) => r.dir)]) fs.rmSync(d, { recursive: true, force: true });
 });
 
 function logSize(): number {
@@ -129,6 +130,23 @@ test.serial('--device sets 18 in one room and 21 in the other; a change for all 
   const list = await mesh(w.home, ['device', 'list', '--json']);
   const devices = (list.json as { devices: { name: string; apps: { app: string; upToDate: boolean; lagging: boolean }[] }[] }).devices;
   for (const d of devices) t.true(d.apps.every((a) => a.upToDate && !a.lagging), `${d.name} is up to date with what was published to it`);
+});
+
+test.serial("an invitation carries the device's schemas: the invitee's values are checked before publishing too", async (t) => {
+  const bob = tmpHome('bob');
+  w.extraHomes.push(bob);
+  const p = await mesh(bob, ['profile', 'create', '--portal', w.portal.http, '--account', 'bob', '--json']);
+  t.is(p.code, 0, show(p));
+  const inv = await mesh(w.home, ['device', 'invite', 'living-room', '--json']);
+  t.is(inv.code, 0, show(inv));
+  const c = await mesh(bob, ['device', 'claim', (inv.json as { invitation: string }).invitation, '--name', 'alices-living-room', '--wait', '20']);
+  t.is(c.code, 0, show(c));
+  t.regex(c.stdout, /runs: thermostat/);
+  const before = logSize();
+  const r = await mesh(bob, ['config', 'set', 'thermostat', 'setpoint=99']);
+  t.is(r.code, 1, show(r));
+  t.regex(r.stderr, /\[schema\]: alices-living-room would refuse it: .*setpoint is 99; the maximum is 30/);
+  t.is(logSize(), before, 'nothing reached the portal log');
 });
 
 test.serial('config unset removes a key on one device', async (t) => {
