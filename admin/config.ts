@@ -105,7 +105,8 @@ function startDoc(ctx: Ctx, app: string, d: DeviceRecord, status: StatusPayload 
   const r = ctx.state.apps[app];
   if (r === undefined || r.removed === true) return {};
   const t = docFor(r, d.id);
-  if (t === undefined) return r.targets !== undefined ? {} : r.doc;
+  // never sent to this device: it starts from what you set for all your devices
+  if (t === undefined) return r.doc;
   if (t.prev !== undefined && errorsFor(status, ctx.state.master).some((e) => e.app === app && e.seq === t.seq)) return t.prev;
   return t.doc;
 }
@@ -396,8 +397,10 @@ ${EXIT_HELP}`,
       // only devices it was sent to and that run it: the others have nothing of it to withdraw
       const targets = chosen.filter((d, i) => chosen.findIndex((x) => x.id === d.id) === i && docFor(r, d.id) !== undefined && (d.schemas === undefined || Object.hasOwn(d.schemas, app)));
       const planned: Planned[] = targets.map((d) => ({ device: d, from: docFor(r, d.id)?.doc ?? {}, doc: {} }));
-      if (planned.length > 0 || names.length > 0) {
+      if (planned.length > 0) {
         await publishPlanned(ctx, app, planned, { all: names.length === 0, base: () => ({}), waitMs: waitMsOpt(v), verb: 'remove' });
+      } else if (names.length > 0) {
+        throw new MeshError('not-found', `nothing of ${app} was sent to ${chosen.map((d) => d.name).join(', ')}: there is nothing to withdraw`);
       }
       if (names.length === 0) {
         const cur = ctx.state.apps[app] ?? r;
