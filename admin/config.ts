@@ -216,7 +216,7 @@ async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[]
     })),
     p.waitMs,
   );
-  revertRefused(ctx, app, outcomes, seqOf);
+  revertRefused(ctx, app, outcomes, seqOf, base !== undefined ? (old?.removed === true ? {} : (old?.doc ?? {})) : undefined);
   if (p.waitMs > 0) {
     for (const o of outcomes) lines.push(outcomeLine(o, { applied: 'applied', notReached: `it gets #${seqOf.get(o.device.id) ?? '?'} when it next reaches the portal; see mesh device list` }));
     if (outcomes.some((o) => o.result === 'refused')) lines.push(`  a device that refused it keeps what it had; your next change for it starts from what it had, not from the refused values`);
@@ -235,20 +235,25 @@ async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[]
   if (code !== 0) process.exitCode = code;
 }
 
-/** A device refused its number: the next change for it starts from what it had before. */
-function revertRefused(ctx: Ctx, app: string, outcomes: readonly Outcome[], seqOf: ReadonlyMap<string, number>): void {
+/**
+ * A device refused its number: the next change for it starts from what it had before, and the
+ * document for all devices (`baseBefore`: what it was before this command changed it) is not
+ * left holding the refused values either.
+ */
+function revertRefused(ctx: Ctx, app: string, outcomes: readonly Outcome[], seqOf: ReadonlyMap<string, number>, baseBefore: ConfigDoc | null | undefined): void {
   const r = ctx.state.apps[app];
   if (r?.targets === undefined) return;
   const targets = { ...r.targets };
   let changed = false;
+  const refused = outcomes.some((o) => o.result === 'refused');
   for (const o of outcomes) {
     const t = targets[o.device.id];
     if (o.result !== 'refused' || t === undefined || t.seq !== seqOf.get(o.device.id) || t.prev === undefined) continue;
     targets[o.device.id] = { seq: t.seq, doc: t.prev, publishedAt: t.publishedAt };
     changed = true;
   }
-  if (changed) {
-    ctx.state.apps[app] = { ...r, targets };
+  if (changed || (refused && baseBefore !== undefined)) {
+    ctx.state.apps[app] = { ...r, targets, ...(refused && baseBefore !== undefined ? { doc: baseBefore } : {}) };
     save(ctx);
   }
 }

@@ -361,7 +361,9 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, opts: Pu
   const receipt = await proveReceipt(ctx, 'application', env, await ctx.client.publish(env));
   const targets = materializeTargets(old, state.devices);
   for (const d of devices) {
-    const before = opts.prev?.has(d.id) === true ? (opts.prev.get(d.id) ?? null) : (targets[d.id]?.doc ?? null);
+    // what this device had before: nothing sent yet is an empty document; null only when it cannot be read here
+    const had = targets[d.id];
+    const before = opts.prev?.has(d.id) === true ? (opts.prev.get(d.id) ?? null) : had === undefined ? {} : had.doc;
     targets[d.id] = { seq, doc, publishedAt, prev: before };
   }
   const rec: AppRecord = { seq, doc: opts.base ?? (toAll ? doc : (old?.doc ?? {})), publishedAt, targets };

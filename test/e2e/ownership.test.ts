@@ -160,6 +160,10 @@ test.serial('a guest limited to thermostat:setpoint in 16..24: 22 applied, 28 an
     await refusedByDevice(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=28']), 'gina 28');
     let d = await waitDevice(w, 'out-of-scope', (x) => x.errors.some((e) => e.code === 'out-of-scope'));
     t.is(setpoint(d), 22);
+    // the refused 28 is not carried into gina's next document (neither the device's nor the one for all devices)
+    const shown = await ok(t, mesh(gina.home, ['config', 'show', 'thermostat', '--json']), 'gina config show');
+    t.deepEqual((shown.json as { doc: unknown; devices: unknown[] }).doc, { setpoint: 22 });
+    t.deepEqual((shown.json as { doc: unknown; devices: unknown[] }).devices, []);
     await refusedByDevice(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=23', 'mode=off']), 'gina mode');
     d = await waitDevice(w, 'mode refused', (x) => x.errors.filter((e) => e.code === 'out-of-scope').length >= 2);
     t.is(d.config.thermostat?.mode, 'eco');
