@@ -119,6 +119,12 @@ test.serial('--device sets 18 in one room and 21 in the other; a change for all 
   t.notRegex(living.stdout, /bedroom/);
   t.is((await deviceConfig(room('bedroom'))).setpoint, 18);
   t.is((await deviceConfig(room('living-room'))).setpoint, 21);
+  // bedroom was not sent living-room's later number: judged against what was published to it, it is not lagging
+  await new Promise((res) => setTimeout(res, 50));
+  const strict = await mesh(w.home, ['device', 'list', '--max-stale-ms', '1', '--json']);
+  for (const d of (strict.json as { devices: { name: string; apps: { app: string; upToDate: boolean; lagging: boolean }[] }[] }).devices) {
+    t.true(d.apps.every((a) => a.upToDate && !a.lagging), `${d.name}: ${JSON.stringify(d.apps)}`);
+  }
 
   const all = await mesh(w.home, ['config', 'set', 'thermostat', 'mode=eco']);
   t.is(all.code, 0, show(all));
