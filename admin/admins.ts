@@ -24,8 +24,8 @@ import { normalizeUdf, present, udfMatches } from '../mesh/udf.js';
 import { PortalClient } from '../client/portal-client.js';
 import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
 import { restoreFromAccount } from './restore.js';
-import { currentMaster, hello, keepReceipt, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
-import { newState, ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState } from './state.js';
+import { currentMaster, hello, keepReceipt, materializeTargets, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
+import { newState, ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState, type ConfigDoc, type DeviceRecord } from './state.js';
 
 /** A one-time PIN: 80 random bits shown as a key-type UDF (the portal sees the join MAC; the PIN must resist offline guessing). */
 export function newPin(): string {
@@ -116,10 +116,26 @@ ${SHARE_HELP}
       // Re-encrypt the configurations so the new administration device can read them too,
       // before it sees itself listed (it reads them back right after).
       const reencrypted: string[] = [];
+      const extraReaders = [fromB64u(found.enc, 'enc', 32)];
       for (const [app, r] of Object.entries(state.apps)) {
-        if (r.doc === null) continue;
-        await publishApp(ctx, app, r.doc, [fromB64u(found.enc, 'enc', 32)]);
-        save(ctx);
+        if (r.removed === true) continue;
+        // each device's own document, to the devices that have it (they may differ: config set --device)
+        const t = materializeTargets(r, state.devices);
+        const groups = new Map<string, { doc: ConfigDoc; devices: DeviceRecord[] }>();
+        for (const d of state.devices) {
+          const x = t[d.id];
+          if (x === undefined || x.doc === null) continue;
+          const k = JSON.stringify(x.doc);
+          const g = groups.get(k) ?? { doc: x.doc, devices: [] };
+          g.devices.push(d);
+          groups.set(k, g);
+        }
+        if (groups.size === 0 && r.doc === null) continue;
+        if (groups.size === 0 && r.doc !== null) groups.set('', { doc: r.doc, devices: [] });
+        for (const g of groups.values()) {
+          await publishApp(ctx, app, g.doc, { targets: g.devices, extraReaders, ...(r.doc !== null ? { base: r.doc } : {}) });
+          save(ctx);
+        }
         reencrypted.push(app);
       }
       const next = createMasterProfile(mk, [...cur.payload.admins, entry], { seq: cur.payload.seq + 1, revoked: cur.payload.revoked });

@@ -13,10 +13,10 @@ import { GLOBAL_OPTIONS, type Command, type Values } from './command.js';
 import { homeDir } from './state.js';
 import { keyRecoverCommand, keyShareCommand, udfCommand } from './tools.js';
 import { profileCreateCommand, profileShowCommand, statusCommand } from './profile.js';
-import { deviceClaimCommand, deviceListCommand, deviceRemoveCommand } from './device.js';
+import { deviceClaimCommand, deviceListCommand, deviceRemoveCommand, deviceRenameCommand } from './device.js';
 import { deviceInviteCommand } from './invite.js';
 import { deviceShowCommand } from './show.js';
-import { configApplyCommand, configSetCommand, configShowCommand } from './config.js';
+import { configApplyCommand, configRemoveCommand, configSetCommand, configShowCommand, configUnsetCommand } from './config.js';
 import { adminAddCommand, adminJoinCommand, adminRevokeCommand } from './admins.js';
 import { recoverCommand } from './recover.js';
 import { logVerifyCommand } from './log.js';
@@ -29,9 +29,12 @@ export const COMMANDS: readonly Command[] = [
   deviceInviteCommand,
   deviceListCommand,
   deviceShowCommand,
+  deviceRenameCommand,
   deviceRemoveCommand,
   configSetCommand,
+  configUnsetCommand,
   configApplyCommand,
+  configRemoveCommand,
   configShowCommand,
   adminAddCommand,
   adminJoinCommand,

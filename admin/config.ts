@@ -1,18 +1,27 @@
 /**
- * mesh config set / apply / show: publish an application profile (the configuration encrypted
- * to every connected device and to the owner's own keys) and optionally wait for the devices'
- * signed reports that they applied it, or why not.
+ * mesh config set / unset / apply / remove / show: publish an application profile (the
+ * configuration encrypted to the target devices and to the owner's own keys), after checking it
+ * against the schemas the target devices declared, then wait for each device's signed status.
+ *
+ * Per device: the owner's state keeps what was last published to each device (AppRecord.targets),
+ * so devices may differ (--device). A change is applied to each target device's own document;
+ * devices that end up with the same document share one publication, and every publication takes
+ * the next number for this owner and application (the portal and the devices refuse anything not
+ * newer). A device that refused a number is not carried forward with the refused value: the next
+ * change starts from the document before it.
  */
 import * as fs from 'node:fs';
 import { MeshError } from '../mesh/errors.js';
 import { checkJsonValue, parseJson, type Json } from '../mesh/json.js';
 import { MAX_CONFIG_BYTES } from '../mesh/profiles.js';
-import { checkAppName, intOpt, withOwner, type Command } from './command.js';
-import { errorsFor } from './device.js';
-import { deviceStatuses, ownerEntry, pollUntil, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
-import { loadState, type ConfigDoc, type DeviceRecord } from './state.js';
-
-const SKEW_MS = 5000;
+import { validate, type Schema } from '../mesh/schema.js';
+import type { StatusPayload } from '../mesh/messages.js';
+import { didYouMean } from '../runtime/cli.js';
+import { checkAppName, listOpt, withOwner, type Command, type Values } from './command.js';
+import { findDevice } from './device.js';
+import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
+import { docFor, loadState, type ConfigDoc, type DeviceRecord } from './state.js';
+import { EXIT_HELP, WAIT_HELP, WAIT_OPTIONS, errorsFor, exitFor, outcomeJson, outcomeLine, waitForDevices, waitMsOpt, type Outcome } from './wait.js';
 
 /** "key=value": the value as JSON when it parses, else the string; "key=" removes the key. */
 export function parseAssignments(args: readonly string[]): { set: Record<string, Json>; remove: string[] } {
@@ -20,7 +29,7 @@ export function parseAssignments(args: readonly string[]): { set: Record<string,
   const remove: string[] = [];
   for (const a of args) {
     const i = a.indexOf('=');
-    if (i <= 0) throw new MeshError('usage', `"${a}" is not key=value (use key= to remove a key)`);
+    if (i <= 0) throw new MeshError('usage', `"${a}" is not key=value (use key= to remove a key, or mesh config unset APP KEY)`);
     const k = a.slice(0, i);
     const raw = a.slice(i + 1);
     if (raw === '') {
@@ -38,122 +47,312 @@ export function parseAssignments(args: readonly string[]): { set: Record<string,
   return { set, remove };
 }
 
-interface Outcome {
-  readonly device: DeviceRecord;
-  readonly result: 'applied' | 'error' | 'waiting';
-  readonly seq?: number;
-  readonly error?: { code: string; message: string; at: string };
+// ---------------------------------------------------------------- targets
+
+/** Every application a device of this owner runs or this owner publishes: the candidates for "did you mean". */
+function knownApps(ctx: Ctx): string[] {
+  const s = new Set<string>();
+  for (const d of ctx.state.devices) for (const a of Object.keys(d.schemas ?? {})) s.add(a);
+  for (const [a, r] of Object.entries(ctx.state.apps)) if (r.removed !== true) s.add(a);
+  return [...s].sort();
 }
 
-async function waitApplied(ctx: Ctx, app: string, seq: number, publishedAt: string, devices: readonly DeviceRecord[], waitMs: number): Promise<Outcome[]> {
-  const done = new Map<string, Outcome>();
-  await pollUntil(waitMs, 500, async () => {
-    const views = await deviceStatuses(ctx);
-    for (const d of devices) {
-      if (done.has(d.id)) continue;
-      const st = views.get(d.id)?.status ?? null;
-      const a = ownerEntry(st, ctx.state.master)?.apps.find((x) => x.app === app);
-      if (a !== undefined && a.seq >= seq) {
-        done.set(d.id, { device: d, result: 'applied', seq: a.seq });
-        continue;
-      }
-      const err = errorsFor(st, ctx.state.master).find(
-        (e) => e.app === app && (e.seq !== undefined ? e.seq === seq : Date.parse(e.at) >= Date.parse(publishedAt) - SKEW_MS),
-      );
-      if (err !== undefined) done.set(d.id, { device: d, result: 'error', error: { code: err.code, message: err.message, at: err.at } });
+/**
+ * The devices a change of `app` goes to: those named with --device (each must run the
+ * application), or every device that runs it (a device whose profile declares nothing is
+ * included: it cannot be checked). An application none of the devices runs is refused, with the
+ * closest one suggested.
+ */
+export function resolveTargets(ctx: Ctx, app: string, names: readonly string[]): DeviceRecord[] {
+  const { devices } = ctx.state;
+  const runs = (d: DeviceRecord): boolean => d.schemas === undefined || Object.hasOwn(d.schemas, app);
+  const hint = (): string => didYouMean(app, knownApps(ctx).filter((a) => a !== app), (c) => `"${c}"`);
+  if (names.length > 0) {
+    const picked: DeviceRecord[] = [];
+    for (const n of names) {
+      const d = findDevice(devices, n);
+      if (!picked.some((x) => x.id === d.id)) picked.push(d);
     }
-    return done.size === devices.length ? true : undefined;
-  });
-  return devices.map((d) => done.get(d.id) ?? { device: d, result: 'waiting' });
+    for (const d of picked) {
+      if (!runs(d)) {
+        const has = Object.keys(d.schemas ?? {});
+        throw new MeshError('schema', `${d.name} does not run the application "${app}"${hint()}; it runs ${has.length > 0 ? has.join(', ') : 'no application'}. Nothing was published`);
+      }
+    }
+    return picked;
+  }
+  const all = devices.filter(runs);
+  if (all.length === 0 && devices.length > 0) {
+    throw new MeshError('schema', `none of your devices runs the application "${app}"${hint()}; they run ${knownApps(ctx).join(', ') || 'no application'}. Nothing was published`);
+  }
+  return all;
 }
 
-async function publishAndReport(ctx: Ctx, app: string, doc: ConfigDoc, waitMs: number): Promise<void> {
-  const isNew = ctx.state.apps[app] === undefined;
-  const p = await publishApp(ctx, app, doc);
-  save(ctx);
+/** Settings the schema does not have (when it allows no others), each with the closest one it has. */
+function unknownKeys(app: string, schema: Schema, keys: readonly string[], device: string): string[] {
+  const props = Object.keys((schema.properties ?? {}) as object);
+  if (schema.additionalProperties !== false) return [];
+  return keys
+    .filter((k) => !props.includes(k))
+    .map((k) => `"${k}" is not a setting of ${app} on ${device}${didYouMean(k, props, (c) => `"${c}"`)}; its settings are ${props.join(', ')}`);
+}
+
+/**
+ * What a change to device `d` starts from: what was last published to it, or, when the device
+ * refused that (its signed status says so, by application and number), the document before it.
+ */
+function startDoc(ctx: Ctx, app: string, d: DeviceRecord, status: StatusPayload | null): ConfigDoc | null {
+  const r = ctx.state.apps[app];
+  if (r === undefined || r.removed === true) return {};
+  const t = docFor(r, d.id);
+  // never sent to this device: it starts from what you set for all your devices
+  if (t === undefined) return r.doc;
+  if (t.prev !== undefined && errorsFor(status, ctx.state.master).some((e) => e.app === app && e.seq === t.seq)) return t.prev;
+  return t.doc;
+}
+
+interface Planned {
+  readonly device: DeviceRecord;
+  readonly from: ConfigDoc;
+  readonly doc: ConfigDoc;
+}
+
+export type Change = { kind: 'assign'; set: Record<string, Json>; remove: readonly string[] } | { kind: 'replace'; doc: ConfigDoc };
+
+function applyChange(from: ConfigDoc, ch: Change): ConfigDoc {
+  if (ch.kind === 'replace') return { ...ch.doc };
+  const doc: ConfigDoc = { ...from };
+  for (const k of ch.remove) delete doc[k];
+  Object.assign(doc, ch.set);
+  return doc;
+}
+
+/**
+ * Plan a change for each target device and check every resulting document against the device's
+ * schema, with the message the device would give. Any problem refuses the whole change: nothing
+ * is published.
+ */
+async function plan(ctx: Ctx, app: string, targets: readonly DeviceRecord[], ch: Change): Promise<Planned[]> {
+  const views = targets.length > 0 ? await deviceStatuses(ctx) : new Map();
+  const problems: string[] = [];
+  const out: Planned[] = [];
+  const named = ch.kind === 'assign' ? [...Object.keys(ch.set), ...ch.remove] : Object.keys(ch.doc);
+  for (const d of targets) {
+    const from = startDoc(ctx, app, d, views.get(d.id)?.status ?? null);
+    if (from === null) {
+      throw new MeshError('state', `this computer cannot read the current ${app} configuration of ${d.name} (it was published before this administration device joined, or by a key revoked since). Write the whole document with: mesh config apply ${app} FILE.json --device ${d.name}`);
+    }
+    const doc = applyChange(from, ch);
+    const schema = d.schemas?.[app];
+    if (schema !== undefined) {
+      const unknown = unknownKeys(app, schema, named, d.name);
+      if (unknown.length > 0) problems.push(...unknown);
+      else {
+        const p = validate(schema, doc);
+        if (p.length > 0) problems.push(`${d.name} would refuse it: refused ${app} settings from ${ctx.state.account}: ${p.join('; ')}`);
+      }
+    }
+    out.push({ device: d, from, doc });
+  }
+  if (problems.length > 0) throw new MeshError('schema', `${[...new Set(problems)].join('\n  ')}\n  Nothing was published.`);
+  return out;
+}
+
+// ---------------------------------------------------------------- publish and wait
+
+interface Publication {
+  readonly seq: number;
+  readonly devices: DeviceRecord[];
+}
+
+/**
+ * Publish the planned documents (devices with the same document share a publication), update the
+ * document for all devices when no --device was given, wait for each device, and report.
+ */
+async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[], p: { all: boolean; base: (old: ConfigDoc) => ConfigDoc; waitMs: number; verb: string }): Promise<void> {
+  const old = ctx.state.apps[app];
+  const wasListed = old !== undefined && old.removed !== true;
+  const base = p.all ? p.base(old === undefined || old.removed === true ? {} : (old.doc ?? {})) : undefined;
+  const groups = new Map<string, { doc: ConfigDoc; planned: Planned[] }>();
+  for (const x of planned) {
+    const k = JSON.stringify(x.doc);
+    const g = groups.get(k) ?? { doc: x.doc, planned: [] };
+    g.planned.push(x);
+    groups.set(k, g);
+  }
+  const pubs: Publication[] = [];
+  const seqOf = new Map<string, number>();
+  if (groups.size === 0) {
+    // no device yet: the document is kept (and published for the owner's own keys) for devices claimed later
+    const r = await publishApp(ctx, app, base ?? {}, { targets: [], ...(base !== undefined ? { base } : {}) });
+    save(ctx);
+    pubs.push({ seq: r.seq, devices: [] });
+  }
+  for (const g of groups.values()) {
+    const r = await publishApp(ctx, app, g.doc, { targets: g.planned.map((x) => x.device), prev: new Map(g.planned.map((x) => [x.device.id, x.from])), ...(base !== undefined ? { base } : {}) });
+    save(ctx);
+    pubs.push({ seq: r.seq, devices: r.devices });
+    for (const d of r.devices) seqOf.set(d.id, r.seq);
+  }
   let personalSeq: number | undefined;
-  if (isNew) {
+  if (!wasListed) {
     personalSeq = await publishPersonal(ctx);
     save(ctx);
   }
-  const lines = [`Published ${app} configuration #${p.seq}, encrypted to ${p.devices.length} device${p.devices.length === 1 ? '' : 's'}${p.devices.length > 0 ? ` (${p.devices.map((d) => d.name).join(', ')})` : ''}.`];
-  if (p.devices.length === 0) lines.push('  no devices yet: devices you claim later receive it when you claim them');
+  const lines = pubs.map((x) => `Published ${app} configuration #${x.seq}${x.devices.length > 0 ? ` for ${x.devices.map((d) => d.name).join(', ')}` : ''}.`);
+  if (planned.length === 0) lines.push('  no devices run it yet: devices you claim later receive it when you claim them');
   if (personalSeq !== undefined) lines.push(`  ${app} added to your personal profile (#${personalSeq})`);
-  let outcomes: Outcome[] = [];
-  if (waitMs > 0 && p.devices.length > 0) {
-    ctx.io.progress(`waiting up to ${Math.round(waitMs / 1000)} s for the devices to apply it...\n`);
-    outcomes = await waitApplied(ctx, app, p.seq, p.publishedAt, p.devices, waitMs);
-    for (const o of outcomes) {
-      if (o.result === 'applied') lines.push(`  ${o.device.name}: applied #${o.seq ?? p.seq}`);
-      else if (o.result === 'error') lines.push(`  ${o.device.name}: REFUSED it: [${o.error?.code ?? '?'}] ${o.error?.message ?? ''}`);
-      else lines.push(`  ${o.device.name}: not applied yet (it will when it next reaches the portal; see mesh device list)`);
-    }
-    if (outcomes.some((o) => o.result === 'error')) {
-      lines.push(`  #${p.seq} stays your published ${app} configuration; fix it with mesh config set ${app} KEY=VALUE (KEY= removes a setting), and the corrected version is sent again`);
-    }
+  const outcomes = await waitForDevices(
+    ctx,
+    planned.map((x) => ({
+      device: x.device,
+      check: (st: StatusPayload | null) => {
+        const seq = seqOf.get(x.device.id) ?? 0;
+        const a = ownerEntry(st, ctx.state.master)?.apps.find((y) => y.app === app);
+        if (a !== undefined && a.seq >= seq) return { result: 'applied' as const, seq: a.seq };
+        const err = errorsFor(st, ctx.state.master).find((e) => e.app === app && e.seq === seq);
+        return err === undefined ? undefined : { result: 'refused' as const, error: err };
+      },
+    })),
+    p.waitMs,
+  );
+  revertRefused(ctx, app, outcomes, seqOf, base !== undefined ? (old?.removed === true ? {} : (old?.doc ?? {})) : undefined);
+  if (p.waitMs > 0) {
+    for (const o of outcomes) lines.push(outcomeLine(o, { applied: 'applied', notReached: `it gets #${seqOf.get(o.device.id) ?? '?'} when it next reaches the portal; see mesh device list` }));
+    if (outcomes.some((o) => o.result === 'refused')) lines.push(`  a device that refused it keeps what it had; your next change for it starts from what it had, not from the refused values`);
   }
+  const code = exitFor(outcomes, p.waitMs > 0);
   ctx.io.out(lines.join('\n'), {
     app,
-    seq: p.seq,
-    devices: p.devices.map((d) => ({ id: d.id, name: d.name })),
+    action: p.verb,
+    seq: Math.max(...pubs.map((x) => x.seq)),
+    publications: pubs.map((x) => ({ seq: x.seq, devices: x.devices.map((d) => ({ id: d.id, name: d.name })) })),
+    devices: planned.map((x) => ({ id: x.device.id, name: x.device.name, seq: seqOf.get(x.device.id) })),
     ...(personalSeq !== undefined ? { personalSeq } : {}),
-    results: outcomes.map((o) => ({ device: o.device.name, id: o.device.id, result: o.result, ...(o.seq !== undefined ? { seq: o.seq } : {}), ...(o.error !== undefined ? { error: o.error } : {}) })),
+    results: p.waitMs > 0 ? outcomes.map(outcomeJson) : [],
+    exit: code,
   });
-  if (outcomes.some((o) => o.result === 'error')) process.exitCode = 1;
+  if (code !== 0) process.exitCode = code;
 }
 
-const WAIT_HELP = '  --wait-ms N   wait up to N ms for every device to report it applied (or refused) it (default 0: don\'t wait)';
+/**
+ * A device refused its number: the next change for it starts from what it had before, and the
+ * document for all devices (`baseBefore`: what it was before this command changed it) is not
+ * left holding the refused values either.
+ */
+function revertRefused(ctx: Ctx, app: string, outcomes: readonly Outcome[], seqOf: ReadonlyMap<string, number>, baseBefore: ConfigDoc | null | undefined): void {
+  const r = ctx.state.apps[app];
+  if (r?.targets === undefined) return;
+  const targets = { ...r.targets };
+  let changed = false;
+  const refused = outcomes.some((o) => o.result === 'refused');
+  for (const o of outcomes) {
+    const t = targets[o.device.id];
+    if (o.result !== 'refused' || t === undefined || t.seq !== seqOf.get(o.device.id) || t.prev === undefined) continue;
+    targets[o.device.id] = { seq: t.seq, doc: t.prev, publishedAt: t.publishedAt };
+    changed = true;
+  }
+  if (changed || (refused && baseBefore !== undefined)) {
+    ctx.state.apps[app] = { ...r, targets, ...(refused && baseBefore !== undefined ? { doc: baseBefore } : {}) };
+    save(ctx);
+  }
+}
+
+async function change(ctx: Ctx, app: string, v: Values, ch: Change, verb: string, base: (old: ConfigDoc) => ConfigDoc): Promise<void> {
+  await sync(ctx);
+  save(ctx);
+  if (ch.kind === 'assign') requireReadable(ctx, app);
+  const names = listOpt(v, 'device');
+  const targets = resolveTargets(ctx, app, names);
+  const planned = await plan(ctx, app, targets, ch);
+  await publishPlanned(ctx, app, planned, { all: names.length === 0, base, waitMs: waitMsOpt(v), verb });
+}
+
+const TARGET_HELP = `  --device NAME only this device (its name, or the start of its fingerprint); repeat it for
+                several. Default: every device of yours that runs APP`;
+
+function requireReadable(ctx: Ctx, app: string): void {
+  const cur = ctx.state.apps[app];
+  const unverified = ctx.ahead.get(`app:${app}`);
+  if (cur?.doc == null && unverified !== undefined) {
+    throw new MeshError('state', `the current ${app} configuration at the portal (#${unverified}) is signed by an administration key revoked since, and this computer holds no earlier one to start from. Write the whole document with: mesh config apply ${app} FILE.json`);
+  }
+}
 
 export const configSetCommand: Command = {
   name: 'config set',
-  summary: "change some settings of an application's configuration",
-  help: `usage: mesh config set APP key=value ... [--wait-ms N]
+  summary: "change some settings of an application, on all or some devices, checked before publishing",
+  help: `usage: mesh config set APP KEY=VALUE ... [--device NAME]... [--wait S] [--json]
 
-Takes the configuration last published for APP, changes the given keys, and publishes it
-as the next version, encrypted to each of your devices (and readable by you, also after a
-recovery). Values are read as JSON when they are JSON (21, true, "x", [1,2]), otherwise as
-text; "key=" removes the key.
+Takes what you last sent each target device for APP, changes the given keys, checks the result
+against the schema each device declared (the same check, and the same message, as on the
+device), and only then publishes it, encrypted to those devices (and readable by you, also after
+a recovery). A value a device would refuse, an application it does not run, or a setting its
+schema does not have is refused here, with the closest name suggested: nothing is published.
+Values are read as JSON when they are JSON (21, true, "x", [1,2]), otherwise as text;
+"KEY=" removes the key (as mesh config unset does).
 
+${TARGET_HELP}
 ${WAIT_HELP}
   --json        print the result as JSON
 
-example: mesh config set thermostat target=21 mode=heat`,
-  options: { 'wait-ms': { type: 'string' } },
+Then, per device: applied, REFUSED with the device's reason, or not reached yet.
+${EXIT_HELP}
+
+examples: mesh config set thermostat setpoint=21 mode=comfort
+          mesh config set thermostat setpoint=18 --device bedroom`,
+  options: { device: { type: 'string', multiple: true }, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     const app = checkAppName(pos[0]);
-    if (pos.length < 2) throw new MeshError('usage', 'give at least one key=value');
+    if (pos.length < 2) throw new MeshError('usage', 'give at least one KEY=VALUE');
     const { set, remove } = parseAssignments(pos.slice(1));
-    const waitMs = intOpt(v, 'wait-ms', 0, 0, 3_600_000);
     await withOwner(env, async (ctx) => {
-      await sync(ctx);
-      save(ctx);
-      const cur = ctx.state.apps[app];
-      if (cur !== undefined && cur.doc === null && cur.seq > 0) {
-        throw new MeshError('state', `this computer cannot read the current ${app} configuration (#${cur.seq}; it was published before this administration device joined). Write the whole document with: mesh config apply ${app} FILE.json`);
-      }
-      const unverified = ctx.ahead.get(`app:${app}`);
-      if (cur?.doc == null && unverified !== undefined) {
-        throw new MeshError('state', `the current ${app} configuration at the portal (#${unverified}) is signed by an administration key revoked since, and this computer holds no earlier one to start from. Write the whole document with: mesh config apply ${app} FILE.json`);
-      }
-      const doc: ConfigDoc = { ...cur?.doc };
-      for (const k of remove) delete doc[k];
-      Object.assign(doc, set);
-      await publishAndReport(ctx, app, doc, waitMs);
+      await change(ctx, app, v, { kind: 'assign', set, remove }, 'set', (old) => applyChange(old, { kind: 'assign', set, remove }));
+    });
+  },
+};
+
+export const configUnsetCommand: Command = {
+  name: 'config unset',
+  summary: 'remove some settings of an application, on all or some devices',
+  help: `usage: mesh config unset APP KEY ... [--device NAME]... [--wait S] [--json]
+
+Takes what you last sent each target device for APP, removes the given keys (the device then
+uses another owner's value or its default), checks and publishes it as mesh config set does.
+
+${TARGET_HELP}
+${WAIT_HELP}
+  --json        print the result as JSON
+
+${EXIT_HELP}
+
+example: mesh config unset thermostat schedule`,
+  options: { device: { type: 'string', multiple: true }, ...WAIT_OPTIONS },
+  async run(v, pos, env) {
+    const app = checkAppName(pos[0]);
+    if (pos.length < 2) throw new MeshError('usage', 'name at least one KEY to remove');
+    const keys = pos.slice(1);
+    for (const k of keys) if (k.includes('=')) throw new MeshError('usage', `"${k}": give only the key's name (mesh config set ${app} KEY=VALUE changes a value)`);
+    await withOwner(env, async (ctx) => {
+      await change(ctx, app, v, { kind: 'assign', set: {}, remove: keys }, 'unset', (old) => applyChange(old, { kind: 'assign', set: {}, remove: keys }));
     });
   },
 };
 
 export const configApplyCommand: Command = {
   name: 'config apply',
-  summary: "publish a whole configuration document for an application",
-  help: `usage: mesh config apply APP FILE.json [--wait-ms N]
+  summary: 'publish a whole configuration document for an application, checked before publishing',
+  help: `usage: mesh config apply APP FILE.json [--device NAME]... [--wait S] [--json]
 
-Publishes FILE.json (a JSON object, at most ${MAX_CONFIG_BYTES / 1024} KiB) as the next configuration of APP,
-encrypted to each of your devices (and readable by you, also after a recovery).
+Publishes FILE.json (a JSON object, at most ${MAX_CONFIG_BYTES / 1024} KiB) as the next configuration of APP
+for the target devices, after checking it against the schema each declared.
 
+${TARGET_HELP}
 ${WAIT_HELP}
-  --json        print the result as JSON`,
-  options: { 'wait-ms': { type: 'string' } },
+  --json        print the result as JSON
+
+${EXIT_HELP}`,
+  options: { device: { type: 'string', multiple: true }, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     const app = checkAppName(pos[0]);
     if (pos.length !== 2) throw new MeshError('usage', 'give the application and one JSON file');
@@ -166,28 +365,90 @@ ${WAIT_HELP}
     }
     const doc = checkJsonValue(parseJson(text, MAX_CONFIG_BYTES, file), file);
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new MeshError('malformed', `${file} must hold a JSON object ({...})`);
-    const waitMs = intOpt(v, 'wait-ms', 0, 0, 3_600_000);
+    await withOwner(env, async (ctx) => {
+      await change(ctx, app, v, { kind: 'replace', doc }, 'apply', () => ({ ...doc }));
+    });
+  },
+};
+
+export const configRemoveCommand: Command = {
+  name: 'config remove',
+  summary: 'stop configuring an application (all devices, or some with --device)',
+  help: `usage: mesh config remove APP [--device NAME]... [--wait S] [--json]
+
+Sends the target devices an empty ${'{}'} configuration for APP (your values are withdrawn; other
+owners' values stay), and, without --device, drops APP from your personal profile and from
+mesh device list. An application that was published by mistake (and that no device runs) is
+simply dropped. Setting it again later starts from an empty document.
+
+${TARGET_HELP.replace('that runs APP', 'you sent APP to')}
+${WAIT_HELP}
+  --json        print the result as JSON
+
+${EXIT_HELP}`,
+  options: { device: { type: 'string', multiple: true }, ...WAIT_OPTIONS },
+  async run(v, pos, env) {
+    const app = checkAppName(pos[0]);
+    if (pos.length !== 1) throw new MeshError('usage', 'name one application');
     await withOwner(env, async (ctx) => {
       await sync(ctx);
       save(ctx);
-      await publishAndReport(ctx, app, doc, waitMs);
+      const r = ctx.state.apps[app];
+      if (r === undefined || r.removed === true) {
+        throw new MeshError('not-found', `you publish no configuration for "${app}"${didYouMean(app, Object.keys(ctx.state.apps).filter((a) => ctx.state.apps[a]?.removed !== true), (c) => `"${c}"`)}; see mesh status`);
+      }
+      const names = listOpt(v, 'device');
+      const chosen = names.length > 0 ? names.map((n) => findDevice(ctx.state.devices, n)) : ctx.state.devices;
+      // only devices it was sent to and that run it: the others have nothing of it to withdraw
+      const targets = chosen.filter((d, i) => chosen.findIndex((x) => x.id === d.id) === i && docFor(r, d.id) !== undefined && (d.schemas === undefined || Object.hasOwn(d.schemas, app)));
+      const planned: Planned[] = targets.map((d) => ({ device: d, from: docFor(r, d.id)?.doc ?? {}, doc: {} }));
+      if (planned.length > 0) {
+        await publishPlanned(ctx, app, planned, { all: names.length === 0, base: () => ({}), waitMs: waitMsOpt(v), verb: 'remove' });
+      } else if (names.length > 0) {
+        throw new MeshError('not-found', `nothing of ${app} was sent to ${chosen.map((d) => d.name).join(', ')}: there is nothing to withdraw`);
+      }
+      if (names.length === 0) {
+        const cur = ctx.state.apps[app] ?? r;
+        ctx.state.apps[app] = { ...cur, doc: {}, removed: true };
+        save(ctx);
+        const personalSeq = await publishPersonal(ctx);
+        save(ctx);
+        ctx.io.out(`Removed ${app} from your personal profile (#${personalSeq})${planned.length === 0 ? '; no device runs it, so nothing was sent' : ''}.`, { app, removed: true, personalSeq });
+      }
     });
   },
 };
 
 export const configShowCommand: Command = {
   name: 'config show',
-  summary: 'show the configuration last published for an application',
-  help: `usage: mesh config show APP [--json]
+  summary: 'show the configuration last published for an application, per device where they differ',
+  help: `usage: mesh config show APP [--device NAME] [--json]
 
-Prints the configuration document last published for APP, as this computer knows it.`,
-  options: {},
-  async run(_v, pos, env) {
+Prints the configuration document last published for APP, as this computer knows it: the one
+for all devices, and each device's own where it differs (mesh config set --device).
+
+  --device NAME only this device's document`,
+  options: { device: { type: 'string' } },
+  async run(v, pos, env) {
     const app = checkAppName(pos[0]);
     const s = loadState(env.home);
     const r = s.apps[app];
-    if (r === undefined) throw new MeshError('not-found', `nothing has been published for ${app}; see mesh profile show`);
+    if (r === undefined || r.removed === true) throw new MeshError('not-found', `nothing is published for ${app}${didYouMean(app, Object.keys(s.apps), (c) => `"${c}"`)}; see mesh profile show`);
+    const one = typeof v.device === 'string' ? findDevice(s.devices, v.device) : undefined;
+    if (one !== undefined) {
+      const t = docFor(r, one.id);
+      if (t === undefined) throw new MeshError('not-found', `nothing of ${app} was sent to ${one.name}`);
+      if (t.doc === null) throw new MeshError('not-a-recipient', `this computer cannot read ${app} configuration #${t.seq} of ${one.name}`);
+      env.io.out(`${app} for ${one.name}: #${t.seq} (published ${t.publishedAt})\n${JSON.stringify(t.doc, null, 2)}`, { app, device: one.name, seq: t.seq, publishedAt: t.publishedAt, doc: t.doc });
+      return;
+    }
     if (r.doc === null) throw new MeshError('not-a-recipient', `this computer cannot read ${app} configuration #${r.seq}: it was published before this administration device joined`);
-    env.io.out(`${app} #${r.seq} (published ${r.publishedAt})\n${JSON.stringify(r.doc, null, 2)}`, { app, seq: r.seq, publishedAt: r.publishedAt, doc: r.doc });
+    const differ = s.devices.flatMap((d) => {
+      const t = docFor(r, d.id);
+      return t !== undefined && JSON.stringify(t.doc) !== JSON.stringify(r.doc) ? [{ device: d.name, seq: t.seq, doc: t.doc }] : [];
+    });
+    const lines = [`${app} for all your devices (latest number #${r.seq}, published ${r.publishedAt})`, JSON.stringify(r.doc, null, 2)];
+    for (const x of differ) lines.push(`${x.device} has its own (#${x.seq}):`, JSON.stringify(x.doc, null, 2));
+    env.io.out(lines.join('\n'), { app, seq: r.seq, publishedAt: r.publishedAt, doc: r.doc, devices: differ });
   },
 };

@@ -4,19 +4,18 @@
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { deriveClaimSecrets, openClaimBlob, parseClaimLabel, shortFingerprint } from '../mesh/claim.js';
 import { deriveInviteSecrets, describeGrant, isInvitation, parseInvitation, parseInviteBlob, type Grant } from '../mesh/invite.js';
-import { createClaim, createRemove, type StatusError, type StatusPayload } from '../mesh/messages.js';
+import { createClaim, createRemove, type StatusError } from '../mesh/messages.js';
 import { verifyDeviceProfile, verifyEndorsement, type Endorsement } from '../mesh/profiles.js';
 import { normalizeUdf, udfMatches } from '../mesh/udf.js';
+import { declaredSchemas, validate, type Schema } from '../mesh/schema.js';
 import { checkLabel, intOpt, strOpt, withOwner, type Command } from './command.js';
 import { deviceStatuses, keepReceipt, ownerEntry, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
-import { nowIso, type DeviceRecord, type Endorsed } from './state.js';
+import { EXIT_HELP, WAIT_HELP, WAIT_OPTIONS, errorsFor, exitFor, outcomeJson, outcomeLine, waitForDevices, waitMsOpt, type Outcome } from './wait.js';
+import { docFor, nowIso, type DeviceRecord, type Endorsed } from './state.js';
 
 const SKEW_MS = 5000;
 
-/** Errors a device reports that concern this owner (never another owner's). */
-export function errorsFor(status: StatusPayload | null, master: string): StatusError[] {
-  return (status?.errors ?? []).filter((e) => e.master === undefined || e.master === master);
-}
+export { errorsFor };
 
 function ago(iso: string, now = Date.now()): string {
   const s = Math.round((now - Date.parse(iso)) / 1000);
@@ -38,7 +37,7 @@ function fmtMs(ms: number): string {
 export const deviceClaimCommand: Command = {
   name: 'device claim',
   summary: 'claim a device from its label (QR code or printed code and fingerprint), or accept an invitation',
-  help: `usage: mesh device claim LABEL|INVITATION [--name NAME] [--trust-manufacturer KEYUDF] [--wait-ms N]
+  help: `usage: mesh device claim LABEL|INVITATION [--name NAME] [--trust-manufacturer KEYUDF] [--wait S]
 
 LABEL is what the device's label shows: the URI in its QR code
 (https://portal/claim#code=CODE&fp=FP&m=MAKER; the older mcu://maker@portal/CODE?fp=FP too),
@@ -57,15 +56,16 @@ command waits for the device to confirm.
 
   --name NAME                 what to call the device (default: its model and fingerprint)
   --trust-manufacturer KEYUDF the manufacturer key you expect (warns when the endorsement is by another key)
-  --wait-ms N                 how long to wait for the device to confirm (default 15000; 0 = don't wait)
+  --wait S                    how long to wait for the device to confirm, in seconds (default 15; 0 = don't wait)
+  --wait-ms N                 the same in milliseconds
   --json                      print the result as JSON`,
-  options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, 'wait-ms': { type: 'string' } },
+  options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     if (pos.length === 0) throw new MeshError('usage', 'give the label (the https://.../claim#... URI of its QR code, or "CODE FINGERPRINT") or the invitation (https://.../invite#...)');
     const text = pos.join(' ');
     const invitation = isInvitation(text) ? parseInvitation(text) : undefined;
     const label = invitation ?? parseClaimLabel(text);
-    const waitMs = intOpt(v, 'wait-ms', 15_000, 0, 3_600_000);
+    const waitMs = waitMsOpt(v);
     const trust = strOpt(v, 'trust-manufacturer');
     if (trust !== undefined) normalizeUdf(trust);
     const wantName = strOpt(v, 'name');
@@ -98,7 +98,7 @@ command waits for the device to confirm.
         throw new MeshError('malformed', "the device's record does not hold a device profile");
       }
       const terms = invitation !== undefined ? parseInviteBlob(blob) : undefined;
-      const bundle = blob as { profile: unknown; endorsement?: unknown; epoch?: unknown };
+      const bundle = blob as { profile: unknown; endorsement?: unknown; epoch?: unknown; schemas?: unknown };
       const epoch = terms?.epoch ?? (typeof bundle.epoch === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(bundle.epoch) ? bundle.epoch : undefined);
       if (terms !== undefined) {
         io.progress(`invitation from ${terms.by}: ${terms.role === 'guest' ? `as a guest, allowed ${describeGrant(terms.grant ?? { scope: [] })}` : 'as a co-owner'}; open until ${terms.expires}\n`);
@@ -135,6 +135,17 @@ command waits for the device to confirm.
         io.progress(`warning: this device is not endorsed by any manufacturer: nothing shows it is genuine${trust !== undefined ? ` (you expected ${trust})` : ''}\n`);
       }
 
+      // what the device runs: the applications its signed profile declares, with the schemas that match their fingerprints
+      let schemas: Record<string, Schema> | undefined;
+      if (device.payload.apps !== undefined) {
+        const got = declaredSchemas(device.payload.apps, terms?.schemas ?? bundle.schemas);
+        schemas = got.schemas;
+        for (const p of got.problems) io.progress(`warning: ${p}; values for it cannot be checked before they are published\n`);
+        io.progress(device.payload.apps.length === 0 ? 'the device declares no applications: it accepts no settings\n' : `the device runs ${device.payload.apps.map((a) => a.name).join(', ')}\n`);
+      } else {
+        io.progress("note: the device's profile does not declare its applications (an older device): settings for it cannot be checked before they are published\n");
+      }
+
       const fp = shortFingerprint(device.id);
       const name = existing?.name ?? wantName ?? `${device.payload.model}-${(fp.split('-')[1] ?? fp).toLowerCase()}`;
       checkLabel(name, 'the device name');
@@ -145,7 +156,7 @@ command waits for the device to confirm.
       const receipt = await proveReceipt(ctx, 'claim', claim, await ctx.client.claim(secrets.claimId, claim));
       keepReceipt(state, receipt);
       const guest = terms?.role === 'guest';
-      const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy, ...(guest ? { guest: true } : {}) };
+      const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy, ...(guest ? { guest: true } : {}), ...(schemas !== undefined ? { schemas } : {}) };
       state.devices = [...state.devices.filter((d) => d.id !== device.id), rec];
       save(ctx);
       const personalSeq = await publishPersonal(ctx);
@@ -153,11 +164,20 @@ command waits for the device to confirm.
       const sent: { app: string; seq: number }[] = [];
       // a guest's device gets only what the guest sets from now on, never the guest's other settings
       for (const [app, r] of guest ? [] : Object.entries(state.apps)) {
+        if (r.removed === true) continue;
         if (r.doc === null) {
           io.progress(`note: this computer cannot read the current ${app} configuration, so it was not sent to ${name}; send it with mesh config apply ${app} FILE\n`);
           continue;
         }
-        const p = await publishApp(ctx, app, r.doc);
+        // what you set for all your devices (not what you set for one with --device), where the device runs it and accepts it
+        if (rec.schemas !== undefined && !Object.hasOwn(rec.schemas, app)) continue;
+        if (r.targets !== undefined && Object.keys(r.doc).length === 0) continue;
+        const problems = rec.schemas?.[app] !== undefined ? validate(rec.schemas[app], r.doc) : [];
+        if (problems.length > 0) {
+          io.progress(`note: your ${app} configuration was not sent to ${name}, which would refuse it (${problems.join('; ')}); set its values with mesh config set ${app} KEY=VALUE --device ${name}\n`);
+          continue;
+        }
+        const p = await publishApp(ctx, app, r.doc, { targets: [rec], base: r.doc });
         save(ctx);
         sent.push({ app, seq: p.seq });
       }
@@ -176,6 +196,7 @@ command waits for the device to confirm.
         `Claimed ${name}: ${device.payload.model}, fingerprint ${fp}`,
         endorsedBy !== null ? `  endorsed by ${endorsedBy.manufacturer} (${endorsedBy.key})${endorsedBy.trusted ? ', the manufacturer key you trust' : ''}` : '  not endorsed by a manufacturer',
         `  added to your personal profile (#${personalSeq})`,
+        schemas === undefined ? '  runs: not declared by the device (an older profile)' : `  runs: ${Object.keys(schemas).length > 0 ? Object.keys(schemas).sort().join(', ') : 'no application'}`,
         ...sent.map((s) => `  sent your ${s.app} configuration (#${s.seq})`),
       ];
       let verdict: string;
@@ -185,6 +206,7 @@ command waits for the device to confirm.
       else verdict = `  the device REFUSED the claim: [${outcome.error.code}] ${outcome.error.message}`;
       io.out([...head, verdict].join('\n'), {
         device: { id: device.id, name, fingerprint: fp, model: device.payload.model },
+        apps: schemas === undefined ? null : Object.keys(schemas).sort(),
         endorsedBy,
         personalSeq,
         sent,
@@ -240,17 +262,22 @@ export async function deviceReports(ctx: Ctx, maxStaleMs: number): Promise<Devic
     // a board without a real-time clock says 1970: its own times tell nothing of age, the portal's receipt does
     const clockUnset = lastContact !== null && lastContact < '2026-01-01';
     const seen = clockUnset ? (view?.received ?? null) : lastContact;
-    const apps = Object.entries(state.apps).map(([app, r]) => {
+    // per application, against what was published to THIS device (config set --device publishes to some only)
+    const apps = Object.entries(state.apps).flatMap(([app, r]) => {
       const a = mine?.apps.find((x) => x.app === app);
+      const t = docFor(r, d.id);
+      if (r.removed === true || (t === undefined && a === undefined)) return [];
+      const published = t?.seq ?? 0;
       const applied = a?.seq ?? 0;
-      const refused = errs.some((e) => e.app === app && e.seq === r.seq);
-      const publishedMs = Date.parse(r.publishedAt);
+      const refused = errs.some((e) => e.app === app && e.seq === published);
+      const publishedMs = Date.parse(t?.publishedAt ?? r.publishedAt);
       const lagging =
-        applied < r.seq && !refused && now - publishedMs > maxStaleMs && seen !== null && Date.parse(seen) > publishedMs;
-      return { app, seq: a?.seq ?? null, appliedAt: a?.appliedAt ?? null, published: r.seq, upToDate: applied === r.seq, lagging, unpublished: applied > r.seq };
+        applied < published && !refused && now - publishedMs > maxStaleMs && seen !== null && Date.parse(seen) > publishedMs;
+      return [{ app, seq: a?.seq ?? null, appliedAt: a?.appliedAt ?? null, published, upToDate: applied === published, lagging, unpublished: applied > published }];
     });
     for (const a of mine?.apps ?? []) {
-      if (!apps.some((x) => x.app === a.app)) apps.push({ app: a.app, seq: a.seq, appliedAt: a.appliedAt, published: 0, upToDate: false, lagging: false, unpublished: a.seq > 0 });
+      const removed = state.apps[a.app]?.removed === true && a.seq <= (state.apps[a.app]?.seq ?? 0);
+      if (!removed && !apps.some((x) => x.app === a.app)) apps.push({ app: a.app, seq: a.seq, appliedAt: a.appliedAt, published: 0, upToDate: false, lagging: false, unpublished: a.seq > 0 });
     }
     return {
       id: d.id,
@@ -379,13 +406,21 @@ export function findDevice(devices: readonly DeviceRecord[], which: string): Dev
 export const deviceRemoveCommand: Command = {
   name: 'device remove',
   summary: 'stop owning a device (other owners keep it)',
-  help: `usage: mesh device remove DEVICE [--json]
+  help: `usage: mesh device remove DEVICE [--wait S] [--json]
 
 DEVICE is the device's name or the start of its fingerprint. Sends the device a removal
 signed by this computer (it forgets you; other owners are not affected), and drops it from
-your personal profile. Configuration you publish afterwards is not encrypted to it.`,
-  options: {},
-  async run(_v, pos, env) {
+your personal profile. Configuration you publish afterwards is not encrypted to it. Then
+waits for the device's signed status: removed (it no longer lists you), REFUSED with its
+reason, or not reached yet (it forgets you when it next reaches the portal).
+
+${WAIT_HELP}
+  --json        print the result as JSON
+
+${EXIT_HELP}`,
+  options: { ...WAIT_OPTIONS },
+  async run(v, pos, env) {
+    const waitMs = waitMsOpt(v);
     if (pos.length !== 1) throw new MeshError('usage', 'name one device (its name or the start of its fingerprint)');
     await withOwner(env, async (ctx) => {
       const { state } = ctx;
@@ -393,7 +428,10 @@ your personal profile. Configuration you publish afterwards is not encrypted to 
       save(ctx);
       const d = findDevice(state.devices, pos[0] as string);
       // bound to the device's current ownership epoch when its status tells it
-      const epoch = (await deviceStatuses(ctx)).get(d.id)?.status?.epoch;
+      const before = (await deviceStatuses(ctx)).get(d.id)?.status ?? null;
+      const epoch = before?.epoch;
+      // a refusal is one of this owner's errors, about no application, that was not there before (never judged by the device's clock)
+      const known = new Set(errorsFor(before, state.master).map((e) => JSON.stringify(e)));
       const env2 = createRemove(ctx.admin.sign, { device: d.id, master: state.master, ...(epoch !== undefined ? { epoch } : {}) });
       const receipt = await proveReceipt(ctx, 'remove', env2, await ctx.client.post(d.id, env2));
       keepReceipt(state, receipt);
@@ -401,7 +439,58 @@ your personal profile. Configuration you publish afterwards is not encrypted to 
       save(ctx);
       const seq = await publishPersonal(ctx);
       save(ctx);
-      env.io.out(`Removed ${d.name} (${d.fingerprint}): the device has been told to forget you; it is no longer in your personal profile (#${seq}).`, { removed: { id: d.id, name: d.name, fingerprint: d.fingerprint }, personalSeq: seq });
+      const [o] = await waitForDevices(
+        ctx,
+        [
+          {
+            device: d,
+            check: (st, listed) => {
+              if (!listed) return { result: 'unlinked' as const };
+              if (st === null) return undefined;
+              if (ownerEntry(st, state.master) === undefined) return { result: 'applied' as const };
+              const err = errorsFor(st, state.master).find((e) => e.app === undefined && e.master === state.master && !known.has(JSON.stringify(e)));
+              return err === undefined ? undefined : { result: 'refused' as const, error: err };
+            },
+          },
+        ],
+        waitMs,
+      );
+      const outcome = o as Outcome;
+      const lines = [`Removed ${d.name} (${d.fingerprint}): the device has been told to forget you; it is no longer in your personal profile (#${seq}).`];
+      if (waitMs > 0) lines.push(outcomeLine(outcome, { applied: 'removed: it no longer lists you as an owner', notReached: 'it forgets you when it next reaches the portal' }));
+      const code = exitFor([outcome], waitMs > 0);
+      env.io.out(lines.join('\n'), { removed: { id: d.id, name: d.name, fingerprint: d.fingerprint }, personalSeq: seq, results: waitMs > 0 ? [outcomeJson(outcome)] : [], exit: code });
+      if (code !== 0) process.exitCode = code;
+    });
+  },
+};
+
+// ---------------------------------------------------------------- rename
+
+export const deviceRenameCommand: Command = {
+  name: 'device rename',
+  summary: 'give one of your devices another name',
+  help: `usage: mesh device rename DEVICE NEW-NAME [--json]
+
+DEVICE is the device's name or the start of its fingerprint. The name is yours (other owners
+call it what they like): it is what --device NAME and mesh device list use, and it is kept in
+your personal profile.`,
+  options: {},
+  async run(_v, pos, env) {
+    if (pos.length !== 2) throw new MeshError('usage', 'give the device (its name or the start of its fingerprint) and its new name');
+    const name = checkLabel(pos[1] as string, 'the device name');
+    await withOwner(env, async (ctx) => {
+      const { state } = ctx;
+      await sync(ctx);
+      save(ctx);
+      const d = findDevice(state.devices, pos[0] as string);
+      if (d.name === name) throw new MeshError('conflict', `${d.name} is already called "${name}"`);
+      if (state.devices.some((x) => x.name === name)) throw new MeshError('conflict', `you already have a device called "${name}": choose another name`);
+      state.devices = state.devices.map((x) => (x.id === d.id ? { ...x, name } : x));
+      save(ctx);
+      const seq = await publishPersonal(ctx);
+      save(ctx);
+      env.io.out(`Renamed ${d.name} (${d.fingerprint}) to ${name} (personal profile #${seq}).`, { device: { id: d.id, fingerprint: d.fingerprint, name, was: d.name }, personalSeq: seq });
     });
   },
 };

@@ -106,7 +106,7 @@ lists every owner and guest in its signed status (mesh device list shows them).
       });
       const p = parseInvitePayload(invite);
       const expires = new Date(nowMs + ttlS * 1000).toISOString();
-      const record: InviteBlob = { profile: view.profile.envelope, endorsement: null, epoch: st.epoch, invite: p.nonce, by: state.account, role: p.role, ...(grant !== undefined ? { grant } : {}), expires };
+      const record: InviteBlob = { profile: view.profile.envelope, endorsement: null, epoch: st.epoch, invite: p.nonce, by: state.account, role: p.role, ...(grant !== undefined ? { grant } : {}), expires, ...(d.schemas !== undefined ? { schemas: d.schemas } : {}) };
       const receipt = await proveReceipt(ctx, 'invite', invite, await ctx.client.post(d.id, invite, { id: secrets.claimId, blob: sealClaimBlob(secrets, record), portalKey: b64u(secrets.portalKey), ttl: ttlS }));
       keepReceipt(state, receipt);
       save(ctx);

@@ -44,7 +44,7 @@ import { shortFingerprint } from '../mesh/claim.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
 import type { CommandIo } from '../runtime/cli.js';
-import { adminKid, nowIso, saveState, type AppRecord, type ConfigDoc, type DeviceRecord, type Receipt, type State } from './state.js';
+import { adminKid, nowIso, saveState, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './state.js';
 
 export interface Ctx {
   readonly home: string;
@@ -277,7 +277,11 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
       } catch {
         doc = null;
       }
-      state.apps[app] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
+      // another administration device published it, to some or all devices: each target now has it
+      const targets = { ...materializeTargets(mine, state.devices) };
+      for (const id of ap.payload.devices) targets[id] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
+      const toAll = mine === undefined || state.devices.every((d) => ap.payload.devices.includes(d.id));
+      state.apps[app] = { seq: ap.payload.seq, doc: toAll ? doc : mine.doc, publishedAt: ap.payload.created, targets };
     }
   }
   return { account: acct, master };
@@ -303,7 +307,9 @@ export async function publishPersonal(ctx: Ctx): Promise<number> {
     account: state.account,
     seq,
     devices: state.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc })),
-    apps: Object.keys(state.apps).sort(),
+    apps: Object.keys(state.apps)
+      .filter((a) => state.apps[a]?.removed !== true)
+      .sort(),
   });
   const receipt = await proveReceipt(ctx, 'personal', env, await ctx.client.publish(env));
   state.personalSeq = seq;
@@ -312,13 +318,37 @@ export async function publishPersonal(ctx: Ctx): Promise<number> {
   return seq;
 }
 
-/** Publish `doc` as the next configuration of `app`, encrypted to every connected device and to the owner's own keys. */
-export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, extraReaders: readonly Uint8Array[] = []): Promise<{ seq: number; publishedAt: string; devices: DeviceRecord[] }> {
+/** Per device, what was last published to it (a record without targets: every device had its seq and doc). */
+export function materializeTargets(r: AppRecord | undefined, devices: readonly DeviceRecord[]): Record<string, DeviceDoc> {
+  if (r === undefined) return {};
+  if (r.targets !== undefined) return { ...r.targets };
+  return Object.fromEntries(devices.map((d) => [d.id, { seq: r.seq, doc: r.doc, publishedAt: r.publishedAt }]));
+}
+
+export interface PublishOptions {
+  /** the devices it is encrypted to and published for (default: every device) */
+  readonly targets?: readonly DeviceRecord[];
+  /** also readable by these keys (a new administration device) */
+  readonly extraReaders?: readonly Uint8Array[];
+  /** the document for all devices after this publication (default: `doc` when it goes to every device, else unchanged) */
+  readonly base?: ConfigDoc;
+  /** per device id, the document this change started from (default: what was last published to it) */
+  readonly prev?: ReadonlyMap<string, ConfigDoc | null>;
+}
+
+/**
+ * Publish `doc` as the next configuration of `app` (the next number for this owner and
+ * application), encrypted to the target devices and to the owner's own keys.
+ */
+export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, opts: PublishOptions = {}): Promise<{ seq: number; publishedAt: string; devices: DeviceRecord[] }> {
   const { state } = ctx;
   const master = currentMaster(state);
-  const seq = nextSeq(ctx.ahead, `app:${app}`, state.apps[app]?.seq ?? 0);
+  const old = state.apps[app];
+  const seq = nextSeq(ctx.ahead, `app:${app}`, old?.seq ?? 0);
   const publishedAt = nowIso();
-  const devices = [...state.devices];
+  const devices = [...(opts.targets ?? state.devices)];
+  const toAll = opts.targets === undefined || state.devices.every((d) => devices.some((x) => x.id === d.id));
+  const extraReaders = opts.extraReaders ?? [];
   const env = createApplicationProfile(ctx.admin, {
     master: state.master,
     app,
@@ -329,7 +359,14 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, extraRea
     alsoReadableBy: [...ownerReaders(master), ...extraReaders],
   });
   const receipt = await proveReceipt(ctx, 'application', env, await ctx.client.publish(env));
-  const rec: AppRecord = { seq, doc, publishedAt };
+  const targets = materializeTargets(old, state.devices);
+  for (const d of devices) {
+    // what this device had before: nothing sent yet is an empty document; null only when it cannot be read here
+    const had = targets[d.id];
+    const before = opts.prev?.has(d.id) === true ? (opts.prev.get(d.id) ?? null) : had === undefined ? {} : had.doc;
+    targets[d.id] = { seq, doc, publishedAt, prev: before };
+  }
+  const rec: AppRecord = { seq, doc: opts.base ?? (toAll ? doc : (old?.doc ?? {})), publishedAt, targets };
   state.apps[app] = rec;
   ctx.ahead.delete(`app:${app}`);
   keepReceipt(state, receipt);

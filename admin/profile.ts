@@ -148,7 +148,9 @@ function showProfile(env: Env): void {
   const keys = readAdminKeys(env.home)?.keys;
   const mine = keys === undefined ? undefined : b64u(keys.sign.publicKey);
   const admins = m.admins.map((a) => ({ name: a.name, key: signKeyId(fromB64u(a.sign, 'sign', 32)), added: a.added, thisDevice: a.sign === mine }));
-  const apps = Object.entries(s.apps).map(([app, r]) => ({ app, seq: r.seq, publishedAt: r.publishedAt, readable: r.doc !== null }));
+  const apps = Object.entries(s.apps)
+    .filter(([, r]) => r.removed !== true)
+    .map(([app, r]) => ({ app, seq: r.seq, publishedAt: r.publishedAt, readable: r.doc !== null }));
   const kept = readMasterSeed(env.home) !== undefined;
   const lines = [
     `account:  ${s.account}`,
@@ -161,7 +163,7 @@ function showProfile(env: Env): void {
     ...(m.revoked.length > 0 ? [`  revoked keys: ${m.revoked.length}`] : []),
     '',
     `devices (${s.devices.length}):`,
-    ...(s.devices.length === 0 ? ['  none yet: claim one with mesh device claim LABEL'] : s.devices.map((d) => `  ${d.name}   ${d.fingerprint}   ${d.model}${d.endorsedBy !== null ? `   made by ${d.endorsedBy.manufacturer}` : ''}`)),
+    ...(s.devices.length === 0 ? ['  none yet: claim one with mesh device claim LABEL'] : s.devices.map((d) => `  ${d.name}   ${d.fingerprint}   ${d.model}${d.endorsedBy !== null ? `   made by ${d.endorsedBy.manufacturer}` : ''}   runs ${d.schemas === undefined ? '(not declared)' : Object.keys(d.schemas).join(', ') || 'nothing'}`)),
     '',
     `applications (${apps.length}):`,
     ...(apps.length === 0 ? ['  none yet: mesh config set APP key=value'] : apps.map((a) => `  ${a.app}   #${a.seq}   ${a.publishedAt}${a.readable ? '' : '   (not readable here)'}`)),

@@ -20,10 +20,12 @@ import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/
 import { arr, checkJsonValue, int, obj, optStr, parseJson, str, type Json, type Obj } from '../mesh/json.js';
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
 import { parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
+import { checkSchema, type Schema } from '../mesh/schema.js';
 import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
 import { ownerHome } from '../runtime/paths.js';
 
-export const STATE_VERSION = 1;
+/** 2: per-device documents (AppRecord.targets); a version 1 file is read and upgraded (see parseState) */
+export const STATE_VERSION = 2;
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
 /** receipts kept for `mesh log verify`; the oldest are dropped beyond this */
 export const MAX_RECEIPTS = 2000;
@@ -51,13 +53,47 @@ export interface DeviceRecord {
   readonly seenOwners?: readonly string[];
   /** claimed with a guest invitation: may set only what the grant allows */
   readonly guest?: boolean;
+  /**
+   * the applications the device runs and the JSON Schema of each, as its signed profile declares
+   * them (checked against the profile's fingerprints at claim); absent for a device whose profile
+   * declares none (made before devices declared them): its values cannot be checked before publishing
+   */
+  readonly schemas?: Readonly<Record<string, Schema>>;
 }
 
-export interface AppRecord {
+/** What was last published to one device for one application. */
+export interface DeviceDoc {
+  /** the number of the last configuration published to this device */
   readonly seq: number;
-  /** the last published document; null when this administration device cannot read it */
+  /** what the next change for this device starts from; null when this computer cannot read it */
   readonly doc: ConfigDoc | null;
   readonly publishedAt: string;
+  /** the document before `seq`: the next change starts from it instead when the device refused `seq` */
+  readonly prev?: ConfigDoc | null;
+}
+
+/**
+ * One application. `seq` is the highest number published for it (every publication, whichever
+ * devices it targets, takes the next one: the portal and the devices refuse anything not newer);
+ * `doc` is the document for all devices (a device claimed later gets it); `targets` holds, per
+ * device id, what was last published to that device, so devices may differ (config set --device).
+ * Without `targets` (a version 1 file, or a record read back from the portal at recovery) every
+ * device has `seq` and `doc`.
+ */
+export interface AppRecord {
+  readonly seq: number;
+  /** the document for all devices; null when this administration device cannot read it */
+  readonly doc: ConfigDoc | null;
+  readonly publishedAt: string;
+  readonly targets?: Readonly<Record<string, DeviceDoc>>;
+  /** removed with mesh config remove: kept for its number (the next version is numbered above it) */
+  readonly removed?: boolean;
+}
+
+/** What was last published to device `id` for this application (undefined: never sent to it). */
+export function docFor(r: AppRecord, id: string): DeviceDoc | undefined {
+  if (r.targets === undefined) return { seq: r.seq, doc: r.doc, publishedAt: r.publishedAt };
+  return Object.hasOwn(r.targets, id) ? r.targets[id] : undefined;
 }
 
 export interface Receipt {
@@ -113,7 +149,7 @@ export function newState(p: {
   devices?: DeviceRecord[];
 }): State {
   return {
-    version: 1,
+    version: STATE_VERSION,
     portal: p.portalUrl,
     portalKey: Buffer.from(p.portal.sign).toString('base64url'),
     portalId: p.portal.id,
@@ -167,7 +203,7 @@ function stateError(file: string, e: unknown): never {
 }
 
 function parseDevice(v: unknown, w: string): DeviceRecord {
-  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest']);
+  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest', 'schemas']);
   let endorsedBy: Endorsed | null = null;
   if (o.endorsedBy !== null) {
     const eo = obj(o.endorsedBy, `${w}.endorsedBy`, ['manufacturer', 'key', 'trusted']);
@@ -183,18 +219,39 @@ function parseDevice(v: unknown, w: string): DeviceRecord {
     endorsedBy,
     ...(o.seenOwners !== undefined ? { seenOwners: arr(o, 'seenOwners', w, 256).map((x, i) => str({ x }, 'x', `${w}.seenOwners[${i}]`, 120)) } : {}),
     ...(o.guest === true ? { guest: true } : {}),
+    ...(o.schemas !== undefined ? { schemas: parseSchemas(o.schemas, `${w}.schemas`) } : {}),
   };
 }
 
-function parseApp(v: unknown, w: string): AppRecord {
-  const o = obj(v, w, ['seq', 'doc', 'publishedAt']);
-  let doc: ConfigDoc | null = null;
-  if (o.doc !== null) {
-    const d = checkJsonValue(o.doc, `${w}.doc`);
-    if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new MeshError('malformed', `${w}.doc must be an object`);
-    doc = d;
+function parseSchemas(v: unknown, w: string): Record<string, Schema> {
+  const o = obj(v, w, [], Object.keys((v ?? {}) as Obj));
+  const out: Record<string, Schema> = {};
+  for (const [app, s] of Object.entries(o)) out[app] = checkSchema(s, `${w}.${app}`);
+  return out;
+}
+
+function parseDoc(v: unknown, w: string): ConfigDoc | null {
+  if (v === null) return null;
+  const d = checkJsonValue(v, w);
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new MeshError('malformed', `${w} must be an object`);
+  return d;
+}
+
+function parseApp(v: unknown, w: string, devices: readonly DeviceRecord[], version: number): AppRecord {
+  const o = obj(v, w, ['seq', 'doc', 'publishedAt'], ['targets', 'removed']);
+  const rec: AppRecord = { seq: int(o, 'seq', w, 0), doc: parseDoc(o.doc, `${w}.doc`), publishedAt: str(o, 'publishedAt', w, 30), ...(o.removed === true ? { removed: true } : {}) };
+  if (o.targets === undefined) {
+    // version 1: every publication went to every device; say so per device from now on
+    return version === 1 ? { ...rec, targets: Object.fromEntries(devices.map((d) => [d.id, { seq: rec.seq, doc: rec.doc, publishedAt: rec.publishedAt }])) } : rec;
   }
-  return { seq: int(o, 'seq', w, 0), doc, publishedAt: str(o, 'publishedAt', w, 30) };
+  const to = obj(o.targets, `${w}.targets`, [], Object.keys(o.targets as Obj));
+  const targets: Record<string, DeviceDoc> = {};
+  for (const [id, x] of Object.entries(to)) {
+    const tw = `${w}.targets.${id}`;
+    const t = obj(x, tw, ['seq', 'doc', 'publishedAt'], ['prev']);
+    targets[id] = { seq: int(t, 'seq', tw, 0), doc: parseDoc(t.doc, `${tw}.doc`), publishedAt: str(t, 'publishedAt', tw, 30), ...(t.prev !== undefined ? { prev: parseDoc(t.prev, `${tw}.prev`) } : {}) };
+  }
+  return { ...rec, targets };
 }
 
 export function parseState(v: unknown): State {
@@ -203,10 +260,11 @@ export function parseState(v: unknown): State {
     'version', 'portal', 'portalKey', 'portalId', 'portalName', 'account', 'master', 'masterEnvelope',
     'personalSeq', 'admin', 'apps', 'devices', 'lastTreeHead', 'receipts',
   ]);
-  if (o.version !== STATE_VERSION) throw new MeshError('malformed', `unknown version ${String(o.version)}`);
+  if (o.version !== STATE_VERSION && o.version !== 1) throw new MeshError('malformed', `unknown version ${String(o.version)} (this mesh reads versions 1 and ${STATE_VERSION}; a newer mesh wrote it?)`);
+  const devices = arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`));
   const appsO = obj(o.apps, `${w}.apps`, [], Object.keys((o.apps ?? {}) as Obj));
   const apps: Record<string, AppRecord> = {};
-  for (const [k, x] of Object.entries(appsO)) apps[k] = parseApp(x, `${w}.apps.${k}`);
+  for (const [k, x] of Object.entries(appsO)) apps[k] = parseApp(x, `${w}.apps.${k}`, devices, o.version);
   let lastTreeHead: TreeHeadRecord | null = null;
   if (o.lastTreeHead !== null) {
     const t = obj(o.lastTreeHead, `${w}.lastTreeHead`, ['size', 'root', 'created']);
@@ -226,7 +284,7 @@ export function parseState(v: unknown): State {
     personalSeq: int(o, 'personalSeq', w, 0),
     admin: str(o, 'admin', w, 64),
     apps,
-    devices: arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`)),
+    devices,
     lastTreeHead,
     receipts: arr(o, 'receipts', w, MAX_RECEIPTS + 100).map((r, i) => {
       const rw = `${w}.receipts[${i}]`;

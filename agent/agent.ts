@@ -168,6 +168,7 @@ export class Agent {
       client: this.client,
       device: this.device,
       secrets: this.secrets,
+      schemas: this.schemas,
       store: this.store,
       clock: this.clock,
       log: this.log,

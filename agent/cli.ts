@@ -172,7 +172,7 @@ async function run(argv: string[]): Promise<void> {
       if (app === undefined || file === undefined) usage('--schema takes APP=FILE');
       schemas[app] = JSON.parse(fs.readFileSync(file, 'utf8'));
     }
-    const d = newDeviceIdentity({ model, manufacturer: (values.manufacturer as string | undefined) ?? 'selfmade', serial: 'firstboot', portalAuthority: new URL(portal).host });
+    const d = newDeviceIdentity({ model, manufacturer: (values.manufacturer as string | undefined) ?? 'selfmade', serial: 'firstboot', portalAuthority: new URL(portal).host, schemas });
     writeDeviceDirectory(dir, d, { ...DEFAULT_SETTINGS, portal, ...overrides }, schemas);
     process.stdout.write(`mesh-agent first-boot ${JSON.stringify({ device: d.id, fingerprint: d.fingerprint, claim: d.labelUri, code: d.claimCode })}\n`);
   }

@@ -9,6 +9,8 @@ import { b64u } from '../mesh/bytes.js';
 import { sealClaimBlob, type ClaimSecrets } from '../mesh/claim.js';
 import { createSession, verifyPortalProfile } from '../mesh/messages.js';
 import { deviceTopic } from '../mesh/protocol.js';
+import { payloadBytes } from '../mesh/envelope.js';
+import { parseDevicePayload } from '../mesh/profiles.js';
 import type { PortalClient } from '../client/portal-client.js';
 import type { DeviceFiles } from '../runtime/device-files.js';
 import { backoff, type Backoff } from '../runtime/backoff.js';
@@ -31,11 +33,28 @@ export interface PortalLink {
   readonly mqtt: string | null;
 }
 
+/**
+ * What an owner opens with the label: the device profile, its endorsement, the ownership epoch,
+ * and the schemas of the applications the profile declares (the owner checks each against the
+ * fingerprint in the signed profile).
+ */
+export function claimRecord(p: { readonly device: DeviceFiles; readonly schemas: ReadonlyMap<string, unknown>; readonly store: StateStore }): Record<string, unknown> {
+  const declared = parseDevicePayload(payloadBytes(p.device.profile)).apps ?? [];
+  const schemas: Record<string, unknown> = {};
+  for (const a of declared) {
+    const s = p.schemas.get(a.name);
+    if (s !== undefined) schemas[a.name] = s;
+  }
+  return { profile: p.device.profile, endorsement: p.device.endorsement, epoch: p.store.state.epoch, ...(declared.length > 0 ? { schemas } : {}) };
+}
+
 /** Register the device with the portal, retrying with backoff until it succeeds or `signal` aborts. */
 export async function register(p: {
   readonly client: PortalClient;
   readonly device: DeviceFiles;
   readonly secrets: ClaimSecrets;
+  /** the schemas of the applications the device runs: sealed with its profile, for the owners to check values before they publish */
+  readonly schemas: ReadonlyMap<string, unknown>;
   readonly store: StateStore;
   readonly clock: Clock;
   readonly log: Log;
@@ -56,7 +75,7 @@ export async function register(p: {
       await p.client.register({
         device: p.device.profile,
         endorsement: p.device.endorsement,
-        claim: { id: p.secrets.claimId, blob: sealClaimBlob(p.secrets, { profile: p.device.profile, endorsement: p.device.endorsement, epoch: p.store.state.epoch }), portalKey: b64u(p.secrets.portalKey) },
+        claim: { id: p.secrets.claimId, blob: sealClaimBlob(p.secrets, claimRecord(p)), portalKey: b64u(p.secrets.portalKey) },
         // fresh by the portal's clock (a challenge), so a board whose clock says 1970 registers
         request: await p.client.sessionRequest(p.device.keys.auth, p.device.id),
       });

@@ -18,7 +18,7 @@ export const THERMOSTAT_SCHEMA = JSON.parse(fs.readFileSync(path.join(REPO, 'exa
 
 export function provisionDevice(portal: string, opts: { pollIntervalMs?: number; push?: boolean; dir?: string } = {}): { dir: string; identity: DeviceIdentity } {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-agent-test-'));
-  const identity = newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: 'test-1', portalAuthority: new URL(portal).host });
+  const identity = newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: 'test-1', portalAuthority: new URL(portal).host, schemas: { thermostat: THERMOSTAT_SCHEMA } });
   writeDeviceDirectory(dir, identity, { ...DEFAULT_SETTINGS, portal, pollIntervalMs: opts.pollIntervalMs ?? 1000, push: opts.push ?? true }, { thermostat: THERMOSTAT_SCHEMA });
   return { dir, identity };
 }

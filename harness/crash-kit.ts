@@ -209,7 +209,7 @@ export async function cliKills(kills: number, opts: { onKill?: (line: string) =>
     for (let k = 0; killed < kills && k < kills * 10; k++) {
       attempts++;
       const t0 = Date.now();
-      const r = await runCli(home, ['config', 'set', 'thermostat', `setpoint=${5 + (k % 25)}`, `schedule=c${k}`, '--json'], rand(40, Math.max(120, wholeMs)));
+      const r = await runCli(home, ['config', 'set', 'thermostat', `setpoint=${5 + (k % 25)}`, `schedule=c${k}`, '--wait', '0', '--json'], rand(40, Math.max(120, wholeMs)));
       if (r.signal === 'SIGKILL') killed++;
       else if (r.code !== 0) throw new Error(`mesh config set failed after an earlier crash: ${r.stdout}${r.stderr}`);
       else wholeMs = Math.round((wholeMs + (Date.now() - t0)) / 2);

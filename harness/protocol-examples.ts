@@ -37,6 +37,7 @@ import { logOrigin, signCheckpoint } from '../mesh/checkpoint.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
 import { splitSecret } from '../mesh/shamir.js';
+import { schemaFingerprint } from '../mesh/schema.js';
 
 // ---------------------------------------------------------------- the examples
 
@@ -110,6 +111,9 @@ export function exampleSeed(label: string): Uint8Array {
   return c.sha512(utf8(`mmm-example-v1 ${label}`)).slice(0, 32);
 }
 
+/** The schema the example thermostats run (declared, by fingerprint, in their device profiles). */
+export const EXAMPLE_SCHEMA = { type: 'object', additionalProperties: false, properties: { setpointC: { type: 'number', minimum: 5, maximum: 30 }, mode: { enum: ['comfort', 'eco', 'off'] } } };
+
 function exampleDevice(i: number, manufacturer: c.KeyPair, portalName: string, created: string): ExampleDevice {
   const keys: DeviceKeys = {
     sign: c.ed25519KeyPair(exampleSeed(`device-${i}-sign`)),
@@ -119,7 +123,7 @@ function exampleDevice(i: number, manufacturer: c.KeyPair, portalName: string, c
   const model = 'thermostat-t2';
   const serial = `sn-${String(1001 + i)}`;
   const id = signKeyId(keys.sign.publicKey);
-  const profile = createDeviceProfile(keys, model, created);
+  const profile = createDeviceProfile(keys, model, created, [{ name: 'thermostat', schema: schemaFingerprint(EXAMPLE_SCHEMA) }]);
   const endorsement = endorseDevice(manufacturer, { id, model }, { manufacturer: 'acme', serial }, created);
   const claimSecret = exampleSeed(`device-${i}-claim`).slice(0, 16);
   const fingerprint = shortFingerprint(id);
@@ -191,7 +195,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
   const invite = createInvite(admin.sign, inviteSecrets, { device: { id: d0.id, enc: d0.keys.enc.publicKey }, epoch, master: masterId, account, ttlS: 900, grant, created: at(10) });
   const inviteNonce = parseInvitePayload(invite).nonce;
   const invitation = invitationUri({ portal: portalName, secret: inviteSecret, fingerprint: d0.id });
-  const inviteRecord = sealClaimBlob(inviteSecrets, { profile: d0.profile, endorsement: null, epoch, invite: inviteNonce, by: account, role: 'guest', grant, expires: at(-5) });
+  const inviteRecord = sealClaimBlob(inviteSecrets, { profile: d0.profile, endorsement: null, epoch, invite: inviteNonce, by: account, role: 'guest', grant, expires: at(-5), schemas: { thermostat: EXAMPLE_SCHEMA } });
   const guestClaim = createClaim(ginaAdmin.sign, inviteSecrets, { device: d0.id, master: signKeyId(gina.sign.publicKey), account: ginaAccount, epoch, invite: inviteNonce });
   // the device has no real-time clock and booted at 1970: its session request is fresh by the challenge the portal issued
   const challenge = makeChallenge(challengeKey(portal.privateKey), nowMs - 1000, exampleSeed('challenge').slice(0, 16));
@@ -200,7 +204,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
   const ownerSession = createSession(admin.sign, account, { created: at(0), challenge: ownerChallenge });
   const portalProfile = createPortalProfile(portal, portalName, at(60 * 24 * 60));
   const join = createJoin(joiner, account, pin);
-  const claimBlob = sealClaimBlob(d0.secrets, { device: d0.profile, endorsement: d0.endorsement });
+  const claimBlob = sealClaimBlob(d0.secrets, { profile: d0.profile, endorsement: d0.endorsement, epoch, schemas: { thermostat: EXAMPLE_SCHEMA } });
 
   // the log, in the order a portal would accept these objects
   const leaves: LogLeaf[] = [
@@ -632,7 +636,7 @@ The one verification function \`verify(trustedMaster, { master, object? }, { dev
 the verified master, personal or application profile (with the configuration decrypted when a
 target device is given) or throws a MeshError whose code says why.
 
-${envelope('Device profile', d0.profile, 'Self-signed by the device signature key `sign`; `enc` (X25519) receives configuration; `auth` (Ed25519) signs session requests. The device UDF is the UDF of `sign`.')}
+${envelope('Device profile', d0.profile, 'Self-signed by the device signature key `sign`; `enc` (X25519) receives configuration; `auth` (Ed25519) signs session requests. The device UDF is the UDF of `sign`. `apps` (optional: profiles made before devices declared them have none) lists the applications the device runs, each with the fingerprint of the JSON Schema it accepts: the content UDF (SHA-2, 200 bits, content type `application/schema+json`) of the schema\'s canonical JSON (object keys sorted, no spaces); mesh/schema.ts `schemaFingerprint`.')}
 ${envelope('Manufacturer endorsement', d0.endorsement, 'Signed by the manufacturer, whose key travels in the signature (`key`). Whether that manufacturer key is trusted is the verifier\'s decision; a wrong device or any failure is `endorsement-invalid`.')}
 ${envelope('Master profile', x.master, 'Signed by the master signing key `sign`; lists the administration keys (`admins`), the escrow keys and the revoked administration key UDFs; `seq` grows with every new version.')}
 ${envelope('Master profile, seq 2 (an administration key revoked)', x.masterV2, 'The same master key, a higher `seq`: the phone is removed from `admins` and its key UDF listed in `revoked`. Anything it signs is now `revoked-key`.')}
@@ -663,11 +667,14 @@ Both sides derive from the secret, with HKDF-SHA-512 (salt empty) and distinct i
 | value | derivation | who holds it |
 |---|---|---|
 | claimId | b64u(HKDF(secret, info = "mmm-claim-id-v1", 16)) | the portal indexes the device's registration under it |
-| blobKey | HKDF(secret, info = "mmm-claim-blob-v1", 32) | seals the device's profile + endorsement: the portal cannot read or swap it |
+| blobKey | HKDF(secret, info = "mmm-claim-blob-v1", 32) | seals the device's profile + endorsement (and epoch and schemas): the portal cannot read or swap it |
 | portalKey | HKDF(secret, info = "mmm-claim-portal-v1", 32) | given to the portal, so it can check claims and count failed guesses without the secret |
 | deviceKey | HKDF(secret, info = "mmm-claim-device-v1", 32) | device and claimant only: the device's proof that the claimant held the label |
 
-The blob is \`b64u(iv) "." b64u(AES-256-GCM(blobKey, iv, JSON({device, endorsement}), aad = "mmm-claim-blob-v1"))\`.
+The blob is \`b64u(iv) "." b64u(AES-256-GCM(blobKey, iv, JSON({profile, endorsement, epoch, schemas}), aad = "mmm-claim-blob-v1"))\`.
+\`schemas\` maps each application the profile declares to its JSON Schema; the owner keeps a schema only
+when its fingerprint is the one in the signed profile, and checks values against it before publishing.
+An invitation's record carries the schemas the inviter holds, checked the same way.
 The claim carries two proofs over the same input:
 
     input       = "mmm-claim-v1" || 0 || master || 0 || device || 0 || account || 0 || nonce

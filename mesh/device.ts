@@ -6,6 +6,7 @@
 import { type SignedEnvelope, type Signer } from './envelope.js';
 import { generateDeviceKeys, type DeviceKeys, signKeyId } from './keys.js';
 import { createDeviceProfile, endorseDevice } from './profiles.js';
+import { schemaFingerprint } from './schema.js';
 import { labelUri, newClaimSecret, shortFingerprint, claimCode } from './claim.js';
 
 export interface DeviceIdentity {
@@ -29,9 +30,16 @@ export function newDeviceIdentity(p: {
   /** host[:port] of the portal printed on the label */
   portalAuthority: string;
   manufacturerKey?: Signer;
+  /**
+   * application -> the JSON Schema the device accepts: each is declared, by fingerprint, in the
+   * signed profile ({} declares that it runs none); without it the profile declares nothing, as
+   * profiles made before devices declared their applications
+   */
+  schemas?: Readonly<Record<string, unknown>>;
 }): DeviceIdentity {
   const keys = generateDeviceKeys();
-  const profile = createDeviceProfile(keys, p.model);
+  const apps = p.schemas === undefined ? undefined : Object.entries(p.schemas).map(([name, schema]) => ({ name, schema: schemaFingerprint(schema) }));
+  const profile = createDeviceProfile(keys, p.model, undefined, apps);
   const id = signKeyId(keys.sign.publicKey);
   const endorsement = p.manufacturerKey === undefined ? null : endorseDevice(p.manufacturerKey, { id, model: p.model }, { manufacturer: p.manufacturer, serial: p.serial });
   const secret = newClaimSecret();

@@ -286,11 +286,13 @@ export interface InviteBlob {
   readonly role: 'owner' | 'guest';
   readonly grant?: Grant;
   readonly expires: string;
+  /** the schemas of the applications the device declares, as the inviter holds them (checked against the signed profile by the invitee) */
+  readonly schemas?: Readonly<Record<string, unknown>>;
 }
 
 export function parseInviteBlob(v: unknown): InviteBlob {
   const w = 'invitation record';
-  const o = obj(v, w, ['profile', 'endorsement', 'epoch', 'invite', 'by', 'role', 'expires'], ['grant']);
+  const o = obj(v, w, ['profile', 'endorsement', 'epoch', 'invite', 'by', 'role', 'expires'], ['grant', 'schemas']);
   const role = str(o, 'role', w, 10);
   if (role !== 'owner' && role !== 'guest') fail('malformed', `${w}.role must be owner or guest`);
   return {
@@ -302,5 +304,6 @@ export function parseInviteBlob(v: unknown): InviteBlob {
     role,
     ...(o.grant !== undefined ? { grant: parseGrant(o.grant, `${w}.grant`) } : {}),
     expires: time(o, 'expires', w),
+    ...(o.schemas !== undefined ? { schemas: obj(o.schemas, `${w}.schemas`, [], Object.keys((o.schemas ?? {}) as object)) } : {}),
   };
 }

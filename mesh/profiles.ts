@@ -53,6 +53,17 @@ export interface DevicePayload {
   readonly auth: string;
   readonly model: string;
   readonly created: string;
+  /**
+   * the applications the device runs, each with the fingerprint of the JSON Schema it accepts
+   * (mesh/schema.ts schemaFingerprint); absent in profiles made before devices declared them
+   */
+  readonly apps?: readonly DeviceApp[];
+}
+
+export interface DeviceApp {
+  readonly name: string;
+  /** the schema's content UDF */
+  readonly schema: string;
 }
 
 export interface EndorsementPayload {
@@ -138,8 +149,25 @@ export function parseDevicePayload(bytes: Uint8Array): DevicePayload {
   const w = 'device profile';
   const o = looseObject(bytes, w);
   expectType(o, 'device', w);
-  obj(o, w, ['type', 'sign', 'enc', 'auth', 'model', 'created']);
-  return { type: 'device', sign: pubStr(o, 'sign', w), enc: pubStr(o, 'enc', w), auth: pubStr(o, 'auth', w), model: str(o, 'model', w, 64, NAME), created: time(o, 'created', w) };
+  obj(o, w, ['type', 'sign', 'enc', 'auth', 'model', 'created'], ['apps']);
+  const apps =
+    o.apps === undefined
+      ? undefined
+      : arr(o, 'apps', w, MAX_APPS).map((a, i): DeviceApp => {
+          const aw = `${w}.apps[${i}]`;
+          const ao = obj(a, aw, ['name', 'schema']);
+          return { name: str(ao, 'name', aw, 64, NAME), schema: str(ao, 'schema', aw, 120, UDF_TEXT) };
+        });
+  if (apps !== undefined && new Set(apps.map((a) => a.name)).size !== apps.length) fail('malformed', `${w}.apps names an application twice`);
+  return {
+    type: 'device',
+    sign: pubStr(o, 'sign', w),
+    enc: pubStr(o, 'enc', w),
+    auth: pubStr(o, 'auth', w),
+    model: str(o, 'model', w, 64, NAME),
+    created: time(o, 'created', w),
+    ...(apps !== undefined ? { apps } : {}),
+  };
 }
 
 export function parseEndorsementPayload(bytes: Uint8Array): EndorsementPayload {
@@ -233,9 +261,19 @@ export interface DeviceProfile {
   readonly envelope: SignedEnvelope;
 }
 
-export function createDeviceProfile(keys: DeviceKeys, model: string, created = nowIso()): SignedEnvelope {
-  const p: DevicePayload = { type: 'device', sign: b64u(keys.sign.publicKey), enc: b64u(keys.enc.publicKey), auth: b64u(keys.auth.publicKey), model, created };
+/** `apps`: the applications the device runs and their schema fingerprints (omitted: a profile that declares none, as before). */
+export function createDeviceProfile(keys: DeviceKeys, model: string, created = nowIso(), apps?: readonly DeviceApp[]): SignedEnvelope {
+  const p: DevicePayload = {
+    type: 'device',
+    sign: b64u(keys.sign.publicKey),
+    enc: b64u(keys.enc.publicKey),
+    auth: b64u(keys.auth.publicKey),
+    model,
+    created,
+    ...(apps !== undefined ? { apps: [...apps].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) } : {}),
+  };
   if (!NAME.test(model)) fail('malformed', 'model must be lowercase letters, digits, ".", "_" or "-"');
+  for (const a of apps ?? []) if (!NAME.test(a.name)) fail('malformed', 'application names are lowercase letters, digits, ".", "_" or "-"');
   return signJson(p, [keys.sign]);
 }
 

@@ -8,6 +8,8 @@
  */
 import { MeshError } from './errors.js';
 import type { Json } from './json.js';
+import { utf8 } from './bytes.js';
+import { contentUdf } from './udf.js';
 
 const KNOWN = new Set([
   '$schema', '$id', 'title', 'description', 'default', 'examples', 'type', 'properties', 'required', 'additionalProperties',
@@ -85,4 +87,56 @@ export function validate(s: Schema, v: Json, path = ''): string[] {
     }
   }
   return out;
+}
+
+/** JSON with every object's keys sorted: one text per schema, however its file was laid out. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x)).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** The content type the fingerprint of a schema is made with. */
+export const SCHEMA_CONTENT_TYPE = 'application/schema+json';
+
+/**
+ * An application's schema fingerprint, as the device profile lists it: the content UDF (SHA-2,
+ * 200 bits) of the schema's canonical JSON (keys sorted, no spaces).
+ */
+export function schemaFingerprint(schema: unknown): string {
+  return contentUdf(utf8(canonicalJson(schema)), SCHEMA_CONTENT_TYPE, { bits: 200 });
+}
+
+/**
+ * The schemas that came with a device (its sealed claim record, or an invitation), kept only
+ * where they match the fingerprints its signed profile declares: `schemas` holds those,
+ * `problems` says what was left out and why.
+ */
+export function declaredSchemas(declared: readonly { readonly name: string; readonly schema: string }[], carried: unknown): { schemas: Record<string, Schema>; problems: string[] } {
+  const schemas: Record<string, Schema> = {};
+  const problems: string[] = [];
+  const given = typeof carried === 'object' && carried !== null && !Array.isArray(carried) ? (carried as Record<string, unknown>) : {};
+  for (const a of declared) {
+    const s = Object.hasOwn(given, a.name) ? given[a.name] : undefined;
+    if (s === undefined) {
+      problems.push(`the schema of ${a.name} did not come with the device`);
+      continue;
+    }
+    if (schemaFingerprint(s) !== a.schema) {
+      problems.push(`the schema of ${a.name} that came with the device is not the one its signed profile declares (${a.schema})`);
+      continue;
+    }
+    try {
+      schemas[a.name] = checkSchema(s, `schema ${a.name}`);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  return { schemas, problems };
 }

@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { MeshError } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
 import { intFlag, makeIo, parse, runMain, unknownCommand, usage } from '../runtime/cli.js';
@@ -49,7 +50,11 @@ Options:
                              32-byte Ed25519 seed>"}, mode 0600. Without it a NEW key is made
                              at DIR/${MANUFACTURER_KEY_FILE}: keep it, and pass it to later batches
   --schema APP=FILE          a JSON Schema the device accepts for application APP
-                             (repeatable); copied to each device's schemas/APP.json
+                             (repeatable); copied to each device's schemas/APP.json and
+                             declared, by fingerprint, in its signed device profile.
+                             Without --schema, the model's applications are used when the
+                             model is one of examples/models/ (e.g. --model thermostat);
+                             a model with none makes devices that accept no settings (said so)
   --serial-prefix P          serial = P + zero-padded number (default "<model>-")
   --serial-start N           first serial number (default 1)
   --poll-interval-ms N       the agent's poll interval (default 30000)
@@ -108,7 +113,28 @@ function readSchemaArgs(specs: readonly string[]): Record<string, unknown> {
   return out;
 }
 
-function summary(r: BatchResult): string {
+/** examples/models/ in this package: a model's applications and their schemas. */
+export const MODELS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'models');
+
+/** The schemas of a known model (examples/models/MODEL.json), or undefined when the model is not one of them. */
+export function modelSchemas(model: string, dir = MODELS_DIR): { file: string; schemas: Record<string, unknown> } | undefined {
+  const file = path.join(dir, `${model}.json`);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = parseJson(text, 65_536, `model file ${file}`) as { apps?: Record<string, string> };
+  const schemas: Record<string, unknown> = {};
+  for (const [app, rel] of Object.entries(m.apps ?? {})) {
+    const f = path.resolve(dir, rel);
+    schemas[app] = parseJson(fs.readFileSync(f, 'utf8'), 65_536, `schema file ${f}`);
+  }
+  return { file, schemas };
+}
+
+function summary(r: BatchResult & { schemaNote: string }): string {
   const rel = (f: string): string => {
     const x = path.relative(process.cwd(), f);
     return x === '' ? '.' : x.startsWith('..') ? f : x;
@@ -118,6 +144,7 @@ function summary(r: BatchResult): string {
     `  ${r.seconds.toFixed(2)} s, ${r.devicesPerSecond.toFixed(1)} devices/s`,
     `  manifest (public): ${rel(r.manifest)}`,
     `  manufacturer key: ${r.manufacturerKeyId}`,
+    `  ${r.schemaNote}`,
   ];
   if (r.manufacturerKeyGenerated) {
     lines.push(
@@ -153,6 +180,14 @@ async function batch(args: string[]): Promise<void> {
   const missing = (['count', 'model', 'out', 'portal'] as const).filter((k) => v[k] === undefined);
   if (missing.length > 0) usage(`batch needs ${missing.map((k) => `--${k}`).join(', ')} (see ${NAME} batch --help)`);
   const count = intFlag(v.count, '--count', { min: 1, max: 1_000_000 }) as number;
+  const given = readSchemaArgs(v.schema ?? []);
+  const fromModel = Object.keys(given).length === 0 ? modelSchemas(v.model as string) : undefined;
+  const schemas = fromModel?.schemas ?? given;
+  const apps = Object.keys(schemas).sort();
+  const schemaNote =
+    apps.length === 0
+      ? `NOTE: model ${v.model as string} has no schema (it is not one of examples/models/ and no --schema was given): these devices run no application and refuse every setting. Give --schema APP=FILE`
+      : `applications: ${apps.join(', ')}${fromModel !== undefined ? ` (the schemas of model ${v.model as string}, ${path.relative(process.cwd(), fromModel.file) || fromModel.file})` : ''}; declared in each device's signed profile`;
 
   const ac = new AbortController();
   const stop = (): void => ac.abort();
@@ -169,7 +204,7 @@ async function batch(args: string[]): Promise<void> {
         portal: v.portal as string,
         manufacturer: v.manufacturer,
         manufacturerKeyFile: v['manufacturer-key'],
-        schemas: readSchemaArgs(v.schema ?? []),
+        schemas,
         serialPrefix: v['serial-prefix'],
         serialStart: intFlag(v['serial-start'], '--serial-start'),
         pollIntervalMs: intFlag(v['poll-interval-ms'], '--poll-interval-ms'),
@@ -183,7 +218,7 @@ async function batch(args: string[]): Promise<void> {
     process.removeListener('SIGINT', stop);
     process.removeListener('SIGTERM', stop);
   }
-  io.out(summary(r), r);
+  io.out(summary({ ...r, schemaNote }), { ...r, apps, schemasFrom: fromModel !== undefined ? 'model' : Object.keys(given).length > 0 ? 'schema' : null });
 }
 
 async function label(args: string[]): Promise<void> {

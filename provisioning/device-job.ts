@@ -55,7 +55,7 @@ export async function makeDevice(ctx: DeviceJobContext, serial: string): Promise
   try {
     // never recorded in the partial manifest: whatever is there never reached a manifest or a printer
     fs.rmSync(dir, { recursive: true, force: true });
-    const d = newDeviceIdentity({ model: ctx.model, manufacturer: ctx.manufacturer, serial, portalAuthority: ctx.authority, manufacturerKey: ctx.manufacturerKey });
+    const d = newDeviceIdentity({ model: ctx.model, manufacturer: ctx.manufacturer, serial, portalAuthority: ctx.authority, manufacturerKey: ctx.manufacturerKey, schemas: ctx.schemas });
     writeDeviceDirectory(dir, d, ctx.settings, ctx.schemas as Record<string, unknown>);
     writeFileAtomic(path.join(dir, UNIT_FILE), ctx.unit, 0o644);
     writeFileAtomic(path.join(dir, SYSUSERS_FILE), agentSysusers(), 0o644);

@@ -403,13 +403,13 @@ test.serial('device claim: endorsement shown, claim delivered, device confirms',
 test.serial('config set: publishes, seq increments at the portal, merged, encrypted to the device', async (t) => {
   const w = await getWorld();
   const dev = w.dev!;
-  const r1 = await mesh(w.alice, ['config', 'set', 'thermostat', 'target=21', 'mode=heat', 'schedule={"am":19}', '--json']);
+  const r1 = await mesh(w.alice, ['config', 'set', 'thermostat', 'target=21', 'mode=heat', 'schedule={"am":19}', '--wait', '0', '--json']);
   t.is(r1.code, 0, r1.stderr);
   t.is(r1.json.seq, 1);
   t.is(r1.json.devices.length, 2);
   const seqAt = async () => parseApplicationPayload(payloadBytes((await accountOf(w.portal.url, w.alice, w.aliceAccount)).applications.thermostat!)).seq;
   t.is(await seqAt(), 1);
-  const r2 = await mesh(w.alice, ['config', 'set', 'thermostat', 'target=22.5', 'mode=', 'label=hall', '--json']);
+  const r2 = await mesh(w.alice, ['config', 'set', 'thermostat', 'target=22.5', 'mode=', 'label=hall', '--wait', '0', '--json']);
   t.is(r2.json.seq, 2);
   t.is(await seqAt(), 2);
   const show = await mesh(w.alice, ['config', 'show', 'thermostat', '--json']);
@@ -421,7 +421,7 @@ test.serial('config set: publishes, seq increments at the portal, merged, encryp
 
   const file = path.join(tmp('cfg'), 'lamp.json');
   fs.writeFileSync(file, JSON.stringify({ on: true, level: 40 }));
-  const ap = await mesh(w.alice, ['config', 'apply', 'lamp', file, '--json']);
+  const ap = await mesh(w.alice, ['config', 'apply', 'lamp', file, '--wait', '0', '--json']);
   t.is(ap.json.seq, 1);
   t.is(ap.json.personalSeq !== undefined, true, 'a new application is added to the personal profile');
   const bad = await mesh(w.alice, ['config', 'set', 'Bad App', 'x=1', '--json']);
@@ -461,16 +461,16 @@ test.serial('config set --wait-ms: reports applied, or the error the device sign
   t.is(hall.result, 'applied');
   t.is(hall.seq, ok.json.seq);
   const spare = ok.json.results.find((x: { device: string }) => x.device === 'spare');
-  t.is(spare.result, 'waiting', 'a device that never answers is reported as not applied yet');
+  t.is(spare.result, 'not-reached', 'a device that never answers is reported as not reached yet');
   const refused = await mesh(w.alice, ['config', 'set', 'thermostat', 'target=35', '--wait-ms', '1500', '--json']);
   stop = true;
   await answering;
-  t.is(refused.code, 1);
+  t.is(refused.code, 4, 'exit status 4: a device refused it');
   const r = refused.json.results.find((x: { device: string }) => x.device === 'hall thermostat');
-  t.is(r.result, 'error');
+  t.is(r.result, 'refused');
   t.is(r.error.code, 'schema');
   // put a valid value back for what follows
-  await mesh(w.alice, ['config', 'set', 'thermostat', 'target=21']);
+  await mesh(w.alice, ['config', 'set', 'thermostat', 'target=21', '--wait', '0']);
 });
 
 test.serial('device list: applied seq per app from the signed status, stale marking, errors', async (t) => {
@@ -510,14 +510,14 @@ test.serial('device remove: the device is told, dropped from the profile, and la
   const spare = list.find((d) => d.name === 'spare')!;
   const sim = devices.find((d) => d.d.id === spare.id)!;
   const dev = w.dev!;
-  const r = await mesh(w.alice, ['device', 'remove', spare.fingerprint.slice(0, 9), '--json']);
+  const r = await mesh(w.alice, ['device', 'remove', spare.fingerprint.slice(0, 9), '--wait', '0', '--json']);
   t.is(r.code, 0, r.stderr);
   t.is(r.json.removed.id, spare.id);
   await sim.poll();
   t.true(sim.items.some((i) => i.kind === 'remove'));
   const acct = await accountOf(w.portal.url, w.alice, w.aliceAccount);
   t.false(parsePersonalPayload(payloadBytes(acct.personal!)).devices.some((d) => d.id === spare.id));
-  const next = await mesh(w.alice, ['config', 'set', 'thermostat', 'note=after-remove', '--json']);
+  const next = await mesh(w.alice, ['config', 'set', 'thermostat', 'note=after-remove', '--wait', '0', '--json']);
   t.deepEqual(next.json.devices.map((d: { name: string }) => d.name), ['hall thermostat']);
   const p = parseApplicationPayload(payloadBytes((await accountOf(w.portal.url, w.alice, w.aliceAccount)).applications.thermostat!));
   t.false(p.devices.includes(spare.id));
@@ -533,7 +533,7 @@ test.serial('log verify: consistent, all receipts included; a device that saw an
   t.is(first.code, 0, first.stdout + first.stderr);
   t.true(first.json.ok);
   t.true(first.json.receipts.total >= 6);
-  await mesh(w.alice, ['config', 'set', 'thermostat', 'note=x']);
+  await mesh(w.alice, ['config', 'set', 'thermostat', 'note=x', '--wait', '0']);
   const second = await mesh(w.alice, ['log', 'verify', '--json']);
   t.true(second.json.ok);
   t.is(second.json.previous.size, first.json.treeHead.size);
@@ -591,10 +591,10 @@ test.serial('admin add / join: a second administration device by one-time PIN; t
 
   // the phone can change configuration; the laptop then carries on from its seq
   const before = (await mesh(w.alice, ['profile', 'show', '--json'])).json.apps.find((x: { app: string }) => x.app === 'thermostat').seq as number;
-  const fromPhone = await mesh(phone, ['config', 'set', 'thermostat', 'target=19', '--json']);
+  const fromPhone = await mesh(phone, ['config', 'set', 'thermostat', 'target=19', '--wait', '0', '--json']);
   t.is(fromPhone.code, 0, fromPhone.stderr);
   t.is(fromPhone.json.seq, before + 1);
-  const fromLaptop = await mesh(w.alice, ['config', 'set', 'thermostat', 'mode=eco', '--json']);
+  const fromLaptop = await mesh(w.alice, ['config', 'set', 'thermostat', 'mode=eco', '--wait', '0', '--json']);
   t.is(fromLaptop.json.seq, before + 2);
   t.deepEqual((await mesh(w.alice, ['config', 'show', 'thermostat', '--json'])).json.doc.target, 19, "the laptop merged on top of the phone's change");
 
@@ -656,7 +656,7 @@ test.serial('recover: 3 shares on a new computer rebuild alice; wrong shares are
   t.is(errCode(lost), 'revoked-key', lost.stdout + lost.stderr);
 
   // the recovered owner publishes; the device receives it signed by the new key, readable by it
-  const pub = await mesh(fresh, ['config', 'set', 'thermostat', 'target=23', '--json']);
+  const pub = await mesh(fresh, ['config', 'set', 'thermostat', 'target=23', '--wait', '0', '--json']);
   t.is(pub.code, 0, pub.stderr);
   t.is(pub.json.seq, before.seq + 1);
   const dev = w.dev!;

@@ -55,7 +55,7 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { leafHash, verifyInclusion } from '../mesh/merkle.js';
 import { normalizeUdf } from '../mesh/udf.js';
 import { CHALLENGE_FUTURE_MS, CHALLENGE_TEXT, CHALLENGE_TTL_MS, challengeKey, checkChallenge, makeChallenge } from '../mesh/challenge.js';
-import { buildExamples, type ExampleDevice } from '../harness/protocol-examples.js';
+import { EXAMPLE_SCHEMA, buildExamples, type ExampleDevice } from '../harness/protocol-examples.js';
 
 
 const x = buildExamples();
@@ -165,7 +165,7 @@ test('claim label round trip (fast-check): any 16-byte secret and device key', (
 });
 
 test('claim blob: the device bundle sealed under the label secret opens with it; another secret or a change is decrypt-failed', (t) => {
-  t.deepEqual(openClaimBlob(d0.secrets, x.claimBlob), JSON.parse(JSON.stringify({ device: d0.profile, endorsement: d0.endorsement })));
+  t.deepEqual(openClaimBlob(d0.secrets, x.claimBlob), JSON.parse(JSON.stringify({ profile: d0.profile, endorsement: d0.endorsement, epoch: parseStatusPayload(payloadBytes(x.status)).epoch, schemas: { thermostat: EXAMPLE_SCHEMA } })));
   t.is(codeOf(() => openClaimBlob(d1.secrets, x.claimBlob)), 'decrypt-failed');
   const [iv, ct] = x.claimBlob.split('.') as [string, string];
   const flipped = new Uint8Array(fromB64u(ct));

@@ -32,6 +32,7 @@ import {
 } from '../mesh/profiles.js';
 import { recoverSecret, splitSecret } from '../mesh/shamir.js';
 import type { Json } from '../mesh/json.js';
+import { declaredSchemas, schemaFingerprint } from '../mesh/schema.js';
 import { buildExamples, type ExampleDevice } from '../harness/protocol-examples.js';
 
 
@@ -276,4 +277,22 @@ test('escrow: any threshold of the shares of the seed rebuilds the same master i
   const id = signKeyId(masterKeysFromSeed(recoverSecret([x.escrowShares[2]!, x.escrowShares[0]!])).sign.publicKey);
   t.is(id, x.masterId);
   t.is(codeOf(() => recoverSecret([x.escrowShares[0]!])), 'not-enough-shares');
+});
+
+test('device profile: declares its applications with schema fingerprints; the owner keeps only schemas that match them', (t) => {
+  const schema = { type: 'object', properties: { setpoint: { type: 'number', maximum: 30 } } };
+  const relaid = { properties: { setpoint: { maximum: 30, type: 'number' } }, type: 'object' };
+  t.is(schemaFingerprint(schema), schemaFingerprint(relaid), 'the fingerprint does not depend on the key order');
+  const keys = generateDeviceKeys();
+  const dp = verifyDeviceProfile(createDeviceProfile(keys, 'thermostat', undefined, [{ name: 'thermostat', schema: schemaFingerprint(schema) }]));
+  t.deepEqual(dp.payload.apps, [{ name: 'thermostat', schema: schemaFingerprint(schema) }]);
+  t.is(verifyDeviceProfile(createDeviceProfile(keys, 'thermostat')).payload.apps, undefined, 'a profile without apps still verifies');
+  const ok = declaredSchemas(dp.payload.apps ?? [], { thermostat: relaid });
+  t.deepEqual(Object.keys(ok.schemas), ['thermostat']);
+  t.deepEqual(ok.problems, []);
+  const swapped = declaredSchemas(dp.payload.apps ?? [], { thermostat: { ...schema, properties: { setpoint: { type: 'number', maximum: 90 } } } });
+  t.deepEqual(swapped.schemas, {});
+  t.regex(swapped.problems[0] ?? '', /not the one its signed profile declares/);
+  t.regex(declaredSchemas(dp.payload.apps ?? [], undefined).problems[0] ?? '', /did not come with the device/);
+  t.is(codeOf(() => createDeviceProfile(keys, 'thermostat', undefined, [{ name: 'Bad App', schema: schemaFingerprint(schema) }])), 'malformed');
 });

@@ -14,10 +14,12 @@ import { b64u } from '../mesh/bytes.js';
 import { isMeshError } from '../mesh/errors.js';
 import { signKeyId } from '../mesh/keys.js';
 import { verifyDeviceProfile, verifyEndorsement } from '../mesh/profiles.js';
+import { schemaFingerprint } from '../mesh/schema.js';
 import { readDeviceDirectory, readAgentSettings, readSchemas } from '../runtime/device-files.js';
 import { MANIFEST_FILE, MANUFACTURER_KEY_FILE, PARTIAL_FILE, provisionBatch, type BatchProgress, type Manifest } from '../provisioning/batch.js';
 
 const CLI = fileURLToPath(new URL('../provisioning/cli.js', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const jsQR = ((jsQRModule as unknown as { default?: unknown }).default ?? jsQRModule) as (data: Uint8ClampedArray, w: number, h: number) => { data: string } | null;
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-provision-test-'));
@@ -339,4 +341,25 @@ test('--help', async (t) => {
   const l = await run(['label', '--help']);
   t.is(l.code, 0);
   t.regex(l.stdout, /label DIR\/<serial>/);
+});
+
+test('a known model brings its schemas (declared by fingerprint in each signed device profile); a model without one is said to have none', async (t) => {
+  const out = tmp('model');
+  const r = await run(['batch', '--count', '1', '--model', 'thermostat', '--out', out, '--portal', 'http://127.0.0.1:8080']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /applications: thermostat \(the schemas of model thermostat, .*examples\/models\/thermostat\.json\)/);
+  const dir = path.join(out, 'thermostat-000001');
+  const shipped = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'examples', 'thermostat.schema.json'), 'utf8')) as unknown;
+  t.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'schemas', 'thermostat.json'), 'utf8')), shipped);
+  const dev = JSON.parse(fs.readFileSync(path.join(dir, 'device.json'), 'utf8')) as { id: string; profile: unknown };
+  t.deepEqual(verifyDeviceProfile(dev.profile, dev.id).payload.apps, [{ name: 'thermostat', schema: schemaFingerprint(shipped) }]);
+
+  const none = tmp('nomodel');
+  const n = await run(['batch', '--count', '1', '--model', 'thermo', '--out', none, '--portal', 'http://127.0.0.1:8080', '--json']);
+  t.is(n.code, 0, n.stderr);
+  t.deepEqual((JSON.parse(n.stdout) as { apps: string[] }).apps, []);
+  const human = await run(['batch', '--count', '1', '--model', 'thermo', '--out', tmp('nomodel2'), '--portal', 'http://127.0.0.1:8080']);
+  t.regex(human.stdout, /NOTE: model thermo has no schema .* refuse every setting/);
+  const d2 = JSON.parse(fs.readFileSync(path.join(none, 'thermo-000001', 'device.json'), 'utf8')) as { id: string; profile: unknown };
+  t.deepEqual(verifyDeviceProfile(d2.profile, d2.id).payload.apps, [], 'it declares that it runs nothing');
 });

@@ -57,6 +57,13 @@ async function ok(t: ExecutionContext, r: Promise<CliRun>, what: string): Promis
   return x;
 }
 
+/** `mesh config set` waits for the device: exit status 4 when the device refused the change (docs/admin.md) */
+async function refusedByDevice(t: ExecutionContext, r: Promise<CliRun>, what: string): Promise<CliRun> {
+  const x = await r;
+  if (x.code !== 4) t.fail(`${what}: exit ${x.code}, not 4 (refused by the device): ${x.stdout.slice(-800)} ${x.stderr.slice(-800)}`);
+  return x;
+}
+
 async function person(t: ExecutionContext, w: World, name: string, env: Record<string, string> = {}): Promise<Home> {
   const home = tmpHome(name);
   w.homes.push(home);
@@ -150,10 +157,14 @@ test.serial('a guest limited to thermostat:setpoint in 16..24: 22 applied, 28 an
 
     await ok(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=22']), 'gina 22');
     await waitDevice(w, 'guest 22', (d) => setpoint(d) === 22);
-    await ok(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=28']), 'gina 28');
+    await refusedByDevice(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=28']), 'gina 28');
     let d = await waitDevice(w, 'out-of-scope', (x) => x.errors.some((e) => e.code === 'out-of-scope'));
     t.is(setpoint(d), 22);
-    await ok(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=23', 'mode=off']), 'gina mode');
+    // the refused 28 is not carried into gina's next document (neither the device's nor the one for all devices)
+    const shown = await ok(t, mesh(gina.home, ['config', 'show', 'thermostat', '--json']), 'gina config show');
+    t.deepEqual((shown.json as { doc: unknown; devices: unknown[] }).doc, { setpoint: 22 });
+    t.deepEqual((shown.json as { doc: unknown; devices: unknown[] }).devices, []);
+    await refusedByDevice(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=23', 'mode=off']), 'gina mode');
     d = await waitDevice(w, 'mode refused', (x) => x.errors.filter((e) => e.code === 'out-of-scope').length >= 2);
     t.is(d.config.thermostat?.mode, 'eco');
     const gInvite = await mesh(gina.home, ['device', 'invite', 'flat', '--json']);
@@ -161,7 +172,7 @@ test.serial('a guest limited to thermostat:setpoint in 16..24: 22 applied, 28 an
     // two hours later on the device's own clock: the grant has ended
     await w.agent.stop();
     w.agent = await startAgentProcess(w.dir, [], AGENT_CLI, fakeTimeEnv('+2h'));
-    await ok(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=18']), 'gina after the end');
+    await refusedByDevice(t, mesh(gina.home, ['config', 'set', 'thermostat', 'setpoint=18']), 'gina after the end');
     d = await waitDevice(w, 'grant-expired', (x) => x.errors.some((e) => e.code === 'grant-expired'));
     t.is(setpoint(d), 22);
 
@@ -224,7 +235,7 @@ test.serial('a factory reset forgets every owner and setting; a former owner cha
     for (let i = 0; i < 200 && feedRows() > 0; i++) await new Promise((r) => setTimeout(r, 100));
     t.is(feedRows(), 0, "the portal keeps none of the ended epoch's items");
 
-    await ok(t, mesh(bob.home, ['config', 'set', 'thermostat', 'setpoint=29']), 'bob after the reset');
+    await refusedByDevice(t, mesh(bob.home, ['config', 'set', 'thermostat', 'setpoint=29']), 'bob after the reset');
     await w.agent.waitFor((e) => e.type === 'refused' && e.code === 'unknown-owner', 20_000, "the former owner's change refused");
     d = await device(w);
     t.deepEqual(d.owners, []);

@@ -114,7 +114,7 @@ test.serial('forged Account answers (enormous seq numbers): the command fails wi
         return jsonResponse(200, { ...b, personal: withSeq(b.personal, HUGE) });
       },
     });
-    const ra = await mesh(hana, ['config', 'set', 'thermostat', 'setpoint=5', '--json']);
+    const ra = await mesh(hana, ['config', 'set', 'thermostat', 'setpoint=5', '--wait', '0', '--json']);
     t.true(a.done(), 'the proxy forged the answer');
     assertBadAnswer(t, ra, /personal profile/);
     t.is(ra.json.error.detail.cause, 'bad-signature');
@@ -162,7 +162,7 @@ test.serial('forged Account answers (enormous seq numbers): the command fails wi
       },
     });
     before = profileBytes(hana);
-    const rc = await mesh(hana, ['config', 'set', 'thermostat', 'setpoint=5', '--json']);
+    const rc = await mesh(hana, ['config', 'set', 'thermostat', 'setpoint=5', '--wait', '0', '--json']);
     assertBadAnswer(t, rc, /thermostat configuration/);
     t.is(rc.json.error.detail.cause, 'revoked-key');
     t.is(profileBytes(hana), before);
@@ -205,7 +205,7 @@ test.serial('forged Publish and Claim answers (enormous leaf index, an "accepted
       return undefined;
     } });
     const p = forgeOnce(w.proxy, 'huge-index', 'POST', PATHS.publish, { response: (res) => jsonResponse(200, { ...bodyOf(res), index: HUGE }) });
-    const rp = await mesh(ines, ['config', 'set', 'thermostat', 'setpoint=22', '--json']);
+    const rp = await mesh(ines, ['config', 'set', 'thermostat', 'setpoint=22', '--wait', '0', '--json']);
     t.true(p.done());
     assertBadAnswer(t, rp, /receipt for this application/);
     t.is(profileBytes(ines), before, 'neither the seq nor the receipt was kept');
@@ -218,7 +218,7 @@ test.serial('forged Publish and Claim answers (enormous leaf index, an "accepted
     before = profileBytes(ines);
     const replay = lastReceipt;
     const q = forgeOnce(w.proxy, 'fake-accepted', 'POST', PATHS.publish, { instead: () => jsonResponse(200, replay) });
-    const rq = await mesh(ines, ['config', 'set', 'thermostat', 'setpoint=5', '--json']);
+    const rq = await mesh(ines, ['config', 'set', 'thermostat', 'setpoint=5', '--wait', '0', '--json']);
     t.true(q.done());
     assertBadAnswer(t, rq, /receipt for this application/);
     t.is(rq.json.error.detail.cause, 'bad-proof');

@@ -54,7 +54,7 @@ test.serial('a portal that withholds every update: the owner sees the device has
       }),
     );
     const before = w.configBytes();
-    const second = await mesh(dora, ['config', 'set', 'thermostat', 'setpoint=24', '--json']);
+    const second = await mesh(dora, ['config', 'set', 'thermostat', 'setpoint=24', '--wait', '0', '--json']);
     t.is(second.code, 0, second.stdout + second.stderr);
     const published = second.json.seq as number;
     await new Promise((r) => setTimeout(r, AGE_MS + 1000));

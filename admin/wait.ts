@@ -1,0 +1,95 @@
+/**
+ * Waiting for the devices a command changed: each device's signed status (checked with its own
+ * key) tells whether it applied the change, refused it (and why), or has not been reached yet.
+ *
+ * A refusal is matched by what it is about (application and sequence number, or the owner for a
+ * removal), never by its time: the times in a status are on the device's clock, which may be
+ * wrong (a board without a real-time clock says 1970).
+ */
+import type { StatusError, StatusPayload } from '../mesh/messages.js';
+import { intOpt, strOpt, type Values } from './command.js';
+import { deviceStatuses, pollUntil, type Ctx } from './portal.js';
+import type { DeviceRecord } from './state.js';
+
+/** exit status when every device reached applied it, but some were not reached in time */
+export const EXIT_NOT_REACHED = 3;
+/** exit status when at least one device refused it */
+export const EXIT_REFUSED = 4;
+
+export const DEFAULT_WAIT_MS = 15_000;
+
+export const WAIT_HELP = `  --wait S      wait up to S seconds for every target device's signed status (default ${DEFAULT_WAIT_MS / 1000}; 0: publish and return)
+  --wait-ms N   the same in milliseconds (an older spelling)`;
+
+export const EXIT_HELP = `exit status: 0 when every target device reported it applied the change; ${EXIT_NOT_REACHED} when none
+refused it but some did not report within the wait (they get it when they next reach the portal);
+${EXIT_REFUSED} when at least one refused it (the reason is printed); 1 for any other error, 64 for
+a mistyped command. With --wait 0 the exit status is 0 once it is published.`;
+
+export const WAIT_OPTIONS = { wait: { type: 'string' }, 'wait-ms': { type: 'string' } } as const;
+
+/** --wait S (seconds) or --wait-ms N; default 15 s. */
+export function waitMsOpt(v: Values): number {
+  if (strOpt(v, 'wait-ms') !== undefined) return intOpt(v, 'wait-ms', DEFAULT_WAIT_MS, 0, 3_600_000);
+  return intOpt(v, 'wait', DEFAULT_WAIT_MS / 1000, 0, 3600) * 1000;
+}
+
+/** Errors a device reports that concern this owner (never another owner's). */
+export function errorsFor(status: StatusPayload | null, master: string): StatusError[] {
+  return (status?.errors ?? []).filter((e) => e.master === undefined || e.master === master);
+}
+
+/** `unlinked`: the portal no longer shows this owner the device (after a removal), so its answer cannot be seen */
+export type Result = 'applied' | 'refused' | 'not-reached' | 'unlinked';
+
+export interface Outcome {
+  readonly device: DeviceRecord;
+  readonly result: Result;
+  /** the configuration number the device applied (config) */
+  readonly seq?: number;
+  readonly error?: StatusError;
+}
+
+export interface Awaited {
+  readonly device: DeviceRecord;
+  /** from the device's latest signed status: its verdict, or undefined while it has none */
+  readonly check: (status: StatusPayload | null, listed: boolean) => { result: 'applied' | 'refused' | 'unlinked'; seq?: number; error?: StatusError } | undefined;
+}
+
+/** Poll the devices' statuses until each has a verdict or `waitMs` passes. */
+export async function waitForDevices(ctx: Ctx, targets: readonly Awaited[], waitMs: number): Promise<Outcome[]> {
+  const done = new Map<string, Outcome>();
+  if (waitMs > 0 && targets.length > 0) {
+    ctx.io.progress(`waiting up to ${Math.round(waitMs / 1000)} s for ${targets.length === 1 ? 'the device' : `the ${targets.length} devices`}...\n`);
+    await pollUntil(waitMs, 500, async () => {
+      const views = await deviceStatuses(ctx);
+      for (const t of targets) {
+        if (done.has(t.device.id)) continue;
+        const v = t.check(views.get(t.device.id)?.status ?? null, views.has(t.device.id));
+        if (v !== undefined) done.set(t.device.id, { device: t.device, ...v });
+      }
+      return done.size === targets.length ? true : undefined;
+    });
+  }
+  return targets.map((t) => done.get(t.device.id) ?? { device: t.device, result: 'not-reached' });
+}
+
+/** One line per device, for the text output. */
+export function outcomeLine(o: Outcome, what: { applied: string; notReached: string }): string {
+  if (o.result === 'applied') return `  ${o.device.name}: ${what.applied}${o.seq !== undefined ? ` #${o.seq}` : ''}`;
+  if (o.result === 'unlinked') return `  ${o.device.name}: the portal no longer shows you this device's status (it unlinked you when it took the removal), so its answer cannot be waited for; it acts on the removal when it next reaches the portal (a co-owner sees it leave you in mesh device list)`;
+  if (o.result === 'refused') return `  ${o.device.name}: REFUSED${o.error?.seq !== undefined ? ` #${o.error.seq}` : ''}: [${o.error?.code ?? '?'}] ${o.error?.message ?? ''}`;
+  return `  ${o.device.name}: not reached yet (${what.notReached})`;
+}
+
+export function outcomeJson(o: Outcome): Record<string, unknown> {
+  return { device: o.device.name, id: o.device.id, result: o.result, ...(o.seq !== undefined ? { seq: o.seq } : {}), ...(o.error !== undefined ? { error: o.error } : {}) };
+}
+
+/** The documented exit status for these outcomes (0 with none: nothing was waited for). */
+export function exitFor(outcomes: readonly Outcome[], waited: boolean): number {
+  if (!waited) return 0;
+  if (outcomes.some((o) => o.result === 'refused')) return EXIT_REFUSED;
+  if (outcomes.some((o) => o.result === 'not-reached')) return EXIT_NOT_REACHED;
+  return 0;
+}
