@@ -13,11 +13,12 @@
 import * as fs from 'node:fs';
 import { MeshError } from '../mesh/errors.js';
 import { checkJsonValue, parseJson, type Json } from '../mesh/json.js';
-import { MAX_CONFIG_BYTES } from '../mesh/profiles.js';
+import { MAX_CONFIG_BYTES, MAX_CONFIRM_S } from '../mesh/profiles.js';
 import { validate, type Schema } from '../mesh/schema.js';
 import type { StatusPayload } from '../mesh/messages.js';
 import { didYouMean } from '../runtime/cli.js';
-import { checkAppName, listOpt, withOwner, type Command, type Values } from './command.js';
+import { checkAppName, listOpt, strOpt, withOwner, type Command, type Values } from './command.js';
+import { parseDuration } from './invite.js';
 import { findDevice } from './device.js';
 import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
 import { docFor, loadState, type ConfigDoc, type DeviceRecord } from './state.js';
@@ -169,7 +170,7 @@ interface Publication {
  * Publish the planned documents (devices with the same document share a publication), update the
  * document for all devices when no --device was given, wait for each device, and report.
  */
-async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[], p: { all: boolean; base: (old: ConfigDoc) => ConfigDoc; waitMs: number; verb: string }): Promise<void> {
+async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[], p: { all: boolean; base: (old: ConfigDoc) => ConfigDoc; waitMs: number; verb: string; confirmS?: number }): Promise<void> {
   const old = ctx.state.apps[app];
   const wasListed = old !== undefined && old.removed !== true;
   const base = p.all ? p.base(old === undefined || old.removed === true ? {} : (old.doc ?? {})) : undefined;
@@ -189,7 +190,7 @@ async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[]
     pubs.push({ seq: r.seq, devices: [] });
   }
   for (const g of groups.values()) {
-    const r = await publishApp(ctx, app, g.doc, { targets: g.planned.map((x) => x.device), prev: new Map(g.planned.map((x) => [x.device.id, x.from])), ...(base !== undefined ? { base } : {}) });
+    const r = await publishApp(ctx, app, g.doc, { targets: g.planned.map((x) => x.device), prev: new Map(g.planned.map((x) => [x.device.id, x.from])), ...(base !== undefined ? { base } : {}), ...(p.confirmS !== undefined ? { confirmS: p.confirmS } : {}) });
     save(ctx);
     pubs.push({ seq: r.seq, devices: r.devices });
     for (const d of r.devices) seqOf.set(d.id, r.seq);
@@ -209,7 +210,8 @@ async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[]
       check: (st: StatusPayload | null) => {
         const seq = seqOf.get(x.device.id) ?? 0;
         const a = ownerEntry(st, ctx.state.master)?.apps.find((y) => y.app === app);
-        if (a !== undefined && a.seq >= seq) return { result: 'applied' as const, seq: a.seq };
+        const onProbation = st?.pending !== undefined && st.pending.master === ctx.state.master && st.pending.app === app && st.pending.seq === seq;
+        if (a !== undefined && a.seq >= seq && !onProbation) return { result: 'applied' as const, seq: a.seq };
         const err = errorsFor(st, ctx.state.master).find((e) => e.app === app && e.seq === seq);
         return err === undefined ? undefined : { result: 'refused' as const, error: err };
       },
@@ -265,8 +267,15 @@ async function change(ctx: Ctx, app: string, v: Values, ch: Change, verb: string
   const names = listOpt(v, 'device');
   const targets = resolveTargets(ctx, app, names);
   const planned = await plan(ctx, app, targets, ch);
-  await publishPlanned(ctx, app, planned, { all: names.length === 0, base, waitMs: waitMsOpt(v), verb });
+  const confirm = strOpt(v, 'confirm-within');
+  const confirmS = confirm === undefined ? undefined : parseDuration(confirm, '--confirm-within');
+  if (confirmS !== undefined && (confirmS < 1 || confirmS > MAX_CONFIRM_S)) throw new MeshError('usage', `--confirm-within must be between 1 s and ${MAX_CONFIRM_S / 3600} h`);
+  await publishPlanned(ctx, app, planned, { all: names.length === 0, base, waitMs: waitMsOpt(v), verb, ...(confirmS !== undefined ? { confirmS } : {}) });
 }
+
+const CONFIRM_HELP = `  --confirm-within D  each device must reach the portal with the change in effect (and pass its
+                health check) within D (e.g. 60s, 5m), or it goes back to what it had on its
+                own and reports REVERTED: for changes that could cut a device off`;
 
 const TARGET_HELP = `  --device NAME only this device (its name, or the start of its fingerprint); repeat it for
                 several. Default: every device of yours that runs APP`;
@@ -282,7 +291,7 @@ function requireReadable(ctx: Ctx, app: string): void {
 export const configSetCommand: Command = {
   name: 'config set',
   summary: "change some settings of an application, on all or some devices, checked before publishing",
-  help: `usage: mesh config set APP KEY=VALUE ... [--device NAME]... [--wait S] [--json]
+  help: `usage: mesh config set APP KEY=VALUE ... [--device NAME]... [--wait S] [--confirm-within D] [--json]
 
 Takes what you last sent each target device for APP, changes the given keys, checks the result
 against the schema each device declared (the same check, and the same message, as on the
@@ -294,6 +303,7 @@ Values are read as JSON when they are JSON (21, true, "x", [1,2]), otherwise as 
 
 ${TARGET_HELP}
 ${WAIT_HELP}
+${CONFIRM_HELP}
   --json        print the result as JSON
 
 Then, per device: applied, REFUSED with the device's reason, or not reached yet.
@@ -301,7 +311,7 @@ ${EXIT_HELP}
 
 examples: mesh config set thermostat setpoint=21 mode=comfort
           mesh config set thermostat setpoint=18 --device bedroom`,
-  options: { device: { type: 'string', multiple: true }, ...WAIT_OPTIONS },
+  options: { device: { type: 'string', multiple: true }, 'confirm-within': { type: 'string' }, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     const app = checkAppName(pos[0]);
     if (pos.length < 2) throw new MeshError('usage', 'give at least one KEY=VALUE');
@@ -342,17 +352,18 @@ example: mesh config unset thermostat schedule`,
 export const configApplyCommand: Command = {
   name: 'config apply',
   summary: 'publish a whole configuration document for an application, checked before publishing',
-  help: `usage: mesh config apply APP FILE.json [--device NAME]... [--wait S] [--json]
+  help: `usage: mesh config apply APP FILE.json [--device NAME]... [--wait S] [--confirm-within D] [--json]
 
 Publishes FILE.json (a JSON object, at most ${MAX_CONFIG_BYTES / 1024} KiB) as the next configuration of APP
 for the target devices, after checking it against the schema each declared.
 
 ${TARGET_HELP}
 ${WAIT_HELP}
+${CONFIRM_HELP}
   --json        print the result as JSON
 
 ${EXIT_HELP}`,
-  options: { device: { type: 'string', multiple: true }, ...WAIT_OPTIONS },
+  options: { device: { type: 'string', multiple: true }, 'confirm-within': { type: 'string' }, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     const app = checkAppName(pos[0]);
     if (pos.length !== 2) throw new MeshError('usage', 'give the application and one JSON file');

@@ -334,6 +334,8 @@ export interface PublishOptions {
   readonly base?: ConfigDoc;
   /** per device id, the document this change started from (default: what was last published to it) */
   readonly prev?: ReadonlyMap<string, ConfigDoc | null>;
+  /** the devices must confirm the change within this many seconds (portal reached, health check passed) or revert it */
+  readonly confirmS?: number;
 }
 
 /**
@@ -357,6 +359,7 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, opts: Pu
     config: doc,
     devices: devices.map((d) => ({ id: d.id, enc: fromB64u(d.enc, 'device.enc', 32) })),
     alsoReadableBy: [...ownerReaders(master), ...extraReaders],
+    ...(opts.confirmS !== undefined ? { confirmS: opts.confirmS } : {}),
   });
   const receipt = await proveReceipt(ctx, 'application', env, await ctx.client.publish(env));
   const targets = materializeTargets(old, state.devices);

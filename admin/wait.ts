@@ -78,6 +78,11 @@ export async function waitForDevices(ctx: Ctx, targets: readonly Awaited[], wait
 export function outcomeLine(o: Outcome, what: { applied: string; notReached: string }): string {
   if (o.result === 'applied') return `  ${o.device.name}: ${what.applied}${o.seq !== undefined ? ` #${o.seq}` : ''}`;
   if (o.result === 'unlinked') return `  ${o.device.name}: the portal no longer shows you this device's status (it unlinked you when it took the removal), so its answer cannot be waited for; it acts on the removal when it next reaches the portal (a co-owner sees it leave you in mesh device list)`;
+  if (o.result === 'refused' && (o.error?.code === 'reverted' || o.error?.code === 'unhealthy')) {
+    // applied, then undone by the device itself: say why in a few words first
+    const why = o.error.code === 'unhealthy' ? 'health check failed' : 'no portal contact';
+    return `  ${o.device.name}: REVERTED${o.error.seq !== undefined ? ` #${o.error.seq}` : ''} (${why}): ${o.error.message}`;
+  }
   if (o.result === 'refused') return `  ${o.device.name}: REFUSED${o.error?.seq !== undefined ? ` #${o.error.seq}` : ''}: [${o.error?.code ?? '?'}] ${o.error?.message ?? ''}`;
   return `  ${o.device.name}: not reached yet (${what.notReached})`;
 }

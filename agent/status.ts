@@ -47,6 +47,7 @@ export function statusEnvelope(device: DeviceFiles, s: AgentState, now: string):
     ...(s.epoch !== '' ? { epoch: s.epoch } : {}),
     n: s.n,
     private: privateParts(s, errors),
+    ...(s.pending !== null && s.pending !== undefined ? { pending: { master: s.pending.master, app: s.pending.app, seq: s.pending.seq } } : {}),
   });
 }
 

@@ -67,13 +67,13 @@ export class TestOwner {
   lastClaim: SignedEnvelope | undefined;
 
   /** Invite someone to `device` (in the device's epoch `epoch`), as mesh device invite does. Returns the URI and the signed invitation. */
-  async invite(device: TestDevice & { profile: SignedEnvelope }, p: { epoch: string; ttlS?: number; grant?: Grant }): Promise<{ uri: string; object: SignedEnvelope; nonce: string }> {
+  async invite(device: TestDevice & { profile: SignedEnvelope }, p: { epoch: string; ttlS?: number; grant?: Grant; schemas?: Record<string, unknown> }): Promise<{ uri: string; object: SignedEnvelope; nonce: string }> {
     const secret = newInviteSecret();
     const secrets = deriveInviteSecrets(secret);
     const ttlS = p.ttlS ?? 900;
     const object = createInvite(this.admin.sign, secrets, { device, epoch: p.epoch, master: this.masterId, account: this.account, ttlS, ...(p.grant !== undefined ? { grant: p.grant } : {}) });
     const nonce = parseInvitePayload(object).nonce;
-    const record: InviteBlob = { profile: device.profile, endorsement: null, epoch: p.epoch, invite: nonce, by: this.account, role: p.grant === undefined ? 'owner' : 'guest', ...(p.grant !== undefined ? { grant: p.grant } : {}), expires: new Date(Date.now() + ttlS * 1000).toISOString() };
+    const record: InviteBlob = { profile: device.profile, endorsement: null, epoch: p.epoch, invite: nonce, by: this.account, role: p.grant === undefined ? 'owner' : 'guest', ...(p.grant !== undefined ? { grant: p.grant } : {}), expires: new Date(Date.now() + ttlS * 1000).toISOString(), ...(p.schemas !== undefined ? { schemas: p.schemas } : {}) };
     await this.client.post(device.id, object, { id: secrets.claimId, blob: sealClaimBlob(secrets, record), portalKey: b64u(secrets.portalKey), ttl: ttlS });
     return { uri: invitationUri({ portal: new URL(this.client.url.toString()).host, secret, fingerprint: device.id }), object, nonce };
   }

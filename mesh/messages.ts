@@ -196,6 +196,8 @@ export interface StatusPayload {
    * envelopes of a PrivateStatus; the plaintext above carries only codes, numbers and times.
    */
   readonly private?: readonly EncryptedEnvelope[];
+  /** a change on probation (its owner asked for confirmation): not final until confirmed or reverted */
+  readonly pending?: { readonly master: string; readonly app: string; readonly seq: number };
 }
 
 /** The owners' view of the device, encrypted to their administration keys. */
@@ -272,6 +274,7 @@ export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'cr
     ...(p.epoch !== undefined ? { epoch: p.epoch } : {}),
     ...(p.n !== undefined ? { n: p.n } : {}),
     ...(p.private !== undefined && p.private.length > 0 ? { private: p.private } : {}),
+    ...(p.pending !== undefined ? { pending: p.pending } : {}),
   };
   return signJson(payload, [device]);
 }
@@ -279,7 +282,7 @@ export function createStatus(device: Signer, p: Omit<StatusPayload, 'type' | 'cr
 export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
   const w = 'status';
   const v = parseJson(bytes, MAX_MESSAGE_BYTES, w);
-  const o = obj(v, w, ['type', 'device', 'seq', 'created', 'lastContact', 'owners', 'errors'], ['treeHead', 'epoch', 'n', 'private']);
+  const o = obj(v, w, ['type', 'device', 'seq', 'created', 'lastContact', 'owners', 'errors'], ['treeHead', 'epoch', 'n', 'private', 'pending']);
   if (o.type !== 'status') fail('wrong-type', 'expected a status message');
   const owners = arr(o, 'owners', w, 64).map((x, i): OwnerStatus => {
     const ow = `${w}.owners[${i}]`;
@@ -322,7 +325,13 @@ export function parseStatusPayload(bytes: Uint8Array): StatusPayload {
     ...(o.epoch !== undefined ? { epoch: str(o, 'epoch', w, 64, B64U) } : {}),
     ...(o.n !== undefined ? { n: int(o, 'n', w, 0) } : {}),
     ...(priv !== undefined ? { private: priv } : {}),
+    ...(o.pending !== undefined ? { pending: parsePending(o.pending, `${w}.pending`) } : {}),
   };
+}
+
+function parsePending(v: unknown, w: string): { master: string; app: string; seq: number } {
+  const o = obj(v, w, ['master', 'app', 'seq']);
+  return { master: str(o, 'master', w, 120, UDF_TEXT), app: str(o, 'app', w, 64, NAME_PATTERN), seq: int(o, 'seq', w, 1) };
 }
 
 function parseStatusError(x: unknown, ew: string): StatusError {

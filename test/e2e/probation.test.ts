@@ -10,12 +10,13 @@ import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
-import { provisionDevice, startAgentProcess, type AgentProcess } from '../../harness/agent-process.js';
+import { provisionDevice, startAgentProcess, THERMOSTAT_SCHEMA, type AgentProcess } from '../../harness/agent-process.js';
 import { TestOwner } from '../../harness/owner.js';
 import { startProxy, jsonResponse, type Proxy } from '../hostile/proxy.js';
 import { fromB64u } from '../../mesh/bytes.js';
 import { verifyDeviceProfile } from '../../mesh/profiles.js';
 import { openPrivateStatus, verifyStatus, type StatusError } from '../../mesh/messages.js';
+import { mesh, tmpHome } from '../hostile/world.js';
 
 interface World {
   portal: PortalProcess;
@@ -25,6 +26,7 @@ interface World {
   agent: AgentProcess;
   alice: TestOwner;
   devPub: Uint8Array;
+  profile: import('../../mesh/envelope.js').SignedEnvelope;
   close(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ async function world(opts: { health?: string } = {}): Promise<World> {
     agent,
     alice,
     devPub: fromB64u(verifyDeviceProfile(identity.profile).payload.sign, 'sign', 32),
+    profile: identity.profile,
     async close() {
       alice.close();
       await w.agent.stop();
@@ -149,6 +152,26 @@ test.serial('kill -9 of the agent inside the window: after the restart the chang
       await w.agent.waitFor((e) => e.type === 'applied' && e.seq === seq + 1, 20_000, 'back to 20');
     }
   } finally {
+    await w.close();
+  }
+});
+
+test.serial("the owner's CLI: mesh config set --confirm-within prints REVERTED (no portal contact) and exits 4; without trouble, applied", async (t) => {
+  const w = await world();
+  const home = tmpHome('alice-cli');
+  try {
+    t.is((await mesh(home, ['profile', 'create', '--portal', w.portal.http, '--account', 'carol', '--json'])).code, 0);
+    const inv = await w.alice.invite({ ...[...w.alice.devices.values()][0]!, profile: w.profile }, { epoch: (JSON.parse(fs.readFileSync(path.join(w.dir, 'state.json'), 'utf8')) as { epoch: string }).epoch, schemas: { thermostat: THERMOSTAT_SCHEMA } });
+    const claimed = await mesh(home, ['device', 'claim', inv.uri, '--name', 'hall', '--json']);
+    t.is((claimed.json as { accepted: boolean }).accepted, true, claimed.stdout);
+    const ok = await mesh(home, ['config', 'set', 'thermostat', 'setpoint=22', '--confirm-within', '20s', '--wait', '30']);
+    t.is(ok.code, 0, ok.stdout + ok.stderr);
+    t.regex(ok.stdout, /hall: applied/);
+    const bad = await mesh(home, ['config', 'set', 'thermostat', 'setpoint=29', '--confirm-within', '3s', '--wait', '40']);
+    t.is(bad.code, 4, bad.stdout + bad.stderr);
+    t.regex(bad.stdout, /hall: REVERTED #\d+ \(no portal contact\)/);
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
     await w.close();
   }
 });
