@@ -94,9 +94,21 @@ async function waitFor(what: string, dir: string, ok: (s: Awaited<ReturnType<typ
   }
 }
 
+/** whose `mesh device show` the demo prints after each step (Alice's computer, then her new one) */
+let viewer = '';
+
+/** What Alice sees of the thermostat: `mesh device show` (owners, each effective value and who set it, refusals), from the device's signed report. */
 async function showConfig(dir: string): Promise<void> {
-  const out = await run(bin('agent'), ['status', '--data', dir]);
-  for (const line of out.split('\n')) if (/^(owners|config| {2})/.test(line)) say('   ' + line);
+  if (viewer === '') {
+    const out = await run(bin('agent'), ['status', '--data', dir]);
+    for (const line of out.split('\n')) if (/^(owners|config| {2})/.test(line)) say('   ' + line);
+    return;
+  }
+  // the device reports after each change; give its signed report a moment to reach the portal
+  await new Promise((r) => setTimeout(r, 300));
+  const out = await mesh(viewer, 'device', 'show', 'thermostat');
+  say('   $ mesh device show thermostat');
+  for (const line of out.split('\n')) if (line.trim() !== '' && !/^thermostat {3}|^ {2}last contact/.test(line)) say('   ' + line);
 }
 
 function thermostat(s: Awaited<ReturnType<typeof deviceStatus>>): Record<string, unknown> {
@@ -123,6 +135,7 @@ export interface ScenarioOptions {
 export async function runScenario(opts: ScenarioOptions = {}): Promise<void> {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-demo-'));
   t0 = Date.now();
+  viewer = '';
   if (opts.say !== undefined) say = opts.say;
   if (opts.agentFile !== undefined) agentFile = opts.agentFile;
   if (opts.agentNode !== undefined) agentNode = opts.agentNode;
@@ -180,6 +193,8 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
   await step('Alice claims the thermostat from its label', async () => {
     say('   ' + (await mesh(alice, 'device', 'claim', dev.uri, '--name', 'thermostat')).trim().split('\n').join('\n   '));
     await waitFor('the thermostat to accept Alice', dev.dir, (s) => s.owners.some((o) => o.account.startsWith('alice@')));
+    viewer = alice;
+    await showConfig(dev.dir);
   });
 
   await step('Mallory photographed the label: the thermostat has an owner, so the label alone claims nothing (not-invited)', async () => {
@@ -227,6 +242,7 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
     if (r.code !== 4) throw new Error(`the guest's 28 was not reported refused (exit ${r.code}): ${r.stdout} ${r.stderr}`);
     const st = await deviceStatus(dev.dir);
     say(`   the guest set 28 (mesh exits 4):\n   ${r.stdout.trim().split('\n').join('\n   ')}\n   setpoint is still ${String(thermostat(st).setpoint)}`);
+    await showConfig(dev.dir);
   });
 
   await step("Alice lists her devices: the device's signed report names every owner and guest, newcomers marked NEW", async () => {
@@ -254,6 +270,7 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
       say(`   mesh config set thermostat ${args.join(' ')}\n     ${r.stderr.trim().split('\n').join('\n     ')}`);
     }
     say(`   setpoint is still ${String(thermostat(await deviceStatus(dev.dir)).setpoint)}`);
+    await showConfig(dev.dir);
   });
 
   await step('Bob removes the thermostat from his profile: his values disappear', async () => {
@@ -265,6 +282,7 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
   await step("Alice's laptop is lost: her state is deleted; she recovers from 3 of her 5 shares", async () => {
     fs.rmSync(alice, { recursive: true, force: true });
     const alice2 = path.join(tmp, 'alice-new-laptop');
+    viewer = alice2;
     await mesh(alice2, 'recover', ...shares.shares.slice(1, 4), '--portal', url, '--account', shares.account);
     say('   recovered; the lost laptop\'s administration key is revoked');
     await mesh(alice2, 'config', 'set', 'thermostat', 'setpoint=22');
