@@ -3,18 +3,18 @@
  * objects (claims, master profiles, application profiles, removals), no portal, no process.
  * Feed items are numbered by the caller, as the portal would.
  */
-import { generateMasterKeys, signKeyId, type MasterKeys } from '../../mesh/keys.js';
-import * as c from '../../mesh/crypto.js';
-import { adminEntry, createApplicationProfile, createMasterProfile, type AdminKeys } from '../../mesh/profiles.js';
-import { createClaim, createRemove } from '../../mesh/messages.js';
-import { deriveClaimSecrets, type ClaimSecrets } from '../../mesh/claim.js';
-import { newDeviceIdentity, type DeviceIdentity } from '../../mesh/device.js';
-import { checkSchema } from '../../mesh/schema.js';
-import type { SignedEnvelope } from '../../mesh/envelope.js';
-import type { Json } from '../../mesh/json.js';
-import type { FeedItem, ItemKind } from '../../mesh/protocol.js';
-import { MasterMemo, type CoreContext } from '../../agent/core.js';
-import { createInvite, deriveInviteSecrets, newInviteSecret, parseInvitePayload, type Grant } from '../../mesh/invite.js';
+import { generateMasterKeys, signKeyId, type MasterKeys } from '../mesh/keys.js';
+import * as c from '../mesh/crypto.js';
+import { adminEntry, createApplicationProfile, createMasterProfile, type AdminKeys } from '../mesh/profiles.js';
+import { createClaim, createRemove } from '../mesh/messages.js';
+import { deriveClaimSecrets, type ClaimSecrets } from '../mesh/claim.js';
+import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
+import { checkSchema } from '../mesh/schema.js';
+import type { SignedEnvelope } from '../mesh/envelope.js';
+import type { Json } from '../mesh/json.js';
+import type { FeedItem, ItemKind } from '../mesh/protocol.js';
+import { MasterMemo, type CoreContext } from '../agent/core.js';
+import { createInvite, deriveInviteSecrets, newInviteSecret, parseInvitePayload, type Grant } from '../mesh/invite.js';
 
 /** the time every object and context carries unless a test says otherwise: the reducer's output depends on nothing else */
 export const FIXED_TIME = '2026-01-01T00:00:00.000Z';
