@@ -171,10 +171,12 @@ function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   if (c.device !== ctx.device.id) throw new MeshError('wrong-device', `the claim is for device ${c.device}`);
   checkEpoch(s, c.epoch, 'claim');
   if (s.nonces.includes(c.nonce)) throw new MeshError('replay', `claim ${c.nonce} by ${c.account} was already used on this device`);
-  if (known === undefined && Object.keys(s.owners).length > 0 && !ctx.claimWindowOpen) {
-    throw new RefusedKeeping('not-invited', `${c.account} claimed with the label, but this device has owners: a co-owner needs an invitation from one of them, or the claim window opened on the device`, useNonce(s, c.nonce));
+  // a guest is no exception: holding the label does not lift its grant (only the claim window does)
+  if ((known === undefined || known.role === 'guest') && Object.keys(s.owners).length > 0 && !ctx.claimWindowOpen) {
+    const who = known === undefined ? 'this device has owners' : `${c.account} is a guest on this device`;
+    throw new RefusedKeeping('not-invited', `${c.account} claimed with the label, but ${who}: a co-owner needs an invitation from one of them, or the claim window opened on the device`, useNonce(s, c.nonce));
   }
-  // the label (or the button) makes a full owner, also of a former guest
+  // the label with the device's consent (no owner yet, or the claim window open) makes a full owner, also of a guest
   const { role: _role, grant: _grant, grantFromMs: _from, grantEndMs: _end, invitedBy: _by, ...kept } = known ?? ({} as Partial<Owner>);
   const owner: Owner = {
     ...kept,
@@ -202,6 +204,7 @@ function claimByInvitation(s: AgentState, item: FeedItem, ctx: CoreContext, p: {
   const inv = s.invites[p.invite];
   if (inv === undefined) {
     if (s.nonces.includes(p.invite)) throw new MeshError('invitation-used', `invitation ${p.invite} has been used already: each works once`);
+    if (s.nonces.includes(voided(p.invite))) throw new MeshError('not-invited', `invitation ${p.invite} is void: the owner who sent it no longer owns this device (or newer invitations crowded it out)`);
     throw new MeshError('not-invited', `no invitation ${p.invite} reached this device from any of its owners`);
   }
   const c = verifyClaim(item.object, p.master, { key: fromB64u(inv.key, 'invite key', 32), which: 'device' });
@@ -249,7 +252,7 @@ function invite(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   if (owner.role === 'guest') throw new MeshError('not-permitted', `${owner.account} is a guest on this device: a guest cannot invite anyone`);
   if (p.device !== ctx.device.id) throw new MeshError('wrong-device', `the invitation is for device ${p.device}`);
   checkEpoch(s, p.epoch, 'invitation');
-  if (s.nonces.includes(p.nonce) || s.invites[p.nonce] !== undefined) throw new MeshError('replay', `invitation ${p.nonce} by ${owner.account} has reached this device before`);
+  if (s.nonces.includes(p.nonce) || s.nonces.includes(voided(p.nonce)) || s.invites[p.nonce] !== undefined) throw new MeshError('replay', `invitation ${p.nonce} by ${owner.account} has reached this device before`);
   const key = openInviteKey(p, ctx.device.enc);
   const nowMs = Date.parse(ctx.now);
   const grantMs = grantDurationMs(p);
@@ -263,8 +266,10 @@ function invite(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
     deadlineMs: nowMs + p.ttl * 1000,
     ...(grantMs !== undefined ? { grantMs } : {}),
   };
-  const entries = [...Object.entries(s.invites), [p.nonce, pending] as const].slice(-MAX_INVITES);
-  return { state: { ...s, invites: Object.fromEntries(entries) }, events: [], configChanged: false };
+  const all = [...Object.entries(s.invites), [p.nonce, pending] as const];
+  // the oldest crowded out die for good: delivered again, they are replays
+  const crowded = all.slice(0, Math.max(0, all.length - MAX_INVITES)).map(([nonce]) => nonce);
+  return { state: { ...voidInvites(s, crowded), invites: Object.fromEntries(all.slice(-MAX_INVITES)) }, events: [], configChanged: false };
 }
 
 /** An ownership message for another epoch (before a factory reset) is never obeyed. */
@@ -449,10 +454,22 @@ function dropOwner(s: AgentState, master: string, claimKey: Uint8Array): AgentSt
   const floor: Floor = { masterSeq: Math.max(old?.masterSeq ?? 0, owner.masterSeq), apps, revoked: union(old?.revoked ?? [], owner.revoked ?? []) };
   const owners = { ...s.owners };
   delete owners[master];
-  // the invitations a removed owner sent go with it
+  // the invitations a removed owner sent go with it, for good (delivered again, they are replays)
   const invites = Object.fromEntries(Object.entries(s.invites).filter(([, i]) => i.by !== master));
+  const gone = Object.keys(s.invites).filter((nonce) => invites[nonce] === undefined);
   const pending = s.pending?.master === master ? null : (s.pending ?? null);
-  return { ...s, owners, invites, pending, floors: { ...s.floors, [key]: floor } };
+  return { ...voidInvites(s, gone), owners, invites, pending, floors: { ...s.floors, [key]: floor } };
+}
+
+/**
+ * Invitations that reached the device and died unused (their inviter left, or newer ones crowded
+ * them out) are remembered among the used nonces, marked, so that the portal cannot deliver one
+ * again and revive it, while a claim naming one is still told `not-invited` (not `invitation-used`).
+ */
+const voided = (nonce: string): string => `void:${nonce}`;
+
+function voidInvites(s: AgentState, nonces: readonly string[]): AgentState {
+  return nonces.length === 0 ? s : { ...s, nonces: [...s.nonces, ...nonces.map(voided)].slice(-MAX_NONCES) };
 }
 
 function floorKey(master: string, claimKey: Uint8Array): string {

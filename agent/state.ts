@@ -83,7 +83,7 @@ export interface AgentState {
   readonly epoch: string;
   /** how many factory resets this device has had */
   readonly resets: number;
-  /** nonces of the claims and removals obeyed or refused as replays: each works once, across resets */
+  /** nonces of the claims, invitations and removals obeyed or refused as replays: each works once, across resets; and, marked `void:`, of invitations that died unused */
   readonly nonces: readonly string[];
   /** rollback floors of former and current owners, kept across removals and resets */
   readonly floors: Readonly<Record<string, Floor>>;

@@ -265,3 +265,17 @@ test('the signed status stays under the portal limit for a status, however large
   t.is(openPrivateStatus(p, guests[5]!.admin.enc), undefined, 'beyond four guests, a guest gets no part');
   t.truthy(openPrivateStatus(p, guests[0]!.admin.enc));
 });
+
+test('an invitation crowded out by newer ones (more than 32 waiting) is void for good: delivered again, a replay; its claim not-invited', (t) => {
+  const { dev, alice, bob } = world();
+  const invs = Array.from({ length: 33 }, () => alice.invite(dev, { epoch: EPOCH }));
+  let s = feed(dev, START, [[0, item(1, 'claim', alice.claim(dev), alice.masterEnvelope)], ...invs.map((inv, i) => [0, item(2 + i, 'invite', inv.object)] as const)]);
+  const first = invs[0] as (typeof invs)[number];
+  t.is(s.invites[first.nonce], undefined, 'the oldest was crowded out');
+  t.is(Object.keys(s.invites).length, 32);
+  s = feed(dev, s, [[0, item(35, 'invite', first.object)]]);
+  t.is(lastCode(s), 'replay', 'the portal cannot revive it by delivering it again');
+  s = feed(dev, s, [[0, item(36, 'claim', bob.acceptInvite(dev, first, EPOCH), bob.masterEnvelope)]]);
+  t.is(lastCode(s), 'not-invited');
+  t.is(s.owners[bob.masterId], undefined);
+});
