@@ -11,6 +11,9 @@
  * parent appends a line to the log: the time, sequences done, violations, steps, and the rate.
  * A violation is logged with its seed, the shrunk counterexample and the message, and the run goes
  * on with the other chunks. Exit status 1 if any sequence broke an invariant.
+ *
+ * Measured 2026-12-02 (2 vCPU shared with other work, load 4-13; docs/reliability.md section 8):
+ * 1,000,000 sequences (14,956,547 steps) in 2,750 s on 2 workers, 364 seq/s, 0 violations.
  */
 import { fork } from 'node:child_process';
 import * as fs from 'node:fs';
