@@ -369,6 +369,14 @@ export class Agent {
       for (;;) {
         const cur = this.store.state.pending;
         if (cur === null || cur === undefined || cur.n !== p.n || this.stopped) return;
+        if (cur.contact === false) {
+          // no confirmation asked for: the health check was all there was to pass
+          this.store.update((st) => confirmPending(st));
+          this.events.emit('confirmed', { app: p.app, seq: p.seq, account: p.account });
+          this.scheduleStatus(0);
+          void this.pollNow();
+          return;
+        }
         const now = this.clock.now();
         if (now > cur.deadlineMs || now < cur.sinceMs) return this.revert('reverted', `no portal contact within ${Math.round((cur.deadlineMs - cur.sinceMs) / 1000)} s of applying it`);
         try {
@@ -413,6 +421,7 @@ export class Agent {
       now: isoNow(this.clock),
       masters: this.masters,
       claimWindowOpen: this.store.state.claimWindowUntil > this.clock.now(),
+      health: this.settings.health !== null,
     };
   }
 

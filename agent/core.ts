@@ -42,6 +42,8 @@ export interface CoreContext {
   readonly masters: MasterMemo;
   /** someone with the device in hand opened the claim window (the button): the label may claim a device that has owners */
   readonly claimWindowOpen: boolean;
+  /** the device has a health check: every change is on probation until it passes (and, when its owner asked, until the portal is reached) */
+  readonly health?: boolean;
 }
 
 export type AgentEvent =
@@ -319,9 +321,10 @@ function application(s: AgentState, item: FeedItem, ctx: CoreContext): StepResul
   if (mergedProblems.length > 0) throw new MeshError('schema', `the merged ${app} settings would be invalid: ${mergedProblems.join('; ')}`);
   const apps = { ...owner.apps, [app]: { seq, created: ap.payload.created, appliedAt: ctx.now, values } };
   let next: AgentState = { ...s, owners: { ...s.owners, [owner.master]: { ...owner, apps } } };
-  if (ap.payload.confirm !== undefined) {
+  if (ap.payload.confirm !== undefined || ctx.health === true) {
     const nowMs = Date.parse(ctx.now);
-    next = { ...next, pending: { master: owner.master, account: owner.account, app, seq, n: item.n, ...(prev !== undefined ? { prev } : {}), sinceMs: nowMs, deadlineMs: nowMs + ap.payload.confirm * 1000 } };
+    const contact = ap.payload.confirm !== undefined;
+    next = { ...next, pending: { master: owner.master, account: owner.account, app, seq, n: item.n, ...(prev !== undefined ? { prev } : {}), sinceMs: nowMs, deadlineMs: nowMs + (ap.payload.confirm ?? 0) * 1000, contact } };
   }
   if (clockAhead(ap.payload.created, ctx.now)) {
     // applied by order all the same; the owners are told the signer's clock is off

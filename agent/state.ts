@@ -109,6 +109,8 @@ export interface PendingConfirm {
   readonly prev?: AppState;
   readonly sinceMs: number;
   readonly deadlineMs: number;
+  /** false: only the device's health check must pass (no confirmation asked for); absent or true: the portal must be reached too, by the deadline */
+  readonly contact?: boolean;
 }
 
 export const EMPTY_STATE: AgentState = { v: 1, n: 0, statusSeq: 0, registered: false, lastContact: null, portalKey: null, treeHead: null, owners: {}, errors: [], epoch: '', resets: 0, nonces: [], floors: {}, claimWindowUntil: 0, invites: {}, local: {}, pending: null };

@@ -67,3 +67,13 @@ test('a factory reset or the owner leaving ends a probation', (t) => {
   // the pending owner's own removal waits behind the probation like any item; locally, it ends it
   t.is(removeOwnerLocally(r, alice.account, dev.secrets.deviceKey).state.pending, null);
 });
+
+test('on a device with a health check every change is on probation, for the check alone when no confirmation was asked for', (t) => {
+  const { dev, alice, s: s0 } = start();
+  const r = applyItems(s0, [item(3, 'application', alice.config(dev, 'thermostat', { setpoint: 23 }))], { ...dev.context(), health: true }).state;
+  t.is(setpoint(r), 23);
+  t.is(r.pending?.contact, false, 'no portal contact required');
+  t.is(r.pending?.seq, 2);
+  t.is(applyItems(s0, [item(3, 'application', alice.config(dev, 'thermostat', { setpoint: 23 }, { seq: 2 }))], dev.context()).state.pending, null, 'without a health check nothing is on probation');
+  t.is(setpoint(revertPending(r, { code: 'unhealthy', reason: 'the health check exited with 1' }, FIXED_TIME)), 20);
+});
