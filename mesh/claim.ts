@@ -38,11 +38,16 @@ const EMPTY = new Uint8Array(0);
 
 export function deriveClaimSecrets(secret: Uint8Array): ClaimSecrets {
   if (secret.length !== CLAIM_SECRET_LEN) fail('malformed', `a claim secret is ${CLAIM_SECRET_LEN} bytes`);
+  return deriveSecrets(secret, 'claim');
+}
+
+/** The four keys of a 128-bit secret, under the info strings `mmm-<domain>-{id,blob,portal,device}-v1` (a label's: `claim`; an invitation's: `invite`). */
+export function deriveSecrets(secret: Uint8Array, domain: 'claim' | 'invite'): ClaimSecrets {
   return {
-    claimId: b64u(c.hkdfSha512(secret, EMPTY, 'mmm-claim-id-v1', 16)),
-    blobKey: c.hkdfSha512(secret, EMPTY, 'mmm-claim-blob-v1', 32),
-    portalKey: c.hkdfSha512(secret, EMPTY, 'mmm-claim-portal-v1', 32),
-    deviceKey: c.hkdfSha512(secret, EMPTY, 'mmm-claim-device-v1', 32),
+    claimId: b64u(c.hkdfSha512(secret, EMPTY, `mmm-${domain}-id-v1`, 16)),
+    blobKey: c.hkdfSha512(secret, EMPTY, `mmm-${domain}-blob-v1`, 32),
+    portalKey: c.hkdfSha512(secret, EMPTY, `mmm-${domain}-portal-v1`, 32),
+    deviceKey: c.hkdfSha512(secret, EMPTY, `mmm-${domain}-device-v1`, 32),
   };
 }
 

@@ -23,12 +23,11 @@
  * clock as well (it is untrusted: that only ever refuses more).
  */
 import * as c from './crypto.js';
-import { b64u } from './bytes.js';
 import { fail } from './errors.js';
 import { decrypt, encrypt, parseEncryptedEnvelope, parseSignedEnvelope, payloadBytes, signJson, type EncryptedEnvelope, type SignedEnvelope, type Signer, UDF_TEXT } from './envelope.js';
 import { arr, int, obj, parseJson, str, time, type Json, type Obj } from './json.js';
 import { NAME_PATTERN, verifyByAdmin, type MasterProfile } from './profiles.js';
-import type { ClaimSecrets } from './claim.js';
+import { deriveSecrets, type ClaimSecrets } from './claim.js';
 import { keyUdf, nonceUdf, normalizeUdf, parseKeyUdf } from './udf.js';
 
 export const INVITE_SECRET_LEN = 16;
@@ -42,7 +41,6 @@ export const DEFAULT_INVITE_TTL_S = 15 * 60;
 export const MAX_GRANT_SCOPES = 16;
 export const MAX_GRANT_KEYS = 64;
 
-const EMPTY = new Uint8Array(0);
 const B64U = /^[A-Za-z0-9_-]+$/;
 
 export function newInviteSecret(): Uint8Array {
@@ -52,12 +50,7 @@ export function newInviteSecret(): Uint8Array {
 /** The four keys an invitation secret gives, domain-separated from a label's. */
 export function deriveInviteSecrets(secret: Uint8Array): ClaimSecrets {
   if (secret.length !== INVITE_SECRET_LEN) fail('malformed', `an invitation secret is ${INVITE_SECRET_LEN} bytes`);
-  return {
-    claimId: b64u(c.hkdfSha512(secret, EMPTY, 'mmm-invite-id-v1', 16)),
-    blobKey: c.hkdfSha512(secret, EMPTY, 'mmm-invite-blob-v1', 32),
-    portalKey: c.hkdfSha512(secret, EMPTY, 'mmm-invite-portal-v1', 32),
-    deviceKey: c.hkdfSha512(secret, EMPTY, 'mmm-invite-device-v1', 32),
-  };
+  return deriveSecrets(secret, 'invite');
 }
 
 // ---------------------------------------------------------------- grants (what a guest may set)
