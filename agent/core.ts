@@ -454,6 +454,8 @@ function dropOwner(s: AgentState, master: string, claimKey: Uint8Array): AgentSt
   const old = s.floors[key];
   const apps: Record<string, number> = { ...old?.apps };
   for (const [app, a] of Object.entries(owner.apps)) apps[app] = Math.max(apps[app] ?? 0, a.seq);
+  // a change this device reverted stays refused after the owner leaves and comes back, like an applied one
+  for (const [app, seq] of Object.entries(owner.reverted ?? {})) apps[app] = Math.max(apps[app] ?? 0, seq);
   const floor: Floor = { masterSeq: Math.max(old?.masterSeq ?? 0, owner.masterSeq), apps, revoked: union(old?.revoked ?? [], owner.revoked ?? []) };
   const owners = { ...s.owners };
   delete owners[master];

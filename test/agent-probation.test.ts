@@ -77,3 +77,14 @@ test('on a device with a health check every change is on probation, for the chec
   t.is(applyItems(s0, [item(3, 'application', alice.config(dev, 'thermostat', { setpoint: 23 }, { seq: 2 }))], dev.context()).state.pending, null, 'without a health check nothing is on probation');
   t.is(setpoint(revertPending(r, { code: 'unhealthy', reason: 'the health check exited with 1' }, FIXED_TIME)), 20);
 });
+
+test('a reverted change stays refused after its owner is removed on the device and claims again (the floor keeps it)', (t) => {
+  const { dev, alice, s: s0 } = start();
+  const bad = alice.config(dev, 'thermostat', { setpoint: 29 }, { confirmS: 5 });
+  const r = revertPending(applyItems(s0, [item(3, 'application', bad)], dev.context()).state, { code: 'reverted', reason: 'no portal contact' }, FIXED_TIME);
+  const gone = removeOwnerLocally(r, alice.account, dev.secrets.deviceKey).state;
+  const back = applyItems(gone, [item(4, 'claim', alice.claim(dev), alice.masterEnvelope), item(5, 'application', bad)], dev.context()).state;
+  t.truthy(back.owners[alice.masterId], 'claimed again');
+  t.is(back.errors.at(-1)?.code, 'rollback');
+  t.is(setpoint(back), undefined, 'the reverted change is not applied');
+});
