@@ -38,41 +38,15 @@ export interface AgentProcess {
 }
 
 const running = new Set<ChildProcess>();
-/** how to kill an agent that runs under a wrapper (its child), by wrapper */
-const wrapped = new WeakMap<ChildProcess, () => void>();
 process.once('exit', () => {
-  for (const p of running) (wrapped.get(p) ?? (() => p.kill('SIGKILL')))();
+  for (const p of running) p.kill('SIGKILL');
 });
 
-/**
- * `under`: a command that runs the agent as its child and exits with its status, e.g.
- * ['faketime', '-m', '1970-01-02 00:00:00']; signals go to that child, the agent (Linux /proc).
- */
-export async function startAgentProcess(dir: string, args: string[] = [], file = AGENT_CLI, env: Record<string, string> = {}, under: readonly string[] = []): Promise<AgentProcess> {
-  const argv = [process.execPath, file, 'run', '--data', dir, ...args];
-  const [cmd, ...rest] = [...under, ...argv] as [string, ...string[]];
-  const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** `env` may fake the agent's clock for the whole process (harness/faketime.ts fakeTimeEnv): the process is node itself. */
+export async function startAgentProcess(dir: string, args: string[] = [], file = AGENT_CLI, env: Record<string, string> = {}): Promise<AgentProcess> {
+  const proc = spawn(process.execPath, [file, 'run', '--data', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   running.add(proc);
-  const signal = (sig: NodeJS.Signals): void => {
-    const pid = proc.pid;
-    let children: number[] = [];
-    if (under.length > 0 && pid !== undefined) {
-      try {
-        children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((s) => s !== '').map(Number);
-      } catch {
-        children = [];
-      }
-    }
-    if (children.length === 0) proc.kill(sig);
-    for (const c of children) {
-      try {
-        process.kill(c, sig);
-      } catch {
-        // gone already
-      }
-    }
-  };
-  if (under.length > 0) wrapped.set(proc, () => signal('SIGKILL'));
+  const signal = (sig: NodeJS.Signals): void => void proc.kill(sig);
   const events: AgentEvent[] = [];
   const waiters: { pred: (e: AgentEvent) => boolean; resolve: (e: AgentEvent) => void }[] = [];
   let stderr = '';

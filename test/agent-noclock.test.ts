@@ -13,10 +13,11 @@ import * as path from 'node:path';
 import { agentStatus, provisionDevice, readConfig, startAgentProcess, until, AGENT_CLI } from '../harness/agent-process.js';
 import { runCli } from '../harness/crash-kit.js';
 import { startPortalProcess } from '../harness/portal-process.js';
+import { fakeTimeEnv } from '../harness/faketime.js';
 
-// -m: the multi-threaded libfaketime (node has threads)
-const FAKETIME = ['faketime', '-m', '1970-01-02 00:00:00'];
-const hasFaketime = spawnSync('sh', ['-c', 'command -v faketime'], { stdio: 'ignore' }).status === 0;
+// the board's clock: it starts at 1970-01-02 and ticks (libfaketime, for the whole agent process)
+const AT_1970 = '@1970-01-02 00:00:00';
+const hasFaketime = spawnSync('sh', ['-c', 'ls /usr/lib/*/faketime/libfaketimeMT.so.1'], { stdio: 'ignore' }).status === 0;
 
 test('an agent whose clock says 1970 registers, hears pushes, is claimed with mesh device claim and applies mesh config set', async (t) => {
   if (!hasFaketime) {
@@ -24,12 +25,12 @@ test('an agent whose clock says 1970 registers, hears pushes, is claimed with me
     return;
   }
   // faketime itself works here: node under it believes it is 1970
-  const probe = spawnSync(FAKETIME[0] as string, [...FAKETIME.slice(1), process.execPath, '-e', 'process.stdout.write(new Date().toISOString())'], { encoding: 'utf8' });
+  const probe = spawnSync(process.execPath, ['-e', 'process.stdout.write(new Date().toISOString())'], { encoding: 'utf8', env: { ...process.env, ...fakeTimeEnv(AT_1970) } });
   t.regex(probe.stdout, /^1970-01-02T/, probe.stderr);
 
   const portal = await startPortalProcess();
   const { dir, identity } = provisionDevice(portal.http, { pollIntervalMs: 1000 });
-  const agent = await startAgentProcess(dir, [], AGENT_CLI, {}, FAKETIME);
+  const agent = await startAgentProcess(dir, [], AGENT_CLI, fakeTimeEnv(AT_1970));
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-noclock-owner-'));
   t.teardown(async () => {
     await agent.stop();
