@@ -38,6 +38,7 @@ import {
   verifyTreeHead,
 } from '../mesh/messages.js';
 import { claimCode, openClaimBlob, parseClaimLabel } from '../mesh/claim.js';
+import { invitationUri, parseGuestSpec, parseInvitation } from '../mesh/invite.js';
 import { parseKeyUdf, parseShareUdf, parseUdf } from '../mesh/udf.js';
 import { recoverSecret } from '../mesh/shamir.js';
 import * as proto from '../mesh/protocol.js';
@@ -470,6 +471,8 @@ export function fuzzTargets(x: Examples): FuzzTarget[] {
     { name: 'parseKeyUdf', input: 'string', seeds: [claimCode(d0.claimSecret)], run: (v) => parseKeyUdf(v as string), codes: ['bad-udf', 'udf-too-short'] },
     { name: 'parseShareUdf', input: 'string', seeds: [...x.escrowShares], run: (v) => parseShareUdf(v as string), codes: ['bad-share', 'bad-udf'] },
     { name: 'recoverSecret', input: 'value', seeds: [x.escrowShares.slice(0, 2), [...x.escrowShares]], run: (v) => recoverSecret(v as string[]) },
+    { name: 'parseInvitation', input: 'string', seeds: [invitationUri({ portal: 'portal.example', secret: d0.claimSecret, fingerprint: d0.id })], run: (v) => parseInvitation(v as string), codes: ['malformed', 'too-large', 'bad-udf', 'udf-too-short'] },
+    { name: 'parseGuestSpec', input: 'string', seeds: ['thermostat:setpoint=16..24,mode', 'lights'], run: (v) => parseGuestSpec(v as string), codes: ['usage'] },
     { name: 'parseClaimLabel', input: 'string', seeds: [d0.labelUri, `mcu://acme@portal.example/${claimCode(d0.claimSecret)}?fp=${d0.fingerprint}`, `${claimCode(d0.claimSecret)} ${d0.fingerprint}`], run: (v) => parseClaimLabel(v as string), codes: ['malformed', 'too-large', 'bad-udf', 'udf-too-short'] },
     { name: 'openClaimBlob', input: 'value', seeds: [x.claimBlob], run: (v) => openClaimBlob(d0.secrets, v), codes: ['malformed', 'too-large', 'decrypt-failed'] },
     { name: 'parseDeviceKeys', input: 'text', seeds: [JSON.stringify({ sign: b64u(d0.keys.sign.privateKey), enc: b64u(d0.keys.enc.privateKey), auth: b64u(d0.keys.auth.privateKey) })], run: (v) => parseDeviceKeys(v as string), codes: PARSE_ONLY },

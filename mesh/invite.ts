@@ -75,6 +75,7 @@ const KEY = /^[A-Za-z0-9_.-]{1,64}$/;
  * (e.g. `thermostat:setpoint=16..24`).
  */
 export function parseGuestSpec(spec: string): GrantScope {
+  if (typeof spec !== 'string' || spec.length > 2000) return fail('usage', 'a guest grant is APP or APP:KEY[,KEY...], at most 2,000 characters');
   const m = /^([a-z0-9][a-z0-9._-]{0,63})(?::(.+))?$/.exec(spec.trim());
   if (m === null) return fail('usage', `"${spec}" is not APP or APP:KEY[,KEY...] (a key may be limited as KEY=MIN..MAX)`);
   const app = m[1] as string;
