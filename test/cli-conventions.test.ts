@@ -77,7 +77,14 @@ test('every command of mesh-agent and mesh-provision answers --help and help COM
  * As root the portal's default is /var/lib/mesh-portal, which a test must not touch: there the
  * portal runs as `nobody` (setpriv), as a new unprivileged user would.
  */
-const AS_USER: string[] = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'] : [];
+/**
+ * `nobody` keeps CAP_DAC_READ_SEARCH (read only) so it can load this checkout wherever it lies
+ * (a clone under `mktemp -d` is mode 0700); its uid is what the portal's defaults look at.
+ */
+const AS_USER: string[] =
+  process.getuid?.() === 0
+    ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search', '--']
+    : [];
 
 function userRoot(): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-cli-'));
