@@ -8,6 +8,10 @@
  *                configuration, state.json parses and is never ahead of config.json; converges.
  *   cliKills     `mesh config set` SIGKILLed at random points; every file in --home parses, the
  *                CLI reads its state back, and the next command works.
+ *   probationKills  the REAL agent process SIGKILLed at a random moment of a change's confirm
+ *                window (a change that cuts its own link, or one that does not); after the restart
+ *                the change always ends confirmed (config.json holds it) or reverted (config.json
+ *                holds the one before), and nothing stays on probation.
  *   portalKills  the portal process SIGKILLed under publish load (SQLite or PostgreSQL); every
  *                acknowledged publish survives (Log/Entry, Account, Download) and the tree head
  *                after the restart is proven consistent with the last one a client received.
@@ -28,6 +32,7 @@ import { verifyPortalProfile, verifyTreeHead, type TreeHead } from '../mesh/mess
 import { startPortalProcess, type PortalProcess } from './portal-process.js';
 import { provisionDevice, startAgentProcess, until, type AgentProcess } from './agent-process.js';
 import { TestOwner } from './owner.js';
+import { cuttableLink } from './proxy.js';
 
 export const MESH_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'admin', 'cli.js');
 
@@ -141,6 +146,106 @@ export async function agentKills(kills: number, opts: { onKill?: (line: string) 
     await agent.stop();
     await portal.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- a change on probation
+
+export interface ProbationKillReport {
+  readonly kills: number;
+  readonly confirmed: number;
+  readonly reverted: number;
+  /** kills that landed before the agent had applied the change (it applied it after the restart) */
+  readonly beforeApply: number;
+  readonly lines: string[];
+}
+
+const BAD = 29;
+const GOOD_WINDOW_S = 60;
+const BAD_WINDOW_S = 3;
+
+/**
+ * The device reaches the portal only through a link the test can cut; its hook cuts the link while
+ * the setpoint is 29 (a network setting gone wrong) and restores it otherwise. Each round publishes
+ * either 29 with a short window (no contact possible: it must end reverted, unless the kill came
+ * before the hook cut the link) or a harmless value with a long one (it must end confirmed), kills
+ * the agent at a random moment of the window, restarts it, and checks that the change ended
+ * confirmed or reverted, with config.json and state.json saying the same.
+ */
+export async function probationKills(kills: number, opts: { onKill?: (line: string) => void } = {}): Promise<ProbationKillReport> {
+  const portal = await startPortalProcess({ args: ['--no-mqtt'] });
+  const dir0 = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-probation-kill-'));
+  const cut = path.join(dir0, 'link-cut');
+  const link = await cuttableLink(Number(new URL(portal.http).port), () => fs.existsSync(cut));
+  const { dir, identity } = provisionDevice(link.url, { push: false, pollIntervalMs: 200 });
+  const settings = path.join(dir, 'agent.json');
+  const hook = `if grep -Eq '"setpoint": ?${BAD}([^0-9]|$)' "$MESH_CONFIG"; then touch '${cut}'; else rm -f '${cut}'; fi`;
+  fs.writeFileSync(settings, JSON.stringify({ ...(JSON.parse(fs.readFileSync(settings, 'utf8')) as object), hook }));
+  let agent = await startAgentProcess(dir);
+  const alice = await TestOwner.create(portal.http, 'alice');
+  const lines: string[] = [];
+  let confirmed = 0;
+  let reverted = 0;
+  let beforeApply = 0;
+  const setpoint = (): unknown => (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { thermostat?: { setpoint?: unknown } }).thermostat?.setpoint;
+  const pendingOnDisk = (): unknown => (JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as { pending?: unknown }).pending ?? null;
+  try {
+    await alice.claim(identity.labelUri);
+    await agent.waitFor((e) => e.type === 'claimed', 20_000, 'claimed');
+    let seq = 1;
+    let good = 20;
+    await alice.publish('thermostat', { setpoint: good });
+    await agent.waitFor((e) => e.type === 'applied' && e.seq === seq, 20_000, 'the first configuration');
+    for (let k = 0; k < kills; k++) {
+      const bad = Math.random() < 0.5;
+      const value = bad ? BAD : 10 + (k % 15);
+      seq++;
+      const before = agent;
+      const start = Date.now();
+      await alice.publish('thermostat', { setpoint: value }, { confirmS: bad ? BAD_WINDOW_S : GOOD_WINDOW_S });
+      // a random moment of the window: before the change arrived, while the hook runs, while it waits for contact, after
+      await sleep(rand(0, bad ? BAD_WINDOW_S * 1000 : 1500));
+      await killHard(before);
+      const applied = before.events.some((e) => e.type === 'applied' && e.seq === seq);
+      const endedBefore = before.events.find((e) => (e.type === 'confirmed' || e.type === 'reverted' || e.type === 'unhealthy') && e.seq === seq);
+      // a hook the kill orphaned may still be touching the link file: let it finish before the board comes back
+      await sleep(300);
+      agent = await startAgentProcess(dir);
+      const end =
+        endedBefore ??
+        (await agent.waitFor((e) => (e.type === 'confirmed' || e.type === 'reverted' || e.type === 'unhealthy') && e.seq === seq, 60_000, `the end of #${seq}'s probation after the restart`));
+      await until(`nothing left on probation after #${seq}`, () => (pendingOnDisk() === null ? true : undefined), 30_000);
+      const now = setpoint();
+      if (end.type === 'confirmed') {
+        if (now !== value) throw new Error(`#${seq} (setpoint ${value}) ended confirmed, but config.json holds setpoint ${String(now)}`);
+        confirmed++;
+        good = value === BAD ? good : value;
+      } else if (end.type === 'reverted') {
+        if (now !== good) throw new Error(`#${seq} (setpoint ${value}) ended reverted, but config.json holds setpoint ${String(now)}, not ${good}`);
+        if (!bad) throw new Error(`#${seq}, a change that keeps the link, was reverted: ${String(end.reason)}`);
+        reverted++;
+      } else throw new Error(`#${seq} ended ${end.type}: ${String(end.reason)}`);
+      if (!applied) beforeApply++;
+      const line = `kill ${k + 1}: #${seq} setpoint ${value} (${bad ? 'cuts the link' : 'harmless'}) killed after ${Date.now() - start} ms${applied ? '' : ', before it was applied'}; ${end.type}${endedBefore !== undefined ? ' before the kill' : ' after the restart'}`;
+      lines.push(line);
+      opts.onKill?.(line);
+      if (end.type === 'confirmed' && value === BAD) {
+        // the kill came before the hook cut the link, so the device confirmed it: put the link back for the next round
+        fs.rmSync(cut, { force: true });
+        seq++;
+        await alice.publish('thermostat', { setpoint: good });
+        await agent.waitFor((e) => e.type === 'applied' && e.seq === seq, 30_000, `back to ${good}`);
+      }
+      await until('the link is up again', () => (fs.existsSync(cut) ? undefined : true), 30_000);
+    }
+    return { kills, confirmed, reverted, beforeApply, lines };
+  } finally {
+    alice.close();
+    await agent.stop();
+    await link.close();
+    await portal.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir0, { recursive: true, force: true });
   }
 }
 

@@ -64,3 +64,50 @@ export async function roundRobinProxy(backends: readonly number[], host = '127.0
       }),
   };
 }
+
+/**
+ * A TCP link to one backend that can be cut, as a network setting gone wrong cuts a device off:
+ * while `isCut()` is true a new connection is closed at once, and an open one is closed when the
+ * next bytes pass through it (a kept-alive HTTP connection does not outlive the cut).
+ */
+export async function cuttableLink(backend: number, isCut: () => boolean, host = '127.0.0.1'): Promise<{ readonly port: number; readonly url: string; close(): Promise<void> }> {
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    open.add(client);
+    client.on('close', () => open.delete(client));
+    client.on('error', () => client.destroy());
+    if (isCut()) {
+      client.destroy();
+      return;
+    }
+    const up = net.connect(backend, host);
+    open.add(up);
+    up.on('close', () => {
+      open.delete(up);
+      client.destroy();
+    });
+    up.on('error', () => up.destroy());
+    client.on('close', () => up.destroy());
+    const pass = (to: net.Socket) => (d: Buffer): void => {
+      if (isCut()) {
+        client.destroy();
+        up.destroy();
+        return;
+      }
+      to.write(d);
+    };
+    client.on('data', pass(up));
+    up.on('data', pass(client));
+  });
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    url: `http://${host}:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of open) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}

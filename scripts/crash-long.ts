@@ -6,6 +6,7 @@
  *
  *   CRASH_LONG_AGENT=300    kills of the real agent process while it applies a stream of configurations
  *   CRASH_LONG_CLI=100      kills of `mesh config set` at random points
+ *   CRASH_LONG_PROBATION=60  kills of the agent at random moments of a change's confirm window
  *   CRASH_LONG_PORTAL=30    kills of the portal under publish load, on SQLite and again on PostgreSQL
  *   MESH_TEST_PG            PostgreSQL URL (default postgres://root@127.0.0.1:5432/test; "off" skips it)
  *
@@ -18,12 +19,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PostgresDriver } from '../portal/storage/postgres.js';
 import { startPortalProcess } from '../harness/portal-process.js';
-import { agentKills, cliKills, portalKills } from '../harness/crash-kit.js';
+import { agentKills, cliKills, portalKills, probationKills } from '../harness/crash-kit.js';
 import { writeJsonAtomic } from '../runtime/files.js';
 
 const AGENT = Number(process.env.CRASH_LONG_AGENT ?? 300);
 const CLI = Number(process.env.CRASH_LONG_CLI ?? 100);
 const PORTAL = Number(process.env.CRASH_LONG_PORTAL ?? 30);
+const PROBATION = Number(process.env.CRASH_LONG_PROBATION ?? 60);
 const PG_URL = process.env.MESH_TEST_PG ?? 'postgres://root@127.0.0.1:5432/test';
 
 const log = (s: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
@@ -54,13 +56,21 @@ async function timed(scenario: string, f: () => Promise<{ kills: number; detail:
 async function main(): Promise<void> {
   const outIdx = process.argv.indexOf('--out');
   const out = outIdx > 0 ? process.argv[outIdx + 1] : undefined;
-  log(`crash-long: agent ${AGENT}, CLI ${CLI}, portal ${PORTAL} (+${PG_URL === 'off' ? 0 : PORTAL} on PostgreSQL); ${os.cpus().length} cores, node ${process.version}`);
+  log(`crash-long: agent ${AGENT}, probation ${PROBATION}, CLI ${CLI}, portal ${PORTAL} (+${PG_URL === 'off' ? 0 : PORTAL} on PostgreSQL); ${os.cpus().length} cores, node ${process.version}`);
   const rows: Row[] = [];
   if (AGENT > 0) {
     rows.push(
       await timed('agent process, kill -9 while applying', async () => {
         const r = await agentKills(AGENT, { onKill: (l) => (/kill (\d+):/.exec(l)?.[1] ?? '1').endsWith('0') && log(l) });
         return { kills: r.kills, detail: `${r.published} configurations published; config.json ahead of state.json at ${r.configAhead} kills (restart re-applies); no config yet at ${r.noConfigYet}; converged ${r.convergeMs} ms after the last` };
+      }),
+    );
+  }
+  if (PROBATION > 0) {
+    rows.push(
+      await timed('agent process, kill -9 inside a confirm window', async () => {
+        const r = await probationKills(PROBATION, { onKill: log });
+        return { kills: r.kills, detail: `${r.confirmed} confirmed, ${r.reverted} reverted, 0 left on probation; ${r.beforeApply} kills before the change was applied` };
       }),
     );
   }

@@ -9,6 +9,9 @@
  * and at the end the agent converges to the latest document.
  * Then the owner's side: `mesh config set` killed at random points; every file in --home parses,
  * the CLI reads its state back, and the next command works (it re-reads what reached the portal).
+ * A change on probation: the agent killed -9 at a random moment of the confirm window (of a change
+ * that cuts the device's link, or of one that does not) always ends it confirmed or reverted after
+ * the restart, with config.json holding what the verdict says.
  * CRASH_KILLS (default 4) kills per part; scripts/powerloss-long.sh runs hundreds
  * (the scenarios are in harness/crash-kit.ts).
  */
@@ -16,7 +19,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { agentKills, cliKills, inspectDevice } from '../harness/crash-kit.js';
+import { agentKills, cliKills, inspectDevice, probationKills } from '../harness/crash-kit.js';
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 4);
 
@@ -52,4 +55,11 @@ test(`mesh config set killed -9 ${KILLS} times at random points: the files in --
   const r = await cliKills(KILLS, { onKill: (l) => t.log(l) });
   t.is(r.kills, KILLS, 'the command was killed mid-way that many times');
   t.true(r.finalApplied, 'the command after the crashes was applied by the device');
+});
+
+test(`the agent killed -9 ${KILLS} times at random moments of a confirm window: after each restart the change ends confirmed or reverted, never in between`, async (t) => {
+  const r = await probationKills(KILLS, { onKill: (l) => t.log(l) });
+  t.is(r.kills, KILLS);
+  t.is(r.confirmed + r.reverted, KILLS, 'every change on probation ended one way or the other');
+  t.log(`${r.confirmed} confirmed, ${r.reverted} reverted; ${r.beforeApply} kills before the change was applied`);
 });
