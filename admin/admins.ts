@@ -22,10 +22,11 @@ import {
 } from '../mesh/profiles.js';
 import { normalizeUdf, present, udfMatches } from '../mesh/udf.js';
 import { PortalClient } from '../client/portal-client.js';
-import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
-import { restoreFromAccount } from './restore.js';
-import { currentMaster, hello, keepReceipt, materializeTargets, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
-import { newState, ensureHome, loadState, nowIso, readAdminKeys, requireNoProfile, newAdminKeys, saveAdminKeys, saveState, type ConfigDoc, type DeviceRecord } from './state.js';
+import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command, type Ctx } from './command.js';
+import { restoreFromAccount } from '../client/owner-restore.js';
+import { currentMaster, hello, keepReceipt, materializeTargets, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync } from '../client/owner.js';
+import { newState, nowIso, newAdminKeys, type ConfigDoc, type DeviceRecord } from '../client/owner-state.js';
+import { ensureHome, loadState, readAdminKeys, requireNoProfile, saveAdminKeys, saveState } from './state.js';
 
 /** A one-time PIN: 80 random bits shown as a key-type UDF (the portal sees the join MAC; the PIN must resist offline guessing). */
 export function newPin(): string {

@@ -10,8 +10,10 @@ import { recoverSecret } from '../mesh/shamir.js';
 import type { MasterKeys } from '../mesh/keys.js';
 import { NAME_PATTERN } from '../mesh/profiles.js';
 import { intOr, type CommandIo } from '../runtime/cli.js';
-import { adminKid, checkMasterKeys, loadAdminKeys, loadState, readMasterSeed, type State } from './state.js';
-import { ownerClient, type Ctx } from './portal.js';
+import { adminKid, checkMasterKeys, type State } from '../client/owner-state.js';
+import { loadAdminKeys, loadState, readMasterSeed } from './state.js';
+import { ownerClient, type Ctx as OwnerCtx } from '../client/owner.js';
+import { saveState } from './state.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 export type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
@@ -19,6 +21,12 @@ export type Values = Record<string, string | boolean | string[] | boolean[] | un
 export interface Env {
   readonly io: CommandIo;
   readonly home: string;
+}
+
+/** An owner's context in the CLI: the shared one (client/owner.ts) with the home directory and the terminal. */
+export interface Ctx extends OwnerCtx {
+  readonly home: string;
+  readonly io: CommandIo;
 }
 
 export interface Command {
@@ -80,7 +88,7 @@ export async function withOwner<T>(env: Env, fn: (ctx: Ctx) => Promise<T>): Prom
   const admin = loadAdminKeys(env.home);
   const client = ownerClient(state, admin);
   try {
-    return await fn({ home: env.home, io: env.io, state, admin, client, ahead: new Map() });
+    return await fn({ home: env.home, io: env.io, state, admin, client, ahead: new Map(), store: (s) => saveState(env.home, s), note: (line) => env.io.progress(line) });
   } catch (e) {
     // the portal refuses this computer's key: say what it means for the owner
     if (isMeshError(e, 'revoked-key') && e.message.startsWith('portal:')) {

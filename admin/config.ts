@@ -17,11 +17,12 @@ import { MAX_CONFIG_BYTES, MAX_CONFIRM_S } from '../mesh/profiles.js';
 import { validate, type Schema } from '../mesh/schema.js';
 import type { StatusPayload } from '../mesh/messages.js';
 import { didYouMean } from '../runtime/cli.js';
-import { checkAppName, listOpt, strOpt, withOwner, type Command, type Values } from './command.js';
+import { checkAppName, listOpt, strOpt, withOwner, type Command, type Values, type Ctx } from './command.js';
 import { parseDuration } from './invite.js';
 import { findDevice } from './device.js';
-import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
-import { docFor, loadState, type ConfigDoc, type DeviceRecord } from './state.js';
+import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync } from '../client/owner.js';
+import { docFor, type ConfigDoc, type DeviceRecord } from '../client/owner-state.js';
+import { loadState } from './state.js';
 import { EXIT_HELP, WAIT_HELP, WAIT_OPTIONS, errorsFor, exitFor, outcomeJson, outcomeLine, waitForDevices, waitMsOpt, type Outcome } from './wait.js';
 
 /** "key=value": the value as JSON when it parses, else the string; "key=" removes the key. */

@@ -8,10 +8,10 @@ import { createClaim, createRemove, type StatusError } from '../mesh/messages.js
 import { verifyDeviceProfile, verifyEndorsement, type Endorsement } from '../mesh/profiles.js';
 import { normalizeUdf, udfMatches } from '../mesh/udf.js';
 import { declaredSchemas, validate, type Schema } from '../mesh/schema.js';
-import { checkLabel, intOpt, strOpt, withOwner, type Command } from './command.js';
-import { deviceStatuses, keepReceipt, ownerEntry, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './portal.js';
+import { checkLabel, intOpt, strOpt, withOwner, type Command, type Ctx } from './command.js';
+import { deviceStatuses, keepReceipt, ownerEntry, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync } from '../client/owner.js';
 import { EXIT_HELP, WAIT_HELP, WAIT_OPTIONS, errorsFor, exitFor, outcomeJson, outcomeLine, waitForDevices, waitMsOpt, type Outcome } from './wait.js';
-import { docFor, nowIso, type DeviceRecord, type Endorsed } from './state.js';
+import { docFor, nowIso, type DeviceRecord, type Endorsed } from '../client/owner-state.js';
 
 const SKEW_MS = 5000;
 

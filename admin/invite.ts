@@ -19,7 +19,7 @@ import {
   type InviteBlob,
 } from '../mesh/invite.js';
 import { listOpt, strOpt, withOwner, type Command } from './command.js';
-import { deviceStatuses, keepReceipt, ownerEntry, proveReceipt, save, sync } from './portal.js';
+import { deviceStatuses, keepReceipt, ownerEntry, proveReceipt, save, sync } from '../client/owner.js';
 import { findDevice } from './device.js';
 
 /** "15m", "2h", "1d", "90s" or a number of seconds. */

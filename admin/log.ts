@@ -13,9 +13,9 @@ import { MeshError, isMeshError } from '../mesh/errors.js';
 import { leafHash, verifyConsistency, verifyInclusion } from '../mesh/merkle.js';
 import { verifyTreeHead } from '../mesh/messages.js';
 import { equalBytes } from '../mesh/bytes.js';
-import { withOwner, type Command } from './command.js';
-import { deviceStatuses, hello, portalKey, save, type Ctx, type DeviceView } from './portal.js';
-import type { Receipt } from './state.js';
+import { withOwner, type Command, type Ctx } from './command.js';
+import { deviceStatuses, hello, portalKey, save, type DeviceView } from '../client/owner.js';
+import type { Receipt } from '../client/owner-state.js';
 
 interface Problem {
   readonly code: 'log-inconsistent' | 'bad-proof';

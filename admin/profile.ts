@@ -9,21 +9,9 @@ import { ACCOUNT_PATTERN, adminEntry, createMasterProfile, createPersonalProfile
 import { splitSecret } from '../mesh/shamir.js';
 import { PortalClient } from '../client/portal-client.js';
 import { checkLabel, defaultAdminName, intOpt, needStr, strOpt, type Command, type Env } from './command.js';
-import { hello, keepReceipt, proveReceipt } from './portal.js';
-import {
-  ensureHome,
-  newState,
-  files,
-  loadState,
-  masterPayload,
-  newAdminKeys,
-  readAdminKeys,
-  readMasterSeed,
-  requireNoProfile,
-  saveAdminKeys,
-  saveMasterSeed,
-  saveState,
-} from './state.js';
+import { hello, keepReceipt, proveReceipt } from '../client/owner.js';
+import { ensureHome, files, loadState, readAdminKeys, readMasterSeed, requireNoProfile, saveAdminKeys, saveMasterSeed, saveState } from './state.js';
+import { newState, masterPayload, newAdminKeys } from '../client/owner-state.js';
 
 const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 

@@ -12,9 +12,10 @@ import { recoverSecret } from '../mesh/shamir.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { checkLabel, defaultAdminName, needStr, strOpt, type Command } from './command.js';
-import { hello, keepReceipt, nextSeq, proveReceipt } from './portal.js';
-import { restoreFromAccountForRecovery } from './restore.js';
-import { newState, ensureHome, newAdminKeys, readAdminKeys, requireNoProfile, saveAdminKeys, saveMasterSeed, saveState, files } from './state.js';
+import { hello, keepReceipt, nextSeq, proveReceipt } from '../client/owner.js';
+import { restoreFromAccountForRecovery } from '../client/owner-restore.js';
+import { newState, newAdminKeys } from '../client/owner-state.js';
+import { ensureHome, readAdminKeys, requireNoProfile, saveAdminKeys, saveMasterSeed, saveState, files } from './state.js';
 
 function badShares(account: string, why: string): MeshError {
   return new MeshError('bad-share', `these shares do not rebuild ${account}'s master key (${why}): check each share for a typing mistake, and that they are for this account`);

@@ -8,163 +8,19 @@
  *   master-seed.json  private (0600): only with --keep-master-key (seed §6.2: the master key is
  *                     normally used once and put away; the recovery shares are its backup)
  *
- * These files are our own, but they are read back through checks all the same: a hand-edited or
- * half-restored file fails with `state` and says which file, never with a crash.
+ * These files are our own, but they are read back through checks all the same (client/owner-state.ts,
+ * shared with the owner app): a hand-edited or half-restored file fails with `state` and says which
+ * file, never with a crash.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as c from '../mesh/crypto.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
 import { MeshError } from '../mesh/errors.js';
-import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
-import { arr, checkJsonValue, int, obj, optStr, parseJson, str, type Json, type Obj } from '../mesh/json.js';
-import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
-import { parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
-import { checkSchema, type Schema } from '../mesh/schema.js';
+import { parseJson, obj } from '../mesh/json.js';
+import { MAX_STATE_BYTES, adminKeysJson, parseAdminKeysJson, parseState, trimReceipts, type State, type StoredAdminKeys } from '../client/owner-state.js';
+import type { AdminKeys } from '../mesh/profiles.js';
 import { readTextIfExists, writeJsonAtomic, cleanTempFiles } from '../runtime/files.js';
 import { ownerHome } from '../runtime/paths.js';
-
-/** 2: per-device documents (AppRecord.targets); a version 1 file is read and upgraded (see parseState) */
-export const STATE_VERSION = 2;
-const MAX_STATE_BYTES = 8 * 1024 * 1024;
-/** receipts kept for `mesh log verify`; the oldest are dropped beyond this */
-export const MAX_RECEIPTS = 2000;
-
-export type ConfigDoc = { [k: string]: Json };
-
-export interface Endorsed {
-  readonly manufacturer: string;
-  /** the manufacturer key's UDF */
-  readonly key: string;
-  /** whether it matched the key given with --trust-manufacturer */
-  readonly trusted: boolean;
-}
-
-export interface DeviceRecord {
-  readonly id: string;
-  readonly name: string;
-  readonly model: string;
-  /** X25519 public key (base64url): configuration is encrypted to it */
-  readonly enc: string;
-  readonly fingerprint: string;
-  readonly claimedAt: string | null;
-  readonly endorsedBy: Endorsed | null;
-  /** the co-owners and guests (master fingerprints) this owner has been shown: a new one is marked */
-  readonly seenOwners?: readonly string[];
-  /** claimed with a guest invitation: may set only what the grant allows */
-  readonly guest?: boolean;
-  /**
-   * the applications the device runs and the JSON Schema of each, as its signed profile declares
-   * them (checked against the profile's fingerprints at claim); absent for a device whose profile
-   * declares none (made before devices declared them): its values cannot be checked before publishing
-   */
-  readonly schemas?: Readonly<Record<string, Schema>>;
-}
-
-/** What was last published to one device for one application. */
-export interface DeviceDoc {
-  /** the number of the last configuration published to this device */
-  readonly seq: number;
-  /** what the next change for this device starts from; null when this computer cannot read it */
-  readonly doc: ConfigDoc | null;
-  readonly publishedAt: string;
-  /** the document before `seq`: the next change starts from it instead when the device refused `seq` */
-  readonly prev?: ConfigDoc | null;
-}
-
-/**
- * One application. `seq` is the highest number published for it (every publication, whichever
- * devices it targets, takes the next one: the portal and the devices refuse anything not newer);
- * `doc` is the document for all devices (a device claimed later gets it); `targets` holds, per
- * device id, what was last published to that device, so devices may differ (config set --device).
- * Without `targets` (a version 1 file, or a record read back from the portal at recovery) every
- * device has `seq` and `doc`.
- */
-export interface AppRecord {
-  readonly seq: number;
-  /** the document for all devices; null when this administration device cannot read it */
-  readonly doc: ConfigDoc | null;
-  readonly publishedAt: string;
-  readonly targets?: Readonly<Record<string, DeviceDoc>>;
-  /** removed with mesh config remove: kept for its number (the next version is numbered above it) */
-  readonly removed?: boolean;
-}
-
-/** What was last published to device `id` for this application (undefined: never sent to it). */
-export function docFor(r: AppRecord, id: string): DeviceDoc | undefined {
-  if (r.targets === undefined) return { seq: r.seq, doc: r.doc, publishedAt: r.publishedAt };
-  return Object.hasOwn(r.targets, id) ? r.targets[id] : undefined;
-}
-
-export interface Receipt {
-  readonly index: number;
-  readonly kind: string;
-  /** the RFC 9162 leaf hash (base64url) of the published payload bytes */
-  readonly payloadHash: string;
-  /** the signed tree head the receipt came with (null when it did not verify) */
-  readonly size: number | null;
-  readonly root: string | null;
-  /** included in a tree head this owner has verified (consistency keeps it included) */
-  readonly checked?: boolean;
-}
-
-export interface TreeHeadRecord {
-  readonly size: number;
-  readonly root: string;
-  readonly created: string;
-}
-
-export interface State {
-  version: number;
-  /** the portal's base URL */
-  portal: string;
-  /** the portal's signing key (base64url) and its UDF, pinned on first contact */
-  portalKey: string;
-  portalId: string;
-  portalName: string;
-  /** alice@portal */
-  account: string;
-  /** the master profile's UDF: the owner's lasting identity */
-  master: string;
-  masterEnvelope: SignedEnvelope;
-  personalSeq: number;
-  /** this administration device's name */
-  admin: string;
-  apps: Record<string, AppRecord>;
-  devices: DeviceRecord[];
-  lastTreeHead: TreeHeadRecord | null;
-  receipts: Receipt[];
-}
-
-/** A fresh state for this administration device, pinned to the portal it first talked to. */
-export function newState(p: {
-  portalUrl: string;
-  portal: { sign: Uint8Array; id: string; name: string };
-  account: string;
-  master: string;
-  masterEnvelope: SignedEnvelope;
-  admin: string;
-  personalSeq?: number;
-  apps?: Record<string, AppRecord>;
-  devices?: DeviceRecord[];
-}): State {
-  return {
-    version: STATE_VERSION,
-    portal: p.portalUrl,
-    portalKey: Buffer.from(p.portal.sign).toString('base64url'),
-    portalId: p.portal.id,
-    portalName: p.portal.name,
-    account: p.account,
-    master: p.master,
-    masterEnvelope: p.masterEnvelope,
-    personalSeq: p.personalSeq ?? 1,
-    admin: p.admin,
-    apps: p.apps ?? {},
-    devices: p.devices ?? [],
-    lastTreeHead: null,
-    receipts: [],
-  };
-}
 
 // ---------------------------------------------------------------- home directory
 
@@ -202,105 +58,6 @@ function stateError(file: string, e: unknown): never {
   throw new MeshError('state', `${file} is damaged (${m}); restore it from a backup, or start again with mesh recover in an empty --home`);
 }
 
-function parseDevice(v: unknown, w: string): DeviceRecord {
-  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest', 'schemas']);
-  let endorsedBy: Endorsed | null = null;
-  if (o.endorsedBy !== null) {
-    const eo = obj(o.endorsedBy, `${w}.endorsedBy`, ['manufacturer', 'key', 'trusted']);
-    endorsedBy = { manufacturer: str(eo, 'manufacturer', w), key: str(eo, 'key', w), trusted: eo.trusted === true };
-  }
-  return {
-    id: str(o, 'id', w, 120),
-    name: str(o, 'name', w, 64),
-    model: str(o, 'model', w, 64),
-    enc: str(o, 'enc', w, 60),
-    fingerprint: str(o, 'fingerprint', w, 120),
-    claimedAt: o.claimedAt === null ? null : str(o, 'claimedAt', w, 30),
-    endorsedBy,
-    ...(o.seenOwners !== undefined ? { seenOwners: arr(o, 'seenOwners', w, 256).map((x, i) => str({ x }, 'x', `${w}.seenOwners[${i}]`, 120)) } : {}),
-    ...(o.guest === true ? { guest: true } : {}),
-    ...(o.schemas !== undefined ? { schemas: parseSchemas(o.schemas, `${w}.schemas`) } : {}),
-  };
-}
-
-function parseSchemas(v: unknown, w: string): Record<string, Schema> {
-  const o = obj(v, w, [], Object.keys((v ?? {}) as Obj));
-  const out: Record<string, Schema> = {};
-  for (const [app, s] of Object.entries(o)) out[app] = checkSchema(s, `${w}.${app}`);
-  return out;
-}
-
-function parseDoc(v: unknown, w: string): ConfigDoc | null {
-  if (v === null) return null;
-  const d = checkJsonValue(v, w);
-  if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new MeshError('malformed', `${w} must be an object`);
-  return d;
-}
-
-function parseApp(v: unknown, w: string, devices: readonly DeviceRecord[], version: number): AppRecord {
-  const o = obj(v, w, ['seq', 'doc', 'publishedAt'], ['targets', 'removed']);
-  const rec: AppRecord = { seq: int(o, 'seq', w, 0), doc: parseDoc(o.doc, `${w}.doc`), publishedAt: str(o, 'publishedAt', w, 30), ...(o.removed === true ? { removed: true } : {}) };
-  if (o.targets === undefined) {
-    // version 1: every publication went to every device; say so per device from now on
-    return version === 1 ? { ...rec, targets: Object.fromEntries(devices.map((d) => [d.id, { seq: rec.seq, doc: rec.doc, publishedAt: rec.publishedAt }])) } : rec;
-  }
-  const to = obj(o.targets, `${w}.targets`, [], Object.keys(o.targets as Obj));
-  const targets: Record<string, DeviceDoc> = {};
-  for (const [id, x] of Object.entries(to)) {
-    const tw = `${w}.targets.${id}`;
-    const t = obj(x, tw, ['seq', 'doc', 'publishedAt'], ['prev']);
-    targets[id] = { seq: int(t, 'seq', tw, 0), doc: parseDoc(t.doc, `${tw}.doc`), publishedAt: str(t, 'publishedAt', tw, 30), ...(t.prev !== undefined ? { prev: parseDoc(t.prev, `${tw}.prev`) } : {}) };
-  }
-  return { ...rec, targets };
-}
-
-export function parseState(v: unknown): State {
-  const w = 'profile.json';
-  const o = obj(v, w, [
-    'version', 'portal', 'portalKey', 'portalId', 'portalName', 'account', 'master', 'masterEnvelope',
-    'personalSeq', 'admin', 'apps', 'devices', 'lastTreeHead', 'receipts',
-  ]);
-  if (o.version !== STATE_VERSION && o.version !== 1) throw new MeshError('malformed', `unknown version ${String(o.version)} (this mesh reads versions 1 and ${STATE_VERSION}; a newer mesh wrote it?)`);
-  const devices = arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`));
-  const appsO = obj(o.apps, `${w}.apps`, [], Object.keys((o.apps ?? {}) as Obj));
-  const apps: Record<string, AppRecord> = {};
-  for (const [k, x] of Object.entries(appsO)) apps[k] = parseApp(x, `${w}.apps.${k}`, devices, o.version);
-  let lastTreeHead: TreeHeadRecord | null = null;
-  if (o.lastTreeHead !== null) {
-    const t = obj(o.lastTreeHead, `${w}.lastTreeHead`, ['size', 'root', 'created']);
-    lastTreeHead = { size: int(t, 'size', w), root: str(t, 'root', w, 60), created: str(t, 'created', w, 30) };
-  }
-  const portalKey = str(o, 'portalKey', w, 60);
-  fromB64u(portalKey, `${w}.portalKey`, 32);
-  return {
-    version: STATE_VERSION,
-    portal: str(o, 'portal', w, 300),
-    portalKey,
-    portalId: str(o, 'portalId', w, 120),
-    portalName: str(o, 'portalName', w, 260),
-    account: str(o, 'account', w, 320),
-    master: str(o, 'master', w, 120),
-    masterEnvelope: parseSignedEnvelope(o.masterEnvelope, `${w}.masterEnvelope`),
-    personalSeq: int(o, 'personalSeq', w, 0),
-    admin: str(o, 'admin', w, 64),
-    apps,
-    devices,
-    lastTreeHead,
-    receipts: arr(o, 'receipts', w, MAX_RECEIPTS + 100).map((r, i) => {
-      const rw = `${w}.receipts[${i}]`;
-      const ro = obj(r, rw, ['index', 'kind', 'payloadHash', 'size', 'root'], ['checked']);
-      return {
-        index: int(ro, 'index', rw),
-        kind: str(ro, 'kind', rw, 20),
-        payloadHash: str(ro, 'payloadHash', rw, 60),
-        size: ro.size === null ? null : int(ro, 'size', rw),
-        root: ro.root === null ? null : str(ro, 'root', rw, 60),
-        ...(ro.checked === true ? { checked: true } : {}),
-      };
-    }),
-  };
-}
-
 export function loadState(home: string): State {
   const f = files(home).profile;
   const t = readTextIfExists(f);
@@ -315,33 +72,14 @@ export function loadState(home: string): State {
 }
 
 export function saveState(home: string, s: State): void {
-  if (s.receipts.length > MAX_RECEIPTS) s.receipts = s.receipts.slice(s.receipts.length - MAX_RECEIPTS);
+  trimReceipts(s);
   writeJsonAtomic(files(home).profile, s, 0o600);
-}
-
-/** The master profile payload as we last saw it (our own state: parsed, not re-verified). */
-export function masterPayload(s: State): MasterPayload {
-  return parseMasterPayload(payloadBytes(s.masterEnvelope));
 }
 
 // ---------------------------------------------------------------- admin-keys.json
 
-export function newAdminKeys(name: string): AdminKeys {
-  return { name, sign: c.ed25519KeyPair(), enc: c.x25519KeyPair() };
-}
-
 export function saveAdminKeys(home: string, k: AdminKeys, extra: { account?: string; pending?: boolean } = {}): void {
-  writeJsonAtomic(
-    files(home).adminKeys,
-    { name: k.name, sign: b64u(k.sign.privateKey), enc: b64u(k.enc.privateKey), ...(extra.account !== undefined ? { account: extra.account } : {}), ...(extra.pending === true ? { pending: true } : {}) },
-    0o600,
-  );
-}
-
-export interface StoredAdminKeys {
-  readonly keys: AdminKeys;
-  readonly account: string | undefined;
-  readonly pending: boolean;
+  writeJsonAtomic(files(home).adminKeys, adminKeysJson(k, extra), 0o600);
 }
 
 export function readAdminKeys(home: string): StoredAdminKeys | undefined {
@@ -349,16 +87,7 @@ export function readAdminKeys(home: string): StoredAdminKeys | undefined {
   const t = readTextIfExists(f);
   if (t === undefined) return undefined;
   try {
-    const o = obj(parseJson(t, 4096, 'admin-keys.json'), 'admin-keys.json', ['name', 'sign', 'enc'], ['account', 'pending']);
-    return {
-      keys: {
-        name: str(o, 'name', 'admin-keys.json', 64),
-        sign: c.ed25519KeyPair(fromB64u(o.sign, 'admin-keys.json sign', 32)),
-        enc: c.x25519KeyPair(fromB64u(o.enc, 'admin-keys.json enc', 32)),
-      },
-      account: optStr(o, 'account', 'admin-keys.json', 320),
-      pending: o.pending === true,
-    };
+    return parseAdminKeysJson(parseJson(t, 4096, 'admin-keys.json'));
   } catch (e) {
     return stateError(f, e);
   }
@@ -390,24 +119,3 @@ export function readMasterSeed(home: string): Uint8Array | undefined {
   }
 }
 
-/** The master keys, checked against the account's master UDF (a wrong seed is `bad-share`). */
-export function checkMasterKeys(seed: Uint8Array, master: string, account: string): MasterKeys {
-  let keys: MasterKeys;
-  try {
-    keys = masterKeysFromSeed(seed);
-  } catch {
-    throw new MeshError('bad-share', `these shares do not rebuild ${account}'s master key (they give a ${seed.length}-byte secret, not a 32-byte master seed); check each share for typing mistakes, or use shares from the right account`);
-  }
-  if (signKeyId(keys.sign.publicKey) !== master) {
-    throw new MeshError('bad-share', `these shares do not rebuild ${account}'s master key: at least one share is mistyped or belongs to another account; check them and try again`);
-  }
-  return keys;
-}
-
-export function adminKid(k: AdminKeys): string {
-  return signKeyId(k.sign.publicKey);
-}
-
-export function nowIso(): string {
-  return new Date().toISOString();
-}

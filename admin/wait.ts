@@ -7,9 +7,9 @@
  * wrong (a board without a real-time clock says 1970).
  */
 import type { StatusError, StatusPayload } from '../mesh/messages.js';
-import { intOpt, strOpt, type Values } from './command.js';
-import { deviceStatuses, pollUntil, type Ctx } from './portal.js';
-import type { DeviceRecord } from './state.js';
+import { intOpt, strOpt, type Values, type Ctx } from './command.js';
+import { deviceStatuses, pollUntil } from '../client/owner.js';
+import type { DeviceRecord } from '../client/owner-state.js';
 
 /** exit status when every device reached applied it, but some were not reached in time */
 export const EXIT_NOT_REACHED = 3;

@@ -1,12 +1,13 @@
 /**
- * The client side of the Mesh Portal Protocol, shared by the device agent and the owner CLI.
- * node:http with a keep-alive agent and no extra headers, so an unchanged poll stays small.
- * A refusal from the portal becomes a MeshError with the portal's stable code.
+ * The client side of the Mesh Portal Protocol, shared by the device agent, the owner CLI and the
+ * owner app in the browser. The HTTP exchange itself is the transport's (client/transport.ts:
+ * node:http or fetch). A refusal from the portal becomes a MeshError with the portal's stable code.
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
+import { makeTransport } from './transport-node.js';
+import type { Transport } from './transport.js';
 import { MeshError, isMeshErrorCode, type MeshErrorCode } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
+import { utf8 } from '../mesh/bytes.js';
 import type { SignedEnvelope, Signer } from '../mesh/envelope.js';
 import { createSession } from '../mesh/messages.js';
 import {
@@ -51,11 +52,13 @@ export interface PortalClientOptions {
   readonly identity?: SessionIdentity;
   readonly token?: string;
   readonly timeoutMs?: number;
+  /** how requests are sent (default: node:http, or fetch in the owner app's bundle) */
+  readonly transport?: Transport;
 }
 
 export class PortalClient {
   readonly url: URL;
-  private readonly agent: http.Agent;
+  private readonly transport: Transport;
   private readonly identity: SessionIdentity | undefined;
   private token: string | undefined;
   private push: string | undefined;
@@ -69,11 +72,11 @@ export class PortalClient {
     this.identity = opts.identity;
     this.token = opts.token;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
-    this.agent = this.url.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: 4 }) : new http.Agent({ keepAlive: true, maxSockets: 4 });
+    this.transport = opts.transport ?? makeTransport(this.url);
   }
 
   close(): void {
-    this.agent.destroy();
+    this.transport.close();
   }
 
   get currentToken(): string | undefined {
@@ -104,57 +107,26 @@ export class PortalClient {
     }
   }
 
-  private once(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean, timeoutMs?: number): Promise<unknown> {
-    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
+  private async once(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean, timeoutMs?: number): Promise<unknown> {
+    const data = body === undefined ? undefined : utf8(JSON.stringify(body));
     const headers: Record<string, string> = {};
     if (auth && this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
-    if (data !== undefined) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = String(data.length);
-    }
-    const mod = this.url.protocol === 'https:' ? https : http;
+    if (data !== undefined) headers['content-type'] = 'application/json';
     const base = this.url.pathname.replace(/\/$/, '');
-    return new Promise((resolve, reject) => {
-      const req = mod.request(
-        { protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, path: base + path, method, headers, agent: this.agent, timeout: timeoutMs ?? this.timeoutMs },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > LIMITS.maxBodyBytes * 4) {
-              req.destroy(new MeshError('too-large', 'the portal sent too large a response'));
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on('end', () => {
-            this.bytesIn += size + headerBytes(res);
-            const text = Buffer.concat(chunks);
-            const status = res.statusCode ?? 0;
-            let json: unknown;
-            try {
-              json = text.length === 0 ? {} : parseJson(text, LIMITS.maxBodyBytes * 4, 'portal response');
-            } catch (e) {
-              // a refusal whose body is not JSON (a gateway's error page, say) is still judged by its status
-              if (status >= 200 && status < 300) reject(e);
-              else reject(wireError(status, undefined));
-              return;
-            }
-            if (status >= 200 && status < 300) {
-              resolve(json);
-              return;
-            }
-            reject(wireError(status, json));
-          });
-          res.on('error', reject);
-        },
-      );
-      this.bytesOut += requestBytes(method, base + path, this.url.host, headers) + (data?.length ?? 0);
-      req.on('timeout', () => req.destroy(new MeshError('timeout', `the portal did not answer within ${timeoutMs ?? this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(e instanceof MeshError ? e : new MeshError('unavailable', `cannot reach the portal at ${this.url.origin}: ${e.message}`)));
-      req.end(data);
-    });
+    this.bytesOut += requestBytes(method, base + path, this.url.host, headers, data?.length) + (data?.length ?? 0);
+    const res = await this.transport.send({ method, path: base + path, headers, body: data, timeoutMs: timeoutMs ?? this.timeoutMs, maxBytes: LIMITS.maxBodyBytes * 4 });
+    this.bytesIn += res.body.length + res.headerBytes;
+    const status = res.status;
+    let json: unknown;
+    try {
+      json = res.body.length === 0 ? {} : parseJson(res.body, LIMITS.maxBodyBytes * 4, 'portal response');
+    } catch (e) {
+      // a refusal whose body is not JSON (a gateway's error page, say) is still judged by its status
+      if (status >= 200 && status < 300) throw e;
+      throw wireError(status, undefined);
+    }
+    if (status >= 200 && status < 300) return json;
+    throw wireError(status, json);
   }
 
   /** Session: prove we hold the subject's key, get a bearer token. */
@@ -279,15 +251,9 @@ export function wireError(status: number, json: unknown): MeshError {
   return new MeshError(code, `portal: ${message}`, { status });
 }
 
-function requestBytes(method: string, path: string, host: string, headers: Record<string, string>): number {
+function requestBytes(method: string, path: string, host: string, headers: Record<string, string>, bodyLength: number | undefined): number {
   let n = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: keep-alive\r\n`.length;
   for (const [k, v] of Object.entries(headers)) n += k.length + v.length + 4;
+  if (bodyLength !== undefined) n += 'content-length'.length + String(bodyLength).length + 4;
   return n + 2;
-}
-
-function headerBytes(res: http.IncomingMessage): number {
-  let n = `HTTP/1.1 ${res.statusCode ?? 200} ${res.statusMessage ?? ''}\r\n`.length + 2;
-  const raw = res.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) n += (raw[i] as string).length + (raw[i + 1] as string).length + 4;
-  return n;
 }

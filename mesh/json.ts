@@ -3,7 +3,7 @@
  * Every parser has a size limit and rejects unknown fields, wrong types and trailing garbage.
  */
 import { fail } from './errors.js';
-import { fromUtf8 } from './bytes.js';
+import { fromUtf8, utf8Length } from './bytes.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type Obj = Record<string, unknown>;
@@ -11,7 +11,7 @@ export type Obj = Record<string, unknown>;
 /** Parse JSON text or UTF-8 bytes, refusing more than `maxBytes`. JSON.parse already refuses trailing garbage. */
 export function parseJson(input: string | Uint8Array, maxBytes: number, what = 'document'): unknown {
   if (typeof input !== 'string' && !(input instanceof Uint8Array)) return fail('malformed', `${what} must be JSON text or its UTF-8 bytes`);
-  const size = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.length;
+  const size = typeof input === 'string' ? utf8Length(input) : input.length;
   if (size > maxBytes) fail('too-large', `${what} is ${size} bytes; the limit is ${maxBytes}`, { size, limit: maxBytes });
   const text = typeof input === 'string' ? input : fromUtf8(input, what);
   try {

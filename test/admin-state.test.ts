@@ -5,7 +5,7 @@
 import test from 'ava';
 import { b64u } from '../mesh/bytes.js';
 import { buildExamples } from '../harness/protocol-examples.js';
-import { docFor, parseState, STATE_VERSION } from '../admin/state.js';
+import { docFor, parseState, STATE_VERSION } from '../client/owner-state.js';
 import { codeOf } from './helpers/code-of.js';
 
 const x = buildExamples();

@@ -1,5 +1,5 @@
 /**
- * Talking to the (untrusted) portal as the owner: the pinned portal key, the session identity,
+ * Talking to the (untrusted) portal as the owner, for the CLI (admin/) and the owner app (web/): the pinned portal key, the session identity,
  * read-back of the account (Account), log receipts, device statuses, and publication of the
  * personal and application profiles. Nothing the portal returns is believed before it has been
  * verified against the master UDF this owner holds, and nothing is stored before that: a number
@@ -41,19 +41,24 @@ import {
   type MasterProfile,
 } from '../mesh/profiles.js';
 import { shortFingerprint } from '../mesh/claim.js';
-import { PortalClient } from '../client/portal-client.js';
+import { PortalClient } from './portal-client.js';
 import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
-import type { CommandIo } from '../runtime/cli.js';
-import { adminKid, nowIso, saveState, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './state.js';
+import { adminKid, nowIso, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './owner-state.js';
 
+/**
+ * What an owner's action needs, in the CLI (admin/command.ts: files, the terminal) and in the owner
+ * app (web/: IndexedDB, the page) alike.
+ */
 export interface Ctx {
-  readonly home: string;
-  readonly io: CommandIo;
   readonly state: State;
   readonly admin: AdminKeys;
   readonly client: PortalClient;
   /** numbers the portal shows above what verifies, this command only (see Ahead) */
   readonly ahead: Ahead;
+  /** keeps the state (the CLI writes profile.json, the page its IndexedDB store) */
+  readonly store: (state: State) => void;
+  /** a line of progress or warning for the person */
+  readonly note: (line: string) => void;
 }
 
 /**
@@ -81,7 +86,7 @@ export function ownerClient(state: State, admin: AdminKeys): PortalClient {
 }
 
 export function save(ctx: Ctx): void {
-  saveState(ctx.home, ctx.state);
+  ctx.store(ctx.state);
 }
 
 // ---------------------------------------------------------------- the portal's key (pinned on first contact)
@@ -242,7 +247,7 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
   requireListed(master, ctx.admin, state.account);
   if (master.payload.seq > ours.payload.seq) state.masterEnvelope = master.envelope;
   ctx.ahead.clear();
-  const note = (s: string): void => ctx.io.progress(s);
+  const note = ctx.note;
 
   const personal = acct.personal;
   if (personal !== null) {

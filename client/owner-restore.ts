@@ -2,7 +2,7 @@
  * Reading an account back from the portal onto a new administration device (mesh admin join)
  * or a recovered one (mesh recover). Only what verifies under the master profile is kept. An
  * object signed by an administration key revoked since gives only its number, in memory, so the
- * next version is numbered above it (see Ahead in portal.ts); anything else that does not verify
+ * next version is numbered above it (see Ahead in owner.ts); anything else that does not verify
  * fails with `bad-answer` and nothing is kept.
  */
 import { MeshError } from '../mesh/errors.js';
@@ -12,8 +12,8 @@ import type { MasterKeys } from '../mesh/keys.js';
 import { shortFingerprint } from '../mesh/claim.js';
 import { parseApplicationPayload, parsePersonalPayload, verifyApplicationProfile, verifyPersonalProfile, type MasterProfile } from '../mesh/profiles.js';
 import type { AccountResponse } from '../mesh/protocol.js';
-import { badAnswer, claimedSeq, openAsOwner, verifiedOrAhead, type Ahead } from './portal.js';
-import type { AppRecord, ConfigDoc, DeviceRecord } from './state.js';
+import { badAnswer, claimedSeq, openAsOwner, verifiedOrAhead, type Ahead } from './owner.js';
+import type { AppRecord, ConfigDoc, DeviceRecord } from './owner-state.js';
 
 export interface Restored {
   readonly personalSeq: number;
