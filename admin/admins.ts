@@ -6,43 +6,18 @@
  * Changing the master profile needs the master key: kept (--keep-master-key) or rebuilt from the
  * recovery shares given with --share, and always checked against the account's master UDF.
  */
-import * as c from '../mesh/crypto.js';
-import { b64u, concat, fromB64u } from '../mesh/bytes.js';
-import { MeshError, isMeshError } from '../mesh/errors.js';
-import { payloadBytes } from '../mesh/envelope.js';
+import { b64u, fromB64u } from '../mesh/bytes.js';
+import { MeshError } from '../mesh/errors.js';
 import { signKeyId } from '../mesh/keys.js';
-import { createJoin, parseJoin, verifyJoinPin, type JoinPayload } from '../mesh/messages.js';
-import {
-  ACCOUNT_PATTERN,
-  createMasterProfile,
-  parseMasterPayload,
-  verifyMasterProfile,
-  type AdminEntry,
-  type MasterProfile,
-} from '../mesh/profiles.js';
-import { normalizeUdf, present, udfMatches } from '../mesh/udf.js';
-import { PortalClient } from '../client/portal-client.js';
-import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command, type Ctx } from './command.js';
-import { restoreFromAccount } from '../client/owner-restore.js';
-import { currentMaster, hello, keepReceipt, materializeTargets, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync } from '../client/owner.js';
-import { newState, nowIso, newAdminKeys, type ConfigDoc, type DeviceRecord } from '../client/owner-state.js';
+import { ACCOUNT_PATTERN, createMasterProfile, type AdminEntry } from '../mesh/profiles.js';
+import { normalizeUdf } from '../mesh/udf.js';
+import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
+import { currentMaster, publishPersonal, save, sync } from '../client/owner.js';
+import { joinAccount, joinCommand, listAdmin, newPin, publishMaster, waitForJoin } from '../client/owner-admins.js';
+import { newAdminKeys } from '../client/owner-state.js';
 import { ensureHome, loadState, readAdminKeys, requireNoProfile, saveAdminKeys, saveState } from './state.js';
 
-/** A one-time PIN: 80 random bits shown as a key-type UDF (the portal sees the join MAC; the PIN must resist offline guessing). */
-export function newPin(): string {
-  return present(concat(Uint8Array.of(0x20), c.randomBytes(10)));
-}
-
 const SHARE_HELP = '  --share S     one of your recovery shares (repeat for as many as your quorum); not needed when the master key is kept';
-
-async function publishMaster(ctx: Ctx, env: ReturnType<typeof createMasterProfile>): Promise<MasterProfile> {
-  const m = verifyMasterProfile(env, ctx.state.master);
-  const receipt = await proveReceipt(ctx, 'master', env, await ctx.client.publish(env));
-  ctx.state.masterEnvelope = env;
-  keepReceipt(ctx.state, receipt);
-  save(ctx);
-  return m;
-}
 
 // ---------------------------------------------------------------- add
 
@@ -73,77 +48,23 @@ ${SHARE_HELP}
       if (master.payload.admins.some((a) => a.name === name)) throw new MeshError('conflict', `there is already an administration device called "${name}"; choose another name`);
 
       const pin = newPin();
-      const cmd = `mesh admin join --portal ${state.portal} --account ${state.account} --pin ${pin} --name ${/^[A-Za-z0-9._-]+$/.test(name) ? name : `'${name.replace(/'/g, `'\\''`)}'`} --master ${state.master}`;
+      const cmd = joinCommand(state, pin, name);
       io.out(
         [`One-time PIN: ${pin}`, '', 'On the new administration device, run:', `  ${cmd}`, '', `Waiting up to ${Math.round(waitMs / 1000)} s for it...`].join('\n'),
         { pin, command: cmd, waitMs },
       );
 
-      const seen = new Set<string>();
-      const found = await pollUntil(waitMs, 1000, async () => {
-        const acct = await ctx.client.account();
-        for (const j of acct.joins) {
-          let p: JoinPayload;
-          try {
-            p = parseJoin(j);
-          } catch {
-            continue;
-          }
-          if (p.account !== state.account) continue;
-          try {
-            verifyJoinPin(p, pin);
-            return p;
-          } catch {
-            if (!seen.has(p.nonce)) {
-              seen.add(p.nonce);
-              if (Date.now() - Date.parse(p.created) < waitMs + 60_000) io.progress(`note: ignored a join request from "${p.name}" (${signKeyId(fromB64u(p.sign, 'sign', 32))}) that does not carry this PIN\n`);
-            }
-          }
-        }
-        return undefined;
-      });
+      const found = await waitForJoin(ctx, pin, waitMs);
       if (found === undefined) throw new MeshError('timeout', `no join request with this PIN arrived within ${Math.round(waitMs / 1000)} s; nothing was changed. Run mesh admin add again for a new PIN`);
       // other commands may have run on this computer while we waited: start again from what is on disk
       Object.assign(state, loadState(env.home));
       await sync(ctx);
       save(ctx);
 
-      const key = signKeyId(fromB64u(found.sign, 'sign', 32));
-      const cur = currentMaster(state);
-      if (cur.payload.admins.some((a) => a.sign === found.sign)) throw new MeshError('conflict', `the key ${key} is already an administration device of ${state.account}`);
-      if (cur.payload.revoked.includes(key)) throw new MeshError('revoked-key', `the key ${key} was revoked before; the new device must make new keys (run mesh admin join in an empty --home)`);
-      if (found.name !== name) io.progress(`note: the new device calls itself "${found.name}"; it is listed as "${name}"\n`);
-      const entry: AdminEntry = { name, sign: found.sign, enc: found.enc, added: nowIso() };
-      // Re-encrypt the configurations so the new administration device can read them too,
-      // before it sees itself listed (it reads them back right after).
-      const reencrypted: string[] = [];
-      const extraReaders = [fromB64u(found.enc, 'enc', 32)];
-      for (const [app, r] of Object.entries(state.apps)) {
-        if (r.removed === true) continue;
-        // each device's own document, to the devices that have it (they may differ: config set --device)
-        const t = materializeTargets(r, state.devices);
-        const groups = new Map<string, { doc: ConfigDoc; devices: DeviceRecord[] }>();
-        for (const d of state.devices) {
-          const x = t[d.id];
-          if (x === undefined || x.doc === null) continue;
-          const k = JSON.stringify(x.doc);
-          const g = groups.get(k) ?? { doc: x.doc, devices: [] };
-          g.devices.push(d);
-          groups.set(k, g);
-        }
-        if (groups.size === 0 && r.doc === null) continue;
-        if (groups.size === 0 && r.doc !== null) groups.set('', { doc: r.doc, devices: [] });
-        for (const g of groups.values()) {
-          await publishApp(ctx, app, g.doc, { targets: g.devices, extraReaders, ...(r.doc !== null ? { base: r.doc } : {}) });
-          save(ctx);
-        }
-        reencrypted.push(app);
-      }
-      const next = createMasterProfile(mk, [...cur.payload.admins, entry], { seq: cur.payload.seq + 1, revoked: cur.payload.revoked });
-      const m = await publishMaster(ctx, next);
+      const { key, masterSeq, reencrypted } = await listAdmin(ctx, mk, name, found);
       io.out(
-        `Added "${name}" (${key}) as an administration device of ${state.account} (master profile #${m.payload.seq}).${reencrypted.length > 0 ? `\n  configurations re-sent so it can read them: ${reencrypted.join(', ')}` : ''}`,
-        { added: { name, key }, masterSeq: m.payload.seq, reencrypted },
+        `Added "${name}" (${key}) as an administration device of ${state.account} (master profile #${masterSeq}).${reencrypted.length > 0 ? `\n  configurations re-sent so it can read them: ${reencrypted.join(', ')}` : ''}`,
+        { added: { name, key }, masterSeq, reencrypted },
       );
     });
   },
@@ -199,51 +120,16 @@ join request, and waits until the existing device has listed it.
     }
     const key = signKeyId(admin.sign.publicKey);
 
-    const anon = new PortalClient({ url: portalUrl });
-    const client = new PortalClient({ url: portalUrl, identity: { subject: account, key: admin.sign } });
-    try {
-      const { portal } = await hello(anon);
-      const domain = account.slice(account.indexOf('@') + 1);
-      if (domain !== portal.name) env.io.progress(`note: the portal calls itself ${portal.name}, and the account is at ${domain}\n`);
-      await anon.join(createJoin(admin, account, pin));
-      env.io.progress(`join request sent for ${account}; this computer's key is ${key}\nwaiting for the existing administration device to accept it...\n`);
-
-      let last: unknown;
-      const acct = await pollUntil(waitMs, 1000, async () => {
-        try {
-          return await client.account();
-        } catch (e) {
-          last = e;
-          return undefined;
-        }
-      });
-      if (acct === undefined) {
-        throw new MeshError('timeout', `not accepted within ${Math.round(waitMs / 1000)} s${isMeshError(last) && !['unauthorized', 'forbidden', 'unknown-signer', 'not-found'].includes(last.code) ? ` (last answer: ${last.message})` : ''}. Check the PIN, keep mesh admin add running on the other device, and run this again (the same keys are reused)`);
-      }
-      const claimedMaster = parseMasterPayload(payloadBytes(acct.master));
-      const masterId = signKeyId(fromB64u(claimedMaster.sign, 'sign', 32));
-      if (expectMaster !== undefined && !udfMatches(expectMaster, masterId, 20)) {
-        throw new MeshError('wrong-master', `the portal's ${account} belongs to master ${masterId}, not the ${expectMaster} you were shown: do not use this portal`);
-      }
-      const master = verifyMasterProfile(acct.master, masterId);
-      if (!master.payload.admins.some((a) => a.sign === b64u(admin.sign.publicKey))) {
-        throw new MeshError('unknown-signer', `the portal let this computer in, but ${account}'s master profile does not list its key ${key}; try mesh admin add again`);
-      }
-      const restored = restoreFromAccount(acct, master, [admin.enc], (s) => env.io.progress(s));
-      const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: master.envelope, admin: name, personalSeq: restored.personalSeq, apps: restored.apps, devices: restored.devices });
-      saveState(env.home, state);
-      saveAdminKeys(env.home, admin);
-      const lines = [
-        `This computer ("${name}", key ${key}) is now an administration device of ${account}.`,
-        `  master profile: ${masterId}${expectMaster === undefined ? '  <- check it matches what mesh profile show says on your other device' : ' (as expected)'}`,
-        `  devices: ${restored.devices.length}${restored.devices.length > 0 ? ` (${restored.devices.map((d) => d.name).join(', ')})` : ''}`,
-        `  applications: ${Object.keys(restored.apps).length === 0 ? 'none' : Object.entries(restored.apps).map(([a, r]) => `${a} #${r.seq}${r.doc === null ? ' (not readable here)' : ''}`).join(', ')}`,
-      ];
-      env.io.out(lines.join('\n'), { account, master: masterId, admin: { name, key }, devices: restored.devices.map((d) => ({ id: d.id, name: d.name })), apps: Object.fromEntries(Object.entries(restored.apps).map(([a, r]) => [a, { seq: r.seq, readable: r.doc !== null }])) });
-    } finally {
-      anon.close();
-      client.close();
-    }
+    const { state, masterId, restored } = await joinAccount({ portalUrl, account, pin, admin, name, ...(expectMaster !== undefined ? { expectMaster } : {}), waitMs, note: (l) => env.io.progress(l) });
+    saveState(env.home, state);
+    saveAdminKeys(env.home, admin);
+    const lines = [
+      `This computer ("${name}", key ${key}) is now an administration device of ${account}.`,
+      `  master profile: ${masterId}${expectMaster === undefined ? '  <- check it matches what mesh profile show says on your other device' : ' (as expected)'}`,
+      `  devices: ${restored.devices.length}${restored.devices.length > 0 ? ` (${restored.devices.map((d) => d.name).join(', ')})` : ''}`,
+      `  applications: ${Object.keys(restored.apps).length === 0 ? 'none' : Object.entries(restored.apps).map(([a, r]) => `${a} #${r.seq}${r.doc === null ? ' (not readable here)' : ''}`).join(', ')}`,
+    ];
+    env.io.out(lines.join('\n'), { account, master: masterId, admin: { name, key }, devices: restored.devices.map((d) => ({ id: d.id, name: d.name })), apps: Object.fromEntries(Object.entries(restored.apps).map(([a, r]) => [a, { seq: r.seq, readable: r.doc !== null }])) });
   },
 };
 

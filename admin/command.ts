@@ -10,6 +10,7 @@ import { recoverSecret } from '../mesh/shamir.js';
 import type { MasterKeys } from '../mesh/keys.js';
 import { NAME_PATTERN } from '../mesh/profiles.js';
 import { intOr, type CommandIo } from '../runtime/cli.js';
+export { LABEL_PATTERN, checkLabel } from '../client/owner-state.js';
 import { adminKid, checkMasterKeys, type State } from '../client/owner-state.js';
 import { loadAdminKeys, loadState, readMasterSeed } from './state.js';
 import { ownerClient, type Ctx as OwnerCtx } from '../client/owner.js';
@@ -42,8 +43,6 @@ export interface Command {
 /** Options every command takes besides --help and --json. */
 export const GLOBAL_OPTIONS: Options = { home: { type: 'string' } };
 
-export const LABEL_PATTERN = /^[\p{L}\p{N} ._'-]{1,64}$/u;
-
 export function strOpt(v: Values, k: string): string | undefined {
   const x = v[k];
   return typeof x === 'string' ? x : undefined;
@@ -69,11 +68,6 @@ export function checkAppName(app: string | undefined): string {
   if (app === undefined) throw new MeshError('usage', 'name the application, e.g. thermostat');
   if (!NAME_PATTERN.test(app)) throw new MeshError('usage', `"${app}" is not an application name: use lowercase letters, digits, ".", "_" or "-"`);
   return app;
-}
-
-export function checkLabel(name: string, what: string): string {
-  if (!LABEL_PATTERN.test(name)) throw new MeshError('usage', `${what} "${name}" is not allowed: use up to 64 letters, digits, spaces, ".", "_", "'" or "-"`);
-  return name;
 }
 
 /** The host name, cut to what a profile accepts as an administration device's name. */

@@ -14,16 +14,15 @@ import * as fs from 'node:fs';
 import { MeshError } from '../mesh/errors.js';
 import { checkJsonValue, parseJson, type Json } from '../mesh/json.js';
 import { MAX_CONFIG_BYTES, MAX_CONFIRM_S } from '../mesh/profiles.js';
-import { validate, type Schema } from '../mesh/schema.js';
-import type { StatusPayload } from '../mesh/messages.js';
-import { didYouMean } from '../runtime/cli.js';
+import { didYouMean } from '../mesh/suggest.js';
 import { checkAppName, listOpt, strOpt, withOwner, type Command, type Values, type Ctx } from './command.js';
 import { parseDuration } from './invite.js';
-import { findDevice } from './device.js';
-import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync } from '../client/owner.js';
-import { docFor, type ConfigDoc, type DeviceRecord } from '../client/owner-state.js';
+import { publishPersonal, save, sync } from '../client/owner.js';
+import { docFor, type ConfigDoc } from '../client/owner-state.js';
+import { findDevice } from '../client/owner-devices.js';
+import { applyChange, changeConfig, publishPlanned, type Change, type Planned, type Published } from '../client/owner-config.js';
 import { loadState } from './state.js';
-import { EXIT_HELP, WAIT_HELP, WAIT_OPTIONS, errorsFor, exitFor, outcomeJson, outcomeLine, waitForDevices, waitMsOpt, type Outcome } from './wait.js';
+import { EXIT_HELP, WAIT_HELP, WAIT_OPTIONS, exitFor, outcomeJson, outcomeLine, waitMsOpt } from './wait.js';
 
 /** "key=value": the value as JSON when it parses, else the string; "key=" removes the key. */
 export function parseAssignments(args: readonly string[]): { set: Record<string, Json>; remove: string[] } {
@@ -49,177 +48,14 @@ export function parseAssignments(args: readonly string[]): { set: Record<string,
   return { set, remove };
 }
 
-// ---------------------------------------------------------------- targets
-
-/** Every application a device of this owner runs or this owner publishes: the candidates for "did you mean". */
-function knownApps(ctx: Ctx): string[] {
-  const s = new Set<string>();
-  for (const d of ctx.state.devices) for (const a of Object.keys(d.schemas ?? {})) s.add(a);
-  for (const [a, r] of Object.entries(ctx.state.apps)) if (r.removed !== true) s.add(a);
-  return [...s].sort();
-}
-
-/**
- * The devices a change of `app` goes to: those named with --device (each must run the
- * application), or every device that runs it (a device whose profile declares nothing is
- * included: it cannot be checked). An application none of the devices runs is refused, with the
- * closest one suggested.
- */
-export function resolveTargets(ctx: Ctx, app: string, names: readonly string[]): DeviceRecord[] {
-  const { devices } = ctx.state;
-  const runs = (d: DeviceRecord): boolean => d.schemas === undefined || Object.hasOwn(d.schemas, app);
-  const hint = (): string => didYouMean(app, knownApps(ctx).filter((a) => a !== app), (c) => `"${c}"`);
-  if (names.length > 0) {
-    const picked: DeviceRecord[] = [];
-    for (const n of names) {
-      const d = findDevice(devices, n);
-      if (!picked.some((x) => x.id === d.id)) picked.push(d);
-    }
-    for (const d of picked) {
-      if (!runs(d)) {
-        const has = Object.keys(d.schemas ?? {});
-        throw new MeshError('schema', `${d.name} does not run the application "${app}"${hint()}; it runs ${has.length > 0 ? has.join(', ') : 'no application'}. Nothing was published`);
-      }
-    }
-    return picked;
-  }
-  const all = devices.filter(runs);
-  if (all.length === 0 && devices.length > 0) {
-    throw new MeshError('schema', `none of your devices runs the application "${app}"${hint()}; they run ${knownApps(ctx).join(', ') || 'no application'}. Nothing was published`);
-  }
-  return all;
-}
-
-/** Settings the schema does not have (when it allows no others), each with the closest one it has. */
-function unknownKeys(app: string, schema: Schema, keys: readonly string[], device: string): string[] {
-  const props = Object.keys((schema.properties ?? {}) as object);
-  if (schema.additionalProperties !== false) return [];
-  return keys
-    .filter((k) => !props.includes(k))
-    .map((k) => `"${k}" is not a setting of ${app} on ${device}${didYouMean(k, props, (c) => `"${c}"`)}; its settings are ${props.join(', ')}`);
-}
-
-/**
- * What a change to device `d` starts from: what was last published to it, or, when the device
- * refused that (its signed status says so, by application and number), the document before it.
- */
-function startDoc(ctx: Ctx, app: string, d: DeviceRecord, status: StatusPayload | null): ConfigDoc | null {
-  const r = ctx.state.apps[app];
-  if (r === undefined || r.removed === true) return {};
-  const t = docFor(r, d.id);
-  // never sent to this device: it starts from what you set for all your devices
-  if (t === undefined) return r.doc;
-  if (t.prev !== undefined && errorsFor(status, ctx.state.master).some((e) => e.app === app && e.seq === t.seq)) return t.prev;
-  return t.doc;
-}
-
-interface Planned {
-  readonly device: DeviceRecord;
-  readonly from: ConfigDoc;
-  readonly doc: ConfigDoc;
-}
-
-export type Change = { kind: 'assign'; set: Record<string, Json>; remove: readonly string[] } | { kind: 'replace'; doc: ConfigDoc };
-
-function applyChange(from: ConfigDoc, ch: Change): ConfigDoc {
-  if (ch.kind === 'replace') return { ...ch.doc };
-  const doc: ConfigDoc = { ...from };
-  for (const k of ch.remove) delete doc[k];
-  Object.assign(doc, ch.set);
-  return doc;
-}
-
-/**
- * Plan a change for each target device and check every resulting document against the device's
- * schema, with the message the device would give. Any problem refuses the whole change: nothing
- * is published.
- */
-async function plan(ctx: Ctx, app: string, targets: readonly DeviceRecord[], ch: Change): Promise<Planned[]> {
-  const views = targets.length > 0 ? await deviceStatuses(ctx) : new Map();
-  const problems: string[] = [];
-  const out: Planned[] = [];
-  const named = ch.kind === 'assign' ? [...Object.keys(ch.set), ...ch.remove] : Object.keys(ch.doc);
-  for (const d of targets) {
-    const from = startDoc(ctx, app, d, views.get(d.id)?.status ?? null);
-    if (from === null) {
-      throw new MeshError('state', `this computer cannot read the current ${app} configuration of ${d.name} (it was published before this administration device joined, or by a key revoked since). Write the whole document with: mesh config apply ${app} FILE.json --device ${d.name}`);
-    }
-    const doc = applyChange(from, ch);
-    const schema = d.schemas?.[app];
-    if (schema !== undefined) {
-      const unknown = unknownKeys(app, schema, named, d.name);
-      if (unknown.length > 0) problems.push(...unknown);
-      else {
-        const p = validate(schema, doc);
-        if (p.length > 0) problems.push(`${d.name} would refuse it: refused ${app} settings from ${ctx.state.account}: ${p.join('; ')}`);
-      }
-    }
-    out.push({ device: d, from, doc });
-  }
-  if (problems.length > 0) throw new MeshError('schema', `${[...new Set(problems)].join('\n  ')}\n  Nothing was published.`);
-  return out;
-}
-
 // ---------------------------------------------------------------- publish and wait
 
-interface Publication {
-  readonly seq: number;
-  readonly devices: DeviceRecord[];
-}
-
-/**
- * Publish the planned documents (devices with the same document share a publication), update the
- * document for all devices when no --device was given, wait for each device, and report.
- */
-async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[], p: { all: boolean; base: (old: ConfigDoc) => ConfigDoc; waitMs: number; verb: string; confirmS?: number }): Promise<void> {
-  const old = ctx.state.apps[app];
-  const wasListed = old !== undefined && old.removed !== true;
-  const base = p.all ? p.base(old === undefined || old.removed === true ? {} : (old.doc ?? {})) : undefined;
-  const groups = new Map<string, { doc: ConfigDoc; planned: Planned[] }>();
-  for (const x of planned) {
-    const k = JSON.stringify(x.doc);
-    const g = groups.get(k) ?? { doc: x.doc, planned: [] };
-    g.planned.push(x);
-    groups.set(k, g);
-  }
-  const pubs: Publication[] = [];
-  const seqOf = new Map<string, number>();
-  if (groups.size === 0) {
-    // no device yet: the document is kept (and published for the owner's own keys) for devices claimed later
-    const r = await publishApp(ctx, app, base ?? {}, { targets: [], ...(base !== undefined ? { base } : {}) });
-    save(ctx);
-    pubs.push({ seq: r.seq, devices: [] });
-  }
-  for (const g of groups.values()) {
-    const r = await publishApp(ctx, app, g.doc, { targets: g.planned.map((x) => x.device), prev: new Map(g.planned.map((x) => [x.device.id, x.from])), ...(base !== undefined ? { base } : {}), ...(p.confirmS !== undefined ? { confirmS: p.confirmS } : {}) });
-    save(ctx);
-    pubs.push({ seq: r.seq, devices: r.devices });
-    for (const d of r.devices) seqOf.set(d.id, r.seq);
-  }
-  let personalSeq: number | undefined;
-  if (!wasListed) {
-    personalSeq = await publishPersonal(ctx);
-    save(ctx);
-  }
+/** Say what was published and what each device did, and set the exit status. */
+function report(ctx: Ctx, app: string, planned: readonly Planned[], r: Published, p: { waitMs: number; verb: string }): void {
+  const { pubs, seqOf, personalSeq, outcomes } = r;
   const lines = pubs.map((x) => `Published ${app} configuration #${x.seq}${x.devices.length > 0 ? ` for ${x.devices.map((d) => d.name).join(', ')}` : ''}.`);
   if (planned.length === 0) lines.push('  no devices run it yet: devices you claim later receive it when you claim them');
   if (personalSeq !== undefined) lines.push(`  ${app} added to your personal profile (#${personalSeq})`);
-  const outcomes = await waitForDevices(
-    ctx,
-    planned.map((x) => ({
-      device: x.device,
-      check: (st: StatusPayload | null) => {
-        const seq = seqOf.get(x.device.id) ?? 0;
-        const a = ownerEntry(st, ctx.state.master)?.apps.find((y) => y.app === app);
-        const onProbation = st?.pending !== undefined && st.pending.master === ctx.state.master && st.pending.app === app && st.pending.seq === seq;
-        if (a !== undefined && a.seq >= seq && !onProbation) return { result: 'applied' as const, seq: a.seq };
-        const err = errorsFor(st, ctx.state.master).find((e) => e.app === app && e.seq === seq);
-        return err === undefined ? undefined : { result: 'refused' as const, error: err };
-      },
-    })),
-    p.waitMs,
-  );
-  revertRefused(ctx, app, outcomes, seqOf, base !== undefined ? (old?.removed === true ? {} : (old?.doc ?? {})) : undefined);
   if (p.waitMs > 0) {
     for (const o of outcomes) lines.push(outcomeLine(o, { applied: 'applied', notReached: `it gets #${seqOf.get(o.device.id) ?? '?'} when it next reaches the portal; see mesh device list` }));
     if (outcomes.some((o) => o.result === 'refused')) lines.push(`  a device that refused it keeps what it had; your next change for it starts from what it had, not from the refused values`);
@@ -238,40 +74,13 @@ async function publishPlanned(ctx: Ctx, app: string, planned: readonly Planned[]
   if (code !== 0) process.exitCode = code;
 }
 
-/**
- * A device refused its number: the next change for it starts from what it had before, and the
- * document for all devices (`baseBefore`: what it was before this command changed it) is not
- * left holding the refused values either.
- */
-function revertRefused(ctx: Ctx, app: string, outcomes: readonly Outcome[], seqOf: ReadonlyMap<string, number>, baseBefore: ConfigDoc | null | undefined): void {
-  const r = ctx.state.apps[app];
-  if (r?.targets === undefined) return;
-  const targets = { ...r.targets };
-  let changed = false;
-  const refused = outcomes.some((o) => o.result === 'refused');
-  for (const o of outcomes) {
-    const t = targets[o.device.id];
-    if (o.result !== 'refused' || t === undefined || t.seq !== seqOf.get(o.device.id) || t.prev === undefined) continue;
-    targets[o.device.id] = { seq: t.seq, doc: t.prev, publishedAt: t.publishedAt };
-    changed = true;
-  }
-  if (changed || (refused && baseBefore !== undefined)) {
-    ctx.state.apps[app] = { ...r, targets, ...(refused && baseBefore !== undefined ? { doc: baseBefore } : {}) };
-    save(ctx);
-  }
-}
-
 async function change(ctx: Ctx, app: string, v: Values, ch: Change, verb: string, base: (old: ConfigDoc) => ConfigDoc): Promise<void> {
-  await sync(ctx);
-  save(ctx);
-  if (ch.kind === 'assign') requireReadable(ctx, app);
-  const names = listOpt(v, 'device');
-  const targets = resolveTargets(ctx, app, names);
-  const planned = await plan(ctx, app, targets, ch);
   const confirm = strOpt(v, 'confirm-within');
   const confirmS = confirm === undefined ? undefined : parseDuration(confirm, '--confirm-within');
   if (confirmS !== undefined && (confirmS < 1 || confirmS > MAX_CONFIRM_S)) throw new MeshError('usage', `--confirm-within must be between 1 s and ${MAX_CONFIRM_S / 3600} h`);
-  await publishPlanned(ctx, app, planned, { all: names.length === 0, base, waitMs: waitMsOpt(v), verb, ...(confirmS !== undefined ? { confirmS } : {}) });
+  const waitMs = waitMsOpt(v);
+  const r = await changeConfig(ctx, app, ch, { devices: listOpt(v, 'device'), waitMs, base, ...(confirmS !== undefined ? { confirmS } : {}) });
+  report(ctx, app, r.planned, r, { waitMs, verb });
 }
 
 const CONFIRM_HELP = `  --confirm-within D  each device must reach the portal with the change in effect (and pass its
@@ -280,14 +89,6 @@ const CONFIRM_HELP = `  --confirm-within D  each device must reach the portal wi
 
 const TARGET_HELP = `  --device NAME only this device (its name, or the start of its fingerprint); repeat it for
                 several. Default: every device of yours that runs APP`;
-
-function requireReadable(ctx: Ctx, app: string): void {
-  const cur = ctx.state.apps[app];
-  const unverified = ctx.ahead.get(`app:${app}`);
-  if (cur?.doc == null && unverified !== undefined) {
-    throw new MeshError('state', `the current ${app} configuration at the portal (#${unverified}) is signed by an administration key revoked since, and this computer holds no earlier one to start from. Write the whole document with: mesh config apply ${app} FILE.json`);
-  }
-}
 
 export const configSetCommand: Command = {
   name: 'config set',
@@ -415,7 +216,8 @@ ${EXIT_HELP}`,
       const targets = chosen.filter((d, i) => chosen.findIndex((x) => x.id === d.id) === i && docFor(r, d.id) !== undefined && (d.schemas === undefined || Object.hasOwn(d.schemas, app)));
       const planned: Planned[] = targets.map((d) => ({ device: d, from: docFor(r, d.id)?.doc ?? {}, doc: {} }));
       if (planned.length > 0) {
-        await publishPlanned(ctx, app, planned, { all: names.length === 0, base: () => ({}), waitMs: waitMsOpt(v), verb: 'remove' });
+        const waitMs = waitMsOpt(v);
+        report(ctx, app, planned, await publishPlanned(ctx, app, planned, { all: names.length === 0, base: () => ({}), waitMs }), { waitMs, verb: 'remove' });
       } else if (names.length > 0) {
         throw new MeshError('not-found', `nothing of ${app} was sent to ${chosen.map((d) => d.name).join(', ')}: there is nothing to withdraw`);
       }

@@ -3,24 +3,9 @@
  * invitation expires, as a co-owner or as a guest limited to some settings (mesh/invite.ts).
  */
 import { MeshError } from '../mesh/errors.js';
-import { b64u, fromB64u } from '../mesh/bytes.js';
-import { sealClaimBlob } from '../mesh/claim.js';
-import {
-  createInvite,
-  DEFAULT_INVITE_TTL_S,
-  deriveInviteSecrets,
-  describeGrant,
-  invitationUri,
-  MAX_INVITE_TTL_S,
-  newInviteSecret,
-  parseGuestSpec,
-  parseInvitePayload,
-  type Grant,
-  type InviteBlob,
-} from '../mesh/invite.js';
+import { DEFAULT_INVITE_TTL_S, describeGrant, MAX_INVITE_TTL_S, parseGuestSpec, type Grant } from '../mesh/invite.js';
 import { listOpt, strOpt, withOwner, type Command } from './command.js';
-import { deviceStatuses, keepReceipt, ownerEntry, proveReceipt, save, sync } from '../client/owner.js';
-import { findDevice } from './device.js';
+import { inviteToDevice } from '../client/owner-invite.js';
 
 /** "15m", "2h", "1d", "90s" or a number of seconds. */
 export function parseDuration(text: string, what: string): number {
@@ -79,39 +64,8 @@ lists every owner and guest in its signed status (mesh device list shows them).
     const grant: Grant | undefined = scope.length === 0 ? undefined : { scope, ...(untilText !== undefined ? { until: parseUntil(untilText, nowMs) } : {}) };
 
     await withOwner(env, async (ctx) => {
-      const { state, io } = ctx;
-      await sync(ctx);
-      save(ctx);
-      const d = findDevice(state.devices, pos[0] as string);
-      if (d.guest === true) throw new MeshError('not-permitted', `you are a guest on ${d.name}: a guest cannot invite anyone`);
-      const view = (await deviceStatuses(ctx)).get(d.id);
-      const st = view?.status ?? null;
-      if (view?.profile === null || view === undefined || st === null) {
-        throw new MeshError('state', `${d.name} has not reported to the portal yet: an invitation names the device's current ownership, which its signed status tells. Try again once it is online`);
-      }
-      if (st.epoch === undefined) throw new MeshError('state', `${d.name} runs an agent that does not report its ownership epoch; update it first`);
-      const me = ownerEntry(st, state.master);
-      if (me === undefined) throw new MeshError('not-owner', `${d.name} does not list you as an owner (yet): only an owner can invite`);
-      if (me.role === 'guest') throw new MeshError('not-permitted', `you are a guest on ${d.name}: a guest cannot invite anyone`);
-
-      const secret = newInviteSecret();
-      const secrets = deriveInviteSecrets(secret);
-      const invite = createInvite(ctx.admin.sign, secrets, {
-        device: { id: d.id, enc: fromB64u(d.enc, 'device.enc', 32) },
-        epoch: st.epoch,
-        master: state.master,
-        account: state.account,
-        ttlS,
-        ...(grant !== undefined ? { grant } : {}),
-      });
-      const p = parseInvitePayload(invite);
-      const expires = new Date(nowMs + ttlS * 1000).toISOString();
-      const record: InviteBlob = { profile: view.profile.envelope, endorsement: null, epoch: st.epoch, invite: p.nonce, by: state.account, role: p.role, ...(grant !== undefined ? { grant } : {}), expires, ...(d.schemas !== undefined ? { schemas: d.schemas } : {}) };
-      const receipt = await proveReceipt(ctx, 'invite', invite, await ctx.client.post(d.id, invite, { id: secrets.claimId, blob: sealClaimBlob(secrets, record), portalKey: b64u(secrets.portalKey), ttl: ttlS }));
-      keepReceipt(state, receipt);
-      save(ctx);
-
-      const uri = invitationUri({ portal: new URL(state.portal).host, secret, fingerprint: d.id });
+      const { io } = ctx;
+      const { uri, device: d, role, expires, nonce } = await inviteToDevice(ctx, pos[0] as string, { ttlS, nowMs, ...(grant !== undefined ? { grant } : {}) });
       const what = grant === undefined ? 'as a co-owner' : `as a guest, allowed ${describeGrant(grant)}`;
       const qr = v['no-qr'] === true || v.json === true ? '' : `\n${await terminalQr(uri)}`;
       io.out(
@@ -122,7 +76,7 @@ lists every owner and guest in its signed status (mesh device list shows them).
           `  mesh device claim '${uri}'`,
           qr,
         ].join('\n'),
-        { invitation: uri, device: { id: d.id, name: d.name }, role: p.role, ...(grant !== undefined ? { grant } : {}), expires, nonce: p.nonce },
+        { invitation: uri, device: { id: d.id, name: d.name }, role, ...(grant !== undefined ? { grant } : {}), expires, nonce },
       );
     });
   },

@@ -1,19 +1,13 @@
 /**
  * mesh profile create / mesh profile show (and mesh status).
  */
-import * as c from '../mesh/crypto.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
-import { MeshError, isMeshError } from '../mesh/errors.js';
-import { masterKeysFromSeed, signKeyId } from '../mesh/keys.js';
-import { ACCOUNT_PATTERN, adminEntry, createMasterProfile, createPersonalProfile } from '../mesh/profiles.js';
-import { splitSecret } from '../mesh/shamir.js';
-import { PortalClient } from '../client/portal-client.js';
+import { MeshError } from '../mesh/errors.js';
+import { signKeyId } from '../mesh/keys.js';
 import { checkLabel, defaultAdminName, intOpt, needStr, strOpt, type Command, type Env } from './command.js';
-import { hello, keepReceipt, proveReceipt } from '../client/owner.js';
+import { checkAccountName, createProfile } from '../client/owner-profile.js';
 import { ensureHome, files, loadState, readAdminKeys, readMasterSeed, requireNoProfile, saveAdminKeys, saveMasterSeed, saveState } from './state.js';
-import { newState, masterPayload, newAdminKeys } from '../client/owner-state.js';
-
-const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+import { masterPayload } from '../client/owner-state.js';
 
 export function sharesText(account: string, portal: string, k: number, shares: readonly string[]): string {
   const lines = [
@@ -67,7 +61,7 @@ The master key itself is not kept on this computer unless --keep-master-key is g
     if (pos.length > 0) throw new MeshError('usage', `unexpected argument "${pos[0] as string}"`);
     const portalUrl = needStr(v, 'portal', 'the portal URL, e.g. --portal https://portal.example');
     const name = needStr(v, 'account', 'the account name you want at the portal, e.g. --account alice');
-    if (!ACCOUNT_NAME.test(name)) throw new MeshError('usage', `"${name}" cannot be an account name: use lowercase letters, digits, ".", "_" or "-" (at most 64), starting with a letter or digit`);
+    checkAccountName(name);
     const k = intOpt(v, 'quorum', 3, 2, 15);
     const n = intOpt(v, 'shares', Math.max(5, k), k, 16);
     const adminName = checkLabel(strOpt(v, 'admin-name') ?? defaultAdminName(), 'the administration device name');
@@ -81,52 +75,23 @@ The master key itself is not kept on this computer unless --keep-master-key is g
       throw new MeshError('usage', `"${portalUrl}" is not a URL: give the portal like https://portal.example`);
     }
 
-    const client = new PortalClient({ url: portalUrl });
-    try {
-      const { portal } = await hello(client);
-      const account = `${name}@${portal.name}`;
-      if (!ACCOUNT_PATTERN.test(account)) throw new MeshError('malformed', `the portal calls itself "${portal.name}", which does not make a valid account name (${account})`);
-
-      const seed = c.randomBytes(32);
-      const mk = masterKeysFromSeed(seed);
-      const masterId = signKeyId(mk.sign.publicKey);
-      const admin = newAdminKeys(adminName);
-      const masterEnv = createMasterProfile(mk, [adminEntry(admin)]);
-      const personalEnv = createPersonalProfile(admin, { master: masterId, account, seq: 1, devices: [], apps: [] });
-      const bound = await client.bindAccount({ account: name, master: masterEnv, personal: personalEnv, request: await client.sessionRequest(admin.sign, account) });
-      if (bound.master !== masterId) throw new MeshError('wrong-master', `the portal bound ${bound.account} to ${bound.master}, not to the master profile ${masterId} just made`);
-      if (bound.account !== account) throw new MeshError('malformed', `the portal bound "${bound.account}" but announced its name as "${portal.name}" (expected ${account}); the account is bound, but its profile names the wrong account: ask the portal's operator`);
-
-      const shares = splitSecret(seed, k, n);
-      ensureHome(env.home);
-      const keep = v['keep-master-key'] === true;
-      saveAdminKeys(env.home, admin);
-      if (keep) saveMasterSeed(env.home, seed);
-      const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: masterEnv, admin: adminName });
-      // the account is bound: keep it whatever the receipts say, but keep only receipts that prove
-      for (const [kind, obj, r] of bound.receipts === undefined ? [] : ([['master', masterEnv, bound.receipts.master], ['personal', personalEnv, bound.receipts.personal]] as const)) {
-        try {
-          keepReceipt(state, await proveReceipt({ client, state }, kind, obj, r));
-        } catch (e) {
-          env.io.progress(`warning: ${isMeshError(e) ? e.message : String(e)}\n`);
-        }
-      }
-      saveState(env.home, state);
-      seed.fill(0);
-
-      const human = [
-        `Created ${account}.`,
-        `  master profile:   ${masterId}`,
-        '                    (your lasting identity: compare it when anyone shows you your profile)',
-        `  this computer:    ${adminName}, administration key ${signKeyId(admin.sign.publicKey)}`,
-        `  portal:           ${portalUrl} (its key ${portal.id} is now pinned)`,
-        keep ? `  master key:       kept in ${files(env.home).masterSeed} (readable only by you)` : '  master key:       NOT kept on this computer; your recovery shares are its only copy',
-        sharesText(account, portalUrl, k, shares),
-      ].join('\n');
-      env.io.out(human, { account, master: masterId, admin: { name: adminName, key: signKeyId(admin.sign.publicKey) }, portal: { url: portalUrl, key: portal.id }, quorum: k, shares, masterKeyKept: keep });
-    } finally {
-      client.close();
-    }
+    const { state, admin, portal, account, masterId, shares, seed } = await createProfile({ portalUrl, name, quorum: k, shares: n, adminName, note: (l) => env.io.progress(l) });
+    ensureHome(env.home);
+    const keep = v['keep-master-key'] === true;
+    saveAdminKeys(env.home, admin);
+    if (keep) saveMasterSeed(env.home, seed);
+    saveState(env.home, state);
+    seed.fill(0);
+    const human = [
+      `Created ${account}.`,
+      `  master profile:   ${masterId}`,
+      '                    (your lasting identity: compare it when anyone shows you your profile)',
+      `  this computer:    ${adminName}, administration key ${signKeyId(admin.sign.publicKey)}`,
+      `  portal:           ${portalUrl} (its key ${portal.id} is now pinned)`,
+      keep ? `  master key:       kept in ${files(env.home).masterSeed} (readable only by you)` : '  master key:       NOT kept on this computer; your recovery shares are its only copy',
+      sharesText(account, portalUrl, k, shares),
+    ].join('\n');
+    env.io.out(human, { account, master: masterId, admin: { name: adminName, key: signKeyId(admin.sign.publicKey) }, portal: { url: portalUrl, key: portal.id }, quorum: k, shares, masterKeyKept: keep });
   },
 };
 

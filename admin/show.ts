@@ -6,7 +6,7 @@
 import { MeshError } from '../mesh/errors.js';
 import { describeGrant } from '../mesh/invite.js';
 import { intOpt, withOwner, type Command } from './command.js';
-import { deviceReports, findDevice, markOwnersSeen } from './device.js';
+import { deviceReports, findDevice, markOwnersSeen } from '../client/owner-devices.js';
 import { deviceStatuses, save, sync } from '../client/owner.js';
 
 export const deviceShowCommand: Command = {

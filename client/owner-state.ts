@@ -314,6 +314,14 @@ export function adminKid(k: AdminKeys): string {
   return signKeyId(k.sign.publicKey);
 }
 
+/** A device's or an administration device's name as a profile allows it: up to 64 letters, digits, spaces, ".", "_", "'" or "-". */
+export const LABEL_PATTERN = /^[\p{L}\p{N} ._'-]{1,64}$/u;
+
+export function checkLabel(name: string, what: string): string {
+  if (!LABEL_PATTERN.test(name)) throw new MeshError('usage', `${what} "${name}" is not allowed: use up to 64 letters, digits, spaces, ".", "_", "'" or "-"`);
+  return name;
+}
+
 export function nowIso(): string {
   return new Date().toISOString();
 }

@@ -13,6 +13,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
 import { VERSION, versionLine } from './version.js';
+import { didYouMean } from '../mesh/suggest.js';
+
+export { closest, didYouMean, editDistance } from '../mesh/suggest.js';
 
 export interface CommandIo {
   readonly json: boolean;
@@ -40,43 +43,6 @@ const COMMON = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' 
 
 /** What `parse` returns: parseArgs's own typed result for these options. */
 export type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O & typeof COMMON; allowPositionals: boolean; strict: true }>>;
-
-/** Edit distance with adjacent transpositions (optimal string alignment: "bacth" is 1 from "batch"); small strings only. */
-export function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  const at = (i: number, j: number): number => (d[i] as number[])[j] as number;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1);
-      (d[i] as number[])[j] = v;
-    }
-  }
-  return at(a.length, b.length);
-}
-
-/** The candidate closest to `word`, if it is close enough to be a typo of it (or `word` is a prefix of exactly one). */
-export function closest(word: string, candidates: readonly string[]): string | undefined {
-  const w = word.toLowerCase();
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(w, c.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = c;
-    }
-  }
-  if (best !== undefined && bestD <= Math.max(1, Math.floor(best.length / 3))) return best;
-  const prefixed = candidates.filter((c) => c.startsWith(w));
-  return w.length >= 2 && prefixed.length === 1 ? prefixed[0] : undefined;
-}
-
-/** " (did you mean X?)" or "". */
-export function didYouMean(word: string, candidates: readonly string[], show: (c: string) => string = (c) => c): string {
-  const c = closest(word, candidates);
-  return c === undefined ? '' : ` (did you mean ${show(c)}?)`;
-}
 
 /** A `usage` error for an unknown command, naming the closest known one and where to look. */
 export function unknownCommand(program: string, word: string, commands: readonly string[]): never {
