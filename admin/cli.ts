@@ -20,6 +20,7 @@ import { configApplyCommand, configRemoveCommand, configSetCommand, configShowCo
 import { adminAddCommand, adminJoinCommand, adminRevokeCommand } from './admins.js';
 import { recoverCommand } from './recover.js';
 import { logVerifyCommand } from './log.js';
+import { rolloutAbortCommand, rolloutResumeCommand, rolloutStatusCommand } from './rollout.js';
 
 export const COMMANDS: readonly Command[] = [
   profileCreateCommand,
@@ -36,6 +37,9 @@ export const COMMANDS: readonly Command[] = [
   configApplyCommand,
   configRemoveCommand,
   configShowCommand,
+  rolloutStatusCommand,
+  rolloutResumeCommand,
+  rolloutAbortCommand,
   adminAddCommand,
   adminJoinCommand,
   adminRevokeCommand,

@@ -9,6 +9,7 @@ import { MeshError, isMeshError } from '../mesh/errors.js';
 import { recoverSecret } from '../mesh/shamir.js';
 import type { MasterKeys } from '../mesh/keys.js';
 import { NAME_PATTERN } from '../mesh/profiles.js';
+import { RESERVED_APP_PREFIX, ROLLOUT_APP } from '../client/rollout.js';
 import { intOr, type CommandIo } from '../runtime/cli.js';
 export { LABEL_PATTERN, checkLabel } from '../client/owner-state.js';
 import { adminKid, checkMasterKeys, type State } from '../client/owner-state.js';
@@ -67,6 +68,7 @@ export function intOpt(v: Values, k: string, dflt: number, min: number, max: num
 export function checkAppName(app: string | undefined): string {
   if (app === undefined) throw new MeshError('usage', 'name the application, e.g. thermostat');
   if (!NAME_PATTERN.test(app)) throw new MeshError('usage', `"${app}" is not an application name: use lowercase letters, digits, ".", "_" or "-"`);
+  if (app.startsWith(RESERVED_APP_PREFIX)) throw new MeshError('usage', `"${app}": application names starting with "${RESERVED_APP_PREFIX}" are reserved (the rollout record is kept under ${ROLLOUT_APP})`);
   return app;
 }
 

@@ -20,7 +20,9 @@ import { parseDuration } from './invite.js';
 import { publishPersonal, save, sync } from '../client/owner.js';
 import { docFor, type ConfigDoc } from '../client/owner-state.js';
 import { findDevice } from '../client/owner-devices.js';
-import { applyChange, changeConfig, publishPlanned, type Change, type Planned, type Published } from '../client/owner-config.js';
+import { applyChange, changeConfig, planChange, publishPlanned, type Change, type Planned, type Published } from '../client/owner-config.js';
+import { startRollout } from '../client/owner-rollout.js';
+import { ROLLOUT_HELP, ROLLOUT_OPTIONS, report as reportRollout, rolloutOpts } from './rollout.js';
 import { loadState } from './state.js';
 import { EXIT_HELP, WAIT_HELP, WAIT_OPTIONS, exitFor, outcomeJson, outcomeLine, waitMsOpt } from './wait.js';
 
@@ -74,12 +76,35 @@ function report(ctx: Ctx, app: string, planned: readonly Planned[], r: Published
   if (code !== 0) process.exitCode = code;
 }
 
+/** --device NAME (repeatable), --devices A,B,C, or --all (every device that runs the application: the default). */
+export function targetNames(v: Values): string[] {
+  const names = [...listOpt(v, 'device'), ...listOpt(v, 'devices').flatMap((x) => x.split(',').map((n) => n.trim()).filter((n) => n.length > 0))];
+  if (v.all === true && names.length > 0) throw new MeshError('usage', '--all means every device that runs the application: give it without --device or --devices');
+  return names;
+}
+
+function summarize(ch: Change): string {
+  if (ch.kind === 'replace') return `the whole document (${Object.keys(ch.doc).join(', ') || 'empty'})`;
+  return [...Object.entries(ch.set).map(([k, x]) => `${k}=${JSON.stringify(x)}`), ...ch.remove.map((k) => `${k} removed`)].join(' ');
+}
+
 async function change(ctx: Ctx, app: string, v: Values, ch: Change, verb: string, base: (old: ConfigDoc) => ConfigDoc): Promise<void> {
   const confirm = strOpt(v, 'confirm-within');
   const confirmS = confirm === undefined ? undefined : parseDuration(confirm, '--confirm-within');
   if (confirmS !== undefined && (confirmS < 1 || confirmS > MAX_CONFIRM_S)) throw new MeshError('usage', `--confirm-within must be between 1 s and ${MAX_CONFIRM_S / 3600} h`);
   const waitMs = waitMsOpt(v);
-  const r = await changeConfig(ctx, app, ch, { devices: listOpt(v, 'device'), waitMs, base, ...(confirmS !== undefined ? { confirmS } : {}) });
+  const devices = targetNames(v);
+  const staged = rolloutOpts(v);
+  if (staged !== undefined) {
+    if (waitMs === 0) throw new MeshError('usage', '--wait 0 cannot go with --canary: a rollout waits for each wave before the next');
+    const { synced, planned } = await planChange(ctx, app, ch, devices);
+    const old = ctx.state.apps[app];
+    const allBase = devices.length === 0 ? base(old === undefined || old.removed === true ? {} : (old.doc ?? {})) : undefined;
+    const after = await startRollout(ctx, synced, { app, summary: summarize(ch), planned, opts: staged, waitMs, ...(allBase !== undefined ? { base: allBase } : {}), ...(confirmS !== undefined ? { confirmS } : {}) });
+    reportRollout(ctx, after.rec, after.seq, 'start');
+    return;
+  }
+  const r = await changeConfig(ctx, app, ch, { devices, waitMs, base, ...(confirmS !== undefined ? { confirmS } : {}) });
   report(ctx, app, r.planned, r, { waitMs, verb });
 }
 
@@ -90,10 +115,15 @@ const CONFIRM_HELP = `  --confirm-within D  each device must reach the portal wi
 const TARGET_HELP = `  --device NAME only this device (its name, or the start of its fingerprint); repeat it for
                 several. Default: every device of yours that runs APP`;
 
+const TARGETS_HELP = `${TARGET_HELP}
+  --devices A,B,C  these devices, in this order (a rollout's canaries are the first ones)
+  --all         every device of yours that runs APP (the default)`;
+
 export const configSetCommand: Command = {
   name: 'config set',
   summary: "change some settings of an application, on all or some devices, checked before publishing",
-  help: `usage: mesh config set APP KEY=VALUE ... [--device NAME]... [--wait S] [--confirm-within D] [--json]
+  help: `usage: mesh config set APP KEY=VALUE ... [--device NAME]... [--devices A,B,C | --all]
+                      [--wait S] [--confirm-within D] [--canary N [--abort-on K] [--wave M]] [--json]
 
 Takes what you last sent each target device for APP, changes the given keys, checks the result
 against the schema each device declared (the same check, and the same message, as on the
@@ -103,17 +133,19 @@ schema does not have is refused here, with the closest name suggested: nothing i
 Values are read as JSON when they are JSON (21, true, "x", [1,2]), otherwise as text;
 "KEY=" removes the key (as mesh config unset does).
 
-${TARGET_HELP}
+${TARGETS_HELP}
 ${WAIT_HELP}
 ${CONFIRM_HELP}
+${ROLLOUT_HELP}
   --json        print the result as JSON
 
 Then, per device: applied, REFUSED with the device's reason, or not reached yet.
 ${EXIT_HELP}
 
 examples: mesh config set thermostat setpoint=21 mode=comfort
-          mesh config set thermostat setpoint=18 --device bedroom`,
-  options: { device: { type: 'string', multiple: true }, 'confirm-within': { type: 'string' }, ...WAIT_OPTIONS },
+          mesh config set thermostat setpoint=18 --device bedroom
+          mesh config set thermostat setpoint=23 --all --canary 2 --abort-on 1 --wave 4`,
+  options: { device: { type: 'string', multiple: true }, devices: { type: 'string', multiple: true }, all: { type: 'boolean' }, 'confirm-within': { type: 'string' }, ...ROLLOUT_OPTIONS, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     const app = checkAppName(pos[0]);
     if (pos.length < 2) throw new MeshError('usage', 'give at least one KEY=VALUE');
@@ -154,18 +186,20 @@ example: mesh config unset thermostat schedule`,
 export const configApplyCommand: Command = {
   name: 'config apply',
   summary: 'publish a whole configuration document for an application, checked before publishing',
-  help: `usage: mesh config apply APP FILE.json [--device NAME]... [--wait S] [--confirm-within D] [--json]
+  help: `usage: mesh config apply APP FILE.json [--device NAME]... [--devices A,B,C | --all]
+                         [--wait S] [--confirm-within D] [--canary N [--abort-on K] [--wave M]] [--json]
 
 Publishes FILE.json (a JSON object, at most ${MAX_CONFIG_BYTES / 1024} KiB) as the next configuration of APP
 for the target devices, after checking it against the schema each declared.
 
-${TARGET_HELP}
+${TARGETS_HELP}
 ${WAIT_HELP}
 ${CONFIRM_HELP}
+${ROLLOUT_HELP}
   --json        print the result as JSON
 
 ${EXIT_HELP}`,
-  options: { device: { type: 'string', multiple: true }, 'confirm-within': { type: 'string' }, ...WAIT_OPTIONS },
+  options: { device: { type: 'string', multiple: true }, devices: { type: 'string', multiple: true }, all: { type: 'boolean' }, 'confirm-within': { type: 'string' }, ...ROLLOUT_OPTIONS, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     const app = checkAppName(pos[0]);
     if (pos.length !== 2) throw new MeshError('usage', 'give the application and one JSON file');

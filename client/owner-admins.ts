@@ -18,6 +18,7 @@ import { createMasterProfile, parseMasterPayload, verifyMasterProfile, type Admi
 import { present, udfMatches } from '../mesh/udf.js';
 import { PortalClient } from './portal-client.js';
 import { restoreFromAccount, type Restored } from './owner-restore.js';
+import { reencryptRollout } from './owner-rollout.js';
 import { currentMaster, hello, keepReceipt, materializeTargets, pollUntil, proveReceipt, publishApp, save, type Ctx } from './owner.js';
 import { newState, nowIso, type ConfigDoc, type DeviceRecord, type State } from './owner-state.js';
 
@@ -102,6 +103,7 @@ export async function listAdmin(ctx: Ctx, mk: MasterKeys, name: string, found: J
     }
     reencrypted.push(app);
   }
+  if (await reencryptRollout(ctx, extraReaders)) reencrypted.push('your rollout record');
   const next = createMasterProfile(mk, [...cur.payload.admins, entry], { seq: cur.payload.seq + 1, revoked: cur.payload.revoked });
   const m = await publishMaster(ctx, next);
   return { key, masterSeq: m.payload.seq, reencrypted };

@@ -10,10 +10,10 @@ import type { Json } from '../mesh/json.js';
 import type { StatusPayload } from '../mesh/messages.js';
 import { validate, type Schema } from '../mesh/schema.js';
 import { didYouMean } from '../mesh/suggest.js';
-import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync, type Ctx } from './owner.js';
+import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync, type Ctx, type SyncResult } from './owner.js';
 import { docFor, type ConfigDoc, type DeviceRecord } from './owner-state.js';
 import { findDevice } from './owner-devices.js';
-import { errorsFor, waitForDevices, type Outcome } from './owner-wait.js';
+import { errorsFor, waitForDevices, type Awaited, type Outcome } from './owner-wait.js';
 
 // ---------------------------------------------------------------- targets
 
@@ -144,6 +144,21 @@ export interface Published {
 }
 
 /**
+ * The verdict on configuration #seq of `app` in a device's signed status: applied (once it is no
+ * longer on probation: confirmed), refused (reverted and unhealthy included, with the device's
+ * reason), or undefined while the device has not said.
+ */
+export function configVerdict(master: string, app: string, seq: number): Awaited['check'] {
+  return (st) => {
+    const a = ownerEntry(st, master)?.apps.find((y) => y.app === app);
+    const onProbation = st?.pending !== undefined && st.pending.master === master && st.pending.app === app && st.pending.seq === seq;
+    if (a !== undefined && a.seq >= seq && !onProbation) return { result: 'applied' as const, seq: a.seq };
+    const err = errorsFor(st, master).find((e) => e.app === app && e.seq === seq);
+    return err === undefined ? undefined : { result: 'refused' as const, error: err };
+  };
+}
+
+/**
  * Publish the planned documents (devices with the same document share a publication), update the
  * document for all devices when `all`, wait for each device, and take back what a device refused.
  */
@@ -181,14 +196,7 @@ export async function publishPlanned(ctx: Ctx, app: string, planned: readonly Pl
     ctx,
     planned.map((x) => ({
       device: x.device,
-      check: (st: StatusPayload | null) => {
-        const seq = seqOf.get(x.device.id) ?? 0;
-        const a = ownerEntry(st, ctx.state.master)?.apps.find((y) => y.app === app);
-        const onProbation = st?.pending !== undefined && st.pending.master === ctx.state.master && st.pending.app === app && st.pending.seq === seq;
-        if (a !== undefined && a.seq >= seq && !onProbation) return { result: 'applied' as const, seq: a.seq };
-        const err = errorsFor(st, ctx.state.master).find((e) => e.app === app && e.seq === seq);
-        return err === undefined ? undefined : { result: 'refused' as const, error: err };
-      },
+      check: configVerdict(ctx.state.master, app, seqOf.get(x.device.id) ?? 0),
     })),
     p.waitMs,
   );
@@ -236,13 +244,18 @@ export interface ChangeOptions {
   readonly base: (old: ConfigDoc) => ConfigDoc;
 }
 
-/** Bring the state up to date, plan the change for its devices, check it, publish it and wait. */
-export async function changeConfig(ctx: Ctx, app: string, ch: Change, o: ChangeOptions): Promise<{ planned: Planned[] } & Published> {
-  await sync(ctx);
+/** Bring the state up to date, then plan the change for its devices and check it (nothing is published). */
+export async function planChange(ctx: Ctx, app: string, ch: Change, devices: readonly string[]): Promise<{ synced: SyncResult; planned: Planned[] }> {
+  const synced = await sync(ctx);
   save(ctx);
   if (ch.kind === 'assign') requireReadable(ctx, app);
-  const targets = resolveTargets(ctx, app, o.devices);
-  const planned = await plan(ctx, app, targets, ch);
+  const targets = resolveTargets(ctx, app, devices);
+  return { synced, planned: await plan(ctx, app, targets, ch) };
+}
+
+/** Bring the state up to date, plan the change for its devices, check it, publish it and wait. */
+export async function changeConfig(ctx: Ctx, app: string, ch: Change, o: ChangeOptions): Promise<{ planned: Planned[] } & Published> {
+  const { planned } = await planChange(ctx, app, ch, o.devices);
   const r = await publishPlanned(ctx, app, planned, { all: o.devices.length === 0, base: o.base, waitMs: o.waitMs, ...(o.confirmS !== undefined ? { confirmS: o.confirmS } : {}) });
   return { planned, ...r };
 }

@@ -5,6 +5,7 @@
  * next version is numbered above it (see Ahead in owner.ts); anything else that does not verify
  * fails with `bad-answer` and nothing is kept.
  */
+import { ROLLOUT_APP } from './rollout.js';
 import { MeshError } from '../mesh/errors.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import type { KeyPair } from '../mesh/crypto.js';
@@ -40,6 +41,8 @@ export function restoreFromAccount(acct: AccountResponse, master: MasterProfile,
   }
   const apps: Record<string, AppRecord> = {};
   for (const [app, env] of Object.entries(acct.applications)) {
+    // the rollout record is not a configuration (client/owner-rollout.ts reads it at the portal)
+    if (app === ROLLOUT_APP) continue;
     const claimed = claimedSeq(`${app} configuration`, () => parseApplicationPayload(payloadBytes(env)));
     const ap = verifiedOrAhead({ ahead, note }, `app:${app}`, `${app} configuration`, claimed, 0, () => verifyApplicationProfile(env, master));
     if (ap === undefined) continue;

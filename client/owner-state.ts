@@ -124,6 +124,8 @@ export interface State {
   devices: DeviceRecord[];
   lastTreeHead: TreeHeadRecord | null;
   receipts: Receipt[];
+  /** the highest number of the rollout record (client/owner-rollout.ts) this computer has seen: an older one from the portal is a replay */
+  rolloutSeq?: number;
 }
 
 /** A fresh state for this administration device, pinned to the portal it first talked to. */
@@ -213,7 +215,7 @@ export function parseState(v: unknown): State {
   const o = obj(v, w, [
     'version', 'portal', 'portalKey', 'portalId', 'portalName', 'account', 'master', 'masterEnvelope',
     'personalSeq', 'admin', 'apps', 'devices', 'lastTreeHead', 'receipts',
-  ]);
+  ], ['rolloutSeq']);
   if (o.version !== STATE_VERSION && o.version !== 1) throw new MeshError('malformed', `unknown version ${String(o.version)} (this mesh reads versions 1 and ${STATE_VERSION}; a newer mesh wrote it?)`);
   const devices = arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`));
   const appsO = obj(o.apps, `${w}.apps`, [], Object.keys((o.apps ?? {}) as Obj));
@@ -240,6 +242,7 @@ export function parseState(v: unknown): State {
     apps,
     devices,
     lastTreeHead,
+    ...(o.rolloutSeq !== undefined ? { rolloutSeq: int(o, 'rolloutSeq', w, 0) } : {}),
     receipts: arr(o, 'receipts', w, MAX_RECEIPTS + 100).map((r, i) => {
       const rw = `${w}.receipts[${i}]`;
       const ro = obj(r, rw, ['index', 'kind', 'payloadHash', 'size', 'root'], ['checked']);

@@ -42,6 +42,7 @@ import {
 } from '../mesh/profiles.js';
 import { shortFingerprint } from '../mesh/claim.js';
 import { PortalClient } from './portal-client.js';
+import { ROLLOUT_APP } from './rollout.js';
 import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
 import { adminKid, nowIso, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './owner-state.js';
 
@@ -267,6 +268,8 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
   }
 
   for (const [app, env] of Object.entries(acct.applications)) {
+    // the owner's rollout record (client/owner-rollout.ts reads it): not a configuration of any device
+    if (app === ROLLOUT_APP) continue;
     const claimed = claimedSeq(`${app} configuration`, () => parseApplicationPayload(payloadBytes(env)));
     const mine = state.apps[app];
     if (mine !== undefined && claimed < mine.seq) {
