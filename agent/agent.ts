@@ -20,7 +20,9 @@ import { PortalClient } from '../client/portal-client.js';
 import type { AgentSettings, DeviceFiles } from '../runtime/device-files.js';
 import { backoff } from '../runtime/backoff.js';
 import { isoNow, sleep, systemClock, type Clock, type Timer } from '../runtime/clock.js';
-import { applyItems, configDocument, confirmPending, effective, MasterMemo, revertPending, type AgentEvent, type CoreContext } from './core.js';
+import { applyLogged, type LateItem } from './logged.js';
+import type { DownloadResponse } from '../mesh/protocol.js';
+import { configDocument, confirmPending, effective, MasterMemo, revertPending, type AgentEvent, type CoreContext } from './core.js';
 import { register, Push, type ConnectionState, type Log, type PortalLink } from './connection.js';
 import { sendStatus } from './status.js';
 import { CONFIG_FILE, confLoaded, loadConf, publishLocal, runHealth, runHook, writeConf } from './outputs.js';
@@ -49,6 +51,8 @@ const FEED_REFUSED = "the portal's Download answer was refused: ";
 const INBOX_CHECK_MS = 2000;
 /** Download answers followed back to back before the loop yields to the regular schedule */
 const MAX_CATCH_UP = 64;
+/** an item whose proof is late (the portal's head does not hold it yet) is asked for again this soon */
+const LATE_RETRY_MS = 1000;
 
 export class Agent {
   readonly dir: string;
@@ -71,6 +75,8 @@ export class Agent {
   private pollTimer: Timer | undefined;
   private statusTimer: Timer | undefined;
   private polling = false;
+  /** the first item the portal has not yet proven logged, since when (this device's clock) */
+  private late: LateItem | undefined;
   private pollAgain = false;
   private probing = false;
   /** the hook run for the latest change (a change on probation waits for it) */
@@ -170,6 +176,7 @@ export class Agent {
       secrets: this.secrets,
       schemas: this.schemas,
       store: this.store,
+      portalKey: this.settings.portalKey ?? null,
       clock: this.clock,
       log: this.log,
       signal: this.abort.signal,
@@ -255,13 +262,20 @@ export class Agent {
       return;
     }
     this.polling = true;
+    let heldBack: 'late' | 'not-logged' | 'moved' | undefined;
     try {
       let rounds = 0;
       do {
         this.pollAgain = false;
         const since = this.store.state.n;
-        const r = await this.client.download(since);
+        const heldHead = this.store.state.treeHead;
+        const r = await this.client.download(since, 0, heldHead?.size ?? 0);
         if (this.stopped) return;
+        // the status's refresh took a newer head meanwhile: the answer's proofs are from the older one; ask again
+        if (this.store.state.treeHead !== heldHead && r.items.length > 0) {
+          this.pollAgain = true;
+          continue;
+        }
         this.setConn({ kind: 'online' });
         this.pollDelays.reset();
         this.firstPolled();
@@ -275,12 +289,22 @@ export class Agent {
           this.store.update((s) => ({ ...s, n: 0 }));
           this.pollAgain = true;
         } else if (r.items.length > 0) {
-          await this.applyAnswer(r.items);
+          const held = await this.applyAnswer(r, heldHead);
+          if (held === 'moved') {
+            this.pollAgain = true;
+            continue;
+          }
+          // what the portal has not proven logged is asked for again: soon if merely late, at the next poll if refused
+          if (held !== undefined) {
+            heldBack = held;
+            break;
+          }
           if (r.n > this.store.state.n) this.pollAgain = true;
         }
       } while (this.pollAgain && !this.stopped && ++rounds < MAX_CATCH_UP);
       const jitter = 0.9 + this.clock.random() * 0.2;
-      this.schedulePoll(Math.round((this.pollAgain ? 0 : this.settings.pollIntervalMs) * jitter));
+      const next = heldBack === 'late' ? Math.min(LATE_RETRY_MS, this.settings.pollIntervalMs) : this.pollAgain ? 0 : this.settings.pollIntervalMs;
+      this.schedulePoll(Math.round(next * jitter));
     } catch (e) {
       this.pollFailed(e);
     } finally {
@@ -318,14 +342,25 @@ export class Agent {
     this.recordError({ code: e.code, message: `${FEED_REFUSED}${e.message}`.slice(0, 1000) });
   }
 
-  /** One answer through the core, then config, state and events, in that order, with no await between them. */
-  private async applyAnswer(items: Parameters<typeof applyItems>[1]): Promise<void> {
+  /**
+   * One answer through the log check and the core (agent/logged.ts), then config, state and
+   * events, in that order, with no await between them. Returns why items were held back, if any
+   * ('moved': the held head changed since the request, so its proofs do not apply: ask again).
+   */
+  private async applyAnswer(answer: DownloadResponse, heldHead: AgentState['treeHead']): Promise<'late' | 'not-logged' | 'moved' | undefined> {
     await loadConf();
-    if (this.stopped) return;
+    if (this.stopped || this.link === undefined) return undefined;
     const before = this.store.state;
-    const r = applyItems(before, items, this.context());
+    // the status's refresh took a newer head meanwhile: the answer's proofs are from the older one
+    if (before.treeHead !== heldHead) return 'moved';
+    const r = applyLogged(before, answer, this.context(), this.link.logKey, this.late, this.clock.now());
+    if (r.hold?.code === 'late') {
+      if (this.late?.n !== r.hold.n) this.late = { n: r.hold.n, sinceMs: this.clock.now() };
+      this.log('log-late', { n: r.hold.n, message: r.hold.message });
+    } else this.late = undefined;
+    const held = r.hold?.code ?? (r.events.some((e) => e.type === 'refused' && e.n > r.state.n) ? 'not-logged' : undefined);
     // nothing applied (a change on probation holds the feed): nothing to write
-    if (r.state === before && r.gap === undefined) return;
+    if (r.state === before && r.gap === undefined) return held;
     let state = r.state;
     if (r.gap !== undefined) {
       const message = `${FEED_REFUSED}item ${r.gap.got} came where ${r.gap.expected} was expected; nothing from it on was applied`;
@@ -344,6 +379,7 @@ export class Agent {
       this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
     }
     if (state.pending !== null && state.pending !== undefined) void this.probation();
+    return held;
   }
 
   // ------------------------------------------------------------ a change on probation
@@ -380,7 +416,7 @@ export class Agent {
         const now = this.clock.now();
         if (now > cur.deadlineMs || now < cur.sinceMs) return this.revert('reverted', `no portal contact within ${Math.round((cur.deadlineMs - cur.sinceMs) / 1000)} s of applying it`);
         try {
-          await sendStatus({ client: this.client, device: this.device, store: this.store, clock: this.clock, log: this.log, portalSign: this.link?.portalSign });
+          await sendStatus({ client: this.client, device: this.device, store: this.store, clock: this.clock, log: this.log, logKey: this.link?.logKey });
           if (this.store.state.pending?.n !== p.n) return;
           this.store.update((st) => confirmPending(st));
           this.log('confirmed', { app: p.app, seq: p.seq, account: p.account });
@@ -519,7 +555,7 @@ export class Agent {
     }
     this.statusSending = true;
     try {
-      const seq = await sendStatus({ client: this.client, device: this.device, store: this.store, clock: this.clock, log: this.log, portalSign: this.link.portalSign });
+      const seq = await sendStatus({ client: this.client, device: this.device, store: this.store, clock: this.clock, log: this.log, logKey: this.link.logKey });
       this.lastStatusSentMs = this.clock.now();
       this.events.emit('status', seq);
     } catch (e) {

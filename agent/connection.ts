@@ -9,6 +9,8 @@ import { b64u } from '../mesh/bytes.js';
 import { sealClaimBlob, type ClaimSecrets } from '../mesh/claim.js';
 import { createSession, verifyPortalProfile } from '../mesh/messages.js';
 import { deviceTopic } from '../mesh/protocol.js';
+import { logOrigin } from '../mesh/checkpoint.js';
+import type { LogKey } from '../mesh/feedlog.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import { parseDevicePayload } from '../mesh/profiles.js';
 import type { PortalClient } from '../client/portal-client.js';
@@ -27,8 +29,8 @@ export type ConnectionState =
 export type Log = (event: string, data: Record<string, unknown>) => void;
 
 export interface PortalLink {
-  /** the portal's signing key (pinned on first contact), for its tree heads */
-  readonly portalSign: Uint8Array;
+  /** the portal's log key (its signing key, pinned on first contact or by agent.json portalKey) and its log's origin: its checkpoints */
+  readonly logKey: LogKey;
   /** the broker the portal names, if any */
   readonly mqtt: string | null;
 }
@@ -56,6 +58,8 @@ export async function register(p: {
   /** the schemas of the applications the device runs: sealed with its profile, for the owners to check values before they publish */
   readonly schemas: ReadonlyMap<string, unknown>;
   readonly store: StateStore;
+  /** the portal's key the device's image pins (agent.json portalKey: the portal's UDF), or null to pin it on first contact */
+  readonly portalKey: string | null;
   readonly clock: Clock;
   readonly log: Log;
   readonly signal: AbortSignal;
@@ -68,9 +72,9 @@ export async function register(p: {
     try {
       const hello = await p.client.hello();
       const portal = verifyPortalProfile(hello.portal);
-      const pinned = p.store.state.portalKey;
+      const pinned = p.portalKey ?? p.store.state.portalKey;
       if (pinned !== null && pinned !== portal.id) {
-        throw new MeshError('wrong-master', `the portal's key changed from ${pinned} to ${portal.id}; refusing to trust it`);
+        throw new MeshError('bad-key', `the portal's key is ${portal.id}, not ${pinned} ${p.portalKey !== null ? '(agent.json portalKey)' : '(pinned on first contact)'}; refusing to trust it`);
       }
       await p.client.register({
         device: p.device.profile,
@@ -81,7 +85,7 @@ export async function register(p: {
       });
       p.store.update((s) => ({ ...s, registered: true, portalKey: portal.id, lastContact: isoNow(p.clock) }));
       p.log('registered', { device: p.device.id, portal: portal.id });
-      return { portalSign: portal.sign, mqtt: hello.mqtt };
+      return { logKey: { name: logOrigin(portal.name), publicKey: portal.sign }, mqtt: hello.mqtt };
     } catch (e) {
       const retryMs = delays.next();
       const code = isMeshError(e) ? e.code : 'unavailable';

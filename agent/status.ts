@@ -3,8 +3,11 @@
  * last refusals and the tree head it holds. The status sequence is taken in the same step as the
  * state it describes (StateStore.update), never from a snapshot taken before a request.
  */
-import { b64u } from '../mesh/bytes.js';
-import { createStatus, MAX_GUEST_PARTS, MAX_PRIVATE_STATUS_BYTES, sealPrivateStatus, verifyTreeHead, type PrivateStatus, type StatusError, type TreeHeadRef } from '../mesh/messages.js';
+import { createStatus, MAX_GUEST_PARTS, MAX_PRIVATE_STATUS_BYTES, sealPrivateStatus, type PrivateStatus, type StatusError, type TreeHeadRef } from '../mesh/messages.js';
+import { readHead, type LogKey } from '../mesh/feedlog.js';
+import { isMeshError } from '../mesh/errors.js';
+import { nextHead } from './logged.js';
+import { withError } from './state.js';
 import type { Grant } from '../mesh/invite.js';
 import { MESH_ERRORS } from '../mesh/errors.js';
 import { fromB64u } from '../mesh/bytes.js';
@@ -107,18 +110,33 @@ function privateParts(s: AgentState, errors: readonly StatusError[]): EncryptedE
   return parts;
 }
 
-/** Fetch the portal's tree head (verified against its pinned key), take the next status number, sign and send. */
-export async function sendStatus(p: { client: PortalClient; device: DeviceFiles; store: StateStore; clock: Clock; log: Log; portalSign: Uint8Array | undefined }): Promise<number> {
+/**
+ * Refresh the head the device holds from the portal's checkpoint (signed by the pinned key), taken
+ * only with a consistency proof from the held one (agent/logged.ts nextHead); take the next status
+ * number, sign and send. A head that is not one history with the held one is refused
+ * (`log-inconsistent`, in the status) and the held one kept: the device catches a split view.
+ */
+export async function sendStatus(p: { client: PortalClient; device: DeviceFiles; store: StateStore; clock: Clock; log: Log; logKey: LogKey | undefined }): Promise<number> {
   let treeHead: TreeHeadRef | undefined;
-  if (p.portalSign !== undefined) {
+  let refusal: StatusError | undefined;
+  const held = p.store.state.treeHead;
+  if (p.logKey !== undefined) {
     try {
-      const th = verifyTreeHead(await p.client.treeHead(), p.portalSign);
-      treeHead = { size: th.size, root: b64u(th.root) };
+      const cp = readHead(await p.client.checkpoint(), p.logKey);
+      const proof = held !== null && held.size > 0 && cp.size !== held.size ? (await p.client.consistency(Math.min(cp.size, held.size), Math.max(cp.size, held.size))).proof : [];
+      treeHead = nextHead(held, cp, proof);
     } catch (e) {
       p.log('treehead-failed', { message: (e as Error).message });
+      if (isMeshError(e, 'log-inconsistent') || isMeshError(e, 'bad-signature') || isMeshError(e, 'unknown-signer')) refusal = { code: e.code, message: `the portal's log head was refused: ${e.message}`.slice(0, 1000), at: isoNow(p.clock) };
     }
   }
-  const s = p.store.update((cur) => ({ ...cur, statusSeq: cur.statusSeq + 1, treeHead: treeHead ?? cur.treeHead }));
+  const s = p.store.update((cur) => {
+    // the feed may have moved the head meanwhile: a refresh read against an older head is dropped
+    const next = treeHead !== undefined && cur.treeHead === held ? treeHead : cur.treeHead;
+    const last = cur.errors.at(-1);
+    const base = refusal !== undefined && !(last?.code === refusal.code && last.message === refusal.message) ? withError(cur, refusal) : cur;
+    return { ...base, statusSeq: cur.statusSeq + 1, treeHead: next };
+  });
   await p.client.status(statusEnvelope(p.device, s, isoNow(p.clock)));
   return s.statusSeq;
 }

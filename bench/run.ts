@@ -12,6 +12,7 @@ import { fanoutRow } from './fanout.js';
 import { provisionRow, verifyRow } from './misc-rows.js';
 import { pollsRow, publishRow, wireRow } from './portal-rows.js';
 import { scaleRow } from './scale-row.js';
+import { logcheckRow } from './logcheck-row.js';
 import { log, type Line, type Options } from './util.js';
 
 type RowFn = (o: Options & { agentsOnDisk?: boolean; devices?: number }) => Promise<Line[]>;
@@ -27,6 +28,7 @@ const ROWS: readonly { readonly name: string; readonly what: string; readonly ru
   { name: 'scale', what: 'publishes/s and polls/s, 1, 2 and 3 portal processes on PostgreSQL behind a round-robin proxy', run: scaleRow },
   { name: 'verify', what: 'Ed25519 verify/s: mesh/crypto vs node:crypto and @noble/curves', run: verifyRow },
   { name: 'provision', what: 'devices provisioned per second (provisionBatch)', run: provisionRow },
+  { name: 'logcheck', what: "the device's log check (checkpoint, consistency and inclusion proofs) per applied item vs the core alone", run: logcheckRow },
 ];
 
 const HELP = `npm run bench [-- options]

@@ -7,7 +7,7 @@ import { makeTransport } from './transport-node.js';
 import type { Transport } from './transport.js';
 import { MeshError, isMeshErrorCode, type MeshErrorCode } from '../mesh/errors.js';
 import { parseJson } from '../mesh/json.js';
-import { utf8 } from '../mesh/bytes.js';
+import { fromUtf8, utf8 } from '../mesh/bytes.js';
 import type { SignedEnvelope, Signer } from '../mesh/envelope.js';
 import { createSession } from '../mesh/messages.js';
 import {
@@ -93,21 +93,21 @@ export class PortalClient {
   }
 
   /** One HTTP exchange. Returns parsed JSON, or throws MeshError carrying the portal's code. */
-  async request(method: 'GET' | 'POST', path: string, body?: unknown, opts: { auth?: boolean; timeoutMs?: number } = {}): Promise<unknown> {
+  async request(method: 'GET' | 'POST', path: string, body?: unknown, opts: { auth?: boolean; timeoutMs?: number; text?: boolean } = {}): Promise<unknown> {
     const auth = opts.auth ?? true;
     if (auth && this.token === undefined) await this.openSession();
     try {
-      return await this.once(method, path, body, auth, opts.timeoutMs);
+      return await this.once(method, path, body, auth, opts.timeoutMs, opts.text);
     } catch (e) {
       if (auth && e instanceof MeshError && e.code === 'unauthorized' && this.identity !== undefined) {
         await this.openSession();
-        return this.once(method, path, body, auth, opts.timeoutMs);
+        return this.once(method, path, body, auth, opts.timeoutMs, opts.text);
       }
       throw e;
     }
   }
 
-  private async once(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean, timeoutMs?: number): Promise<unknown> {
+  private async once(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean, timeoutMs?: number, asText = false): Promise<unknown> {
     const data = body === undefined ? undefined : utf8(JSON.stringify(body));
     const headers: Record<string, string> = {};
     if (auth && this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
@@ -117,6 +117,7 @@ export class PortalClient {
     const res = await this.transport.send({ method, path: base + path, headers, body: data, timeoutMs: timeoutMs ?? this.timeoutMs, maxBytes: LIMITS.maxBodyBytes * 4 });
     this.bytesIn += res.body.length + res.headerBytes;
     const status = res.status;
+    if (asText && status >= 200 && status < 300) return fromUtf8(res.body, 'portal response');
     let json: unknown;
     try {
       json = res.body.length === 0 ? {} : parseJson(res.body, LIMITS.maxBodyBytes * 4, 'portal response');
@@ -187,8 +188,9 @@ export class PortalClient {
     return parseAccountResponse(await this.request('GET', PATHS.account));
   }
 
-  async download(since: number, waitMs = 0): Promise<DownloadResponse> {
-    const q = waitMs > 0 ? `?since=${since}&wait=${waitMs}` : `?since=${since}`;
+  /** The feed after `since`; with `logFrom` (the size of the log head the caller holds) the answer proves its items logged. */
+  async download(since: number, waitMs = 0, logFrom?: number): Promise<DownloadResponse> {
+    const q = (waitMs > 0 ? `?since=${since}&wait=${waitMs}` : `?since=${since}`) + (logFrom !== undefined ? `&log=${logFrom}` : '');
     return parseDownloadResponse(await this.request('GET', PATHS.download + q, undefined, { timeoutMs: waitMs + this.timeoutMs }));
   }
 
@@ -218,6 +220,13 @@ export class PortalClient {
 
   async treeHead(): Promise<SignedEnvelope> {
     return parseTreeHeadResponse(await this.request('GET', PATHS.treeHead, undefined, { auth: false })).treeHead;
+  }
+
+  /** GET /checkpoint: the log's head as a C2SP checkpoint (signed note text; check it with mesh/checkpoint.ts) */
+  async checkpoint(): Promise<string> {
+    const t = await this.request('GET', '/checkpoint', undefined, { auth: false, text: true });
+    if (typeof t !== 'string' || t.length > 16 * 1024) throw new MeshError('bad-answer', 'the checkpoint is not a signed note of at most 16 KiB');
+    return t;
   }
 
   async inclusion(index: number, size: number): Promise<InclusionResponse> {

@@ -275,6 +275,12 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     joinResponse: { ok: true },
     downloadResponse: { n: 3, items },
     downloadUnchangedResponse: { n: 3, items: [] },
+    // the same answer to a device that holds the head of 2 leaves (Download?since=0&log=2)
+    downloadLogResponse: {
+      n: 3,
+      items: items.map((i) => ({ ...i, path: tree.inclusionProof(i.index).map(b64u) })),
+      log: { treeHead: signCheckpoint({ origin: logOrigin(portalName), size: tree.size, root: tree.root() }, portal), from: 2, consistency: tree.consistencyProof(2).map(b64u) },
+    },
     claimLookupResponse: { blob: claimBlob },
     claimRequest: { id: d0.secrets.claimId, object: claim },
     claimResponse: receipt(2, { device: d0.id, delivered: 1 }),
@@ -420,9 +426,9 @@ const TXS: readonly Tx[] = [
     name: 'download',
     method: 'GET',
     auth: 'device token',
-    query: '`since=N` (required, the last item number held), `wait=MS` (optional long poll, at most 60000)',
+    query: '`since=N` (required, the last item number held), `wait=MS` (optional long poll, at most 60000), `log=SIZE` (optional: the size of the log head the device holds; the answer then proves its items logged)',
     response: 'downloadResponse',
-    what: 'The device\'s feed items after `since` (at most 100). Unchanged: `{"n":N,"items":[]}` at once, or when `wait` runs out. See also the unchanged answer below.',
+    what: 'The device\'s feed items after `since` (at most 100). Unchanged: `{"n":N,"items":[]}` at once, or when `wait` runs out. See also the unchanged answer and the answer with `log` below.',
     errors: '`malformed` 400 (query), `unavailable` 503 (too many long polls; Retry-After)',
   },
   {
@@ -772,6 +778,14 @@ ${TXS.map((t) => `| ${t.name} | ${t.method} | \`${PATHS[t.name]}\` | ${t.auth} |
   p(`An unchanged Download (nothing after \`since\`):
 
 ${wire('downloadUnchangedResponse')}
+A Download with \`log=2\` (the device holds the log head of 2 leaves): the same items, each with
+\`path\`, its RFC 9162 inclusion proof (base64url hashes) of leaf \`index\` in the head
+\`log.treeHead\` (a checkpoint, section 10), and \`log.consistency\`, the consistency proof from
+\`log.from\` leaves (the device's head) to that head. An item the head does not hold yet (another
+portal process logged it) comes without \`path\`; an answer without items carries no \`log\`.
+What the device does with it is in docs/agent.md (mesh/feedlog.ts, agent/logged.ts):
+
+${wire('downloadLogResponse')}
 An owner's Session (subject = account), and its answer:
 
 ${wire('ownerSessionRequest')}

@@ -37,6 +37,8 @@ export const MESH_ERRORS = [
   // log
   { code: 'bad-proof', meaning: 'a Merkle inclusion or consistency proof that does not verify' },
   { code: 'log-inconsistent', meaning: "the portal's log is not one append-only history (split view, rewrite)" },
+  { code: 'not-logged', meaning: "an object the portal delivered without proof that its log holds it: not applied (the device asks again)" },
+  { code: 'not-witnessed', meaning: 'a log head without the cosignatures of as many of the listed witnesses as the quorum asks' },
   // feed
   { code: 'feed-gap', meaning: 'a feed item whose number does not follow the last one applied: nothing from it on was applied' },
   // ownership

@@ -274,26 +274,48 @@ export interface FeedItem {
   readonly master?: SignedEnvelope;
   /** the log leaf recording this object */
   readonly index: number;
+  /** with `log` asked for: the inclusion proof of leaf `index` in the tree of the answer's checkpoint (base64url hashes); absent if that head does not hold it yet */
+  readonly path?: readonly string[];
 }
 
-/** GET Download?since=N[&wait=MS] -> `{ "n": latest, "items": [...] }`; unchanged: `{"n":N,"items":[]}` */
+/**
+ * What a Download answer proves about the log when the device asks (`log=SIZE`, the size of the
+ * head it holds): the portal's newest head as a C2SP checkpoint (signed note) and the consistency
+ * proof from the device's head (`from` leaves) to it. Each item's `path` proves it in that head.
+ */
+export interface FeedLog {
+  readonly treeHead: string;
+  readonly from: number;
+  readonly consistency: readonly string[];
+}
+
+/** GET Download?since=N[&wait=MS][&log=SIZE] -> `{ "n": latest, "items": [...], "log": {...} }`; unchanged: `{"n":N,"items":[]}` */
 export interface DownloadResponse {
   readonly n: number;
   readonly items: readonly FeedItem[];
+  /** present when asked for and the answer has items */
+  readonly log?: FeedLog;
 }
 
 export function parseFeedItem(v: unknown, w = 'feed item'): FeedItem {
-  const o = obj(v, w, ['n', 'kind', 'object', 'index'], ['master']);
+  const o = obj(v, w, ['n', 'kind', 'object', 'index'], ['master', 'path']);
   const kind = str(o, 'kind', w, 20);
   if (!(KINDS as readonly string[]).includes(kind)) fail('malformed', `${w}.kind is unknown`);
-  const item = { n: int(o, 'n', w, 1), kind: kind as ItemKind, object: parseSignedEnvelope(o.object, `${w}.object`), index: int(o, 'index', w, 0) };
-  return o.master === undefined ? item : { ...item, master: parseSignedEnvelope(o.master, `${w}.master`) };
+  const item: FeedItem = { n: int(o, 'n', w, 1), kind: kind as ItemKind, object: parseSignedEnvelope(o.object, `${w}.object`), index: int(o, 'index', w, 0) };
+  const withMaster = o.master === undefined ? item : { ...item, master: parseSignedEnvelope(o.master, `${w}.master`) };
+  return o.path === undefined ? withMaster : { ...withMaster, path: hashList(o, 'path', w) };
+}
+
+export function parseFeedLog(v: unknown, w = 'Download.log'): FeedLog {
+  const o = obj(v, w, ['treeHead', 'from', 'consistency']);
+  return { treeHead: str(o, 'treeHead', w, 16 * 1024), from: int(o, 'from', w, 0), consistency: hashList(o, 'consistency', w) };
 }
 
 export function parseDownloadResponse(v: unknown): DownloadResponse {
   const w = what('Download');
-  const o = obj(v, w, ['n', 'items']);
-  return { n: int(o, 'n', w, 0), items: arr(o, 'items', w, LIMITS.maxItemsPerDownload).map((x, i) => parseFeedItem(x, `${w}.items[${i}]`)) };
+  const o = obj(v, w, ['n', 'items'], ['log']);
+  const r = { n: int(o, 'n', w, 0), items: arr(o, 'items', w, LIMITS.maxItemsPerDownload).map((x, i) => parseFeedItem(x, `${w}.items[${i}]`)) };
+  return o.log === undefined ? r : { ...r, log: parseFeedLog(o.log, `${w}.log`) };
 }
 
 /** MQTT push: the same item JSON on topic `mmm/v1/device/<device UDF>` (QoS 1). */
@@ -440,8 +462,13 @@ export function parseEntryResponse(v: unknown): EntryResponse {
 }
 
 function proofList(o: Obj, w: string): string[] {
-  return arr(o, 'proof', w, 64).map((p, i) => {
-    if (typeof p !== 'string' || !B64U.test(p) || p.length !== 43) return fail('malformed', `${w}.proof[${i}] must be a 32-byte base64url hash`);
+  return hashList(o, 'proof', w);
+}
+
+/** A Merkle proof: at most 64 base64url SHA-256 hashes. */
+function hashList(o: Obj, k: string, w: string): string[] {
+  return arr(o, k, w, 64).map((p, i) => {
+    if (typeof p !== 'string' || !B64U.test(p) || p.length !== 43) return fail('malformed', `${w}.${k}[${i}] must be a 32-byte base64url hash`);
     return p;
   });
 }

@@ -8,9 +8,10 @@ import type { Clock, Timer } from '../runtime/clock.js';
 import type { Storage, StoredItem } from './storage/types.js';
 
 /** A feed item as the Download and MQTT JSON (`FeedItem` in mesh/protocol.ts), built from stored JSON text. */
-export function itemJson(i: StoredItem): string {
+export function itemJson(i: StoredItem, path?: readonly string[]): string {
   const master = i.master === null ? '' : `,"master":${i.master}`;
-  return `{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":${i.object}${master},"index":${i.index}}`;
+  const proof = path === undefined ? '' : `,"path":${JSON.stringify(path)}`;
+  return `{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":${i.object}${master},"index":${i.index}${proof}}`;
 }
 
 /** The last object encoded for a push: the items of one change to many devices share it. */

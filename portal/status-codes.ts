@@ -40,6 +40,8 @@ export const HTTP_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   'decrypt-failed': 422,
   'bad-proof': 422,
   'log-inconsistent': 422,
+  'not-logged': 422,
+  'not-witnessed': 422,
   'feed-gap': 422,
   'not-invited': 403,
   'wrong-epoch': 422,

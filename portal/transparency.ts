@@ -81,6 +81,24 @@ export class LogTree {
     return this.note.text;
   }
 
+  /**
+   * What a Download answer proves (mesh/feedlog.ts): the served head as a checkpoint, the
+   * consistency proof to it from `from` leaves (the head the device holds; clamped to the served
+   * size) and the inclusion proof of each leaf index (undefined for a leaf beyond the head), all
+   * computed from one read of the stored nodes.
+   */
+  async feedProofs(origin: string, indices: readonly number[], from: number): Promise<{ note: string; from: number; consistency: Uint8Array[]; paths: (Uint8Array[] | undefined)[] }> {
+    const note = this.checkpoint(origin);
+    const size = this.size;
+    const f = Math.min(from, size);
+    const compute = (node: NodeAt): { consistency: Uint8Array[]; paths: (Uint8Array[] | undefined)[] } => ({
+      consistency: consistencyProofFrom(f, size, node),
+      paths: indices.map((i) => (i < size ? inclusionProofFrom(i, size, node) : undefined)),
+    });
+    const node = await this.fetch(compute);
+    return { note, from: f, ...compute(node) };
+  }
+
   /** The signed tree head of the newest provable head, signed again only when it changed. */
   treeHead(): SignedEnvelope {
     const h = this.head ?? fail('unavailable', 'the log head is not loaded yet; try again');

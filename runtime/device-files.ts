@@ -5,7 +5,7 @@
  *   device.json   public: { profile, endorsement, id, fingerprint, model, manufacturer, serial }
  *   keys.json     private (0600): the three private keys
  *   claim.json    private (0600): { secret (base64url), code, uri }: what the label shows
- *   agent.json    the agent's settings: { portal, pollIntervalMs, push, hook, localMqtt, maxStaleMs, health }
+ *   agent.json    the agent's settings: { portal, pollIntervalMs, push, hook, localMqtt, maxStaleMs, health, portalKey }
  *   schemas/      one JSON Schema per application the device accepts: <app>.json
  */
 import * as fs from 'node:fs';
@@ -32,6 +32,8 @@ export interface AgentSettings {
   readonly maxStaleMs: number;
   /** run after each change (after the hook), with a time limit: a non-zero exit undoes a change on probation (`unhealthy`) */
   readonly health: { readonly command: string; readonly timeoutMs: number } | null;
+  /** the portal's key (its UDF, as `mesh-portal` prints it) the device trusts; null: the key met on first contact is pinned */
+  readonly portalKey?: string | null;
 }
 
 export const DEFAULT_SETTINGS: Omit<AgentSettings, 'portal'> = {
@@ -41,6 +43,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'portal'> = {
   localMqtt: null,
   maxStaleMs: 24 * 3600 * 1000,
   health: null,
+  portalKey: null,
 };
 
 export interface DeviceFiles {
@@ -113,7 +116,7 @@ export function readDeviceDirectory(dir: string): DeviceFiles {
 
 export function readAgentSettings(dir: string, overrides: Partial<AgentSettings> = {}): AgentSettings {
   const t = readTextIfExists(path.join(dir, 'agent.json'));
-  const o = t === undefined ? {} : obj(parseJson(t, 16_384, 'agent.json'), 'agent.json', [], ['portal', 'pollIntervalMs', 'push', 'hook', 'localMqtt', 'maxStaleMs', 'health']);
+  const o = t === undefined ? {} : obj(parseJson(t, 16_384, 'agent.json'), 'agent.json', [], ['portal', 'pollIntervalMs', 'push', 'hook', 'localMqtt', 'maxStaleMs', 'health', 'portalKey']);
   const portal = overrides.portal ?? optStr(o, 'portal', 'agent.json', 300);
   if (portal === undefined) throw new MeshError('usage', 'no portal URL: set "portal" in agent.json or pass --portal');
   const num = (k: string, d: number): number => (typeof o[k] === 'number' && Number.isFinite(o[k]) ? (o[k] as number) : d);
@@ -125,6 +128,7 @@ export function readAgentSettings(dir: string, overrides: Partial<AgentSettings>
     localMqtt: overrides.localMqtt ?? (typeof o.localMqtt === 'object' && o.localMqtt !== null ? (o.localMqtt as { url: string; topic: string }) : null),
     maxStaleMs: overrides.maxStaleMs ?? num('maxStaleMs', DEFAULT_SETTINGS.maxStaleMs),
     health: overrides.health ?? healthOf(o.health),
+    portalKey: overrides.portalKey ?? (o.portalKey === null ? null : (optStr(o, 'portalKey', 'agent.json', 120) ?? null)),
   };
 }
 

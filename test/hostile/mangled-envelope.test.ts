@@ -1,6 +1,6 @@
 /**
  * Attack 5: the portal mangles the envelope in a Download answer: a bit flipped in the signed
- * payload, the payload cut short or padded, a signature cut short, an envelope larger than any
+ * payload (not the bytes it logged: not-logged), the payload cut short or padded, a signature cut short, an envelope larger than any
  * the protocol allows, the whole answer cut off. Each is refused with a typed code (no crash,
  * no partial configuration), the agent keeps polling, config.json is unchanged, the reason is
  * in the agent's status; once the portal stops, the device applies the owner's real update.
@@ -30,10 +30,13 @@ async function itemAttack(w: World, replace: (it: WireItem) => WireItem, setpoin
   }
 }
 
+// the log leaf is the signed payload: changed bytes are not what the portal logged, and the device's
+// log check refuses them (not-logged) before their signature is looked at; the cursor stays before
+// them, so the owner's real update is applied once the portal stops
 const cases: { name: string; code: string; replace: (it: WireItem) => WireItem }[] = [
   {
     name: 'one bit flipped in the signed payload',
-    code: 'bad-signature',
+    code: 'not-logged',
     replace: (it) =>
       withPayload(it, (b) => {
         const i = b.indexOf('"created":"') + 14; // a digit of the year: the JSON stays valid
@@ -41,10 +44,9 @@ const cases: { name: string; code: string; replace: (it: WireItem) => WireItem }
         return b;
       }),
   },
-  // the signature is checked before the payload is parsed: changed bytes are refused as bad-signature, whatever they parse as
-  { name: 'the payload cut in half', code: 'bad-signature', replace: (it) => withPayload(it, (b) => b.subarray(0, Math.floor(b.length / 2))) },
-  { name: 'the payload padded with whitespace (same JSON, other bytes)', code: 'bad-signature', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from('    \n')])) },
-  { name: 'the payload padded with a trailing garbage byte', code: 'bad-signature', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from([0x00])])) },
+  { name: 'the payload cut in half', code: 'not-logged', replace: (it) => withPayload(it, (b) => b.subarray(0, Math.floor(b.length / 2))) },
+  { name: 'the payload padded with whitespace (same JSON, other bytes)', code: 'not-logged', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from('    \n')])) },
+  { name: 'the payload padded with a trailing garbage byte', code: 'not-logged', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from([0x00])])) },
 ];
 
 for (const k of cases) {

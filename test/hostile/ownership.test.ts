@@ -12,7 +12,7 @@
 import test from 'ava';
 import type { SignedEnvelope } from '../../mesh/envelope.js';
 import { TestOwner, type TestDevice } from '../../harness/owner.js';
-import { swapNextItem, type WireItem } from './proxy.js';
+import { asLogged, swapNextItem, type WireItem } from './proxy.js';
 import { assertRecovers, assertRefused, hostileWorld, refusal, type World } from './world.js';
 
 function deviceOf(w: World): TestDevice & { profile: SignedEnvelope } {
@@ -26,9 +26,10 @@ const owners = (w: World): string[] => Object.values(w.state().owners).map((o) =
 
 /** Deliver `object` (kind `kind`) in place of Alice's next application profile; the device's refusal of it. */
 async function deliverInstead(w: World, kind: string, object: SignedEnvelope, master: SignedEnvelope | undefined, setpoint: number): Promise<{ code: string }> {
-  const { rule, served } = swapNextItem(`replay-${kind}`, (it) => it.kind === 'application', (it): WireItem => {
+  const { rule, served } = swapNextItem(`replay-${kind}`, (it) => it.kind === 'application', (it, body): Promise<WireItem> => {
     const { master: _m, ...rest } = it;
-    return { ...rest, kind, object: object as never, ...(master !== undefined ? { master } : {}) };
+    // a genuine object of the portal's log, with its own index and proof: the log check passes
+    return asLogged(w.portal.http, body, rest, object, { kind, ...(master !== undefined ? { master } : {}) });
   });
   const off = w.proxy.use(rule);
   try {

@@ -36,7 +36,7 @@ export interface Rule {
   /** answer without asking the portal at all */
   readonly request?: (req: ProxyRequest) => ProxyResponse | undefined;
   /** rewrite the portal's answer; undefined leaves it as it is */
-  readonly response?: (req: ProxyRequest, res: ProxyResponse) => ProxyResponse | undefined;
+  readonly response?: (req: ProxyRequest, res: ProxyResponse) => ProxyResponse | undefined | Promise<ProxyResponse | undefined>;
 }
 
 export interface Exchange {
@@ -126,7 +126,7 @@ export async function startProxy(upstream: string): Promise<Proxy> {
           out = jsonResponse(502, { error: { code: 'unavailable', message: `proxy: ${(e as Error).message}` } });
         }
         for (const r of rules.slice()) { // a copy: a rule may remove itself
-          const x: ProxyResponse | undefined = r.response?.(preq, out);
+          const x: ProxyResponse | undefined = await r.response?.(preq, out);
           if (x !== undefined) {
             out = x;
             applied.push(r.name);
@@ -175,16 +175,24 @@ export interface WireItem {
   object: { payload: string; sigs: { kid: string; key?: string; sig: string }[] };
   master?: unknown;
   index: number;
+  /** the inclusion proof in the answer's log head (mesh/feedlog.ts) */
+  path?: string[];
+}
+
+export interface WireAnswer {
+  n: number;
+  items: WireItem[];
+  log?: { treeHead: string; from: number; consistency: string[] };
 }
 
 /** Rewrite the JSON of successful Download answers. `fn` gets the parsed body and the device's `since`. */
-export function onDownload(name: string, fn: (body: { n: number; items: WireItem[] }, since: number) => unknown): Rule {
+export function onDownload(name: string, fn: (body: WireAnswer, since: number) => unknown): Rule {
   return {
     name,
-    response: (req, res) => {
+    response: async (req, res) => {
       if (req.path !== DOWNLOAD || res.status !== 200) return undefined;
-      const body = JSON.parse(res.body.toString('utf8')) as { n: number; items: WireItem[] };
-      const next = fn(body, Number(req.query.get('since') ?? 0));
+      const body = JSON.parse(res.body.toString('utf8')) as WireAnswer;
+      const next: unknown = await fn(body, Number(req.query.get('since') ?? 0));
       if (next === undefined) return undefined;
       return { ...res, body: typeof next === 'string' ? Buffer.from(next, 'utf8') : Buffer.isBuffer(next) ? next : Buffer.from(JSON.stringify(next), 'utf8') };
     },
@@ -196,26 +204,48 @@ export function onDownload(name: string, fn: (body: { n: number; items: WireItem
  * published) for what `replace` makes of it; the same feed position keeps its replacement if it
  * is downloaded again. `served` resolves with the item number once the device has been sent it.
  */
-export function swapNextItem(name: string, match: (item: WireItem) => boolean, replace: (item: WireItem) => WireItem): { rule: Rule; served: Promise<number> } {
+export function swapNextItem(name: string, match: (item: WireItem) => boolean, replace: (item: WireItem, body: WireAnswer) => WireItem | Promise<WireItem>): { rule: Rule; served: Promise<number> } {
   const swapped = new Map<number, WireItem>();
   let target: number | undefined;
   let done: (n: number) => void = () => undefined;
   const served = new Promise<number>((resolve) => (done = resolve));
-  const rule = onDownload(name, (body) => {
+  const rule = onDownload(name, async (body) => {
     let changed = false;
-    const items = body.items.map((it) => {
+    const items: WireItem[] = [];
+    for (const it of body.items) {
       if (target === undefined && match(it)) {
         target = it.n;
-        swapped.set(it.n, replace(it));
+        swapped.set(it.n, await replace(it, body));
       }
       const s = swapped.get(it.n);
-      if (s === undefined) return it;
-      changed = true;
-      return s;
-    });
+      if (s === undefined) items.push(it);
+      else {
+        changed = true;
+        items.push(s);
+      }
+    }
     if (!changed) return undefined;
     done(target as number);
     return { ...body, items };
   });
   return { rule, served };
+}
+
+/**
+ * The item `it` carrying `object` instead: a genuine object the portal logged earlier (a replay),
+ * with its own log index and its inclusion proof in the answer's head, fetched from the portal:
+ * what a hostile portal can always do, since the object is in its log. The device's log check
+ * passes; its own rules must refuse it.
+ */
+export async function asLogged(portal: string, body: WireAnswer, it: WireItem, object: { payload: string }, extra: Partial<WireItem> = {}): Promise<WireItem> {
+  const size = Number(body.log?.treeHead.split('\n')[1]);
+  if (!Number.isSafeInteger(size)) throw new Error('the answer has no log head');
+  const data = Buffer.from(object.payload, 'base64url').toString('base64url');
+  for (let i = size - 1; i >= 0; i--) {
+    const e = (await (await fetch(`${portal}/.well-known/mmm/Log/Entry?index=${i}`)).json()) as { data: string };
+    if (e.data !== data) continue;
+    const inc = (await (await fetch(`${portal}/.well-known/mmm/Log/Inclusion?index=${i}&size=${size}`)).json()) as { proof: string[] };
+    return { ...it, ...extra, object: object as WireItem['object'], index: i, path: inc.proof };
+  }
+  throw new Error('the object is not in the portal\'s log');
 }

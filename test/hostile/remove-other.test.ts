@@ -2,8 +2,10 @@
  * Attack 8: Bob, a co-owner of the shared thermostat, tries to remove Alice. He signs a removal
  * naming Alice's master profile with his own administration key.
  *   - The portal refuses it (not-owner, 403): a removal can only remove the owner who signs it.
- *   - A hostile portal delivers it anyway, injected into the device's feed: the device checks it
- *     against ALICE's master profile, which does not list Bob's key: unknown-signer.
+ *   - A hostile portal delivers it anyway, injected into the device's feed: its log does not
+ *     hold it (the portal refused it), so the device refuses it: not-logged. (Were it logged,
+ *     the device would check it against ALICE's master profile, which does not list Bob's key:
+ *     unknown-signer; test/agent-core.test.ts.)
  * Alice stays an owner and her settings stay in the effective configuration; Bob can still
  * remove himself.
  */
@@ -16,7 +18,7 @@ import { TestOwner } from '../../harness/owner.js';
 import { swapNextItem } from './proxy.js';
 import { assertRefused, hostileWorld, refusal } from './world.js';
 
-test.serial("Bob's removal of Alice: the portal refuses it (not-owner) and the device refuses it when injected (unknown-signer)", async (t) => {
+test.serial("Bob's removal of Alice: the portal refuses it (not-owner) and the device refuses it when injected (not-logged)", async (t) => {
   const w = await hostileWorld({ initial: { setpoint: 20 } });
   const bob = await TestOwner.create(w.portal.http, 'bob');
   try {
@@ -40,9 +42,10 @@ test.serial("Bob's removal of Alice: the portal refuses it (not-owner) and the d
     const n = await served;
     off();
     const r = await refusal(w, (x) => x.n === n, 'the injected removal refused');
-    t.is(r.code, 'unknown-signer');
-    t.is(r.master, w.alice.masterId);
-    await assertRefused(t, w, before, 'unknown-signer');
+    // the portal refused it, so its log does not hold it: the device refuses it before reading it
+    t.is(r.code, 'not-logged');
+    t.is(r.kind, 'remove');
+    await assertRefused(t, w, before, 'not-logged');
     const st = await agentStatus(w.dir);
     t.deepEqual(st.owners.map((o) => o.account).sort(), [w.alice.account, bob.account].sort(), 'Alice is still an owner');
     t.is((st.config.thermostat as { setpoint?: number }).setpoint, 20, "Alice's setting stands");

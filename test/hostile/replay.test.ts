@@ -1,6 +1,7 @@
 /**
- * Attack 4: the portal replays genuine, correctly signed objects where they do not belong
- * (injected into Download answers in place of the owner's next profile):
+ * Attack 4: the portal replays genuine, correctly signed objects of its log where they do not
+ * belong (injected into Download answers in place of the owner's next profile, each with its own
+ * log index and inclusion proof, so the device's log check passes and its own rules must refuse):
  *   - an older application profile of the same owner (rollback)               -> rollback
  *   - the owner's profile meant for another of her devices (mix-and-match)      -> not-a-recipient
  *   - a profile of another owner (Mallory, who does not own this device)        -> unknown-owner
@@ -15,10 +16,10 @@ import { deriveClaimSecrets, sealClaimBlob } from '../../mesh/claim.js';
 import { newDeviceIdentity } from '../../mesh/device.js';
 import { createSession } from '../../mesh/messages.js';
 import { TestOwner } from '../../harness/owner.js';
-import { swapNextItem, type WireItem } from './proxy.js';
-import { assertRecovers, assertRefused, hostileWorld, payloadOf, refusal, type World } from './world.js';
+import { asLogged, swapNextItem, type WireAnswer, type WireItem } from './proxy.js';
+import { assertRecovers, assertRefused, hostileWorld, refusal, type World } from './world.js';
 
-async function inject(w: World, replacement: (it: WireItem) => WireItem, setpoint: number): Promise<Record<string, unknown>> {
+async function inject(w: World, replacement: (it: WireItem, body: WireAnswer) => WireItem | Promise<WireItem>, setpoint: number): Promise<Record<string, unknown>> {
   const { rule, served } = swapNextItem('replay', (it) => it.kind === 'application', replacement);
   const off = w.proxy.use(rule);
   try {
@@ -38,7 +39,7 @@ test.serial('an older application profile of the same owner is refused: rollback
     await w.alice.publish('thermostat', { setpoint: 19 });
     await w.agent.waitFor((e) => e.type === 'applied' && e.seq === 3);
     const before = w.configBytes();
-    const r = await inject(w, (it) => ({ ...it, object: v2 as never }), 26);
+    const r = await inject(w, (it, body) => asLogged(w.portal.http, body, it, v2), 26);
     t.is(r.code, 'rollback');
     t.is(r.seq, 2);
     await assertRefused(t, w, before, 'rollback');
@@ -61,8 +62,10 @@ test.serial("the owner's profile for another of her devices is refused: not-a-re
     await w.alice.claim(d2.labelUri);
     const other = w.alice.devices.get(d2.id);
     if (other === undefined) throw new Error('no second device');
+    // published (and logged) for the other device only
+    const forOther = await w.alice.publish('thermostat', { setpoint: 12 }, { devices: [other] });
     const before = w.configBytes();
-    const r = await inject(w, (it) => ({ ...it, object: w.alice.applicationProfile('thermostat', { setpoint: 12 }, { seq: (payloadOf(it.object).seq as number), devices: [other] }) as never }), 27);
+    const r = await inject(w, (it, body) => asLogged(w.portal.http, body, it, forOther), 27);
     t.is(r.code, 'not-a-recipient');
     await assertRefused(t, w, before, 'not-a-recipient');
     await assertRecovers(t, w, { setpoint: 22 });
@@ -76,15 +79,20 @@ test.serial('a profile of another owner (who does not own the device) is refused
   const mallory = await TestOwner.create(w.portal.http, 'mallory');
   try {
     const before = w.configBytes();
-    const target = { id: w.identity.id, enc: fromB64u(JSON.parse(Buffer.from(w.identity.profile.payload, 'base64url').toString('utf8')).enc, 'enc', 32) };
-    // genuine and correctly signed by Mallory, even encrypted to this very device
-    const hers = mallory.applicationProfile('thermostat', { setpoint: 30, mode: 'comfort' }, { seq: 50, devices: [target] });
-    const r = await inject(w, (it) => ({ ...it, object: hers as never }), 28);
+    // genuine, correctly signed by Mallory and logged: published for a device of her own
+    const d3 = newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: 'mallory', portalAuthority: new URL(w.portal.http).host });
+    const s3 = deriveClaimSecrets(d3.claimSecret);
+    const c3 = new PortalClient({ url: w.portal.http });
+    await c3.register({ device: d3.profile, endorsement: null, claim: { id: s3.claimId, blob: sealClaimBlob(s3, { profile: d3.profile, endorsement: null }), portalKey: b64u(s3.portalKey) }, request: createSession(d3.keys.auth, d3.id) });
+    c3.close();
+    await mallory.claim(d3.labelUri);
+    const hers = await mallory.publish('thermostat', { setpoint: 30, mode: 'comfort' }, { seq: 50 });
+    const r = await inject(w, (it, body) => asLogged(w.portal.http, body, it, hers), 28);
     t.is(r.code, 'unknown-owner');
     t.is(r.master, mallory.masterId);
     await assertRefused(t, w, before, 'unknown-owner');
     // and a master profile of Mallory's, delivered as if it were an owner's update
-    const { rule, served } = swapNextItem('master', (it) => it.kind === 'application', (it) => ({ n: it.n, kind: 'master', object: mallory.masterEnvelope as never, index: it.index }));
+    const { rule, served } = swapNextItem('master', (it) => it.kind === 'application', (it, body) => asLogged(w.portal.http, body, { n: it.n, kind: 'master', object: it.object, index: it.index }, mallory.masterEnvelope));
     const off = w.proxy.use(rule);
     await w.alice.publish('thermostat', { setpoint: 29 });
     const n = await served;
@@ -108,7 +116,7 @@ test.serial("Alice's old claim replayed with another owner's master profile is r
     dev.close();
     if (claimItem === undefined) throw new Error('no claim in the feed');
     const before = w.configBytes();
-    const r = await inject(w, (it) => ({ n: it.n, kind: 'claim', object: claimItem.object as never, master: mallory.masterEnvelope, index: it.index }), 27);
+    const r = await inject(w, (it, body) => asLogged(w.portal.http, body, { n: it.n, kind: 'claim', object: it.object, index: it.index }, claimItem.object, { master: mallory.masterEnvelope }), 27);
     t.is(r.code, 'wrong-master');
     await assertRefused(t, w, before, 'wrong-master');
     await assertRecovers(t, w, { setpoint: 21 });

@@ -1,10 +1,11 @@
 /**
  * Attack 7: a split view. Two REAL portal processes share one signing key (--key) but not their
- * data: the proxy sends the device's Log/TreeHead requests to the second one, so the device signs
- * into its status a tree head, validly signed by "the portal", of a log the owner never sees.
- * The owner compares that head with its own log: `mesh log verify` fails with log-inconsistent
- * ("SPLIT VIEW"), and the library check (verifyConsistency against the owner's log) fails too.
- * Before the split, on the same world, log verify passes: the test can tell the two apart.
+ * data: the proxy sends the device's /checkpoint requests to the second one, so the device is
+ * shown a tree head, validly signed by "the portal", of a log the owner never sees. The device
+ * takes a new head only with a consistency proof from the one it holds (agent/logged.ts): it
+ * refuses the fork's head (`log-inconsistent` in its signed status), keeps the owner's, and keeps
+ * obeying the honest feed; `mesh log verify` (which compares the device's head with the owner's
+ * log, and would say SPLIT VIEW) passes because the device never took the fork's head.
  */
 import { openClaimWindow } from '../../harness/agent-process.js';
 import test from 'ava';
@@ -46,33 +47,39 @@ test.serial('the device is shown a forked log (same portal key, other data): mes
     t.is(good.code, 0, good.stdout + good.stderr);
     t.is(good.json.devices[0]?.consistent, true);
 
-    // the split: the device's tree heads now come from the fork
-    w.proxy.use({ name: 'split-view', upstream: (req) => (req.path === PATHS.treeHead ? fork.http : undefined) });
+    // the split: the device's checkpoints (its status's refresh of its head) now come from the fork
+    w.proxy.use({ name: 'split-view', upstream: (req) => (req.path === '/checkpoint' ? fork.http : undefined) });
     const before = w.configBytes();
     const r = await mesh(gina, ['config', 'set', 'thermostat', 'setpoint=22', '--wait-ms', '15000', '--json']);
-    t.is(r.json?.results?.[0]?.result, 'applied', 'the split does not stop configuration: it is detected, not prevented');
+    t.is(r.json?.results?.[0]?.result, 'applied', 'the honest feed still configures the device');
     t.not(w.configBytes(), before);
-    // the device's signed status now carries the fork's head
-    const forkRoot = await until('a status with the forked head', async () => {
+    // the device refuses the forked head itself: it is not one history with the head it holds
+    const signed = await until('a signed status reporting log-inconsistent', async () => {
       const s = await w.signedStatus();
-      return s?.treeHead !== undefined && s.treeHead.root !== good.json.treeHead.root && s.treeHead.size !== good.json.treeHead.size ? s.treeHead : undefined;
+      return s?.errors.some((e) => e.code === 'log-inconsistent') === true ? s : undefined;
     });
-
-    const bad = await mesh(gina, ['log', 'verify', '--json']);
-    t.not(bad.code, 0);
-    t.is(cliError(bad), 'log-inconsistent', bad.stdout + bad.stderr);
-    const human = await mesh(gina, ['log', 'verify']);
-    t.is(human.code, 1);
-    t.regex(human.stderr, /error \[log-inconsistent\]/);
-    t.regex(human.stderr, /SPLIT VIEW: device hall/);
-
-    // the same check with the library: the owner's log does not extend the head the device saw
+    t.true(signed.errors.some((e) => e.code === 'log-inconsistent'));
+    t.true(w.proxy.exchanges.some((x) => x.rules.includes('split-view')), 'the device was shown the fork');
+    // and it never holds the fork's head: the head in its status is part of the owner's log
     const owners = new PortalClient({ url: w.portal.http });
     const mine = verifyTreeHead(await owners.treeHead(), verifyPortalProfile((await owners.hello()).portal).sign);
-    t.true(forkRoot.size > 0 && forkRoot.size < mine.size, `the fork's log (${forkRoot.size}) is shorter than the owner's (${mine.size})`);
-    const proof = (await owners.consistency(forkRoot.size, mine.size)).proof.map((p) => fromB64u(p, 'proof', 32));
+    const held = signed.treeHead;
+    if (held === undefined) throw new Error('no head in the status');
+    if (held.size < mine.size) {
+      const proof = (await owners.consistency(held.size, mine.size)).proof.map((p) => fromB64u(p, 'proof', 32));
+      t.notThrows(() => verifyConsistency(held.size, mine.size, fromB64u(held.root, 'root', 32), mine.root, proof));
+    }
     owners.close();
-    const e = t.throws(() => verifyConsistency(forkRoot.size, mine.size, fromB64u(forkRoot.root, 'root', 32), mine.root, proof));
+    const after = await mesh(gina, ['log', 'verify', '--json']);
+    t.is(after.code, 0, after.stdout + after.stderr);
+    // what the device refused is a different history: the fork's head is not consistent with the owner's log
+    const forkCp = await (await fetch(`${fork.http}/checkpoint`)).text();
+    const forkSize = Number(forkCp.split('\n')[1]);
+    const forkRoot = Buffer.from(forkCp.split('\n')[2] as string, 'base64');
+    const c2 = new PortalClient({ url: w.portal.http });
+    const proof = (await c2.consistency(Math.min(forkSize, mine.size), Math.max(forkSize, mine.size))).proof.map((p) => fromB64u(p, 'proof', 32));
+    c2.close();
+    const e = t.throws(() => (forkSize <= mine.size ? verifyConsistency(forkSize, mine.size, forkRoot, mine.root, proof) : verifyConsistency(mine.size, forkSize, mine.root, forkRoot, proof)));
     t.true(isMeshError(e, 'bad-proof'), String(e));
   } finally {
     await w.close();
