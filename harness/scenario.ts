@@ -94,6 +94,9 @@ async function waitFor(what: string, dir: string, ok: (s: Awaited<ReturnType<typ
   }
 }
 
+/** the thermostat's health check (agent.json "health"): a self-test that fails above 26 °C, with the line the owner reads */
+const HEALTH = `if grep -Eq '"setpoint": ?(2[7-9]|30)([^0-9]|$)' "$MESH_CONFIG"; then echo 'heater self-test: cannot hold more than 26 °C'; exit 1; fi`;
+
 /** whose `mesh device show` the demo prints after each step (Alice's computer, then her new one) */
 let viewer = '';
 
@@ -178,6 +181,9 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
   });
 
   await step('The thermostat boots its agent (a separate process) and registers', async () => {
+    // the thermostat's own self-test, run after every change: its heater cannot hold more than 26 °C
+    const settings = path.join(dev.dir, 'agent.json');
+    fs.writeFileSync(settings, JSON.stringify({ ...(JSON.parse(fs.readFileSync(settings, 'utf8')) as object), health: { command: HEALTH, timeoutMs: 10_000 } }, null, 2));
     const a = await start(agentFile, ['run', '--data', dev.dir, '--poll-interval-ms', '5000'], 'mesh-agent ready', agentNode);
     say(`   device ${String(a.ready.fingerprint)} (process.arch=${String(a.ready.arch)}, node ${String(a.ready.node)}) waiting to be claimed`);
   });
@@ -261,6 +267,15 @@ async function scenario(portalArgs: readonly string[], startPortal: ScenarioOpti
     await mesh(bob, 'config', 'set', 'thermostat', 'setpoint=19', 'mode=eco');
     await waitFor('setpoint 19 and eco', dev.dir, (s) => thermostat(s).setpoint === 19 && thermostat(s).mode === 'eco');
     await showConfig(dev.dir);
+  });
+
+  await step('Alice sets setpoint=29 --confirm-within 30s: the thermostat\'s self-test fails, it goes back to what it had on its own and says so (REVERTED)', async () => {
+    const before = thermostat(await deviceStatus(dev.dir)).setpoint;
+    const r = await meshExit(alice, 'config', 'set', 'thermostat', 'setpoint=29', '--confirm-within', '30s', '--wait', String(Math.max(20, Math.round((waitMs * 2) / 1000))));
+    if (r.code !== 4 || !/REVERTED #\d+ \(health check failed\)/.test(r.stdout)) throw new Error(`the change was not reported reverted (exit ${r.code}): ${r.stdout} ${r.stderr}`);
+    const after = thermostat(await deviceStatus(dev.dir)).setpoint;
+    if (after !== before) throw new Error(`the setpoint is ${String(after)} after the revert, not ${String(before)}`);
+    say(`   (mesh exits 4)\n   ${r.stdout.trim().split('\n').join('\n   ')}\n   setpoint is back to ${String(after)}`);
   });
 
   await step("A setpoint of 350 °C is refused on Alice's computer, and so is a typo: checked against the thermostat's schema, nothing is published", async () => {

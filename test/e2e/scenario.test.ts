@@ -32,6 +32,7 @@ const STEPS = [
   'Alice lists her devices',
   'Alice sets setpoint=21',
   'Bob sets setpoint=19 mode=eco',
+  'REVERTED #',
   'A setpoint of 350 °C is refused',
   'Bob removes the thermostat',
   "Alice's laptop is lost",
