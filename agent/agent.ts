@@ -28,6 +28,7 @@ import { sendStatus } from './status.js';
 import { CONFIG_FILE, confLoaded, loadConf, publishLocal, runHealth, runHook, writeConf } from './outputs.js';
 import { StateStore } from './store.js';
 import * as fs from 'node:fs';
+import { startDial, type Dial } from './dial.js';
 import { answer, applyLocal, inboxDir, newEpoch, pendingCommands, removePid, writePid } from './local.js';
 import { withError, type AgentState } from './state.js';
 import { Events, type AgentEvents } from './events.js';
@@ -133,6 +134,11 @@ export class Agent {
   async start(): Promise<void> {
     writePid(this.dir);
     this.watchInbox();
+    // the device's own dial on its local broker, when agent.json enables it
+    void startDial(this.dir, this.settings, this.log).then(
+      (d) => (this.stopped ? void d?.stop() : (this.dial = d)),
+      (e: unknown) => this.log('dial-error', { message: (e as Error).message }),
+    );
     // a change still on probation after a restart (a power cut): it must still prove itself, in its window
     if (this.store.state.pending !== null && this.store.state.pending !== undefined) void loadConf().then(() => this.probation());
     try {
@@ -157,6 +163,7 @@ export class Agent {
     this.statusTimer?.cancel();
     this.inboxWatcher?.close();
     this.inboxTimer?.cancel();
+    await this.dial?.stop();
     await this.push?.stop();
     this.client.close();
     removePid(this.dir);
@@ -486,6 +493,7 @@ export class Agent {
   }
 
   private inboxTimer: Timer | undefined;
+  private dial: Dial | undefined;
 
   private runInbox(): void {
     if (this.stopped) return;

@@ -26,8 +26,11 @@ export interface AgentSettings {
   readonly push: boolean;
   /** command run after the effective configuration changed (the config path is in MESH_CONFIG) */
   readonly hook: string | null;
-  /** publish the effective configuration to this MQTT URL/topic for the device's own software */
-  readonly localMqtt: { readonly url: string; readonly topic: string } | null;
+  /**
+   * publish the effective configuration to this MQTT URL/topic for the device's own software; with
+   * `dial`, also take changes made on the device from `<topic>/set` (agent/dial.ts)
+   */
+  readonly localMqtt: { readonly url: string; readonly topic: string; readonly dial?: boolean } | null;
   /** data older than this is reported stale (the device still runs on it) */
   readonly maxStaleMs: number;
   /** run after each change (after the hook), with a time limit: a non-zero exit undoes a change on probation (`unhealthy`) */
@@ -125,11 +128,19 @@ export function readAgentSettings(dir: string, overrides: Partial<AgentSettings>
     pollIntervalMs: overrides.pollIntervalMs ?? num('pollIntervalMs', DEFAULT_SETTINGS.pollIntervalMs),
     push: overrides.push ?? (typeof o.push === 'boolean' ? o.push : DEFAULT_SETTINGS.push),
     hook: overrides.hook ?? (typeof o.hook === 'string' ? o.hook : null),
-    localMqtt: overrides.localMqtt ?? (typeof o.localMqtt === 'object' && o.localMqtt !== null ? (o.localMqtt as { url: string; topic: string }) : null),
+    localMqtt: overrides.localMqtt ?? localMqttOf(o.localMqtt),
     maxStaleMs: overrides.maxStaleMs ?? num('maxStaleMs', DEFAULT_SETTINGS.maxStaleMs),
     health: overrides.health ?? healthOf(o.health),
     portalKey: overrides.portalKey ?? (o.portalKey === null ? null : (optStr(o, 'portalKey', 'agent.json', 120) ?? null)),
   };
+}
+
+/** agent.json "localMqtt": { "url": ..., "topic": ..., "dial": true|false }. */
+function localMqttOf(v: unknown): AgentSettings['localMqtt'] {
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as { url?: unknown; topic?: unknown; dial?: unknown };
+  if (typeof o.url !== 'string' || typeof o.topic !== 'string' || o.topic.length === 0) throw new MeshError('usage', 'agent.json "localMqtt" needs a "url" and a "topic"');
+  return { url: o.url, topic: o.topic, ...(o.dial === true ? { dial: true } : {}) };
 }
 
 /** agent.json "health": a command, or { "command": ..., "timeoutMs": N } (default 10 s). */
