@@ -1,6 +1,7 @@
 /**
  * Headless changes that cannot strand a device, with real processes: the device reaches the portal
- * only through a proxy; the device's hook cuts that link when a setting takes a "bad" value (as a
+ * only through a TCP link (harness/proxy.ts cuttableLink) that stops forwarding while the hook says
+ * so; the device's hook cuts that link when a setting takes a "bad" value (as a
  * wrong network setting would). A change asking for confirmation that cuts the device off is
  * reverted within its window, the link comes back, and the owner reads `reverted` in the device's
  * signed report; a failing health command reverts with `unhealthy`; kill -9 of the agent in the
@@ -12,7 +13,7 @@ import * as path from 'node:path';
 import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
 import { provisionDevice, startAgentProcess, THERMOSTAT_SCHEMA, type AgentProcess } from '../../harness/agent-process.js';
 import { TestOwner } from '../../harness/owner.js';
-import { startProxy, jsonResponse, type Proxy } from '../hostile/proxy.js';
+import { cuttableLink } from '../../harness/proxy.js';
 import { fromB64u } from '../../mesh/bytes.js';
 import { verifyDeviceProfile } from '../../mesh/profiles.js';
 import { openPrivateStatus, verifyStatus, type StatusError } from '../../mesh/messages.js';
@@ -20,7 +21,7 @@ import { mesh, tmpHome } from '../hostile/world.js';
 
 interface World {
   portal: PortalProcess;
-  proxy: Proxy;
+  proxy: Awaited<ReturnType<typeof cuttableLink>>;
   dir: string;
   cut: string;
   agent: AgentProcess;
@@ -33,14 +34,14 @@ interface World {
 /** The hook cuts the device's link while the setpoint is 29 (a "network" value that breaks it), and restores it otherwise. */
 async function world(opts: { health?: string } = {}): Promise<World> {
   const portal = await startPortalProcess({ args: ['--no-mqtt'] });
-  const proxy = await startProxy(portal.http);
+  // the link: no connection passes while the hook says it is cut (an open one is closed at its next bytes)
+  let cut = '';
+  const proxy = await cuttableLink(Number(new URL(portal.http).port), () => cut !== '' && fs.existsSync(cut));
   const { dir, identity } = provisionDevice(proxy.url, { push: false, pollIntervalMs: 200 });
-  const cut = path.join(dir, 'link-cut');
+  cut = path.join(dir, 'link-cut');
   const settings = path.join(dir, 'agent.json');
   const hook = `if grep -Eq '"setpoint": ?29([^0-9]|$)' "$MESH_CONFIG"; then touch '${cut}'; else rm -f '${cut}'; fi`;
   fs.writeFileSync(settings, JSON.stringify({ ...(JSON.parse(fs.readFileSync(settings, 'utf8')) as object), hook, ...(opts.health !== undefined ? { health: { command: opts.health, timeoutMs: 5000 } } : {}) }));
-  // the link: nothing passes while the hook says it is cut
-  proxy.use({ name: 'link', request: () => (fs.existsSync(cut) ? jsonResponse(503, { error: { code: 'unavailable', message: 'the link is down' } }) : undefined) });
   const agent = await startAgentProcess(dir);
   const alice = await TestOwner.create(portal.http, 'alice');
   await alice.claim(identity.labelUri);

@@ -4,8 +4,8 @@
  * --canary 2 --abort-on 1` whose second canary refuses (a device of an older batch, whose profile
  * declares no schema to check a change against before publishing, and whose firmware is stricter) stops after the canaries, and the other eight devices never receive the change: no
  * item of it is in their feeds at the portal, their keys cannot open it, nothing changed on them.
- * Then a second administration device reads the rollout, resumes it, and aborts another one;
- * the first sees what the second did.
+ * Then a second administration device reads the rollout, resumes it, and aborts another one
+ * while the first, which had read it, aborts it too (conflict); the first sees what the second did.
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
@@ -19,6 +19,9 @@ import { decrypt, parseSignedEnvelope, payloadBytes } from '../../mesh/envelope.
 import { parseApplicationPayload } from '../../mesh/profiles.js';
 import { isMeshError } from '../../mesh/errors.js';
 import { MESH_CLI, cliError, mesh, tmpHome, type CliRun } from '../hostile/world.js';
+import { withOwner } from '../../admin/command.js';
+import { makeIo } from '../../runtime/cli.js';
+import { abortRollout, currentRollout } from '../../client/owner-rollout.js';
 
 interface World {
   readonly portal: PortalProcess;
@@ -149,7 +152,7 @@ async function addPhone(): Promise<string> {
   return phone;
 }
 
-test.serial('from a second administration device: status shows the stopped rollout, resume finishes it; abort ends another; each sees what the other did', async (t) => {
+test.serial('from a second administration device: status shows the stopped rollout, resume finishes it; abort ends another (the laptop aborting at the same moment gets conflict); each sees what the other did', async (t) => {
   const phone = await addPhone();
   const st = await mesh(phone, ['rollout', 'status', '--json']);
   t.is(st.code, 0, show(st));
@@ -170,7 +173,16 @@ test.serial('from a second administration device: status shows the stopped rollo
   t.is(again.code, 4, show(again));
   // while it is stopped, no other rollout starts
   t.is(cliError(await mesh(phone, ['config', 'set', 'thermostat', 'setpoint=21', '--all', '--canary', '2', '--json'])), 'conflict');
-  const ab = await mesh(phone, ['rollout', 'abort', '--json']);
+  // both at once: the laptop has read the rollout when the phone aborts it; the laptop's own abort, from what it read, is conflict
+  let ab: CliRun | undefined;
+  await withOwner({ io: makeIo(true), home: w.laptop }, async (ctx) => {
+    const held = await currentRollout(ctx);
+    t.is(held.rec.state, 'stopped');
+    ab = await mesh(phone, ['rollout', 'abort', '--json']);
+    const e = await t.throwsAsync(abortRollout(ctx, held));
+    t.true(isMeshError(e, 'conflict'), String(e));
+  });
+  if (ab === undefined) return;
   t.is(ab.code, 0, show(ab));
   t.is((ab.json as { state: string }).state, 'aborted');
   const after = await mesh(w.laptop, ['rollout', 'status', '--json']);
