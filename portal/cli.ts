@@ -46,6 +46,7 @@ const FLAGS: readonly { name: string; arg?: string; help: string }[] = [
   { name: 'headers-timeout-ms', arg: 'N', help: "to receive a request's headers (default 10000)" },
   { name: 'request-timeout-ms', arg: 'N', help: 'to receive a whole request (default 30000)' },
   { name: 'keep-alive-ms', arg: 'N', help: 'idle keep-alive connections are closed after (default 65000)' },
+  { name: 'web', arg: 'DIR', help: "the owner app served at / (default: the one built with this portal,\ndist/web); none: no app (/claim and /invite answer static pages)" },
   { name: 'log-level', arg: 'LEVEL', help: 'debug, info, warn or error (default info)' },
 ];
 
@@ -166,6 +167,7 @@ async function main(argv: string[]): Promise<void> {
     headersTimeoutMs: int('headers-timeout-ms', 10_000, 1, 3_600_000),
     requestTimeoutMs: int('request-timeout-ms', 30_000, 1, 3_600_000),
     keepAliveTimeoutMs: int('keep-alive-ms', 65_000, 1, 3_600_000),
+    ...(str('web') !== undefined ? { web: str('web') === 'none' ? null : path.resolve(str('web') as string) } : {}),
     shutdownGraceMs: SHUTDOWN_GRACE_MS,
     logger: log,
   });

@@ -23,8 +23,8 @@ export interface HttpOptions {
   readonly perIp: RateLimiter;
   /** per session subject, authenticated requests */
   readonly perSession: RateLimiter;
-  /** plain-text endpoints outside the protocol (/healthz, /metrics) */
-  readonly extra: Readonly<Record<string, () => Promise<{ status: number; type: string; body: string }>>>;
+  /** endpoints outside the protocol (/healthz, /metrics, the owner app's files), each with its own headers if it needs them */
+  readonly extra: Readonly<Record<string, () => Promise<{ status: number; type: string; body: string; headers?: Readonly<Record<string, string>> }>>>;
   /** from connection (or the end of the last response) to the end of a request's headers (default 10 s) */
   readonly headersTimeoutMs?: number;
   /** to receive a whole request (default 30 s; a long poll's wait is not counted: it is the response) */
@@ -292,15 +292,27 @@ export class HttpFront {
     const t = target(req.url ?? '/');
     const extra = this.o.extra[t.pathname];
     if (extra !== undefined) {
-      x.name = t.pathname.slice(1);
+      x.name = t.pathname === '/' ? 'app' : t.pathname.slice(1);
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new Refusal(405, 'malformed', `${t.pathname} takes GET`, { allow: 'GET' });
       return extra().then((r) => {
         x.status = r.status;
-        this.send(res, r.status, r.body, { 'content-type': r.type });
+        this.send(res, r.status, r.body, { 'content-type': r.type, ...r.headers });
       });
     }
     const route = this.routes.get(t.pathname);
     if (route === undefined) throw new Refusal(404, 'not-found', `no transaction at ${t.pathname.slice(0, 200)}`);
+    // the owner app loaded from another origin (a static host, a local file): the protocol carries
+    // no cookies (a bearer token is sent by hand), so any origin may call it; a preflight is answered here
+    if (req.headers.origin !== undefined) {
+      res.setHeader('access-control-allow-origin', '*');
+      if (req.method === 'OPTIONS') {
+        x.name = route.name;
+        x.status = 204;
+        res.writeHead(204, { 'access-control-allow-methods': route.method, 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600', 'cache-control': 'no-store', 'content-length': 0 });
+        res.end();
+        return;
+      }
+    }
     x.name = route.name;
     if (req.method !== route.method) throw new Refusal(405, 'malformed', `${route.name} takes ${route.method}`, { allow: route.method });
     const now = this.ctx.now();

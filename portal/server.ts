@@ -11,6 +11,7 @@ import { createPortalProfile } from '../mesh/messages.js';
 import { isoNow, systemClock, type Clock, type Timer } from '../runtime/clock.js';
 import { TrustedProxies } from './address.js';
 import { claimPage, invitePage } from './claim-page.js';
+import { defaultWebDir, loadWebApp } from './web.js';
 import { logOrigin } from '../mesh/checkpoint.js';
 import { FeedHub, itemBuffer } from './feed.js';
 import { ROUTES } from './handlers/index.js';
@@ -43,6 +44,8 @@ export interface PortalOptions {
   readonly dataDir: string;
   /** address to bind HTTP and the embedded broker (default 127.0.0.1) */
   readonly host?: string;
+  /** the owner app's directory (built by scripts/build-web.mjs); default dist/web when built; null: none */
+  readonly web?: string | null;
   /** HTTP port; 0 picks a free one (default 8080) */
   readonly httpPort?: number;
   /** default: embedded broker on port 1883 */
@@ -306,6 +309,8 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       };
     };
 
+    const webDir = opts.web === null ? undefined : (opts.web ?? defaultWebDir());
+    const web = webDir === undefined ? {} : loadWebApp(webDir);
     const front = new HttpFront(ctx, {
       routes: ROUTES,
       perIp: new RateLimiter(rate, Math.max(10, rate * 2)),
@@ -313,7 +318,8 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       // /livez: the process answers (restart it if not); /readyz: it can serve (database and broker
       // work, not stopping; take it out of the load balancer if not); /healthz: /readyz, kept for old probes;
       // /claim, /invite: the static pages a label's or an invitation's QR code opens (the secret stays in the fragment)
-      extra: { '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/claim': claimPage, '/invite': invitePage, '/checkpoint': checkpoint },
+      // /, /claim, /invite and the app's files: the owner app, when there is one (--web)
+      extra: { '/claim': claimPage, '/invite': invitePage, ...web, '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/checkpoint': checkpoint },
       connections,
       trusted,
       ...(opts.headersTimeoutMs !== undefined ? { headersTimeoutMs: opts.headersTimeoutMs } : {}),
