@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { coldStartRow, latencyRow, rssRow } from './agent-rows.js';
 import { fanoutRow } from './fanout.js';
 import { provisionRow, verifyRow } from './misc-rows.js';
+import { webRow } from './web-row.js';
 import { pollsRow, publishRow, wireRow } from './portal-rows.js';
 import { scaleRow } from './scale-row.js';
 import { logcheckRow } from './logcheck-row.js';
@@ -29,6 +30,7 @@ const ROWS: readonly { readonly name: string; readonly what: string; readonly ru
   { name: 'verify', what: 'Ed25519 verify/s: mesh/crypto vs node:crypto and @noble/curves', run: verifyRow },
   { name: 'provision', what: 'devices provisioned per second (provisionBatch)', run: provisionRow },
   { name: 'logcheck', what: "the device's log check (checkpoint, consistency and inclusion proofs) per applied item vs the core alone", run: logcheckRow },
+  { name: 'web', what: 'owner app: JavaScript gzipped, and time to interactive in Chromium', run: webRow },
 ];
 
 const HELP = `npm run bench [-- options]
