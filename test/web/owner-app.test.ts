@@ -7,7 +7,8 @@
  *   its typed code, sets 21 through the form made from the schema (35 cannot be submitted), invites
  *   Bob; Bob, in a second browser, opens the invitation, makes his profile, accepts and sets 19;
  *   Alice sees 19 with Bob as its source; Alice links the CLI (`mesh admin join` with the page's
- *   PIN) and the CLI lists the same devices; on a "new phone" (a fresh browser context) she recovers
+ *   PIN) and the CLI lists the same devices, then the CLI adds a browser (`mesh admin add`, its PIN
+ *   typed in the page) that sees them too; on a "new phone" (a fresh browser context) she recovers
  *   from 3 shares and the device obeys her. A damaged log view shows the badge.
  *
  * Every request any page makes is recorded: none carries a private key, a recovery share, a claim
@@ -25,7 +26,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { startPortalProcess } from '../../harness/portal-process.js';
 import { provisionDevice, readConfig, REPO, startAgentProcess, until } from '../../harness/agent-process.js';
 import { b64u } from '../../mesh/bytes.js';
-import { mesh, tmpHome } from '../hostile/world.js';
+import { spawn } from 'node:child_process';
+import { MESH_CLI, mesh, tmpHome } from '../hostile/world.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = process.env.MESH_UPDATE_SCREENSHOTS === '1' ? path.join(REPO, 'docs', 'owner-app') : undefined;
@@ -250,6 +252,29 @@ test.serial('the owner app: profile, claim by camera and by code, the form, an i
     t.is(list.code, 0, list.stderr);
     t.deepEqual((list.json as { devices: { name: string }[] }).devices.map((d) => d.name).sort(), ['bedroom', 'living room']);
 
+    // ---------------------------------------------------------------- and the other way: the CLI adds a browser
+    const add = spawn(process.execPath, [MESH_CLI, '--home', cliHome, 'admin', 'add', '--name', 'tablet', '--json', ...aliceShares.slice(0, 3).flatMap((x) => ['--share', x])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let addOut = '';
+    let addErr = '';
+    add.stdout.setEncoding('utf8').on('data', (d: string) => (addOut += d));
+    add.stderr.setEncoding('utf8').on('data', (d: string) => (addErr += d));
+    const added = new Promise<number | null>((resolve) => add.on('close', resolve));
+    const pin = await until('the CLI shows a PIN', () => /"pin":"([^"]+)"/.exec(addOut)?.[1], 30_000);
+    const tabletCtx = await browser.newContext({ viewport: PHONE });
+    record(tabletCtx, sent);
+    const tablet = await tabletCtx.newPage();
+    await tablet.goto(portal.http + '/');
+    await tablet.getByRole('button', { name: 'Link to a profile I already have' }).click();
+    await tablet.getByLabel('Your account').fill('alice@localhost');
+    await tablet.getByLabel('One-time PIN').fill(pin);
+    await tablet.getByLabel('Name of this phone or browser').fill('tablet');
+    a11y.push(...(await axe(tablet)));
+    await tablet.getByRole('button', { name: 'Link' }).click();
+    t.is(await added, 0, addErr);
+    await tablet.getByRole('heading', { name: 'Your devices' }).waitFor({ timeout: 40_000 });
+    await tablet.getByRole('link', { name: 'bedroom' }).waitFor({ timeout: 20_000 });
+    const secretsTablet = await storedSecrets(tablet);
+
     // ---------------------------------------------------------------- a damaged log view shows the badge
     const secretsAlice = await storedSecrets(page);
     const secretsBob = await storedSecrets(bobPage);
@@ -300,6 +325,7 @@ test.serial('the owner app: profile, claim by camera and by code, the form, an i
     const secrets = [
       ...secretsAlice,
       ...secretsBob,
+      ...secretsTablet,
       ...aliceShares,
       ...bobShares,
       ...[...aliceShares, ...bobShares].map((s) => s.replace(/-/g, '')),
@@ -311,7 +337,7 @@ test.serial('the owner app: profile, claim by camera and by code, the form, an i
       invSecret.slice(1),
       new URLSearchParams(invSecret.slice(1)).get('code') ?? 'no code in the invitation',
     ];
-    t.true(secretsAlice.length === 2 && secretsBob.length === 2, 'read the keys kept in the browsers');
+    t.true(secretsAlice.length === 2 && secretsBob.length === 2 && secretsTablet.length === 2, 'read the keys kept in the browsers');
     const plain = ['"setpoint"', 'setpoint', '"mode"'];
     const leaks: string[] = [];
     for (const s of sent) {
