@@ -209,7 +209,7 @@ export async function publishPlanned(ctx: Ctx, app: string, planned: readonly Pl
  * document for all devices (`baseBefore`: what it was before this command changed it) is not
  * left holding the refused values either.
  */
-function revertRefused(ctx: Ctx, app: string, outcomes: readonly Outcome[], seqOf: ReadonlyMap<string, number>, baseBefore: ConfigDoc | null | undefined): void {
+export function revertRefused(ctx: Ctx, app: string, outcomes: readonly Outcome[], seqOf: ReadonlyMap<string, number>, baseBefore: ConfigDoc | null | undefined): void {
   const r = ctx.state.apps[app];
   if (r?.targets === undefined) return;
   const targets = { ...r.targets };

@@ -25,7 +25,7 @@ import type { AccountResponse } from '../mesh/protocol.js';
 import { ROLLOUT_APP, decide, docTable, failures, isFailure, parseRollout, planWaves, waveDevices, waveSent, withDevices, type DeviceEntry, type DeviceResult, type Doc, type RolloutRecord } from './rollout.js';
 import { badAnswer, claimedSeq, currentMaster, decryptDoc, deviceStatuses, keepReceipt, ownerReaders, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx, type SyncResult } from './owner.js';
 import { docFor, nowIso, type ConfigDoc, type DeviceRecord } from './owner-state.js';
-import { configVerdict, type Planned } from './owner-config.js';
+import { configVerdict, revertRefused, type Planned } from './owner-config.js';
 import { waitForDevices, type Outcome } from './owner-wait.js';
 
 export interface RolloutOptions {
@@ -142,10 +142,13 @@ async function drive(ctx: Ctx, heldIn: HeldRollout, waitMs: number): Promise<Hel
   let held = heldIn;
   let rec = held.rec;
   const app = rec.app;
+  // the document for all devices before the last wave set it (taken back if a device of that wave refuses)
+  let baseBefore: ConfigDoc | null | undefined;
   for (;;) {
     if (!waveSent(rec, rec.wave)) {
       const entries = waveDevices(rec, rec.wave);
       const last = rec.wave === rec.waves.length - 1;
+      if (last && rec.base !== undefined) baseBefore = ctx.state.apps[app]?.removed === true ? {} : (ctx.state.apps[app]?.doc ?? {});
       const wasListed = ctx.state.apps[app] !== undefined && ctx.state.apps[app]?.removed !== true;
       const groups = new Map<number, DeviceEntry[]>();
       for (const e of entries) groups.set(e.doc, [...(groups.get(e.doc) ?? []), e]);
@@ -175,6 +178,8 @@ async function drive(ctx: Ctx, heldIn: HeldRollout, waitMs: number): Promise<Hel
     if (open.length > 0) {
       const outcomes = await waitForDevices(ctx, open.map((e) => ({ device: deviceRecord(ctx, e), check: configVerdict(ctx.state.master, app, e.seq ?? 0) })), waitMs);
       rec = withDevices(rec, outcomes.map((o) => ({ ...(open.find((e) => e.id === o.device.id) as DeviceEntry), ...resultOf(o) })));
+      // a device that refused keeps what it had: so does this computer's record of it (the next change starts from there)
+      revertRefused(ctx, app, outcomes, new Map(open.map((e) => [e.id, e.seq ?? 0])), baseBefore);
     }
     const next = decide(rec);
     if (next === 'next') {

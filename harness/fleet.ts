@@ -27,7 +27,8 @@ export interface FleetDevice {
   readonly dir: string;
   readonly identity: DeviceIdentity;
   readonly files: DeviceFiles;
-  readonly agent: Agent;
+  /** replaced by restart() */
+  agent: Agent;
   readonly events: FleetEvent[];
   /** the thermostat configuration in effect on the device (config.json) */
   config(): Record<string, unknown>;
@@ -35,6 +36,10 @@ export interface FleetDevice {
 
 export interface Fleet {
   readonly devices: FleetDevice[];
+  /** stop one device's agent (as a device that is switched off) */
+  stopOne(d: FleetDevice): Promise<void>;
+  /** start it again from its directory (a new Agent, the same events list) */
+  restart(d: FleetDevice): Promise<void>;
   /** resolves once `pred` holds for one of the device's events (past or future) */
   waitFor(d: FleetDevice, pred: (e: FleetEvent) => boolean, timeoutMs: number, what: string): Promise<FleetEvent>;
   stop(): Promise<void>;
@@ -53,6 +58,13 @@ export interface FleetOptions {
 }
 
 export async function startFleet(portal: string, opts: FleetOptions): Promise<Fleet> {
+  const wire = (d: FleetDevice): void => {
+    const agent = d.agent;
+    agent.on('claimed', () => record(d, { type: 'claimed' }));
+    agent.on('applied', (e) => record(d, { type: 'applied', app: e.app, seq: e.seq }));
+    agent.on('refused', (e) => record(d, { type: 'refused', code: e.code, ...(e.app !== undefined ? { app: e.app } : {}), ...(e.seq !== undefined ? { seq: e.seq } : {}) }));
+    for (const k of ['confirmed', 'reverted', 'unhealthy'] as const) agent.on(k, (e) => record(d, { type: k, app: e.app, seq: e.seq, ...(e.reason !== undefined ? { reason: e.reason } : {}) }));
+  };
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-fleet-'));
   const devices: FleetDevice[] = [];
   const waiters: { d: FleetDevice; pred: (e: FleetEvent) => boolean; resolve: (e: FleetEvent) => void }[] = [];
@@ -89,15 +101,19 @@ export async function startFleet(portal: string, opts: FleetOptions): Promise<Fl
         }
       },
     };
-    agent.on('claimed', () => record(d, { type: 'claimed' }));
-    agent.on('applied', (e) => record(d, { type: 'applied', app: e.app, seq: e.seq }));
-    agent.on('refused', (e) => record(d, { type: 'refused', code: e.code, ...(e.app !== undefined ? { app: e.app } : {}), ...(e.seq !== undefined ? { seq: e.seq } : {}) }));
-    for (const k of ['confirmed', 'reverted', 'unhealthy'] as const) agent.on(k, (e) => record(d, { type: k, app: e.app, seq: e.seq, ...(e.reason !== undefined ? { reason: e.reason } : {}) }));
+    wire(d);
     devices.push(d);
   }
   await Promise.all(devices.map((d) => d.agent.start()));
   return {
     devices,
+    stopOne: (d) => d.agent.stop(),
+    async restart(d) {
+      await d.agent.stop();
+      d.agent = new Agent({ dir: d.dir, device: d.files, settings: readAgentSettings(d.dir), schemas: readSchemas(d.dir) });
+      wire(d);
+      await d.agent.start();
+    },
     waitFor(d, pred, timeoutMs, what) {
       const seen = d.events.find(pred);
       if (seen !== undefined) return Promise.resolve(seen);

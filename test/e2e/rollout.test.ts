@@ -191,3 +191,22 @@ test.serial('from a second administration device: status shows the stopped rollo
   t.is(cliError(await mesh(w.laptop, ['rollout', 'resume', '--json'])), 'state');
   for (const n of names) t.is(dev(n).config().setpoint, n === 'dev-2' ? 20 : 23, `${n} kept what it had`);
 });
+
+test.serial('a canary that is switched off: the rollout pauses (exit 3), nothing goes further; once it is back, resume finishes the rollout', async (t) => {
+  const off = dev('dev-10');
+  await w.fleet.stopOne(off);
+  const order = ['dev-10', ...names.filter((n) => n !== 'dev-10')];
+  const r = await mesh(w.laptop, ['config', 'set', 'thermostat', 'setpoint=21', '--devices', order.join(','), '--canary', '1', '--wait', '3', '--json']);
+  t.is(r.code, 3, show(r));
+  const out = r.json as { state: string; devices: { name: string; result: string }[] };
+  t.is(out.state, 'paused');
+  t.is(out.devices.find((d) => d.name === 'dev-10')?.result, 'not-reached');
+  t.is(out.devices.filter((d) => d.result === 'not-sent').length, 9, 'the other nine were not sent it');
+  for (const n of names.filter((x) => x !== 'dev-10')) t.not(dev(n).config().setpoint, 21, n);
+
+  await w.fleet.restart(off);
+  const res = await mesh(w.laptop, ['rollout', 'resume', '--wait', '60', '--json']);
+  t.is(res.code, 0, show(res));
+  t.is((res.json as { state: string }).state, 'done');
+  for (const n of names) t.is(dev(n).config().setpoint, 21, n);
+});
