@@ -9,7 +9,7 @@
 import { b64u, fromB64u } from '../mesh/bytes.js';
 import { MeshError } from '../mesh/errors.js';
 import { signKeyId } from '../mesh/keys.js';
-import { ACCOUNT_PATTERN, createMasterProfile, type AdminEntry } from '../mesh/profiles.js';
+import { ACCOUNT_PATTERN, createMasterProfile, witnessesOf, type AdminEntry } from '../mesh/profiles.js';
 import { normalizeUdf } from '../mesh/udf.js';
 import { checkLabel, defaultAdminName, intOpt, listOpt, masterKeyFor, needStr, strOpt, withOwner, type Command } from './command.js';
 import { currentMaster, publishPersonal, save, sync } from '../client/owner.js';
@@ -178,6 +178,7 @@ ${SHARE_HELP}
       const next = createMasterProfile(mk, cur.payload.admins.filter((a) => a.sign !== gone.sign), {
         seq: cur.payload.seq + 1,
         revoked: [...cur.payload.revoked, kid],
+        ...witnessesOf(cur.payload),
       });
       const m = await publishMaster(ctx, next);
       // re-sign the personal profile with a key that stays valid

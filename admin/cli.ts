@@ -19,7 +19,7 @@ import { deviceShowCommand } from './show.js';
 import { configApplyCommand, configRemoveCommand, configSetCommand, configShowCommand, configUnsetCommand } from './config.js';
 import { adminAddCommand, adminJoinCommand, adminRevokeCommand } from './admins.js';
 import { recoverCommand } from './recover.js';
-import { logVerifyCommand } from './log.js';
+import { logVerifyCommand, logWitnessesCommand } from './log.js';
 import { rolloutAbortCommand, rolloutResumeCommand, rolloutStatusCommand } from './rollout.js';
 
 export const COMMANDS: readonly Command[] = [
@@ -45,6 +45,7 @@ export const COMMANDS: readonly Command[] = [
   adminRevokeCommand,
   recoverCommand,
   logVerifyCommand,
+  logWitnessesCommand,
   udfCommand,
   keyShareCommand,
   keyRecoverCommand,

@@ -16,7 +16,9 @@
  */
 import { isMeshError, MeshError } from '../mesh/errors.js';
 import type { Checkpoint } from '../mesh/checkpoint.js';
-import { checkFeedLog, type FeedLogHold, type HeldHead, type LogKey } from '../mesh/feedlog.js';
+import { payloadBytes } from '../mesh/envelope.js';
+import { parseMasterPayload, witnessPolicy } from '../mesh/profiles.js';
+import { checkFeedLog, type WitnessPolicy, type FeedLogHold, type HeldHead, type LogKey } from '../mesh/feedlog.js';
 import { b64u, fromB64u } from '../mesh/bytes.js';
 import { verifyConsistency } from '../mesh/merkle.js';
 import type { DownloadResponse } from '../mesh/protocol.js';
@@ -47,7 +49,7 @@ export function applyLogged(s0: AgentState, r: DownloadResponse, ctx: CoreContex
   if (items.length === 0) return { state: s0, events: [], configChanged: false };
   let v;
   try {
-    v = checkFeedLog(items, r.log, heldOf(s0), key);
+    v = checkFeedLog(items, r.log, heldOf(s0), key, witnessPolicies(s0));
   } catch (e) {
     const err = isMeshError(e) ? e : new MeshError('log-inconsistent', (e as Error).message);
     const first = Math.min(...items.map((i) => i.n));
@@ -71,6 +73,25 @@ function refuse(s: AgentState, n: number, kind: string, code: string, message: s
   const ev: AgentEvent = { type: 'refused', n, kind, code, message };
   if (last !== undefined && last.code === code && last.message === message) return { state: s, events: [], configChanged: false };
   return { state: withError(s, { code, message, at: now }), events: [ev], configChanged: false };
+}
+
+/**
+ * What the device's owners require of a log head: each owner's witnesses and quorum, from the
+ * master profile the device holds (a guest's requirements are not the device's). An owner whose
+ * profile the device cannot read requires nothing more than the portal's signature.
+ */
+export function witnessPolicies(s: AgentState): WitnessPolicy[] {
+  const out: WitnessPolicy[] = [];
+  for (const o of Object.values(s.owners)) {
+    if (o.role === 'guest') continue;
+    try {
+      const p = witnessPolicy(parseMasterPayload(payloadBytes(o.masterEnvelope)));
+      if (p.quorum > 0) out.push(p);
+    } catch {
+      // a profile the core accepted parses; nothing to require otherwise
+    }
+  }
+  return out;
 }
 
 function heldOf(s: AgentState): HeldHead | null {

@@ -6,7 +6,7 @@
 import { createStatus, MAX_GUEST_PARTS, MAX_PRIVATE_STATUS_BYTES, sealPrivateStatus, type PrivateStatus, type StatusError, type TreeHeadRef } from '../mesh/messages.js';
 import { readHead, type LogKey } from '../mesh/feedlog.js';
 import { isMeshError } from '../mesh/errors.js';
-import { nextHead } from './logged.js';
+import { nextHead, witnessPolicies } from './logged.js';
 import { withError } from './state.js';
 import type { Grant } from '../mesh/invite.js';
 import { MESH_ERRORS } from '../mesh/errors.js';
@@ -122,12 +122,12 @@ export async function sendStatus(p: { client: PortalClient; device: DeviceFiles;
   const held = p.store.state.treeHead;
   if (p.logKey !== undefined) {
     try {
-      const cp = readHead(await p.client.checkpoint(), p.logKey);
+      const cp = readHead(await p.client.checkpoint(), p.logKey, witnessPolicies(p.store.state));
       const proof = held !== null && held.size > 0 && cp.size !== held.size ? (await p.client.consistency(Math.min(cp.size, held.size), Math.max(cp.size, held.size))).proof : [];
       treeHead = nextHead(held, cp, proof);
     } catch (e) {
       p.log('treehead-failed', { message: (e as Error).message });
-      if (isMeshError(e, 'log-inconsistent') || isMeshError(e, 'bad-signature') || isMeshError(e, 'unknown-signer')) refusal = { code: e.code, message: `the portal's log head was refused: ${e.message}`.slice(0, 1000), at: isoNow(p.clock) };
+      if (isMeshError(e, 'log-inconsistent') || isMeshError(e, 'bad-signature') || isMeshError(e, 'unknown-signer') || isMeshError(e, 'not-witnessed')) refusal = { code: e.code, message: `the portal's checkpoint (GET /checkpoint) was refused: ${e.message}`.slice(0, 1000), at: isoNow(p.clock) };
     }
   }
   const s = p.store.update((cur) => {

@@ -14,7 +14,7 @@ import { MeshError, isMeshError } from '../mesh/errors.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import { signKeyId, type MasterKeys } from '../mesh/keys.js';
 import { createJoin, parseJoin, verifyJoinPin, type JoinPayload } from '../mesh/messages.js';
-import { createMasterProfile, parseMasterPayload, verifyMasterProfile, type AdminEntry, type AdminKeys, type MasterProfile } from '../mesh/profiles.js';
+import { createMasterProfile, parseMasterPayload, verifyMasterProfile, witnessesOf, type AdminEntry, type AdminKeys, type MasterProfile } from '../mesh/profiles.js';
 import { present, udfMatches } from '../mesh/udf.js';
 import { PortalClient } from './portal-client.js';
 import { restoreFromAccount, type Restored } from './owner-restore.js';
@@ -104,7 +104,7 @@ export async function listAdmin(ctx: Ctx, mk: MasterKeys, name: string, found: J
     reencrypted.push(app);
   }
   if (await reencryptRollout(ctx, extraReaders)) reencrypted.push('your rollout record');
-  const next = createMasterProfile(mk, [...cur.payload.admins, entry], { seq: cur.payload.seq + 1, revoked: cur.payload.revoked });
+  const next = createMasterProfile(mk, [...cur.payload.admins, entry], { seq: cur.payload.seq + 1, revoked: cur.payload.revoked, ...witnessesOf(cur.payload) });
   const m = await publishMaster(ctx, next);
   return { key, masterSeq: m.payload.seq, reencrypted };
 }

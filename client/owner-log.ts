@@ -16,7 +16,11 @@ import { b64u, equalBytes, fromB64u } from '../mesh/bytes.js';
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { leafHash, verifyConsistency, verifyInclusion } from '../mesh/merkle.js';
 import { verifyTreeHead, type TreeHead } from '../mesh/messages.js';
-import { deviceStatuses, hello, portalKey, save, type Ctx, type DeviceView } from './owner.js';
+import { currentMaster, deviceStatuses, hello, portalKey, save, type Ctx, type DeviceView } from './owner.js';
+import { logOrigin } from '../mesh/checkpoint.js';
+import { cosigners } from '../mesh/cosignature.js';
+import { readHead } from '../mesh/feedlog.js';
+import { witnessPolicy } from '../mesh/profiles.js';
 import type { Receipt, TreeHeadRecord } from './owner-state.js';
 
 interface Problem {
@@ -71,12 +75,14 @@ export interface LogVerified {
   readonly unproven: number[];
   readonly deviceResults: { name: string; id: string; size: number | null; consistent: boolean | null }[];
   readonly devicesNote: string | null;
+  /** the cosigned checkpoint's size and its cosigners, when the master profile requires witnesses */
+  readonly witnessed: { size: number; cosigners: string[] } | null;
 }
 
 /** Run the checks; throws `log-inconsistent` / `bad-proof` (with every problem) when one fails. */
 export async function verifyLog(ctx: Ctx): Promise<LogVerified> {
   const { state } = ctx;
-  await hello(ctx.client, state.portalId);
+  const { portal } = await hello(ctx.client, state.portalId);
   const key = portalKey(state);
   // the devices' views first: the head fetched afterwards must include everything they saw
   let views = new Map<string, DeviceView>();
@@ -96,6 +102,18 @@ export async function verifyLog(ctx: Ctx): Promise<LogVerified> {
     throw e;
   }
   const problems: Problem[] = [];
+
+  // the witnesses this owner's master profile requires: the portal's checkpoint must carry their
+  // cosignatures (a quorum), and be part of the same log (not-witnessed otherwise)
+  const policy = witnessPolicy(currentMaster(state).payload);
+  let witnessed: { size: number; cosigners: string[] } | null = null;
+  if (policy.quorum > 0) {
+    const note = await ctx.client.checkpoint();
+    const cp = readHead(note, { name: logOrigin(portal.name), publicKey: key }, [policy]);
+    witnessed = { size: cp.size, cosigners: cosigners(note, policy.witnesses) };
+    const why = cp.size <= th.size ? await extendsLog(ctx, cp.size, cp.root, th.size, th.root) : 'the cosigned head is larger than the signed tree head';
+    if (why !== null) problems.push({ code: 'log-inconsistent', message: `the cosigned checkpoint (${cp.size} entries) is not part of the log the portal shows you: ${why}` });
+  }
 
   const prev = state.lastTreeHead;
   if (prev !== null) {
@@ -161,5 +179,5 @@ export async function verifyLog(ctx: Ctx): Promise<LogVerified> {
   state.receipts = state.receipts.filter((_, i) => !unproven.includes(i));
   state.lastTreeHead = { size: th.size, root: b64u(th.root), created: th.created };
   save(ctx);
-  return { th, prev, total, fresh, unproven, deviceResults, devicesNote };
+  return { th, prev, total, fresh, unproven, deviceResults, devicesNote, witnessed };
 }

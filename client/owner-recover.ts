@@ -8,7 +8,7 @@
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { fromB64u } from '../mesh/bytes.js';
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
-import { ACCOUNT_PATTERN, adminEntry, createMasterProfile, createPersonalProfile, verifyMasterProfile, type AdminKeys, type MasterProfile } from '../mesh/profiles.js';
+import { ACCOUNT_PATTERN, adminEntry, createMasterProfile, createPersonalProfile, verifyMasterProfile, witnessesOf, type AdminKeys, type MasterProfile } from '../mesh/profiles.js';
 import { recoverSecret } from '../mesh/shamir.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { PortalClient } from './portal-client.js';
@@ -71,7 +71,7 @@ export async function recoverAccount(o: { portalUrl: string; account: string; sh
     const admin = newAdminKeys(adminName);
     const oldKeys = old.payload.admins.map((a) => signKeyId(fromB64u(a.sign, 'sign', 32)));
     const revoked = [...new Set([...old.payload.revoked, ...oldKeys])];
-    const next = createMasterProfile(mk, [adminEntry(admin)], { seq: old.payload.seq + 1, revoked });
+    const next = createMasterProfile(mk, [adminEntry(admin)], { seq: old.payload.seq + 1, revoked, ...witnessesOf(old.payload) });
     const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: next, admin: adminName, personalSeq: restored.personalSeq, apps: restored.apps, devices: restored.devices });
     // kept only once the portal's receipt proves the new master profile is in its log (else a
     // forged "accepted" would leave this device ahead of the portal for good)

@@ -124,6 +124,14 @@ export class TestOwner {
     return old;
   }
 
+  /** A new master profile listing these witnesses (verifier keys) and the quorum of their cosignatures this owner requires. */
+  async requireWitnesses(witnesses: readonly string[], quorum: number): Promise<SignedEnvelope> {
+    this.masterSeq += 1;
+    this.masterEnvelope = createMasterProfile(this.master, [adminEntry(this.admin)], { seq: this.masterSeq, witnesses, quorum });
+    await this.client.publish(this.masterEnvelope);
+    return this.masterEnvelope;
+  }
+
   close(): void {
     this.client.close();
   }

@@ -34,6 +34,7 @@ import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge
 import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead, sealPrivateStatus, MAX_PRIVATE_STATUS_BYTES, type PrivateStatus } from '../mesh/messages.js';
 import { createInvite, deriveInviteSecrets, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
 import { logOrigin, signCheckpoint } from '../mesh/checkpoint.js';
+import { addSignatures, cosign, formatAddCheckpoint, formatVkey, NOTE_ED25519_TYPE } from '../mesh/cosignature.js';
 import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
 import { splitSecret } from '../mesh/shamir.js';
@@ -850,6 +851,7 @@ the portal's checkpoints from the specifications alone (Python, the standard lib
 reference Ed25519); \`npm test\` runs it. The examples' log as a checkpoint:
 
 ${block('', signCheckpoint({ origin: logOrigin(x.portalName), size: x.log.tree.size, root: x.log.tree.root() }, x.keys.portal))}
+${witnessSection(x)}
 ## 11. Errors
 
 Every refusal is \`{"error":{"code","message","detail"?}}\` with the HTTP status of its code;
@@ -866,4 +868,55 @@ wrong, not the caller's input). Only a refusal with no code at all falls back on
 objects or receipts do not verify (docs/admin.md).
 `);
   return out.join('\n');
+}
+
+/** §10's witnesses: a cosigned checkpoint, the message cosigned, an add-checkpoint exchange (mesh/cosignature.ts, witness/). */
+function witnessSection(x: ReturnType<typeof buildExamples>): string {
+  const witness = { name: 'witness.example.org/w1', key: c.ed25519KeyPair(exampleSeed('witness')) };
+  const origin = logOrigin(x.portalName);
+  const tree = x.log.tree;
+  const note = signCheckpoint({ origin, size: tree.size, root: tree.root() }, x.keys.portal);
+  const text = note.slice(0, note.lastIndexOf('\n\n') + 1);
+  const time = 1_785_000_000;
+  const line = cosign(text, witness, time);
+  const vkey = formatVkey({ name: witness.name, publicKey: witness.key.publicKey });
+  const logVkey = formatVkey({ name: origin, publicKey: x.keys.portal.publicKey }, NOTE_ED25519_TYPE);
+  const request = formatAddCheckpoint({ old: 2, proof: tree.consistencyProof(2), note });
+  return `### Witnesses and cosignatures
+
+mesh/cosignature.ts (c2sp.org/tlog-cosignature, the Ed25519 \`cosignature/v1\` type), witness/ (the
+\`mesh-witness\` process, c2sp.org/tlog-witness). A witness is a name and an Ed25519 key, written as
+a verifier key \`<name>+<hex key ID>+<base64(0x04 || key)>\`; the log's own key likewise with 0x01
+(the portal's \`/healthz\` says it as \`logKey\`). Here:
+
+    witness: ${vkey}
+    log:     ${logVkey}
+
+A witness holds, per log, the last checkpoint it cosigned, and cosigns a new one only with a
+consistency proof from it. The portal (\`--witness URL=VKEY\`) sends each new head with
+\`POST <witness>/add-checkpoint\`: \`old <size the witness holds>\`, the proof (one base64 hash a
+line), a blank line, the checkpoint:
+
+${block('', request)}
+The answer is 200 with the cosignature line(s); 409 (\`text/x.tlog.size\`) with the size the
+witness holds when \`old\` is not it (the portal asks again from there); 422 when the proof does not
+verify (another history: a split view); 403 for a checkpoint not signed by the log's key; 404 for
+a log it does not witness. The cosignature is a signature line
+
+    — <witness name> base64(key ID || u64 big-endian timestamp || Ed25519 signature)
+    key ID = SHA-256(witness name || 0x0A || 0x04 || 32-byte public key)[:4]
+
+over the message
+
+${block('', `cosignature/v1\ntime ${time}\n${text}`)}
+and the portal serves the checkpoint with the cosignatures it got (at \`GET /checkpoint\` and as
+Download's \`log.treeHead\`, which is then the newest head the witnesses cosigned):
+
+${block('', addSignatures(note, line))}
+An owner requires witnesses in its master profile (\`witnesses\`: verifier keys, at most 16;
+\`quorum\`: how many must have cosigned, 0 by default; \`mesh log witnesses\`): its devices and
+\`mesh log verify\` then accept a head only with the portal's signature and at least that many of
+these cosignatures (\`not-witnessed\`). test/interop/verify_checkpoint.py checks cosignatures too
+(\`--cosigner NAME=KEY\`).
+`;
 }

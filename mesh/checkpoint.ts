@@ -27,15 +27,20 @@ export function logOrigin(portalName: string): string {
   return `${portalName}/mmm-log`;
 }
 
-/** SHA-256(name || 0x0A || 0x01 || public key)[:4] */
-export function noteKeyId(name: string, publicKey: Uint8Array): Uint8Array {
+/** SHA-256(name || 0x0A || type || public key)[:4]: a signed-note key ID (type 0x01 a note's Ed25519 key, 0x04 a cosigner's) */
+export function typedKeyId(name: string, type: number, publicKey: Uint8Array): Uint8Array {
   const nameBytes = new TextEncoder().encode(name);
   const input = new Uint8Array(nameBytes.length + 2 + publicKey.length);
   input.set(nameBytes, 0);
   input[nameBytes.length] = 0x0a;
-  input[nameBytes.length + 1] = ED25519_TYPE;
+  input[nameBytes.length + 1] = type;
   input.set(publicKey, nameBytes.length + 2);
   return c.sha256(input).subarray(0, 4);
+}
+
+/** SHA-256(name || 0x0A || 0x01 || public key)[:4] */
+export function noteKeyId(name: string, publicKey: Uint8Array): Uint8Array {
+  return typedKeyId(name, ED25519_TYPE, publicKey);
 }
 
 /** The note text of a checkpoint (with its final newline). */

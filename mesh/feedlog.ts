@@ -7,7 +7,8 @@
  * log leaf (SHA-256(0x00 || the object's signed payload bytes), RFC 9162) in that head.
  *
  * - The checkpoint must be signed by the pinned key under the log's origin (else its code:
- *   `unknown-signer`, `bad-signature`, `malformed`).
+ *   `unknown-signer`, `bad-signature`, `malformed`), and carry the cosignatures the device's
+ *   owners require (each owner's witnesses and quorum, from its master profile: `not-witnessed`).
  * - A head smaller than the one held is not taken, and nothing is proven by it (`late`: a
  *   portal process behind the others). One of the same size must have the same root; a larger
  *   one must extend the held head (consistency proof from `from` = the held size). Otherwise the
@@ -22,6 +23,7 @@
  */
 import { b64u, fromB64u } from './bytes.js';
 import { verifyCheckpoint, type Checkpoint } from './checkpoint.js';
+import { requireCosignatures, type NoteKey } from './cosignature.js';
 import { payloadBytes } from './envelope.js';
 import { fail, isMeshError } from './errors.js';
 import { leafHash, verifyConsistency, verifyInclusion } from './merkle.js';
@@ -59,14 +61,14 @@ export interface FeedLogVerdict {
  * or the checkpoint's own code) when the answer's head cannot be believed; otherwise returns the
  * proven prefix of `items` (taken in feed order) and why the rest, if any, is held.
  */
-export function checkFeedLog(items: readonly FeedItem[], log: FeedLog | undefined, held: HeldHead | null, key: LogKey): FeedLogVerdict {
+export function checkFeedLog(items: readonly FeedItem[], log: FeedLog | undefined, held: HeldHead | null, key: LogKey, policy: readonly WitnessPolicy[] = []): FeedLogVerdict {
   const sorted = [...items].sort((a, b) => a.n - b.n);
   if (log === undefined) {
     const first = sorted[0];
     const base = { head: held ?? { size: 0, root: '' }, proven: [] };
     return first === undefined ? base : { ...base, hold: { n: first.n, code: 'late', message: `item ${first.n} came without a log head to prove it` } };
   }
-  const cp = readHead(log.treeHead, key);
+  const cp = readHead(log.treeHead, key, policy);
   const heldRoot = held === null || held.size === 0 ? null : fromB64u(held.root, 'held root', 32);
   if (held !== null && heldRoot !== null && cp.size < held.size) {
     // an older head: it proves nothing the device may rely on (the held head is newer)
@@ -101,9 +103,22 @@ export function checkFeedLog(items: readonly FeedItem[], log: FeedLog | undefine
   return { head, proven };
 }
 
-/** The checkpoint, signed by `key` under its name, and of the log of that name. */
-export function readHead(note: string, key: LogKey): Checkpoint {
+/**
+ * What an owner requires of a head: cosignatures by at least `quorum` of `witnesses` (from the
+ * owner's master profile: mesh/profiles.ts witnessPolicy).
+ */
+export interface WitnessPolicy {
+  readonly witnesses: readonly NoteKey[];
+  readonly quorum: number;
+}
+
+/**
+ * The checkpoint, signed by `key` under its name, of the log of that name, and cosigned as every
+ * policy requires (`not-witnessed` otherwise).
+ */
+export function readHead(note: string, key: LogKey, policy: readonly WitnessPolicy[] = []): Checkpoint {
   const cp = verifyCheckpoint(note, key);
   if (cp.origin !== key.name) fail('unknown-signer', `the checkpoint is of the log "${cp.origin.slice(0, 80)}", not "${key.name}"`);
+  for (const p of policy) requireCosignatures(note, p.witnesses, p.quorum);
   return cp;
 }

@@ -10,6 +10,7 @@
  *   application  signed by an administration key; configuration encrypted to the target
  *                devices' encryption keys; application name; seq; creation time
  */
+import { parseVkey, type NoteKey } from './cosignature.js';
 import * as c from './crypto.js';
 import { b64u, fromB64u, fromUtf8, utf8 } from './bytes.js';
 import { fail, MeshError } from './errors.js';
@@ -90,7 +91,14 @@ export interface MasterPayload {
   readonly escrow: readonly string[];
   readonly admins: readonly AdminEntry[];
   readonly revoked: readonly string[];
+  /** witnesses whose cosignatures this owner requires on the log's heads (C2SP verifier keys, type 0x04) */
+  readonly witnesses?: readonly string[];
+  /** how many of `witnesses` must have cosigned a head (absent: 0) */
+  readonly quorum?: number;
 }
+
+/** at most this many witnesses in a master profile */
+export const MAX_WITNESSES = 16;
 
 export interface DeviceEntry {
   readonly id: string;
@@ -189,7 +197,7 @@ export function parseMasterPayload(bytes: Uint8Array): MasterPayload {
   const w = 'master profile';
   const o = looseObject(bytes, w);
   expectType(o, 'master', w);
-  obj(o, w, ['type', 'seq', 'created', 'sign', 'escrow', 'admins', 'revoked']);
+  obj(o, w, ['type', 'seq', 'created', 'sign', 'escrow', 'admins', 'revoked'], ['witnesses', 'quorum']);
   const admins = arr(o, 'admins', w, MAX_ADMINS).map((a, i): AdminEntry => {
     const aw = `${w}.admins[${i}]`;
     const ao = obj(a, aw, ['name', 'sign', 'enc', 'added']);
@@ -204,7 +212,25 @@ export function parseMasterPayload(bytes: Uint8Array): MasterPayload {
     if (typeof k !== 'string' || !UDF_TEXT.test(k)) return fail('malformed', `${w}.revoked[${i}] must be a key UDF`);
     return k;
   });
-  return { type: 'master', seq: int(o, 'seq', w, 1), created: time(o, 'created', w), sign: pubStr(o, 'sign', w), escrow, admins, revoked };
+  const base: MasterPayload = { type: 'master', seq: int(o, 'seq', w, 1), created: time(o, 'created', w), sign: pubStr(o, 'sign', w), escrow, admins, revoked };
+  if (o.witnesses === undefined && o.quorum === undefined) return base;
+  const witnesses = o.witnesses === undefined ? [] : arr(o, 'witnesses', w, MAX_WITNESSES).map((v, i) => {
+    if (typeof v !== 'string') return fail('malformed', `${w}.witnesses[${i}] must be a verifier key`);
+    parseVkey(v);
+    return v;
+  });
+  const quorum = o.quorum === undefined ? 0 : int(o, 'quorum', w, 0, witnesses.length);
+  return { ...base, witnesses, quorum };
+}
+
+/** The witnesses a master profile requires on log heads, parsed, and its quorum (0: none required). */
+export function witnessPolicy(p: MasterPayload): { witnesses: NoteKey[]; quorum: number } {
+  return { witnesses: (p.witnesses ?? []).map((v) => parseVkey(v)), quorum: p.quorum ?? 0 };
+}
+
+/** What a new master profile carries over from the current one: its witnesses and quorum. */
+export function witnessesOf(p: MasterPayload): { witnesses?: readonly string[]; quorum?: number } {
+  return p.witnesses === undefined ? {} : { witnesses: p.witnesses, quorum: p.quorum ?? 0 };
 }
 
 export function parsePersonalPayload(bytes: Uint8Array): PersonalPayload {
@@ -340,7 +366,7 @@ export function adminEntry(a: AdminKeys, added = nowIso()): AdminEntry {
 export function createMasterProfile(
   master: MasterKeys,
   admins: readonly AdminEntry[],
-  opts: { seq?: number; revoked?: readonly string[]; created?: string } = {},
+  opts: { seq?: number; revoked?: readonly string[]; created?: string; witnesses?: readonly string[]; quorum?: number } = {},
 ): SignedEnvelope {
   const p: MasterPayload = {
     type: 'master',
@@ -350,6 +376,7 @@ export function createMasterProfile(
     escrow: [b64u(master.escrow.publicKey)],
     admins: [...admins],
     revoked: [...(opts.revoked ?? [])],
+    ...(opts.witnesses !== undefined ? { witnesses: [...opts.witnesses], quorum: opts.quorum ?? 0 } : {}),
   };
   return signJson(p, [master.sign]);
 }

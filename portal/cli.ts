@@ -7,6 +7,7 @@
  * (Type=notify): READY=1, WATCHDOG=1 from the main loop, STOPPING=1 (runtime/sd-notify.ts).
  */
 import * as path from 'node:path';
+import { parseVkey } from '../mesh/cosignature.js';
 import { MeshError } from '../mesh/errors.js';
 import { envName, envOptions, intOr, parse, runMain, usage } from '../runtime/cli.js';
 import { portalDataDir } from '../runtime/paths.js';
@@ -42,6 +43,7 @@ const FLAGS: readonly { name: string; arg?: string; help: string }[] = [
   { name: 'unclaimed-ttl-hours', arg: 'N', help: 'an unclaimed device with no live session is deleted after (default 168)' },
   { name: 'max-connections', arg: 'N', help: 'open connections per listener, HTTP and MQTT (default 10000)' },
   { name: 'max-connections-per-address', arg: 'N', help: 'open connections per client address and listener\n(default 256; 0 = no cap; with --rate-limit 0 the default is 0)' },
+  { name: 'witness', arg: 'LIST', help: 'witnesses that cosign the log\'s checkpoints, comma-separated URL=VKEY\n(VKEY: the witness\'s verifier key, `mesh-witness --print-vkey`); the\ncheckpoints served (/checkpoint, Download) carry their cosignatures' },
   { name: 'trusted-proxy', arg: 'LIST', help: 'reverse proxies (addresses or CIDRs, comma-separated) whose\nX-Forwarded-For names the client; nobody else\'s is believed' },
   { name: 'headers-timeout-ms', arg: 'N', help: "to receive a request's headers (default 10000)" },
   { name: 'request-timeout-ms', arg: 'N', help: 'to receive a whole request (default 30000)' },
@@ -119,6 +121,13 @@ async function main(argv: string[]): Promise<void> {
   const notify = sdNotifier({ onError: (e) => log.warn('systemd notification failed', { err: e.message }) });
   const int = (k: string, dflt: number, min: number, max: number): number => intOr(str(k), flag(k), dflt, { min, max });
   const trustedProxies = (str('trusted-proxy') ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const witnesses = (str('witness') ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '').map((x) => {
+    const eq = x.indexOf('=');
+    if (eq <= 0) usage(`${flag('witness')} takes URL=VKEY, not ${JSON.stringify(x.slice(0, 80))}`);
+    const url = x.slice(0, eq);
+    if (!/^https?:\/\/[^\s]+$/.test(url)) usage(`${flag('witness')}: ${JSON.stringify(url.slice(0, 80))} is not an http(s) URL`);
+    return { url, key: parseVkey(x.slice(eq + 1)) };
+  });
 
   // signals from the start: the first stops the portal (once it is up), a second exits at once
   let signalled: ((signal: string) => void) | undefined;
@@ -164,6 +173,7 @@ async function main(argv: string[]): Promise<void> {
     maxConnections: int('max-connections', 10_000, 1, 10_000_000),
     ...(str('max-connections-per-address') !== undefined ? { maxConnectionsPerAddress: int('max-connections-per-address', 256, 0, 10_000_000) } : {}),
     trustedProxies,
+    witnesses,
     headersTimeoutMs: int('headers-timeout-ms', 10_000, 1, 3_600_000),
     requestTimeoutMs: int('request-timeout-ms', 30_000, 1, 3_600_000),
     keepAliveTimeoutMs: int('keep-alive-ms', 65_000, 1, 3_600_000),

@@ -13,6 +13,7 @@ import type { Metrics } from './metrics.js';
 import type { RateLimiter } from './ratelimit.js';
 import type { Session, SessionManager } from './sessions.js';
 import type { Appended, LeafInput, Storage } from './storage/types.js';
+import type { Witnessing } from './witnesses.js';
 import type { LogTree } from './transparency.js';
 import type { Trust } from './trust.js';
 import type { Verifier } from './verify.js';
@@ -50,6 +51,8 @@ export interface PortalContext {
   readonly store: Storage;
   readonly log: Logger;
   readonly tree: LogTree;
+  /** the witnesses' cosignatures on the log's checkpoints (none configured: disabled) */
+  readonly witnessing: Witnessing;
   readonly sessions: SessionManager;
   readonly feed: FeedHub;
   readonly trust: Trust;

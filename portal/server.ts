@@ -13,6 +13,11 @@ import { TrustedProxies } from './address.js';
 import { claimPage, invitePage } from './claim-page.js';
 import { defaultWebDir, loadWebApp } from './web.js';
 import { logOrigin } from '../mesh/checkpoint.js';
+import { formatVkey, NOTE_ED25519_TYPE } from '../mesh/cosignature.js';
+import { Witnessing, type WitnessConfig } from './witnesses.js';
+
+/** how often the portal checks whether its log grew past what its witnesses cosigned */
+const WITNESS_INTERVAL_MS = 1000;
 import { FeedHub, itemBuffer } from './feed.js';
 import { ROUTES } from './handlers/index.js';
 import { HttpFront } from './http.js';
@@ -60,6 +65,8 @@ export interface PortalOptions {
   readonly name?: string;
   /** portal signing key file (default dataDir/portal-key.json) */
   readonly keyFile?: string;
+  /** witnesses that cosign the log's checkpoints (C2SP tlog-witness): served with them */
+  readonly witnesses?: readonly WitnessConfig[];
   /** requests per second per client address and per session; 0 turns every request-rate limit off (default 50) */
   readonly rateLimit?: number;
   /** failed claim proofs per device per hour (default 10) */
@@ -191,6 +198,17 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     const sessions = new SessionManager(store, trust, clock, limits.sessionsPerSubject, pk.key.privateKey);
     const tree = new LogTree(store, pk.key, clock);
     await tree.sync();
+    const witnessing = new Witnessing(opts.witnesses ?? [], tree, name, clock, log);
+    if (witnessing.enabled) {
+      // a round whenever the log grew (a Download that needs a newer head starts one at once)
+      let witnessTimer: { cancel(): void } | undefined;
+      const tick = (): void => {
+        if (witnessing.latest === undefined || witnessing.latest.size < tree.size) void witnessing.start();
+        witnessTimer = clock.setTimer(tick, WITNESS_INTERVAL_MS, { unref: true });
+      };
+      tick();
+      cleanups.push(async () => witnessTimer?.cancel());
+    }
     const feed = new FeedHub(store, limits.maxLongPolls, clock);
     const counters = { unclaimed: await store.unclaimedCount() };
 
@@ -246,6 +264,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       store,
       log,
       tree,
+      witnessing,
       sessions,
       feed,
       trust,
@@ -278,13 +297,14 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       return {
         status: ok ? 200 : 503,
         type: 'application/json',
-        body: JSON.stringify({ ok, db, mqtt: mq, storage: store.kind, logSize: tree.size, portal: pk.id, ...(closing ? { closing: true } : {}) }),
+        body: JSON.stringify({ ok, db, mqtt: mq, storage: store.kind, logSize: tree.size, portal: pk.id, logKey: formatVkey({ name: logOrigin(name), publicKey: pk.key.publicKey }, NOTE_ED25519_TYPE), ...(closing ? { closing: true } : {}) }),
       };
     };
     // the log's head as a C2SP tlog-checkpoint (signed note), for tools made for other transparency logs
     const checkpoint = async (): Promise<{ status: number; type: string; body: string }> => {
       if (!store.eventsReliable) await tree.sync();
-      return { status: 200, type: 'text/plain; charset=utf-8', body: tree.checkpoint(logOrigin(name)) };
+      const cosigned = witnessing.enabled ? await witnessing.ensure(tree.size) : undefined;
+      return { status: 200, type: 'text/plain; charset=utf-8', body: cosigned?.note ?? tree.checkpoint(logOrigin(name)) };
     };
     const live = async (): Promise<{ status: number; type: string; body: string }> => ({ status: 200, type: 'application/json', body: JSON.stringify({ ok: true, portal: pk.id }) });
     const scrape = async (): Promise<{ status: number; type: string; body: string }> => {

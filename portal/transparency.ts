@@ -85,11 +85,13 @@ export class LogTree {
    * What a Download answer proves (mesh/feedlog.ts): the served head as a checkpoint, the
    * consistency proof to it from `from` leaves (the head the device holds; clamped to the served
    * size) and the inclusion proof of each leaf index (undefined for a leaf beyond the head), all
-   * computed from one read of the stored nodes.
+   * computed from one read of the stored nodes. `head`: prove against that (cosigned) head instead.
    */
-  async feedProofs(origin: string, indices: readonly number[], from: number): Promise<{ note: string; from: number; consistency: Uint8Array[]; paths: (Uint8Array[] | undefined)[] }> {
-    const note = this.checkpoint(origin);
-    const size = this.size;
+  async feedProofs(origin: string, indices: readonly number[], from: number, head?: { size: number; note: string }): Promise<{ note: string; from: number; consistency: Uint8Array[]; paths: (Uint8Array[] | undefined)[] }> {
+    // a cosigned head (portal/witnesses.ts) when there is one; else the newest
+    const note = head?.note ?? this.checkpoint(origin);
+    const size = head?.size ?? this.size;
+    this.provable(size);
     const f = Math.min(from, size);
     const compute = (node: NodeAt): { consistency: Uint8Array[]; paths: (Uint8Array[] | undefined)[] } => ({
       consistency: consistencyProofFrom(f, size, node),

@@ -13,7 +13,7 @@ import { REPO } from '../harness/agent-process.js';
 import { newUserEnv } from './helpers/doc-runner.js';
 
 const run = promisify(execFile);
-const CLI = { mesh: 'admin', 'mesh-portal': 'portal', 'mesh-agent': 'agent', 'mesh-provision': 'provisioning' } as const;
+const CLI = { mesh: 'admin', 'mesh-portal': 'portal', 'mesh-agent': 'agent', 'mesh-provision': 'provisioning', 'mesh-witness': 'witness' } as const;
 type Bin = keyof typeof CLI;
 const cli = (b: Bin): string => path.join(REPO, 'dist', CLI[b], 'cli.js');
 
@@ -45,6 +45,7 @@ const TYPOS: [Bin, string[], RegExp][] = [
   ['mesh-provision', ['bacth'], /unknown command "bacth" \(did you mean "batch"\?\)/],
   ['mesh-provision', ['batch', '--cuont', '3'], /unknown option --cuont \(did you mean --count\?\)/],
   ['mesh-portal', ['--http-prot', '1'], /unknown option --http-prot \(did you mean --http-port\?\)/],
+  ['mesh-witness', ['--nmae', 'x'], /unknown option --nmae \(did you mean --name\?\)/],
 ];
 
 for (const [b, args, want] of TYPOS) {
@@ -71,6 +72,10 @@ test('every command of mesh-agent and mesh-provision answers --help and help COM
   const m = await exec('mesh', ['help', 'device', 'claim']);
   t.is(m.code, 0);
   t.regex(m.stdout, /^usage: mesh device claim/);
+  const w = await exec('mesh-witness', ['--help']);
+  t.is(w.code, 0);
+  t.regex(w.stdout, /Usage:\n  mesh-witness --data DIR --name NAME --log VKEY/);
+  t.is((await exec('mesh-witness', ['--name', 'w'])).code, 64, 'mesh-witness without --data is a usage error');
 });
 
 /**

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { REPO } from '../harness/agent-process.js';
 
 const run = promisify(execFile);
-const BINS = ['mesh', 'mesh-agent', 'mesh-portal', 'mesh-provision'] as const;
+const BINS = ['mesh', 'mesh-agent', 'mesh-portal', 'mesh-provision', 'mesh-witness'] as const;
 
 interface PackFile {
   readonly path: string;

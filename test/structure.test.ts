@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO } from '../harness/agent-process.js';
 
-const ACTORS = ['portal', 'agent', 'provisioning', 'admin', 'web'] as const;
+const ACTORS = ['portal', 'agent', 'provisioning', 'admin', 'web', 'witness'] as const;
 const PRODUCT = ['mesh', 'client', 'runtime', ...ACTORS] as const;
 const TOP = [...PRODUCT, 'harness', 'test', 'scripts', 'bench'] as const;
 

@@ -18,8 +18,11 @@ async function items(ctx: PortalContext, device: string, since: number, latest: 
   const n = Math.max(latest, last?.n ?? 0);
   if (logFrom === undefined || list.length === 0) return { raw: `{"n":${n},"items":[${list.map((i) => itemJson(i)).join(',')}]}` };
   // every item is logged in the transaction that stored it: the head reaches the last one once this process has read it
-  await ctx.tree.ensure(Math.max(...list.map((i) => i.index)) + 1);
-  const p = await ctx.tree.feedProofs(logOrigin(ctx.name), list.map((i) => i.index), logFrom);
+  const need = Math.max(...list.map((i) => i.index)) + 1;
+  await ctx.tree.ensure(need);
+  // with witnesses, the head the answer proves against is one they cosigned (items beyond it come without proof: late)
+  const head = ctx.witnessing.enabled ? await ctx.witnessing.ensure(need) : undefined;
+  const p = await ctx.tree.feedProofs(logOrigin(ctx.name), list.map((i) => i.index), logFrom, head);
   const log = JSON.stringify({ treeHead: p.note, from: p.from, consistency: p.consistency.map(b64u) });
   const body = list.map((i, k) => itemJson(i, p.paths[k]?.map(b64u))).join(',');
   return { raw: `{"n":${n},"items":[${body}],"log":${log}}` };

@@ -3,9 +3,11 @@
 independently of the portal: written from the two specifications and RFC 8032, in Python, with
 nothing but the standard library (the Ed25519 verification is RFC 8032's reference algorithm).
 
-usage: verify_checkpoint.py NOTE_FILE KEY_NAME PUBLIC_KEY_BASE64
+usage: verify_checkpoint.py NOTE_FILE KEY_NAME PUBLIC_KEY_BASE64 [--cosigner NAME=KEY_BASE64 ...] [--quorum K]
 Prints "origin size root" and exits 0 when the note carries a valid Ed25519 signature by that
-key; exits 1 (with the reason on stderr) otherwise.
+key; exits 1 (with the reason on stderr) otherwise. With --cosigner (c2sp.org/tlog-cosignature,
+the Ed25519 cosignature/v1 type), also prints "cosigned NAME ..." (the cosigners whose
+cosignature verifies) and exits 1 when fewer than K (default: all of them) do.
 """
 import base64
 import hashlib
@@ -125,18 +127,58 @@ def verify(note, name, public):
     return lines[0], int(lines[1]), lines[2]
 
 
+def cosigned_by(note, name, public):
+    """The timestamp of a valid cosignature/v1 by (name, public) on the note, or None."""
+    cut = note.rfind("\n\n")
+    text = note[: cut + 1]
+    kid = hashlib.sha256(name.encode("utf-8") + b"\n" + b"\x04" + public).digest()[:4]
+    for line in note[cut + 2 : -1].split("\n"):
+        m = re.fullmatch("\u2014 (\\S+) ([A-Za-z0-9+/]+={0,2})", line)
+        if m is None or m.group(1) != name:
+            continue
+        blob = base64.b64decode(m.group(2), validate=True)
+        if len(blob) != 4 + 8 + 64 or blob[:4] != kid:
+            continue
+        timestamp = int.from_bytes(blob[4:12], "big")
+        if timestamp >= 2**63:
+            continue
+        message = ("cosignature/v1\ntime %d\n" % timestamp).encode("ascii") + text.encode("utf-8")
+        if ed25519_verify(public, message, blob[12:]):
+            return timestamp
+    return None
+
+
 def main():
-    if len(sys.argv) != 4:
+    args = sys.argv[1:]
+    cosigners = []
+    quorum = None
+    while len(args) > 3:
+        if args[-2] == "--quorum":
+            quorum = int(args[-1])
+        elif args[-2] == "--cosigner":
+            name, _, key = args[-1].partition("=")
+            cosigners.insert(0, (name, base64.b64decode(key, validate=True)))
+        else:
+            break
+        args = args[:-2]
+    if len(args) != 3:
         print(__doc__, file=sys.stderr)
         return 2
-    with open(sys.argv[1], "r", encoding="utf-8", newline="") as f:
+    with open(args[0], "r", encoding="utf-8", newline="") as f:
         note = f.read()
     try:
-        origin, size, root = verify(note, sys.argv[2], base64.b64decode(sys.argv[3], validate=True))
+        origin, size, root = verify(note, args[1], base64.b64decode(args[2], validate=True))
     except ValueError as e:
         print("invalid: %s" % e, file=sys.stderr)
         return 1
     print(origin, size, root)
+    if cosigners:
+        good = [name for (name, public) in cosigners if cosigned_by(note, name, public) is not None]
+        print("cosigned", " ".join(good))
+        need = len(cosigners) if quorum is None else quorum
+        if len(good) < need:
+            print("invalid: cosigned by %d of the cosigners, fewer than %d" % (len(good), need), file=sys.stderr)
+            return 1
     return 0
 
 
