@@ -14,7 +14,7 @@ import { MeshError, isMeshError } from '../mesh/errors.js';
 import { deriveClaimSecrets, type ClaimSecrets } from '../mesh/claim.js';
 import { parseFeedItem } from '../mesh/protocol.js';
 import { parseJson } from '../mesh/json.js';
-import { checkSchema, type Schema } from '../mesh/schema.js';
+import { canonicalJson, checkSchema, type Schema } from '../mesh/schema.js';
 import { type StatusError } from '../mesh/messages.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { AgentSettings, DeviceFiles } from '../runtime/device-files.js';
@@ -28,6 +28,7 @@ import { sendStatus } from './status.js';
 import { CONFIG_FILE, confLoaded, loadConf, publishLocal, runHealth, runHook, writeConf } from './outputs.js';
 import { StateStore } from './store.js';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { startDial, type Dial } from './dial.js';
 import { answer, applyLocal, inboxDir, newEpoch, pendingCommands, removePid, writePid } from './local.js';
 import { withError, type AgentState } from './state.js';
@@ -140,7 +141,7 @@ export class Agent {
       (e: unknown) => this.log('dial-error', { message: (e as Error).message }),
     );
     // a change still on probation after a restart (a power cut): it must still prove itself, in its window
-    if (this.store.state.pending !== null && this.store.state.pending !== undefined) void loadConf().then(() => this.probation());
+    if (this.store.state.pending !== null && this.store.state.pending !== undefined) void loadConf().then(() => this.resumeProbation());
     try {
       await this.ensureRegistered();
     } catch (e) {
@@ -439,6 +440,29 @@ export class Agent {
     } finally {
       this.probing = false;
     }
+  }
+
+  /**
+   * After a restart with a change on probation: the state says the change is in effect, but a power
+   * cut inside a revert may have left the configuration before it in config.json (the revert
+   * writes the file first, then the state). The change is put back on disk (and through the hook)
+   * before it is checked again, so it is never confirmed on a file that does not hold it.
+   */
+  private resumeProbation(): void {
+    const doc = configDocument(this.store.state);
+    let onDisk: unknown;
+    try {
+      onDisk = JSON.parse(fs.readFileSync(path.join(this.dir, CONFIG_FILE), 'utf8')) as unknown;
+    } catch {
+      onDisk = undefined;
+    }
+    if (canonicalJson(onDisk) !== canonicalJson(doc)) {
+      this.log('probation-restored', { app: this.store.state.pending?.app, seq: this.store.state.pending?.seq });
+      writeConf(this.dir, doc);
+      if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f));
+      this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
+    }
+    void this.probation();
   }
 
   /** Undo the change on probation: the previous configuration written first, then the state; the hook runs again. */

@@ -177,3 +177,31 @@ test.serial("the owner's CLI: mesh config set --confirm-within prints REVERTED (
     await w.close();
   }
 });
+
+test.serial('a power cut in the middle of a revert (the configuration before it back on disk, the state not yet): after the reboot the change is checked again and reverted, never confirmed on the old file', async (t) => {
+  const w = await world();
+  const settings = path.join(w.dir, 'agent.json');
+  const withHealth = (command: string): void => fs.writeFileSync(settings, JSON.stringify({ ...(JSON.parse(fs.readFileSync(settings, 'utf8')) as object), health: { command, timeoutMs: 60_000 } }));
+  try {
+    const before = fs.readFileSync(path.join(w.dir, 'config.json'), 'utf8');
+    // a health check that takes its time: the change is on probation, on disk, while it runs
+    withHealth(`if grep -Eq '"setpoint": ?25([^0-9]|$)' "$MESH_CONFIG"; then sleep 30; exit 3; fi`);
+    await w.agent.stop();
+    w.agent = await startAgentProcess(w.dir);
+    await w.alice.publish('thermostat', { setpoint: 25 }, { confirmS: 60 });
+    await w.agent.waitFor((e) => e.type === 'applied' && e.seq === 2, 20_000, '#2 applied');
+    w.agent.proc.kill('SIGKILL');
+    await w.agent.stop();
+    t.is((JSON.parse(fs.readFileSync(path.join(w.dir, 'state.json'), 'utf8')) as { pending: { seq: number } | null }).pending?.seq, 2, 'the probation is on disk');
+    // the revert had written the configuration before the change, and the power went before the state followed
+    fs.writeFileSync(path.join(w.dir, 'config.json'), before);
+    withHealth(`if grep -Eq '"setpoint": ?25([^0-9]|$)' "$MESH_CONFIG"; then echo 'the sensor says no'; exit 3; fi`);
+    w.agent = await startAgentProcess(w.dir);
+    const end = await w.agent.waitFor((e) => (e.type === 'reverted' || e.type === 'confirmed' || e.type === 'unhealthy') && e.seq === 2, 30_000, 'the end of the probation after the reboot');
+    t.is(end.type, 'unhealthy', 'the change itself was checked again, not the file the revert had left');
+    t.is(setpoint(w), 20);
+    t.is((JSON.parse(fs.readFileSync(path.join(w.dir, 'state.json'), 'utf8')) as { pending: unknown }).pending, null);
+  } finally {
+    await w.close();
+  }
+});
