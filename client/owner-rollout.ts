@@ -23,7 +23,7 @@ import { randomBytes } from '../mesh/crypto.js';
 import { hex } from '../mesh/bytes.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { ROLLOUT_APP, decide, docTable, failures, isFailure, parseRollout, planWaves, waveDevices, waveSent, withDevices, type DeviceEntry, type DeviceResult, type Doc, type RolloutRecord } from './rollout.js';
-import { badAnswer, claimedSeq, currentMaster, decryptDoc, deviceStatuses, keepReceipt, ownerReaders, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx, type SyncResult } from './owner.js';
+import { MAX_UNVERIFIED_STEP, badAnswer, claimedSeq, currentMaster, decryptDoc, deviceStatuses, keepReceipt, ownerReaders, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx, type SyncResult } from './owner.js';
 import { docFor, nowIso, type ConfigDoc, type DeviceRecord } from './owner-state.js';
 import { configVerdict, revertRefused, type Planned } from './owner-config.js';
 import { waitForDevices, type Outcome } from './owner-wait.js';
@@ -36,10 +36,12 @@ export interface RolloutOptions {
 }
 
 export interface Held {
-  /** the record at the portal (null: none yet) */
+  /** the record at the portal (null: none yet, or one this computer cannot use: see `unreadable`) */
   readonly rec: RolloutRecord | null;
   /** its number: the next write takes seq + 1 */
   readonly seq: number;
+  /** why a record that is there cannot be used here (its code and the explanation) */
+  readonly unreadable?: MeshError;
 }
 
 export type HeldRollout = Held & { readonly rec: RolloutRecord };
@@ -62,8 +64,15 @@ export function readRollout(ctx: Ctx, acct: AccountResponse, master: MasterProfi
     if (ap.payload.app !== ROLLOUT_APP || ap.payload.devices.length !== 0) throw new MeshError('wrong-type', 'it is not a rollout record');
     rec = parseRollout(decryptDoc(ap, ctx.admin.enc));
   } catch (e) {
-    if (isMeshError(e, 'not-a-recipient')) {
-      throw new MeshError('not-a-recipient', `the rollout record #${claimed} was written before this administration device joined; it cannot read it. Use the administration device that started it`);
+    // written before this administration device joined (or was recovered), or by one revoked since: not usable here, but
+    // its number still counts (the next record is numbered above it), as for a configuration (client/owner.ts verifiedOrAhead)
+    if (isMeshError(e, 'not-a-recipient') && claimed - seen <= MAX_UNVERIFIED_STEP) {
+      noteSeen(ctx, claimed);
+      return { rec: null, seq: claimed, unreadable: new MeshError('not-a-recipient', `the rollout record #${claimed} was written before this administration device joined (or was recovered), and it cannot read it`) };
+    }
+    if (isMeshError(e, 'revoked-key') && claimed - seen <= MAX_UNVERIFIED_STEP) {
+      noteSeen(ctx, claimed);
+      return { rec: null, seq: claimed, unreadable: new MeshError('revoked-key', `the rollout record #${claimed} was written by an administration device revoked since, and is not believed`) };
     }
     if (!isMeshError(e)) throw e;
     throw badAnswer(`rollout record #${claimed}`, e);
@@ -107,13 +116,7 @@ async function writeRollout(ctx: Ctx, held: Held, rec: RolloutRecord, extraReade
  * there is none, or this computer cannot read it either.
  */
 export async function reencryptRollout(ctx: Ctx, extraReaders: readonly Uint8Array[]): Promise<boolean> {
-  let held: Held;
-  try {
-    held = readRollout(ctx, await ctx.client.account(), currentMaster(ctx.state));
-  } catch (e) {
-    if (isMeshError(e, 'not-a-recipient')) return false;
-    throw e;
-  }
+  const held = readRollout(ctx, await ctx.client.account(), currentMaster(ctx.state));
   if (held.rec === null) return false;
   await writeRollout(ctx, held, held.rec, extraReaders);
   return true;
@@ -204,6 +207,7 @@ export async function startRollout(
   p: { app: string; summary: string; planned: readonly Planned[]; opts: RolloutOptions; base?: Doc; confirmS?: number; waitMs: number },
 ): Promise<HeldRollout> {
   const held = readRollout(ctx, synced.account, synced.master);
+  if (held.unreadable !== undefined) ctx.note(`note: ${held.unreadable.message}; this rollout replaces it\n`);
   if (held.rec !== null && (held.rec.state === 'running' || held.rec.state === 'paused' || held.rec.state === 'stopped')) {
     throw new MeshError('conflict', `rollout ${held.rec.id} of ${held.rec.app} is ${held.rec.state}: finish it first (mesh rollout resume or mesh rollout abort; mesh rollout status shows it). Nothing was published`);
   }
@@ -246,6 +250,7 @@ export async function currentRollout(ctx: Ctx): Promise<HeldRollout> {
   const synced = await sync(ctx);
   save(ctx);
   const held = readRollout(ctx, synced.account, synced.master);
+  if (held.unreadable !== undefined) throw new MeshError(held.unreadable.code, `${held.unreadable.message}. Use the administration device that wrote it, or start a new rollout (mesh config set ... --canary N)`);
   if (held.rec === null) throw new MeshError('not-found', 'you have no rollout: start one with mesh config set APP KEY=VALUE --canary N');
   return held as HeldRollout;
 }

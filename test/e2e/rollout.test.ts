@@ -210,3 +210,18 @@ test.serial('a canary that is switched off: the rollout pauses (exit 3), nothing
   t.is((res.json as { state: string }).state, 'done');
   for (const n of names) t.is(dev(n).config().setpoint, 21, n);
 });
+
+test.serial('a rollout record written by an administration device revoked since is not believed, and does not block the next rollout', async (t) => {
+  const phone = w.phone as string;
+  const p = await mesh(phone, ['config', 'set', 'thermostat', 'setpoint=22', '--all', '--canary', '1', '--wait', '60', '--json']);
+  t.is(p.code, 0, show(p));
+  t.is((p.json as { state: string }).state, 'done');
+  const rv = await mesh(w.laptop, ['admin', 'revoke', 'phone', '--json']);
+  t.is(rv.code, 0, show(rv));
+  t.is(cliError(await mesh(w.laptop, ['rollout', 'status', '--json'])), 'revoked-key');
+  const next = await mesh(w.laptop, ['config', 'set', 'thermostat', 'setpoint=20', '--all', '--canary', '2', '--wave', '4', '--wait', '60', '--json']);
+  t.is(next.code, 0, show(next));
+  t.is((next.json as { state: string }).state, 'done');
+  for (const n of names) t.is(dev(n).config().setpoint, 20, n);
+  t.is(((await mesh(w.laptop, ['rollout', 'status', '--json'])).json as { state: string }).state, 'done');
+});
