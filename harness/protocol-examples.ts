@@ -918,5 +918,13 @@ An owner requires witnesses in its master profile (\`witnesses\`: verifier keys,
 \`mesh log verify\` then accept a head only with the portal's signature and at least that many of
 these cosignatures (\`not-witnessed\`). test/interop/verify_checkpoint.py checks cosignatures too
 (\`--cosigner NAME=KEY\`).
+
+**Portals witness each other (the Intermesh's quorum of hash values).** A portal started with
+\`--witness-for LOGKEY,...\` is a witness for those portals' logs: it answers the same
+\`POST /add-checkpoint\` at its root and cosigns as \`<its name>/witness\` with its own portal key
+(as a cosigner key, type 0x04: \`/healthz\` \`witnessKey\`), keeping what it cosigned in its data
+directory. Two portals each started with \`--witness-for\` the other's \`logKey\` and
+\`--witness\` the other's URL and \`witnessKey\` serve checkpoints cosigned by each other, and
+neither can get a fork of its log cosigned by the other (test/hostile/intermesh.test.ts).
 `;
 }

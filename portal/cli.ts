@@ -7,7 +7,7 @@
  * (Type=notify): READY=1, WATCHDOG=1 from the main loop, STOPPING=1 (runtime/sd-notify.ts).
  */
 import * as path from 'node:path';
-import { parseVkey } from '../mesh/cosignature.js';
+import { NOTE_ED25519_TYPE, parseVkey } from '../mesh/cosignature.js';
 import { MeshError } from '../mesh/errors.js';
 import { envName, envOptions, intOr, parse, runMain, usage } from '../runtime/cli.js';
 import { portalDataDir } from '../runtime/paths.js';
@@ -44,6 +44,7 @@ const FLAGS: readonly { name: string; arg?: string; help: string }[] = [
   { name: 'max-connections', arg: 'N', help: 'open connections per listener, HTTP and MQTT (default 10000)' },
   { name: 'max-connections-per-address', arg: 'N', help: 'open connections per client address and listener\n(default 256; 0 = no cap; with --rate-limit 0 the default is 0)' },
   { name: 'witness', arg: 'LIST', help: 'witnesses that cosign the log\'s checkpoints, comma-separated URL=VKEY\n(VKEY: the witness\'s verifier key, `mesh-witness --print-vkey`); the\ncheckpoints served (/checkpoint, Download) carry their cosignatures' },
+  { name: 'witness-for', arg: 'LIST', help: 'be a witness for other portals\' logs, comma-separated log VKEYs (their\n/healthz logKey): POST /add-checkpoint cosigns their heads as NAME/witness\nwith this portal\'s key (/healthz witnessKey), only as they extend' },
   { name: 'trusted-proxy', arg: 'LIST', help: 'reverse proxies (addresses or CIDRs, comma-separated) whose\nX-Forwarded-For names the client; nobody else\'s is believed' },
   { name: 'headers-timeout-ms', arg: 'N', help: "to receive a request's headers (default 10000)" },
   { name: 'request-timeout-ms', arg: 'N', help: 'to receive a whole request (default 30000)' },
@@ -174,6 +175,7 @@ async function main(argv: string[]): Promise<void> {
     ...(str('max-connections-per-address') !== undefined ? { maxConnectionsPerAddress: int('max-connections-per-address', 256, 0, 10_000_000) } : {}),
     trustedProxies,
     witnesses,
+    witnessFor: (str('witness-for') ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '').map((x) => parseVkey(x, NOTE_ED25519_TYPE)),
     headersTimeoutMs: int('headers-timeout-ms', 10_000, 1, 3_600_000),
     requestTimeoutMs: int('request-timeout-ms', 30_000, 1, 3_600_000),
     keepAliveTimeoutMs: int('keep-alive-ms', 65_000, 1, 3_600_000),

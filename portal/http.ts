@@ -25,6 +25,8 @@ export interface HttpOptions {
   readonly perSession: RateLimiter;
   /** endpoints outside the protocol (/healthz, /metrics, the owner app's files), each with its own headers if it needs them */
   readonly extra: Readonly<Record<string, () => Promise<{ status: number; type: string; body: string; headers?: Readonly<Record<string, string>> }>>>;
+  /** plain-text POST endpoints outside the protocol (a witness's add-checkpoint), rate-limited per address */
+  readonly extraPost?: Readonly<Record<string, (body: Buffer) => { status: number; type: string; body: string }>>;
   /** from connection (or the end of the last response) to the end of a request's headers (default 10 s) */
   readonly headersTimeoutMs?: number;
   /** to receive a whole request (default 30 s; a long poll's wait is not counted: it is the response) */
@@ -297,6 +299,18 @@ export class HttpFront {
       return extra().then((r) => {
         x.status = r.status;
         this.send(res, r.status, r.body, { 'content-type': r.type, ...r.headers });
+      });
+    }
+    const post = this.o.extraPost?.[t.pathname];
+    if (post !== undefined) {
+      x.name = t.pathname.slice(1);
+      if (req.method !== 'POST') throw new Refusal(405, 'malformed', `${t.pathname} takes POST`, { allow: 'POST' });
+      const take = this.o.perIp.take(x.key, this.ctx.now());
+      if (!take.ok) throw new Refusal(429, 'rate-limited', `too many requests from this address; try again in ${take.retryAfterS} s`, { 'retry-after': String(take.retryAfterS) });
+      return readBody(req, 64 * 1024).then((b) => {
+        const r = post(b);
+        x.status = r.status;
+        this.send(res, r.status, r.body, { 'content-type': r.type });
       });
     }
     const route = this.routes.get(t.pathname);

@@ -13,7 +13,9 @@ import { TrustedProxies } from './address.js';
 import { claimPage, invitePage } from './claim-page.js';
 import { defaultWebDir, loadWebApp } from './web.js';
 import { logOrigin } from '../mesh/checkpoint.js';
-import { formatVkey, NOTE_ED25519_TYPE } from '../mesh/cosignature.js';
+import { formatVkey, NOTE_ED25519_TYPE, type NoteKey } from '../mesh/cosignature.js';
+import { fileWitnessStore, Witness } from '../mesh/witness.js';
+import * as files from '../runtime/files.js';
 import { Witnessing, type WitnessConfig } from './witnesses.js';
 
 /** how often the portal checks whether its log grew past what its witnesses cosigned */
@@ -67,6 +69,8 @@ export interface PortalOptions {
   readonly keyFile?: string;
   /** witnesses that cosign the log's checkpoints (C2SP tlog-witness): served with them */
   readonly witnesses?: readonly WitnessConfig[];
+  /** other portals' logs (origin and key) this portal witnesses at POST /add-checkpoint, cosigning as `<name>/witness` */
+  readonly witnessFor?: readonly NoteKey[];
   /** requests per second per client address and per session; 0 turns every request-rate limit off (default 50) */
   readonly rateLimit?: number;
   /** failed claim proofs per device per hour (default 10) */
@@ -199,6 +203,18 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
     const tree = new LogTree(store, pk.key, clock);
     await tree.sync();
     const witnessing = new Witnessing(opts.witnesses ?? [], tree, name, clock, log);
+    // the Intermesh: this portal witnesses other portals' logs (cosigning their heads with its key, as <name>/witness)
+    const peerWitness =
+      (opts.witnessFor ?? []).length === 0
+        ? undefined
+        : new Witness({
+            name: `${name}/witness`,
+            key: pk.key,
+            logs: opts.witnessFor ?? [],
+            store: fileWitnessStore(path.join(dataDir, 'witness-state.json'), files),
+            now: () => Math.floor(clock.now() / 1000),
+            log: (event, data) => (event === 'cosigned' ? log.debug('cosigned a peer checkpoint', data) : log.warn(`peer log ${event}`, data)),
+          });
     if (witnessing.enabled) {
       // a round whenever the log grew (a Download that needs a newer head starts one at once)
       let witnessTimer: { cancel(): void } | undefined;
@@ -297,7 +313,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       return {
         status: ok ? 200 : 503,
         type: 'application/json',
-        body: JSON.stringify({ ok, db, mqtt: mq, storage: store.kind, logSize: tree.size, portal: pk.id, logKey: formatVkey({ name: logOrigin(name), publicKey: pk.key.publicKey }, NOTE_ED25519_TYPE), ...(closing ? { closing: true } : {}) }),
+        body: JSON.stringify({ ok, db, mqtt: mq, storage: store.kind, logSize: tree.size, portal: pk.id, logKey: formatVkey({ name: logOrigin(name), publicKey: pk.key.publicKey }, NOTE_ED25519_TYPE), ...(peerWitness !== undefined ? { witnessKey: formatVkey({ name: `${name}/witness`, publicKey: pk.key.publicKey }) } : {}), ...(closing ? { closing: true } : {}) }),
       };
     };
     // the log's head as a C2SP tlog-checkpoint (signed note), for tools made for other transparency logs
@@ -339,6 +355,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       // work, not stopping; take it out of the load balancer if not); /healthz: /readyz, kept for old probes;
       // /claim, /invite: the static pages a label's or an invitation's QR code opens (the secret stays in the fragment)
       // /, /claim, /invite and the app's files: the owner app, when there is one (--web)
+      ...(peerWitness !== undefined ? { extraPost: { '/add-checkpoint': (b: Buffer) => peerWitness.addCheckpoint(b) } } : {}),
       extra: { '/claim': claimPage, '/invite': invitePage, ...web, '/livez': live, '/readyz': health, '/healthz': health, '/metrics': scrape, '/checkpoint': checkpoint },
       connections,
       trusted,

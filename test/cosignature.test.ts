@@ -1,7 +1,7 @@
 /**
  * Witnesses (C2SP tlog-cosignature v1, tlog-witness): cosignatures made and checked here and by
  * the independent Python implementation (test/interop/verify_checkpoint.py); the witness's rules
- * (witness/witness.ts) in process: it cosigns only what extends what it cosigned before.
+ * (mesh/witness.ts) in process: it cosigns only what extends what it cosigned before.
  */
 import test from 'ava';
 import * as fs from 'node:fs';
@@ -12,7 +12,8 @@ import * as c from '../mesh/crypto.js';
 import { logOrigin, signCheckpoint } from '../mesh/checkpoint.js';
 import { addSignatures, cosign, cosigners, formatAddCheckpoint, formatVkey, NOTE_ED25519_TYPE, parseAddCheckpoint, parseVkey, requireCosignatures } from '../mesh/cosignature.js';
 import { MerkleTree } from '../mesh/merkle.js';
-import { Witness } from '../witness/witness.js';
+import { fileWitnessStore, Witness } from '../mesh/witness.js';
+import * as files from '../runtime/files.js';
 import { REPO } from '../harness/agent-process.js';
 import { codeOf } from './helpers/code-of.js';
 
@@ -84,7 +85,7 @@ test('verifier keys: written and read back; a wrong key ID or type is bad-key; a
 test('the witness cosigns only what extends what it cosigned: 409 with its size, 422 for another history, 403, 404; its state survives a restart', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-witness-'));
   try {
-    const make = (): Witness => new Witness({ name: w1.name, key: w1.key, logs: [{ name: origin, publicKey: logKey.publicKey }], dataDir: dir, now: () => 1_700_000_000 });
+    const make = (): Witness => new Witness({ name: w1.name, key: w1.key, logs: [{ name: origin, publicKey: logKey.publicKey }], store: fileWitnessStore(path.join(dir, 'state.json'), files), now: () => 1_700_000_000 });
     const w = make();
     const tr = tree(12);
     const add = (old: number, size: number, t2 = tr, proofFrom = t2): ReturnType<Witness['addCheckpoint']> =>

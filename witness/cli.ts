@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * mesh-witness: a transparency-log witness anyone can run (C2SP tlog-witness; witness/witness.ts).
+ * mesh-witness: a transparency-log witness anyone can run (C2SP tlog-witness; mesh/witness.ts).
  * Prints one line when ready:
  *   mesh-witness ready {"url":"http://127.0.0.1:PORT","vkey":"<name>+<id>+<key>"}
  */
@@ -14,7 +14,8 @@ import { formatVkey, NOTE_ED25519_TYPE, parseVkey } from '../mesh/cosignature.js
 import { parseJson } from '../mesh/json.js';
 import { intFlag, parse, runMain, usage } from '../runtime/cli.js';
 import { createFileOnce, readTextIfExists } from '../runtime/files.js';
-import { Witness } from './witness.js';
+import { fileWitnessStore, Witness } from '../mesh/witness.js';
+import * as files from '../runtime/files.js';
 
 const NAME = 'mesh-witness';
 
@@ -85,7 +86,7 @@ async function main(argv: string[]): Promise<void> {
   const log = (event: string, data: Record<string, unknown>): void => {
     process.stderr.write(JSON.stringify({ time: new Date().toISOString(), event, ...data }) + '\n');
   };
-  const w = new Witness({ name, key, logs, dataDir: dir, now: () => Math.floor(Date.now() / 1000), log });
+  const w = new Witness({ name, key, logs, store: fileWitnessStore(path.join(dir, 'witness-state.json'), files), now: () => Math.floor(Date.now() / 1000), log });
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     let size = 0;

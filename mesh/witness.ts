@@ -1,29 +1,35 @@
 /**
  * A transparency-log witness (C2SP tlog-witness, cosignature/v1): for each log it is configured
  * with (origin and key, as a verifier key), it keeps the latest checkpoint it cosigned and cosigns
- * a new one only with a consistency proof from it. Anyone can run one (`mesh-witness`); a portal
- * started with `--witness URL=VKEY` asks it for cosignatures and serves them on its checkpoints.
+ * a new one only with a consistency proof from it. Anyone can run one (`mesh-witness`, witness/);
+ * a portal can be one for other portals (`mesh-portal --witness-for`: the Intermesh, portals
+ * cosigning each other's heads). A portal started with `--witness URL=VKEY` asks it for
+ * cosignatures and serves them on its checkpoints.
  *
- * The state (one line per log: size and root) is written atomically before a cosignature is
- * returned; requests are handled one at a time (the check and the write are one synchronous
+ * The state (per log: size and root) is written (`store.write`, atomically) before a cosignature
+ * is returned; requests are handled one at a time (the check and the write are one synchronous
  * step), so two submissions cannot roll the witness back.
  */
-import * as path from 'node:path';
-import { fromB64u, b64u } from '../mesh/bytes.js';
-import { verifyCheckpoint } from '../mesh/checkpoint.js';
-import { cosign, parseAddCheckpoint, type NoteKey } from '../mesh/cosignature.js';
-import { isMeshError } from '../mesh/errors.js';
-import { parseJson } from '../mesh/json.js';
-import { verifyConsistency } from '../mesh/merkle.js';
-import type { KeyPair } from '../mesh/crypto.js';
-import { readTextIfExists, writeJsonAtomic } from '../runtime/files.js';
+import { fromB64u, b64u } from './bytes.js';
+import { verifyCheckpoint } from './checkpoint.js';
+import { cosign, parseAddCheckpoint, type NoteKey } from './cosignature.js';
+import { isMeshError } from './errors.js';
+import { parseJson } from './json.js';
+import { verifyConsistency } from './merkle.js';
+import type { KeyPair } from './crypto.js';
+
+/** Where a witness keeps what it cosigned: read once at start, written (atomically, synchronously) before each answer. */
+export interface WitnessStore {
+  read(): string | undefined;
+  write(text: string): void;
+}
 
 export interface WitnessOptions {
   readonly name: string;
   readonly key: KeyPair;
   /** the logs witnessed: origin (the checkpoint key name) and the log's Ed25519 key */
   readonly logs: readonly NoteKey[];
-  readonly dataDir: string;
+  readonly store: WitnessStore;
   /** seconds since the epoch (the cosignature's timestamp) */
   readonly now: () => number;
   readonly log?: (event: string, data: Record<string, unknown>) => void;
@@ -40,14 +46,12 @@ interface Held {
   readonly root: string;
 }
 
-const STATE = 'witness-state.json';
-
 export class Witness {
   private readonly held: Map<string, Held>;
 
   constructor(private readonly o: WitnessOptions) {
-    const t = readTextIfExists(path.join(o.dataDir, STATE));
-    const saved = t === undefined ? {} : (parseJson(t, 1 << 20, STATE) as Record<string, Held>);
+    const t = o.store.read();
+    const saved = t === undefined ? {} : (parseJson(t, 1 << 20, 'witness state') as Record<string, Held>);
     this.held = new Map(Object.entries(saved));
   }
 
@@ -100,11 +104,16 @@ export class Witness {
     }
     const next = new Map(this.held);
     next.set(origin, { size: cp.size, root: b64u(cp.root) });
-    writeJsonAtomic(path.join(this.o.dataDir, STATE), Object.fromEntries(next), 0o600);
+    this.o.store.write(JSON.stringify(Object.fromEntries(next)) + '\n');
     this.held.clear();
     for (const [k, v] of next) this.held.set(k, v);
     const textOfNote = req.note.slice(0, req.note.lastIndexOf('\n\n') + 1);
     this.o.log?.('cosigned', { origin, size: cp.size });
     return text(200, cosign(textOfNote, { name: this.o.name, key: this.o.key }, this.o.now()));
   }
+}
+
+/** A witness's state in a file (written atomically, mode 0600): `files` is runtime/files.ts. */
+export function fileWitnessStore(file: string, files: { readTextIfExists(f: string): string | undefined; writeFileAtomic(f: string, data: string, mode?: number): void }): WitnessStore {
+  return { read: () => files.readTextIfExists(file), write: (text) => files.writeFileAtomic(file, text, 0o600) };
 }
