@@ -55,6 +55,8 @@ export interface FleetOptions {
    */
   readonly undeclared?: (i: number) => unknown;
   readonly pollIntervalMs?: number;
+  /** the device's health check (agent.json "health"), if it has one */
+  readonly health?: (i: number) => string | undefined;
 }
 
 export async function startFleet(portal: string, opts: FleetOptions): Promise<Fleet> {
@@ -82,7 +84,8 @@ export async function startFleet(portal: string, opts: FleetOptions): Promise<Fl
     const dir = path.join(base, name);
     const own = opts.undeclared?.(i);
     const identity = newDeviceIdentity({ model: 'thermostat', manufacturer: 'acme', serial: `fleet-${i + 1}`, portalAuthority: new URL(portal).host, ...(own === undefined ? { schemas: { thermostat: THERMOSTAT_SCHEMA } } : {}) });
-    writeDeviceDirectory(dir, identity, { ...DEFAULT_SETTINGS, portal, pollIntervalMs: opts.pollIntervalMs ?? 200, push: false }, { thermostat: own ?? THERMOSTAT_SCHEMA });
+    const health = opts.health?.(i);
+    writeDeviceDirectory(dir, identity, { ...DEFAULT_SETTINGS, portal, pollIntervalMs: opts.pollIntervalMs ?? 200, push: false, ...(health !== undefined ? { health: { command: health, timeoutMs: 10_000 } } : {}) }, { thermostat: own ?? THERMOSTAT_SCHEMA });
     const files = readDeviceDirectory(dir);
     const agent = new Agent({ dir, device: files, settings: readAgentSettings(dir), schemas: readSchemas(dir) });
     const d: FleetDevice = {

@@ -36,12 +36,14 @@ const names = Array.from({ length: 10 }, (_, i) => `dev-${i + 1}`);
 /** dev-2 is of an older batch: its profile declares no schema (so the CLI cannot check a change for it), and its firmware takes no setpoint above 22 */
 const STRICT = { ...(THERMOSTAT_SCHEMA as object), properties: { ...(THERMOSTAT_SCHEMA as { properties: object }).properties, setpoint: { type: 'number', minimum: 5, maximum: 22 } } };
 
+/** dev-3's heater fails its self-test at 27 °C and above */
+const HEALTH = `if grep -Eq '"setpoint": ?(2[7-9]|30)([^0-9]|$)' "$MESH_CONFIG"; then echo 'heater self-test failed'; exit 1; fi`;
 const show = (r: CliRun): string => `exit ${r.code}\n${r.stdout}\n${r.stderr}`;
 const dev = (name: string): FleetDevice => w.fleet.devices.find((d) => d.name === name) as FleetDevice;
 
 test.before(async () => {
   const portal = await startPortalProcess({ args: ['--no-mqtt'] });
-  const fleet = await startFleet(portal.http, { count: 10, name: (i) => names[i] as string, undeclared: (i) => (i === 1 ? STRICT : undefined) });
+  const fleet = await startFleet(portal.http, { count: 10, name: (i) => names[i] as string, undeclared: (i) => (i === 1 ? STRICT : undefined), health: (i) => (i === 2 ? HEALTH : undefined) });
   const laptop = tmpHome('rollout-laptop');
   const p = await mesh(laptop, ['profile', 'create', '--portal', portal.http, '--account', 'alice', '--admin-name', 'laptop', '--keep-master-key', '--json']);
   if (p.code !== 0) throw new Error(`profile create: ${show(p)}`);
@@ -224,4 +226,20 @@ test.serial('a rollout record written by an administration device revoked since 
   t.is((next.json as { state: string }).state, 'done');
   for (const n of names) t.is(dev(n).config().setpoint, 20, n);
   t.is(((await mesh(w.laptop, ['rollout', 'status', '--json'])).json as { state: string }).state, 'done');
+});
+
+test.serial('a canary that fails its health check stops the rollout too (unhealthy, reverted on the device), under --confirm-within', async (t) => {
+  const order = ['dev-1', 'dev-3', ...names.filter((n) => n !== 'dev-1' && n !== 'dev-3')];
+  const r = await mesh(w.laptop, ['config', 'set', 'thermostat', 'setpoint=28', '--devices', order.join(','), '--canary', '2', '--confirm-within', '30s', '--wait', '60', '--json']);
+  t.is(r.code, 4, show(r));
+  const out = r.json as { state: string; devices: { name: string; result: string; code?: string; message?: string }[] };
+  t.is(out.state, 'stopped');
+  const d3 = out.devices.find((d) => d.name === 'dev-3');
+  t.is(d3?.result, 'unhealthy');
+  t.regex(d3?.message ?? '', /heater self-test failed/);
+  t.is(out.devices.find((d) => d.name === 'dev-1')?.result, 'applied');
+  t.is(out.devices.filter((d) => d.result === 'not-sent').length, 8);
+  t.is(dev('dev-3').config().setpoint, 20, 'dev-3 went back on its own');
+  for (const n of order.slice(2)) t.is(dev(n).config().setpoint, 20, `${n} never got it`);
+  t.is((await mesh(w.laptop, ['rollout', 'abort', '--json'])).code, 0);
 });
