@@ -89,7 +89,11 @@ Change a setting on the device itself, as its dial or its own firmware would: ch
 the application's schema (refused with "schema" otherwise), in effect at once with the source
 "local", reported to the owners in the device's encrypted status, and replaced by the next owner
 change the device applies (the same precedence by order as owners' changes). VALUE is JSON when
-it parses as JSON, else text; KEY= gives the key back to the owners.`;
+it parses as JSON, else text; KEY= gives the key back to the owners.
+
+The device's firmware can do the same over its local MQTT broker: with "localMqtt": {"url": ...,
+"topic": T, "dial": true} in agent.json, the running agent takes {"APP": {"KEY": VALUE}} on T/set
+and answers on T/set/result (docs/agent.md).`;
 
 const COMMAND_HELP: Record<string, string> = { run: RUN_HELP, status: STATUS_HELP, reset: RESET_HELP, 'open-claim-window': WINDOW_HELP, 'remove-owner': REMOVE_OWNER_HELP, set: SET_HELP };
 
