@@ -24,7 +24,7 @@ import { REPO, until } from '../../harness/agent-process.js';
 import { startPortalProcess } from '../../harness/portal-process.js';
 import { TestOwner } from '../../harness/owner.js';
 import { onDownload } from './proxy.js';
-import { hostileWorld } from './world.js';
+import { cliError, hostileWorld, mesh, tmpHome } from './world.js';
 
 const WITNESS_CLI = path.join(REPO, 'dist', 'witness', 'cli.js');
 const PY = path.join(REPO, 'test', 'interop', 'verify_checkpoint.py');
@@ -130,5 +130,54 @@ test.serial('a split view between two portals is caught by the witness and by th
     await w.close();
     witness.proc.kill('SIGTERM');
     fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test.serial("the owner's CLI: mesh log witnesses lists and adds a witness; mesh log verify checks the portal's checkpoint carries its cosignature (not-witnessed without it)", async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-witness-cli-'));
+  const seed = c.randomBytes(32);
+  const pub = c.ed25519KeyPair(seed).publicKey;
+  const keyFile = path.join(tmp, 'portal-key.json');
+  fs.writeFileSync(keyFile, JSON.stringify({ type: 'mesh-portal-key', sign: b64u(seed) }) + '\n', { mode: 0o600 });
+  const witness = await startWitness(path.join(tmp, 'witness'), formatVkey({ name: logOrigin('localhost'), publicKey: pub }, NOTE_ED25519_TYPE));
+  const witnessed = await startPortalProcess({ args: ['--no-mqtt', '--key', keyFile, '--witness', `${witness.url}=${witness.vkey}`] });
+  const plain = await startPortalProcess({ args: ['--no-mqtt'] });
+  const gina = tmpHome('gina');
+  const hana = tmpHome('hana');
+  try {
+    t.is((await mesh(gina, ['profile', 'create', '--portal', witnessed.http, '--account', 'gina', '--admin-name', 'laptop', '--keep-master-key', '--json'])).code, 0);
+    const none = await mesh(gina, ['log', 'witnesses', '--json']);
+    t.is(none.code, 0, none.stderr);
+    t.deepEqual(none.json, { witnesses: [], quorum: 0 });
+    const add = await mesh(gina, ['log', 'witnesses', '--add', witness.vkey, '--json']);
+    t.is(add.code, 0, add.stdout + add.stderr);
+    t.is(add.json.quorum, 1);
+    t.is(add.json.masterSeq, 2);
+    t.deepEqual(add.json.witnesses.map((w: { name: string }) => w.name), ['witness.test/w1']);
+    const ok = await until('mesh log verify with the cosigned checkpoint', async () => {
+      const r = await mesh(gina, ['log', 'verify', '--json']);
+      return r.code === 0 ? r : undefined;
+    });
+    t.deepEqual(ok.json.witnessed.cosigners, ['witness.test/w1']);
+    const human = await mesh(gina, ['log', 'verify']);
+    t.regex(human.stdout, /cosigned by witness\.test\/w1 \(your quorum is met\)/);
+
+    // an owner on a portal whose checkpoints nobody cosigns, requiring the same witness
+    t.is((await mesh(hana, ['profile', 'create', '--portal', plain.http, '--account', 'hana', '--admin-name', 'laptop', '--keep-master-key', '--json'])).code, 0);
+    t.is((await mesh(hana, ['log', 'witnesses', '--add', witness.vkey, '--json'])).code, 0);
+    const bad = await mesh(hana, ['log', 'verify', '--json']);
+    t.not(bad.code, 0);
+    t.is(cliError(bad), 'not-witnessed', bad.stdout + bad.stderr);
+    const rm = await mesh(hana, ['log', 'witnesses', '--remove', 'witness.test/w1', '--json']);
+    t.deepEqual(rm.json.witnesses, []);
+    t.is(rm.json.quorum, 0);
+    t.is((await mesh(hana, ['log', 'verify', '--json'])).code, 0, 'with no witness required, verify passes again');
+  } finally {
+    await witnessed.stop();
+    await plain.stop();
+    witness.proc.kill('SIGTERM');
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(gina, { recursive: true, force: true });
+    fs.rmSync(hana, { recursive: true, force: true });
   }
 });
