@@ -7,8 +7,9 @@
  * One round at a time: the current head's checkpoint goes to every witness with a consistency
  * proof from the size that witness cosigned last (learnt from its 409 answer the first time);
  * the cosignatures that come back are added to the checkpoint, which is then the one served. A
- * head newer than the last cosigned one is served cosigned as soon as a round covers it; until
- * then the last cosigned head is served (items beyond it reach devices a moment later).
+ * Download waits up to 3 s for a round to cosign the head its items need; past that (the
+ * witnesses are down or refuse) it proves them in the current head without cosignatures, and
+ * rounds go on every second until one succeeds.
  */
 import { addSignatures, formatAddCheckpoint, type NoteKey } from '../mesh/cosignature.js';
 import { logOrigin } from '../mesh/checkpoint.js';
@@ -56,14 +57,19 @@ export class Witnessing {
     return this.cosigned;
   }
 
-  /** Have the head of at least `size` leaves cosigned, waiting a few seconds at most; returns what is cosigned then. */
+  /**
+   * The newest cosigned head if it holds at least `size` leaves, after a round if need be (a few
+   * seconds at most). When no witness has cosigned a head that large (they are down, or refuse),
+   * undefined: the caller serves the current head without cosignatures, which an owner requiring
+   * none accepts and one requiring a quorum refuses (`not-witnessed`) until a round succeeds.
+   */
   async ensure(size: number): Promise<{ size: number; note: string } | undefined> {
     if (this.cosigned !== undefined && this.cosigned.size >= size) return this.cosigned;
     const run = this.start();
     let timer: { cancel(): void } | undefined;
     await Promise.race([run, new Promise<void>((resolve) => (timer = this.clock.setTimer(resolve, WAIT_MS, { unref: true })))]);
     timer?.cancel();
-    return this.cosigned;
+    return this.cosigned !== undefined && this.cosigned.size >= size ? this.cosigned : undefined;
   }
 
   /** Start a round (or ask for one more after the one under way). */
@@ -88,8 +94,10 @@ export class Witnessing {
     const size = this.tree.size;
     if (this.cosigned !== undefined && this.cosigned.size >= size) return;
     const note = this.tree.checkpoint(logOrigin(this.name));
-    const lines = await Promise.all(this.witnesses.map((w) => this.ask(w, note, size)));
-    this.cosigned = { size, note: addSignatures(note, lines.join('')) };
+    const lines = (await Promise.all(this.witnesses.map((w) => this.ask(w, note, size)))).join('');
+    // a head no witness cosigned is not kept as the cosigned one: the next tick asks again
+    if (lines === '') return;
+    this.cosigned = { size, note: addSignatures(note, lines) };
   }
 
   /** One witness's cosignature line on `note`, or '' (its refusal logged). */

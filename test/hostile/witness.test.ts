@@ -181,3 +181,25 @@ test.serial("the owner's CLI: mesh log witnesses lists and adds a witness; mesh 
     fs.rmSync(hana, { recursive: true, force: true });
   }
 });
+
+test.serial('a witness that is down: the portal serves its heads uncosigned, a device whose owner requires none keeps applying, one that requires it refuses (not-witnessed)', async (t) => {
+  const dead = formatVkey({ name: 'witness.test/down', publicKey: c.ed25519KeyPair().publicKey });
+  // nothing listens on port 9 of this machine (discard): every round fails
+  const w = await hostileWorld({ portalArgs: ['--witness', `http://127.0.0.1:9=${dead}`] });
+  try {
+    t.is(JSON.parse(w.configBytes()).thermostat.setpoint, 20, 'the first configuration was applied through an uncosigned head');
+    await w.alice.publish('thermostat', { setpoint: 21 });
+    await w.agent.waitFor((e) => e.type === 'applied' && e.seq === 2, 20_000, 'applied with the witness down');
+    const note = await (await fetch(`${w.portal.http}/checkpoint`)).text();
+    t.deepEqual(cosigners(note, [parseVkey(dead)]), []);
+    // Alice now requires that witness: nothing more is applied while it is down
+    await w.alice.requireWitnesses([dead], 1);
+    await until('the master profile requiring it applied', () => (w.state().owners[w.alice.masterId]?.masterSeq === 2 ? true : undefined));
+    const before = w.configBytes();
+    await w.alice.publish('thermostat', { setpoint: 22 });
+    await w.agent.waitFor((e) => e.type === 'refused' && e.code === 'not-witnessed', 20_000, 'refused not-witnessed');
+    t.is(w.configBytes(), before);
+  } finally {
+    await w.close();
+  }
+});
