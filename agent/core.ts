@@ -20,7 +20,7 @@ import { signKeyId } from '../mesh/keys.js';
 import type { FeedItem } from '../mesh/protocol.js';
 import type { Json } from '../mesh/json.js';
 import { Lru } from '../mesh/lru.js';
-import { validate, type Schema } from '../mesh/schema.js';
+import { confirmNeeded, validate, type Schema } from '../mesh/schema.js';
 import { merge, nextValues, type Effective, type KeyValue, type OwnerDoc } from './merge.js';
 import { hmacSha512 } from '../mesh/crypto.js';
 import { b64u, utf8 } from '../mesh/bytes.js';
@@ -319,6 +319,10 @@ function application(s: AgentState, item: FeedItem, ctx: CoreContext): StepResul
   const merged = mergeWith(s, owner.master, app, values);
   const mergedProblems = validate(schema, merged.values as Json);
   if (mergedProblems.length > 0) throw new MeshError('schema', `the merged ${app} settings would be invalid: ${mergedProblems.join('; ')}`);
+  const need = confirmNeeded(schema, merge(docsFor(s, app)).values, merged.values as Json);
+  if (need !== undefined && ap.payload.confirm === undefined) {
+    throw new MeshError('confirm-required', `${app} settings from ${owner.account} change a setting this device only takes on probation: send it with a confirmation window (mesh config set ... --confirm-within ${need}s)`);
+  }
   const apps = { ...owner.apps, [app]: { seq, created: ap.payload.created, appliedAt: ctx.now, values } };
   let next: AgentState = { ...s, owners: { ...s.owners, [owner.master]: { ...owner, apps } } };
   if (ap.payload.confirm !== undefined || ctx.health === true) {

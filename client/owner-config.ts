@@ -8,7 +8,7 @@
 import { MeshError } from '../mesh/errors.js';
 import type { Json } from '../mesh/json.js';
 import type { StatusPayload } from '../mesh/messages.js';
-import { validate, type Schema } from '../mesh/schema.js';
+import { confirmNeeded, validate, type Schema } from '../mesh/schema.js';
 import { didYouMean } from '../mesh/suggest.js';
 import { deviceStatuses, ownerEntry, publishApp, publishPersonal, save, sync, type Ctx, type SyncResult } from './owner.js';
 import { docFor, type ConfigDoc, type DeviceRecord } from './owner-state.js';
@@ -159,6 +159,31 @@ export function configVerdict(master: string, app: string, seq: number): Awaited
 }
 
 /**
+ * The confirmation window (seconds) the target devices' schemas ask for this change
+ * (`x-confirm-within` on a setting it changes; the largest over the devices), if any.
+ */
+export function schemaConfirm(app: string, planned: readonly Planned[]): number | undefined {
+  let need: number | undefined;
+  for (const x of planned) {
+    const schema = x.device.schemas?.[app];
+    const n = schema === undefined ? undefined : confirmNeeded(schema, x.from, x.doc);
+    if (n !== undefined) need = Math.max(need ?? 0, n);
+  }
+  return need;
+}
+
+/**
+ * The window to publish with: the one asked for, else the one the devices' schemas require
+ * (said in a note: the devices would refuse the change without one, confirm-required).
+ */
+export function confirmWindow(ctx: Ctx, app: string, planned: readonly Planned[], asked: number | undefined): number | undefined {
+  if (asked !== undefined) return asked;
+  const need = schemaConfirm(app, planned);
+  if (need !== undefined) ctx.note(`note: this ${app} change touches a setting the device takes only on probation (its schema's x-confirm-within): each device must confirm it within ${need} s or it reverts; give --confirm-within to choose the window\n`);
+  return need;
+}
+
+/**
  * Publish the planned documents (devices with the same document share a publication), update the
  * document for all devices when `all`, wait for each device, and take back what a device refused.
  */
@@ -166,6 +191,7 @@ export async function publishPlanned(ctx: Ctx, app: string, planned: readonly Pl
   const old = ctx.state.apps[app];
   const wasListed = old !== undefined && old.removed !== true;
   const base = p.all ? p.base(old === undefined || old.removed === true ? {} : (old.doc ?? {})) : undefined;
+  const confirmS = confirmWindow(ctx, app, planned, p.confirmS);
   const groups = new Map<string, { doc: ConfigDoc; planned: Planned[] }>();
   for (const x of planned) {
     const k = JSON.stringify(x.doc);
@@ -182,7 +208,7 @@ export async function publishPlanned(ctx: Ctx, app: string, planned: readonly Pl
     pubs.push({ seq: r.seq, devices: [] });
   }
   for (const g of groups.values()) {
-    const r = await publishApp(ctx, app, g.doc, { targets: g.planned.map((x) => x.device), prev: new Map(g.planned.map((x) => [x.device.id, x.from])), ...(base !== undefined ? { base } : {}), ...(p.confirmS !== undefined ? { confirmS: p.confirmS } : {}) });
+    const r = await publishApp(ctx, app, g.doc, { targets: g.planned.map((x) => x.device), prev: new Map(g.planned.map((x) => [x.device.id, x.from])), ...(base !== undefined ? { base } : {}), ...(confirmS !== undefined ? { confirmS } : {}) });
     save(ctx);
     pubs.push({ seq: r.seq, devices: r.devices });
     for (const d of r.devices) seqOf.set(d.id, r.seq);

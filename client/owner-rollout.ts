@@ -25,7 +25,7 @@ import type { AccountResponse } from '../mesh/protocol.js';
 import { ROLLOUT_APP, decide, docTable, failures, isFailure, parseRollout, planWaves, waveDevices, waveSent, withDevices, type DeviceEntry, type DeviceResult, type Doc, type RolloutRecord } from './rollout.js';
 import { MAX_UNVERIFIED_STEP, badAnswer, claimedSeq, currentMaster, decryptDoc, deviceStatuses, keepReceipt, ownerReaders, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx, type SyncResult } from './owner.js';
 import { docFor, nowIso, type ConfigDoc, type DeviceRecord } from './owner-state.js';
-import { configVerdict, revertRefused, type Planned } from './owner-config.js';
+import { configVerdict, confirmWindow, revertRefused, type Planned } from './owner-config.js';
 import { waitForDevices, type Outcome } from './owner-wait.js';
 
 export interface RolloutOptions {
@@ -216,6 +216,7 @@ export async function startRollout(
     p.opts.canary,
     p.opts.wave,
   );
+  const confirmS = confirmWindow(ctx, p.app, p.planned, p.confirmS);
   const table = docTable();
   const devices: DeviceEntry[] = p.planned.map((x) => ({ id: x.device.id, name: x.device.name, doc: table.add(x.doc), from: table.add(x.from), result: 'pending' }));
   const created = nowIso();
@@ -230,7 +231,7 @@ export async function startRollout(
     updated: created,
     canary: p.opts.canary,
     abortOn: p.opts.abortOn,
-    ...(p.confirmS !== undefined ? { confirmS: p.confirmS } : {}),
+    ...(confirmS !== undefined ? { confirmS } : {}),
     waves,
     wave: 0,
     devices,

@@ -46,6 +46,7 @@ export const MESH_ERRORS = [
   { code: 'wrong-epoch', meaning: 'a claim, invitation or removal made for an earlier ownership epoch of the device (before a factory reset)' },
   { code: 'invitation-used', meaning: 'an invitation that has already been accepted: each works once' },
   { code: 'invitation-expired', meaning: 'an invitation accepted after the time it allowed' },
+  { code: 'confirm-required', meaning: "a change to a setting whose schema asks for a confirmation window (x-confirm-within), sent without one" },
   { code: 'out-of-scope', meaning: "a guest's change to an application, key or value outside what the guest's invitation allows" },
   { code: 'grant-expired', meaning: "a guest's change after the end time of the guest's invitation" },
   { code: 'not-permitted', meaning: 'a guest may set what the invitation allows, but not invite anyone' },

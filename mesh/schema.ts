@@ -2,6 +2,11 @@
  * The subset of JSON Schema (draft 2020-12 keywords) an application declares on the device:
  * type, properties, required, additionalProperties (boolean), enum, const, minimum, maximum,
  * exclusiveMinimum, exclusiveMaximum, minLength, maxLength, pattern, items, minItems, maxItems.
+ * One keyword of our own: `x-confirm-within` (whole seconds, 1 to 86,400) on a setting (or on the
+ * whole schema) says a change to it is only applied on probation: the owner's change must ask the
+ * device to confirm it within a window, and the owner's CLI asks for this many seconds when its
+ * user gave no --confirm-within (network settings, a portal address: a change that could cut the
+ * device off).
  * Any other keyword in a shipped schema is refused at start-up rather than silently ignored.
  * A dependency such as ajv would add ~1 MB and ~40 ms of start-up to a $5 board for keywords
  * thermostats do not use.
@@ -14,8 +19,12 @@ import { contentUdf } from './udf.js';
 const KNOWN = new Set([
   '$schema', '$id', 'title', 'description', 'default', 'examples', 'type', 'properties', 'required', 'additionalProperties',
   'enum', 'const', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'minLength', 'maxLength', 'pattern',
-  'items', 'minItems', 'maxItems',
+  'items', 'minItems', 'maxItems', 'x-confirm-within',
 ]);
+
+/** The keyword that makes a setting's changes need a confirmation window (seconds). */
+export const CONFIRM_KEYWORD = 'x-confirm-within';
+const MAX_CONFIRM_WITHIN_S = 86_400;
 
 export type Schema = { readonly [k: string]: unknown };
 
@@ -24,6 +33,10 @@ export function checkSchema(s: unknown, where = 'schema'): Schema {
   if (typeof s !== 'object' || s === null || Array.isArray(s)) throw new MeshError('schema', `${where} must be an object`);
   for (const k of Object.keys(s)) if (!KNOWN.has(k)) throw new MeshError('schema', `${where} uses the unsupported keyword "${k}"`);
   const o = s as Schema;
+  const cw = o[CONFIRM_KEYWORD];
+  if (cw !== undefined && !(typeof cw === 'number' && Number.isInteger(cw) && cw >= 1 && cw <= MAX_CONFIRM_WITHIN_S)) {
+    throw new MeshError('schema', `${where}.${CONFIRM_KEYWORD} must be a whole number of seconds from 1 to ${MAX_CONFIRM_WITHIN_S}`);
+  }
   if (o.properties !== undefined) {
     for (const [k, v] of Object.entries(o.properties as object)) checkSchema(v, `${where}.properties.${k}`);
   }
@@ -87,6 +100,30 @@ export function validate(s: Schema, v: Json, path = ''): string[] {
     }
   }
   return out;
+}
+
+/**
+ * The confirmation window a change from `before` to `after` (an application's whole documents)
+ * needs by the schema: the largest `x-confirm-within` of the settings whose value differs (or of
+ * the schema itself when anything differs); undefined when the change needs none.
+ */
+export function confirmNeeded(s: Schema, before: Json | undefined, after: Json | undefined): number | undefined {
+  const same = (a: Json | undefined, b: Json | undefined): boolean => canonicalJson(a ?? null) === canonicalJson(b ?? null);
+  const fields = (v: Json | undefined): Record<string, Json> => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {});
+  let need: number | undefined;
+  const take = (n: unknown): void => {
+    if (typeof n === 'number') need = Math.max(need ?? 0, n);
+  };
+  if (same(before, after)) return undefined;
+  take(s[CONFIRM_KEYWORD]);
+  const b = fields(before);
+  const a = fields(after);
+  for (const [k, p] of Object.entries((s.properties ?? {}) as Record<string, Schema>)) {
+    const x = Object.hasOwn(b, k) ? b[k] : undefined;
+    const y = Object.hasOwn(a, k) ? a[k] : undefined;
+    if (!same(x, y)) take(p[CONFIRM_KEYWORD]);
+  }
+  return need;
 }
 
 /** JSON with every object's keys sorted: one text per schema, however its file was laid out. */

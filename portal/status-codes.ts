@@ -47,6 +47,7 @@ export const HTTP_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   'wrong-epoch': 422,
   'invitation-used': 409,
   'invitation-expired': 410,
+  'confirm-required': 400,
   'out-of-scope': 403,
   'grant-expired': 403,
   'not-permitted': 403,

@@ -11,7 +11,7 @@
  */
 import test from 'ava';
 import { PortalClient } from '../../client/portal-client.js';
-import { b64u, fromB64u } from '../../mesh/bytes.js';
+import { b64u } from '../../mesh/bytes.js';
 import { deriveClaimSecrets, sealClaimBlob } from '../../mesh/claim.js';
 import { newDeviceIdentity } from '../../mesh/device.js';
 import { createSession } from '../../mesh/messages.js';

@@ -16,12 +16,11 @@ import { fromB64u } from '../../mesh/bytes.js';
 import { isMeshError } from '../../mesh/errors.js';
 import { verifyConsistency } from '../../mesh/merkle.js';
 import { verifyPortalProfile, verifyTreeHead } from '../../mesh/messages.js';
-import { PATHS } from '../../mesh/protocol.js';
 import { PortalClient } from '../../client/portal-client.js';
 import { startPortalProcess } from '../../harness/portal-process.js';
 import { TestOwner } from '../../harness/owner.js';
 import { until } from '../../harness/agent-process.js';
-import { cliError, hostileWorld, mesh, tmpHome } from './world.js';
+import { hostileWorld, mesh, tmpHome } from './world.js';
 
 test.serial('the device is shown a forked log (same portal key, other data): mesh log verify reports log-inconsistent', async (t) => {
   const w = await hostileWorld({ initial: null });
