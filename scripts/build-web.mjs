@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// node scripts/build-web.mjs -> dist/web: the owner app (web/) as static files: index.html, app.css
-// and app.js, one minified bundle. The core's code runs in the page as it is, with two files put
+// node scripts/build-web.mjs -> dist/web: the owner app (web/) as static files: index.html, app.css,
+// app.js (one minified bundle) and sw.js (the service worker that keeps them for offline use). The core's code runs in the page as it is, with two files put
 // in the place of their Node versions: the crypto engine (mesh/crypto-node.ts -> crypto-web.ts,
 // @noble) and the HTTP transport (client/transport-node.ts -> transport-web.ts, fetch). Anything
 // else that needs Node in the bundle is a build error. The sizes are printed (npm run bench
@@ -28,8 +28,8 @@ const browserSwap = {
 const started = Date.now();
 mkdirSync(out, { recursive: true });
 const result = await build({
-  entryPoints: [path.join(root, 'web', 'main.ts')],
-  outfile: path.join(out, 'app.js'),
+  entryPoints: { app: path.join(root, 'web', 'main.ts'), sw: path.join(root, 'web', 'sw.ts') },
+  outdir: out,
   write: false,
   bundle: true,
   platform: 'browser',

@@ -11,7 +11,7 @@ import type { Schema } from '../mesh/schema.js';
 import { recoverSecret } from '../mesh/shamir.js';
 import { describeGrant, type Grant } from '../mesh/invite.js';
 import { deviceStatuses, save, sync, type DeviceView } from '../client/owner.js';
-import { checkLabel, checkMasterKeys, docFor, type DeviceRecord } from '../client/owner-state.js';
+import { checkLabel, checkMasterKeys, docFor, type DeviceRecord, type State } from '../client/owner-state.js';
 import { completeClaim, deviceReports, lookupClaim, markOwnersSeen, removeDevice, type ClaimLookup, type DeviceReport } from '../client/owner-devices.js';
 import { applyChange, changeConfig, type Change } from '../client/owner-config.js';
 import { inviteToDevice } from '../client/owner-invite.js';
@@ -264,6 +264,23 @@ function outcomeText(o: Outcome | undefined): HTMLElement {
   return h('p', { role: 'status' }, 'Not reached yet: the device gets it when it next reaches the portal.');
 }
 
+/**
+ * For a device known without its schemas: each application it declares or reports, with the
+ * settings it reports in effect and those this owner sent it, typed as their values are.
+ */
+function inferSchemas(state: State, d: DeviceRecord, view: DeviceView | undefined): Record<string, Schema> {
+  const effective = view?.private?.effective ?? {};
+  const apps = new Set([...Object.keys(effective), ...(view?.profile?.payload.apps ?? []).map((a) => a.name)]);
+  const out: Record<string, Schema> = {};
+  for (const app of apps) {
+    const r = state.apps[app];
+    const mine = r === undefined ? {} : ((docFor(r, d.id)?.doc ?? r.doc) ?? {});
+    const values: Record<string, Json> = { ...mine, ...Object.fromEntries(Object.entries(effective[app] ?? {}).map(([k, e]) => [k, e.value])) };
+    out[app] = { type: 'object', properties: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { type: typeof v === 'number' ? 'number' : typeof v === 'boolean' ? 'boolean' : 'string' }])) };
+  }
+  return out;
+}
+
 export async function devicePage(id: string, last?: Outcome): Promise<void> {
   const s = need();
   const ctx = actionCtx(s);
@@ -289,7 +306,7 @@ export async function devicePage(id: string, last?: Outcome): Promise<void> {
   // a device read back from the portal (recovery, a linked device) comes without the schemas its
   // claim record carried: its settings are then those it reports in effect, and the device checks them
   const inferred = d.schemas === undefined;
-  const schemas: Record<string, Schema> = d.schemas ?? Object.fromEntries(Object.entries(effective).map(([app, keys]) => [app, { type: 'object', properties: Object.fromEntries(Object.entries(keys).map(([k, e]) => [k, { type: typeof e.value === 'number' ? 'number' : typeof e.value === 'boolean' ? 'boolean' : 'string' }])) }]));
+  const schemas: Record<string, Schema> = d.schemas ?? inferSchemas(ctx.state, d, view);
   for (const [app, schema] of Object.entries(schemas)) {
     const r = ctx.state.apps[app];
     const mine = (r !== undefined ? docFor(r, d.id)?.doc : undefined) ?? {};

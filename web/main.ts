@@ -209,3 +209,7 @@ async function boot(): Promise<void> {
 
 // the first screen is up and answers input: npm run bench reads this mark (bench/web-row.ts)
 void boot().then(() => performance.mark('mesh-interactive'));
+// the app's files kept for offline use (web/sw.ts); not where the page is a local file
+if ('serviceWorker' in navigator && (location.protocol === 'https:' || location.hostname === 'localhost' || location.hostname === '127.0.0.1')) {
+  navigator.serviceWorker.register('sw.js').catch(() => undefined);
+}

@@ -9,7 +9,8 @@
  *   Alice sees 19 with Bob as its source; Alice links the CLI (`mesh admin join` with the page's
  *   PIN) and the CLI lists the same devices, then the CLI adds a browser (`mesh admin add`, its PIN
  *   typed in the page) that sees them too; on a "new phone" (a fresh browser context) she recovers
- *   from 3 shares and the device obeys her. A damaged log view shows the badge.
+ *   from 3 shares and the device obeys her. A damaged log view shows the badge. Offline, the start
+ *   screen (what to do when a phone is lost) still opens, from the app's service worker.
  *
  * Every request any page makes is recorded: none carries a private key, a recovery share, a claim
  * or invitation secret or a plaintext setting, and none goes to another origin. axe-core checks each
@@ -314,8 +315,18 @@ test.serial('the owner app: profile, claim by camera and by code, the form, an i
     await setSetpoint(newPage, '23');
     await newPage.getByText('Applied by the device').waitFor({ timeout: 40_000 });
     await until('the device obeys the recovered phone', () => readConfig(a.dir).thermostat?.setpoint === 23, 20_000);
-    // the old phone's key is revoked: the CLI linked before still works only through the new master profile
     t.deepEqual(errors, [], 'no script error in the page');
+
+    // ---------------------------------------------------------------- offline: what needs no portal still opens
+    const away = await browser.newContext({ viewport: PHONE });
+    record(away, sent);
+    const awayPage = await away.newPage();
+    await awayPage.goto(portal.http + '/');
+    t.true(await awayPage.evaluate('Promise.race([navigator.serviceWorker.ready.then(() => true), new Promise((r) => setTimeout(() => r(false), 15000))])'), 'the service worker is ready');
+    await away.setOffline(true);
+    await awayPage.reload();
+    await awayPage.getByRole('heading', { name: 'If you lose this phone' }).waitFor({ timeout: 20_000 });
+    await away.setOffline(false);
 
     // ---------------------------------------------------------------- what left the pages
     const origin = new URL(portal.http).origin;
