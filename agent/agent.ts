@@ -136,7 +136,7 @@ export class Agent {
     writePid(this.dir);
     this.watchInbox();
     // the device's own dial on its local broker, when agent.json enables it
-    void startDial(this.dir, this.settings, this.log).then(
+    void startDial(this.dir, this.settings, this.log, this.clock).then(
       (d) => (this.stopped ? void d?.stop() : (this.dial = d)),
       (e: unknown) => this.log('dial-error', { message: (e as Error).message }),
     );
@@ -234,7 +234,13 @@ export class Agent {
     const push = new Push({ url, device: this.device, clock: this.clock, log: this.log, onHint: (p) => this.onPush(p), onUp: () => void this.pollNow(), password: this.pushPassword() });
     this.push = push;
     this.clock.setTimer(() => {
-      if (!this.stopped) push.start().catch((e: unknown) => this.log('push-error', { message: (e as Error).message }));
+      if (this.stopped) return;
+      push.start().catch((e: unknown) => {
+        // a URL the device cannot speak (ws://): said once, to the log and to the owners; polling goes on
+        const code = isMeshError(e) ? e.code : 'internal';
+        this.log('push-error', { code, message: (e as Error).message });
+        if (code === 'usage') this.recordError({ code: 'usage', message: `no push channel: ${(e as Error).message}` });
+      });
     }, 0);
   }
 
@@ -383,7 +389,7 @@ export class Agent {
     for (const ev of r.events) this.emitCore(ev);
     this.scheduleStatus(50);
     if (doc !== undefined) {
-      if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f));
+      if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f), this.clock);
       this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
     }
     if (state.pending !== null && state.pending !== undefined) void this.probation();
@@ -459,7 +465,7 @@ export class Agent {
     if (canonicalJson(onDisk) !== canonicalJson(doc)) {
       this.log('probation-restored', { app: this.store.state.pending?.app, seq: this.store.state.pending?.seq });
       writeConf(this.dir, doc);
-      if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f));
+      if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f), this.clock);
       this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
     }
     void this.probation();
@@ -475,7 +481,7 @@ export class Agent {
     this.store.update(() => next);
     this.log(code, { app: p.app, seq: p.seq, account: p.account, reason });
     this.events.emit(code, { app: p.app, seq: p.seq, account: p.account, reason });
-    if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f));
+    if (this.settings.localMqtt !== null) void publishLocal(this.settings, doc, (f) => this.recordError(f), this.clock);
     this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
     this.scheduleStatus(0);
     void this.hookRun.then(() => this.pollNow());
@@ -539,7 +545,7 @@ export class Agent {
         answer(this.dir, id, { ok: true, message: r.message });
         this.scheduleStatus(0);
         if (r.configChanged) {
-          if (this.settings.localMqtt !== null) void publishLocal(this.settings, configDocument(r.state), (f) => this.recordError(f));
+          if (this.settings.localMqtt !== null) void publishLocal(this.settings, configDocument(r.state), (f) => this.recordError(f), this.clock);
           this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
         }
         // a new epoch: the label record at the portal names it, so claimants can bind their claims to it

@@ -17,6 +17,7 @@ import type { PortalClient } from '../client/portal-client.js';
 import type { DeviceFiles } from '../runtime/device-files.js';
 import { backoff, type Backoff } from '../runtime/backoff.js';
 import { isoNow, sleep, type Clock, type Timer } from '../runtime/clock.js';
+import { MqttLite, parseMqttUrl } from '../runtime/mqtt-lite.js';
 import type { StateStore } from './store.js';
 
 export type ConnectionState =
@@ -102,7 +103,7 @@ export async function register(p: {
  * is polled (`onUp`), which catches up on anything missed while disconnected.
  */
 export class Push {
-  private client: import('mqtt').MqttClient | undefined;
+  private client: MqttLite | undefined;
   private timer: Timer | undefined;
   private stopped = false;
   /** the reconnect schedule; back to the base delay once a connection is up and subscribed */
@@ -123,12 +124,19 @@ export class Push {
     this.delays = backoff(500, 30_000, () => p.clock.random());
   }
 
+  /** Start connecting (in the background, retrying); throws `usage` at once for a URL the device cannot speak (only mqtt:// and mqtts://). */
   async start(): Promise<void> {
-    const { connect } = await import('mqtt');
-    await this.attempt(connect);
+    parseMqttUrl(this.p.url);
+    await this.attempt();
   }
 
-  private async attempt(connect: typeof import('mqtt').connect): Promise<void> {
+  private retry(retryMs: number): void {
+    this.timer = this.p.clock.setTimer(() => {
+      this.attempt().catch((e: unknown) => this.p.log('push-error', { message: (e as Error).message }));
+    }, retryMs);
+  }
+
+  private async attempt(): Promise<void> {
     if (this.stopped) return;
     const { device, clock, log } = this.p;
     let password: string;
@@ -139,39 +147,47 @@ export class Push {
       if (this.stopped) return;
       const retryMs = this.delays.next();
       log('push-error', { message: (e as Error).message, retryMs });
-      this.timer = clock.setTimer(() => {
-        this.attempt(connect).catch((err: unknown) => log('push-error', { message: (err as Error).message }));
-      }, retryMs);
+      this.retry(retryMs);
       return;
     }
     if (this.stopped) return;
     const clientId = `mmm-${device.id.slice(0, 24)}-${Math.floor(clock.random() * 1e9).toString(36)}`;
-    const c = connect(this.p.url, { username: device.id, password, reconnectPeriod: 0, connectTimeout: 10_000, clean: true, keepalive: 30, writeCache: false, clientId });
-    this.client = c;
-    c.on('connect', () => {
-      c.subscribe(deviceTopic(device.id), { qos: 1 }, (err) => {
-        if (err) {
-          log('push-subscribe-failed', { message: err.message });
-          return;
-        }
-        this.delays.reset();
-        log('push-connected', { url: this.p.url });
-        this.p.onUp();
-      });
-    });
-    c.on('message', (_topic, payload) => this.p.onHint(payload));
-    c.on('error', (e) => log('push-error', { message: e.message }));
-    c.on('close', () => {
-      if (this.stopped || this.client !== c) return;
-      c.removeAllListeners();
-      c.on('error', () => undefined);
-      void c.endAsync(true).catch(() => undefined);
+    let c: MqttLite;
+    try {
+      c = await MqttLite.connect({ url: this.p.url, clientId, username: device.id, password, keepaliveS: 30, connectTimeoutMs: 10_000, clock });
+    } catch (e) {
+      if (this.stopped) return;
       const retryMs = this.delays.next();
-      log('push-disconnected', { retryMs });
-      this.timer = clock.setTimer(() => {
-        this.attempt(connect).catch((e: unknown) => log('push-error', { message: (e as Error).message }));
-      }, retryMs);
+      log('push-error', { message: (e as Error).message, retryMs });
+      this.retry(retryMs);
+      return;
+    }
+    if (this.stopped) {
+      c.destroy();
+      return;
+    }
+    this.client = c;
+    c.onMessage((_topic, payload) => this.p.onHint(payload));
+    c.onClose((err) => {
+      if (this.stopped || this.client !== c) return;
+      this.client = undefined;
+      const retryMs = this.delays.next();
+      log('push-disconnected', { retryMs, ...(err !== undefined ? { message: err.message } : {}) });
+      this.retry(retryMs);
     });
+    try {
+      await c.subscribe(deviceTopic(device.id), 1);
+    } catch (e) {
+      // refused: drop the link (its close schedules the retry); closed meanwhile: the close did
+      if (!this.stopped && c.connected) {
+        log('push-subscribe-failed', { message: (e as Error).message });
+        c.destroy();
+      }
+      return;
+    }
+    this.delays.reset();
+    log('push-connected', { url: this.p.url });
+    this.p.onUp();
   }
 
   async stop(): Promise<void> {
@@ -179,6 +195,6 @@ export class Push {
     this.timer?.cancel();
     const c = this.client;
     this.client = undefined;
-    if (c !== undefined) await c.endAsync(true).catch(() => undefined);
+    if (c !== undefined) await c.end().catch(() => undefined);
   }
 }

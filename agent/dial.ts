@@ -13,6 +13,9 @@ import { MeshError, isMeshError } from '../mesh/errors.js';
 import { checkJsonValue, parseJson, type Json } from '../mesh/json.js';
 import type { AgentSettings } from '../runtime/device-files.js';
 import { awaitAnswer, enqueue, type LocalResult } from './local.js';
+import { backoff } from '../runtime/backoff.js';
+import { systemClock, type Clock, type Timer } from '../runtime/clock.js';
+import { MqttLite, parseMqttUrl } from '../runtime/mqtt-lite.js';
 
 /** the largest change a message may carry */
 const MAX_DIAL_BYTES = 16_384;
@@ -48,34 +51,67 @@ export interface Dial {
 type Log = (event: string, data: Record<string, unknown>) => void;
 
 /** Listen on `<topic>/set` of the local broker (reconnecting while the agent runs); undefined when the dial is not enabled. */
-export async function startDial(dir: string, settings: AgentSettings, log: Log): Promise<Dial | undefined> {
+export async function startDial(dir: string, settings: AgentSettings, log: Log, clock: Clock = systemClock): Promise<Dial | undefined> {
   const lm = settings.localMqtt;
   if (lm?.dial !== true) return undefined;
-  const { connect } = await import('mqtt');
   const setTopic = `${lm.topic}/set`;
   const resultTopic = `${lm.topic}/set/result`;
-  const client = connect(lm.url, { reconnectPeriod: 2000, connectTimeout: 5000, clientId: `mesh-dial-${process.pid}-${Date.now().toString(36)}` });
-  client.on('connect', () => {
-    client.subscribe(setTopic, { qos: 1 }, (err) => {
-      if (err) log('dial-error', { message: `could not subscribe to ${setTopic}: ${err.message}` });
-      else log('dial-ready', { topic: setTopic });
-    });
-  });
-  client.on('error', (e) => log('dial-error', { message: e.message }));
+  const delays = backoff(500, 30_000, () => clock.random());
+  let client: MqttLite | undefined;
+  let timer: Timer | undefined;
+  let stopped = false;
   // one message at a time, in the order they came
   let queue: Promise<void> = Promise.resolve();
-  client.on('message', (topic, payload) => {
-    if (topic !== setTopic) return;
-    queue = queue.then(async () => {
-      const result = await turn(dir, payload);
-      log('dial', { ok: result.ok, message: result.message });
-      client.publish(resultTopic, JSON.stringify(result), { qos: 1 });
+  const again = (): void => {
+    if (stopped) return;
+    timer = clock.setTimer(() => void attempt(), delays.next());
+  };
+  const attempt = async (): Promise<void> => {
+    if (stopped) return;
+    let c: MqttLite;
+    try {
+      c = await MqttLite.connect({ url: lm.url, clientId: `mesh-dial-${process.pid}-${Math.floor(clock.random() * 1e9).toString(36)}`, connectTimeoutMs: 5000, keepaliveS: 30, clock });
+    } catch (e) {
+      log('dial-error', { message: (e as Error).message });
+      again();
+      return;
+    }
+    if (stopped) {
+      c.destroy();
+      return;
+    }
+    client = c;
+    c.onClose((err) => {
+      if (client === c) client = undefined;
+      if (err !== undefined) log('dial-error', { message: err.message });
+      again();
     });
-  });
+    c.onMessage((topic, payload) => {
+      if (topic !== setTopic) return;
+      queue = queue.then(async () => {
+        const result = await turn(dir, payload);
+        log('dial', { ok: result.ok, message: result.message });
+        await c.publish(resultTopic, JSON.stringify(result), { qos: 1 }).catch((e: unknown) => log('dial-error', { message: `could not answer on ${resultTopic}: ${(e as Error).message}` }));
+      });
+    });
+    try {
+      await c.subscribe(setTopic, 1);
+    } catch (e) {
+      log('dial-error', { message: `could not subscribe to ${setTopic}: ${(e as Error).message}` });
+      c.destroy();
+      return;
+    }
+    delays.reset();
+    log('dial-ready', { topic: setTopic });
+  };
+  parseMqttUrl(lm.url);
+  await attempt();
   return {
     async stop() {
+      stopped = true;
+      timer?.cancel();
       await queue;
-      await client.endAsync();
+      await client?.end();
     },
   };
 }

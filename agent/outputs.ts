@@ -8,6 +8,8 @@ import * as path from 'node:path';
 import { MeshError } from '../mesh/errors.js';
 import { fsyncDir } from '../runtime/files.js';
 import type { AgentSettings } from '../runtime/device-files.js';
+import { systemClock, type Clock } from '../runtime/clock.js';
+import { MqttLite } from '../runtime/mqtt-lite.js';
 
 export const CONFIG_FILE = 'config.json';
 
@@ -80,14 +82,16 @@ export function runHealth(dir: string, settings: AgentSettings): Promise<{ ok: t
   });
 }
 
-export async function publishLocal(settings: AgentSettings, doc: unknown, failed: OutputFailure): Promise<void> {
+export async function publishLocal(settings: AgentSettings, doc: unknown, failed: OutputFailure, clock: Clock = systemClock): Promise<void> {
   const lm = settings.localMqtt;
   if (lm === null) return;
   try {
-    const { connectAsync } = await import('mqtt');
-    const c = await connectAsync(lm.url, { reconnectPeriod: 0, connectTimeout: 5000 });
-    await c.publishAsync(lm.topic, JSON.stringify(doc), { qos: 1, retain: true });
-    await c.endAsync();
+    const c = await MqttLite.connect({ url: lm.url, clientId: `mesh-out-${process.pid}-${Math.floor(clock.random() * 1e9).toString(36)}`, connectTimeoutMs: 5000, keepaliveS: 0, clock });
+    try {
+      await c.publish(lm.topic, JSON.stringify(doc), { qos: 1, retain: true });
+    } finally {
+      await c.end();
+    }
   } catch (e) {
     failed({ code: 'unavailable', message: `could not publish the configuration to ${lm.url}: ${(e as Error).message}` });
   }

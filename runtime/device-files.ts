@@ -140,6 +140,8 @@ function localMqttOf(v: unknown): AgentSettings['localMqtt'] {
   if (typeof v !== 'object' || v === null) return null;
   const o = v as { url?: unknown; topic?: unknown; dial?: unknown };
   if (typeof o.url !== 'string' || typeof o.topic !== 'string' || o.topic.length === 0) throw new MeshError('usage', 'agent.json "localMqtt" needs a "url" and a "topic"');
+  // the device speaks MQTT 3.1.1 over TCP or TLS (runtime/mqtt-lite.ts), not over WebSockets
+  if (!/^mqtts?:\/\/[^/]/.test(o.url)) throw new MeshError('usage', `agent.json "localMqtt" "url" must start with mqtt:// or mqtts:// (not ${JSON.stringify(o.url.slice(0, 80))})`);
   return { url: o.url, topic: o.topic, ...(o.dial === true ? { dial: true } : {}) };
 }
 
