@@ -9,7 +9,7 @@
  *   Alice sees 19 with Bob as its source; Alice links the CLI (`mesh admin join` with the page's
  *   PIN) and the CLI lists the same devices, then the CLI adds a browser (`mesh admin add`, its PIN
  *   typed in the page) that sees them too; on a "new phone" (a fresh browser context) she recovers
- *   from 3 shares and the device obeys her. A damaged log view shows the badge. Offline, the start
+ *   from 3 shares, the device obeys her, and she removes the other one. A damaged log view shows the badge. Offline, the start
  *   screen (what to do when a phone is lost) still opens, from the app's service worker.
  *
  * Every request any page makes is recorded: none carries a private key, a recovery share, a claim
@@ -315,6 +315,14 @@ test.serial('the owner app: profile, claim by camera and by code, the form, an i
     await setSetpoint(newPage, '23');
     await newPage.getByText('Applied by the device').waitFor({ timeout: 40_000 });
     await until('the device obeys the recovered phone', () => readConfig(a.dir).thermostat?.setpoint === 23, 20_000);
+    // and removes the bedroom: the device forgets her
+    await newPage.getByRole('button', { name: 'Back to your devices' }).click();
+    await newPage.getByRole('link', { name: 'bedroom' }).click();
+    await newPage.getByRole('button', { name: 'Remove this device' }).click();
+    await newPage.getByRole('button', { name: 'Remove bedroom' }).click();
+    await agentB.waitFor((e) => e.type === 'removed' && e.account === 'alice@localhost', 30_000, 'bedroom forgets alice');
+    await newPage.getByRole('heading', { name: 'Your devices' }).waitFor({ timeout: 40_000 });
+    t.is(await newPage.getByRole('link', { name: 'bedroom' }).count(), 0);
     t.deepEqual(errors, [], 'no script error in the page');
 
     // ---------------------------------------------------------------- offline: what needs no portal still opens
