@@ -3,14 +3,16 @@
  * poll stays small (client/transport.ts).
  */
 import * as http from 'node:http';
-import * as https from 'node:https';
+import { createRequire } from 'node:module';
 import { MeshError } from '../mesh/errors.js';
 import type { HttpRequest, HttpResponse, Transport } from './transport.js';
 
 export function makeTransport(url: URL): Transport {
   const secure = url.protocol === 'https:';
-  const agent = secure ? new https.Agent({ keepAlive: true, maxSockets: 4 }) : new http.Agent({ keepAlive: true, maxSockets: 4 });
-  const mod = secure ? https : http;
+  // node:https (and TLS with it) is loaded only for an https portal: a device on http does not pay for it at idle
+  const https = secure ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')) : undefined;
+  const agent = https !== undefined ? new https.Agent({ keepAlive: true, maxSockets: 4 }) : new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const mod = https ?? http;
   return {
     close: () => agent.destroy(),
     send: (r: HttpRequest): Promise<HttpResponse> =>
