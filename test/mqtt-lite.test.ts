@@ -66,6 +66,7 @@ async function aedes(opts: { password?: string } = {}): Promise<AedesBroker> {
   };
 }
 
+const MOSQUITTO = process.env.MESH_TEST_MQTT ?? 'mqtt://127.0.0.1:1883';
 const cid = (): string => `lite-${randomBytes(6).toString('hex')}`;
 
 test('URLs: mqtt:// and mqtts:// with default ports; ws://, wss:// and junk are usage errors', async (t) => {
@@ -155,7 +156,7 @@ test('aedes: a broker that drops the link: onClose with unavailable, a pending Q
 test('Mosquitto at 127.0.0.1:1883: subscribe, QoS 1 round trip, retained message', async (t) => {
   const clock = systemClock;
   const topic = `mesh-test/lite/${randomBytes(6).toString('hex')}`;
-  const a = await MqttLite.connect({ url: 'mqtt://127.0.0.1:1883', clientId: cid(), clock });
+  const a = await MqttLite.connect({ url: MOSQUITTO, clientId: cid(), clock });
   t.teardown(() => a.end());
   const got: string[] = [];
   a.onMessage((tp, p) => void got.push(`${tp}=${p.toString()}`));
@@ -165,7 +166,7 @@ test('Mosquitto at 127.0.0.1:1883: subscribe, QoS 1 round trip, retained message
   t.deepEqual(got, [`${topic}=one`]);
   // retained: a second client subscribing later gets it
   await a.publish(`${topic}/r`, 'kept', { qos: 1, retain: true });
-  const b = await MqttLite.connect({ url: 'mqtt://127.0.0.1:1883', clientId: cid(), clock });
+  const b = await MqttLite.connect({ url: MOSQUITTO, clientId: cid(), clock });
   t.teardown(() => b.end());
   const later: string[] = [];
   b.onMessage((_tp, p) => void later.push(p.toString()));
