@@ -20,6 +20,7 @@ import { configApplyCommand, configRemoveCommand, configSetCommand, configShowCo
 import { adminAddCommand, adminJoinCommand, adminRevokeCommand } from './admins.js';
 import { recoverCommand } from './recover.js';
 import { logVerifyCommand, logWitnessesCommand } from './log.js';
+import { accountMoveCommand, deviceMoveCommand } from './move.js';
 import { rolloutAbortCommand, rolloutResumeCommand, rolloutStatusCommand } from './rollout.js';
 
 export const COMMANDS: readonly Command[] = [
@@ -32,6 +33,7 @@ export const COMMANDS: readonly Command[] = [
   deviceShowCommand,
   deviceRenameCommand,
   deviceRemoveCommand,
+  deviceMoveCommand,
   configSetCommand,
   configUnsetCommand,
   configApplyCommand,
@@ -44,6 +46,7 @@ export const COMMANDS: readonly Command[] = [
   adminJoinCommand,
   adminRevokeCommand,
   recoverCommand,
+  accountMoveCommand,
   logVerifyCommand,
   logWitnessesCommand,
   udfCommand,

@@ -63,7 +63,7 @@ export class Agent {
   readonly events = new Events<AgentEvents>();
   private readonly schemas: ReadonlyMap<string, Schema>;
   private readonly secrets: ClaimSecrets;
-  private readonly client: PortalClient;
+  private client: PortalClient;
   private readonly log: Log;
   private readonly clock: Clock;
   private readonly store: StateStore;
@@ -100,7 +100,8 @@ export class Agent {
     this.schemas = new Map(Object.entries(opts.schemas).map(([app, s]) => [app, checkSchema(s, `schema ${app}`)]));
     this.secrets = deriveClaimSecrets(opts.device.claimSecret);
     this.store = new StateStore(opts.dir);
-    this.client = new PortalClient({ url: opts.settings.portal, identity: { subject: opts.device.id, key: opts.device.keys.auth } });
+    // after a move (every owner asked for another portal) the device talks to that one
+    this.client = new PortalClient({ url: this.store.state.portalUrl ?? opts.settings.portal, identity: { subject: opts.device.id, key: opts.device.keys.auth } });
     this.pollDelays = backoff(1000, 60_000, () => this.clock.random());
     // a device's first ownership epoch begins the first time its agent runs
     if (this.store.state.epoch === '') this.store.update((s) => ({ ...s, epoch: newEpoch() }));
@@ -184,7 +185,8 @@ export class Agent {
       secrets: this.secrets,
       schemas: this.schemas,
       store: this.store,
-      portalKey: this.settings.portalKey ?? null,
+      // the image's pin is the factory's portal; after a move the device pins the portal its owners named
+      portalKey: this.store.state.portalUrl !== undefined ? null : (this.settings.portalKey ?? null),
       clock: this.clock,
       log: this.log,
       signal: this.abort.signal,
@@ -276,7 +278,7 @@ export class Agent {
       return;
     }
     this.polling = true;
-    let heldBack: 'late' | 'not-logged' | 'moved' | undefined;
+    let heldBack: 'late' | 'not-logged' | 'moved' | 'switched' | undefined;
     try {
       let rounds = 0;
       do {
@@ -304,6 +306,7 @@ export class Agent {
           this.pollAgain = true;
         } else if (r.items.length > 0) {
           const held = await this.applyAnswer(r, heldHead);
+          if (held === 'switched') return;
           if (held === 'moved') {
             this.pollAgain = true;
             continue;
@@ -361,7 +364,7 @@ export class Agent {
    * events, in that order, with no await between them. Returns why items were held back, if any
    * ('moved': the held head changed since the request, so its proofs do not apply: ask again).
    */
-  private async applyAnswer(answer: DownloadResponse, heldHead: AgentState['treeHead']): Promise<'late' | 'not-logged' | 'moved' | undefined> {
+  private async applyAnswer(answer: DownloadResponse, heldHead: AgentState['treeHead']): Promise<'late' | 'not-logged' | 'moved' | 'switched' | undefined> {
     await loadConf();
     if (this.stopped || this.link === undefined) return undefined;
     const before = this.store.state;
@@ -393,7 +396,36 @@ export class Agent {
       this.hookRun = runHook(this.dir, this.settings, (f) => this.recordError(f));
     }
     if (state.pending !== null && state.pending !== undefined) void this.probation();
+    if (state.move !== null && state.move !== undefined) {
+      this.switchPortal(state.move);
+      return 'switched';
+    }
     return held;
+  }
+
+  /**
+   * Every owner asked the device to move to another portal: talk to that one from now on (pinning
+   * its key), register there and read its feed from the start; owners, configuration, rollback
+   * state and epoch stay. The old portal's log is left behind with its head.
+   */
+  private switchPortal(m: { readonly portal: string; readonly portalId: string }): void {
+    this.log('moved', { portal: m.portal, portalId: m.portalId });
+    this.store.update((s) => ({ ...s, move: null, moves: {}, portalUrl: m.portal, portalKey: m.portalId, registered: false, n: 0, treeHead: null }));
+    const push = this.push;
+    this.push = undefined;
+    void push?.stop();
+    this.client.close();
+    this.client = new PortalClient({ url: m.portal, identity: { subject: this.device.id, key: this.device.keys.auth } });
+    this.link = undefined;
+    this.late = undefined;
+    void this.ensureRegistered().then(
+      (link) => {
+        void this.pollNow();
+        this.scheduleStatus(0);
+        if (!this.stopped && this.settings.push && link.mqtt !== null) this.startPush(link.mqtt);
+      },
+      () => undefined,
+    );
   }
 
   // ------------------------------------------------------------ a change on probation

@@ -14,7 +14,7 @@
 import { MeshError } from '../mesh/errors.js';
 import { fromB64u } from '../mesh/bytes.js';
 import { payloadBytes } from '../mesh/envelope.js';
-import { verifyClaim, verifyRemove, parseClaimPayload, parseRemovePayload, type StatusError } from '../mesh/messages.js';
+import { verifyClaim, verifyMove, verifyRemove, parseClaimPayload, parseMovePayload, parseRemovePayload, type StatusError } from '../mesh/messages.js';
 import { parseMasterPayload, verifyApplicationProfile, verifyMasterProfile, openApplicationProfile, parseApplicationPayload, type MasterProfile } from '../mesh/profiles.js';
 import { signKeyId } from '../mesh/keys.js';
 import type { FeedItem } from '../mesh/protocol.js';
@@ -50,6 +50,7 @@ export type AgentEvent =
   | { readonly type: 'claimed'; readonly n: number; readonly account: string; readonly master: string }
   | { readonly type: 'applied'; readonly n: number; readonly account: string; readonly master: string; readonly app: string; readonly seq: number }
   | { readonly type: 'removed'; readonly n: number; readonly account: string; readonly master: string }
+  | { readonly type: 'move-asked'; readonly n: number; readonly account: string; readonly master: string; readonly portal: string; readonly all: boolean }
   | { readonly type: 'refused'; readonly n: number; readonly kind: string; readonly code: string; readonly message: string; readonly master?: string; readonly app?: string; readonly seq?: number };
 
 export interface StepResult {
@@ -153,6 +154,8 @@ function decide(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
       return remove(s, item, ctx);
     case 'invite':
       return invite(s, item, ctx);
+    case 'move':
+      return move(s, item, ctx);
   }
 }
 
@@ -351,6 +354,29 @@ function remove(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   checkEpoch(s, p.epoch, 'removal');
   if (s.nonces.includes(p.nonce)) throw new MeshError('replay', `removal ${p.nonce} was already used on this device`);
   return { state: dropOwner(useNonce(s, p.nonce), owner.master, ctx.device.claimKey), events: [{ type: 'removed', n: item.n, account: owner.account, master: owner.master }], configChanged: true };
+}
+
+/**
+ * An owner asks the device to move to another portal. Recorded per owner; once every owner (not
+ * guests) has asked for the same portal, `state.move` says where: the shell switches to it
+ * (agent/agent.ts), keeping owners, configuration, rollback state and epoch.
+ */
+function move(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
+  const p = parseMovePayload(item.object);
+  const owner = s.owners[p.master];
+  if (owner === undefined) throw new MeshError('unknown-owner', `a move asked by ${p.master}, who does not own this device`);
+  refuseRevoked(item.object, revokedOf(owner, floorOf(s, owner.master, ctx)));
+  verifyMove(item.object, ctx.masters.get(owner).master);
+  if (p.device !== ctx.device.id) throw new MeshError('wrong-device', `the move is for device ${p.device}`);
+  checkEpoch(s, p.epoch, 'move');
+  if (s.nonces.includes(p.nonce)) throw new MeshError('replay', `move ${p.nonce} was already used on this device`);
+  // the portal the device is on already (the new portal delivering the moves that brought it there): nothing to do
+  if (p.portalId === s.portalKey) return { state: useNonce(s, p.nonce), events: [], configChanged: false };
+  const moves = { ...(s.moves ?? {}), [owner.master]: { portal: p.portal, portalId: p.portalId } };
+  const owners = Object.values(s.owners).filter((o) => o.role !== 'guest');
+  const all = owners.every((o) => moves[o.master]?.portalId === p.portalId && moves[o.master]?.portal === p.portal);
+  const next: AgentState = { ...useNonce(s, p.nonce), moves, ...(all ? { move: { portal: p.portal, portalId: p.portalId } } : {}) };
+  return { state: next, events: [{ type: 'move-asked', n: item.n, account: owner.account, master: owner.master, portal: p.portal, all }], configChanged: false };
 }
 
 /** The owner one of whose administration keys (current or revoked) signed `env`, if any. */

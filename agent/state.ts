@@ -95,6 +95,12 @@ export interface AgentState {
   readonly local: Readonly<Record<string, Readonly<Record<string, KeyValue>>>>;
   /** a change applied that must be confirmed (portal reached, health check passed) before its deadline, or reverted */
   readonly pending: PendingConfirm | null;
+  /** moves to another portal asked, per owner (master): once every owner asked for the same, `move` */
+  readonly moves?: Readonly<Record<string, { readonly portal: string; readonly portalId: string }>>;
+  /** where every owner asked the device to move: the shell switches to it and clears this */
+  readonly move?: { readonly portal: string; readonly portalId: string } | null;
+  /** the portal the device talks to since a move (agent.json's until then) */
+  readonly portalUrl?: string;
 }
 
 /** A change on probation: what to go back to, and until when (this device's clock, ms). */

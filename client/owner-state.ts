@@ -126,6 +126,8 @@ export interface State {
   receipts: Receipt[];
   /** the highest number of the rollout record (client/owner-rollout.ts) this computer has seen: an older one from the portal is a replay */
   rolloutSeq?: number;
+  /** the portal and account this owner moved from (mesh account move): devices still there are moved with mesh device move */
+  movedFrom?: { portal: string; portalId: string; account: string };
 }
 
 /** A fresh state for this administration device, pinned to the portal it first talked to. */
@@ -210,12 +212,17 @@ function parseApp(v: unknown, w: string, devices: readonly DeviceRecord[], versi
   return { ...rec, targets };
 }
 
+function parseMovedFrom(v: unknown, w: string): { portal: string; portalId: string; account: string } {
+  const o = obj(v, w, ['portal', 'portalId', 'account']);
+  return { portal: str(o, 'portal', w, 300), portalId: str(o, 'portalId', w, 120), account: str(o, 'account', w, 320) };
+}
+
 export function parseState(v: unknown): State {
   const w = 'profile.json';
   const o = obj(v, w, [
     'version', 'portal', 'portalKey', 'portalId', 'portalName', 'account', 'master', 'masterEnvelope',
     'personalSeq', 'admin', 'apps', 'devices', 'lastTreeHead', 'receipts',
-  ], ['rolloutSeq']);
+  ], ['rolloutSeq', 'movedFrom']);
   if (o.version !== STATE_VERSION && o.version !== 1) throw new MeshError('malformed', `unknown version ${String(o.version)} (this mesh reads versions 1 and ${STATE_VERSION}; a newer mesh wrote it?)`);
   const devices = arr(o, 'devices', w, 1000).map((d, i) => parseDevice(d, `${w}.devices[${i}]`));
   const appsO = obj(o.apps, `${w}.apps`, [], Object.keys((o.apps ?? {}) as Obj));
@@ -243,6 +250,7 @@ export function parseState(v: unknown): State {
     devices,
     lastTreeHead,
     ...(o.rolloutSeq !== undefined ? { rolloutSeq: int(o, 'rolloutSeq', w, 0) } : {}),
+    ...(o.movedFrom !== undefined ? { movedFrom: parseMovedFrom(o.movedFrom, `${w}.movedFrom`) } : {}),
     receipts: arr(o, 'receipts', w, MAX_RECEIPTS + 100).map((r, i) => {
       const rw = `${w}.receipts[${i}]`;
       const ro = obj(r, rw, ['index', 'kind', 'payloadHash', 'size', 'root'], ['checked']);

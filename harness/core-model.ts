@@ -467,6 +467,8 @@ function modelApply(m: Model, it: Made, n: number): Outcome {
       dropOwnerM(m, target);
       return 'removed';
     }
+    case 'move':
+      throw new Error('the model makes no move items (test/agent-core.test.ts covers them)');
     case 'invite': {
       const owner = m.owners.get(w);
       if (owner === undefined) return 'unknown-owner';

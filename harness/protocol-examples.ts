@@ -31,7 +31,7 @@ import {
 } from '../mesh/profiles.js';
 import { type ClaimSecrets, claimCode, deriveClaimSecrets, LABEL_FINGERPRINT_BITS, labelUri, sealClaimBlob, shortFingerprint } from '../mesh/claim.js';
 import { challengeKey, makeChallenge, CHALLENGE_TTL_MS } from '../mesh/challenge.js';
-import { createClaim, createJoin, createPortalProfile, createRemove, createSession, createStatus, createTreeHead, sealPrivateStatus, MAX_PRIVATE_STATUS_BYTES, type PrivateStatus } from '../mesh/messages.js';
+import { createClaim, createJoin, createMove, createPortalProfile, createRemove, createSession, createStatus, createTreeHead, sealPrivateStatus, MAX_PRIVATE_STATUS_BYTES, type PrivateStatus } from '../mesh/messages.js';
 import { createInvite, deriveInviteSecrets, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
 import { logOrigin, signCheckpoint } from '../mesh/checkpoint.js';
 import { addSignatures, cosign, formatAddCheckpoint, formatVkey, NOTE_ED25519_TYPE } from '../mesh/cosignature.js';
@@ -87,6 +87,7 @@ export interface Examples {
   readonly config: { readonly [k: string]: unknown };
   readonly claim: SignedEnvelope;
   readonly remove: SignedEnvelope;
+  readonly move: SignedEnvelope;
   readonly invite: SignedEnvelope;
   readonly invitation: string;
   readonly guestClaim: SignedEnvelope;
@@ -185,6 +186,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
   const epoch = b64u(exampleSeed('epoch').slice(0, 16));
   const claim = createClaim(admin.sign, d0.secrets, { device: d0.id, master: masterId, account, epoch });
   const remove = createRemove(admin.sign, { device: d2.id, master: masterId, epoch });
+  const move = createMove(admin.sign, { device: d0.id, master: masterId, portal: 'https://portal-b.example', portalId: signKeyId(c.ed25519KeyPair(exampleSeed('portal-b')).publicKey), epoch });
   // Alice invites Gina to the kitchen thermostat as a guest: the setpoint only, 16..24, for two days
   const gina = masterKeysFromSeed(exampleSeed('gina-master'));
   const ginaAdmin: AdminKeys = { name: 'phone', sign: c.ed25519KeyPair(exampleSeed('gina-sign')), enc: c.x25519KeyPair(exampleSeed('gina-enc')) };
@@ -315,6 +317,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     config,
     claim,
     remove,
+    move,
     invite,
     invitation,
     guestClaim,
@@ -456,8 +459,8 @@ const TXS: readonly Tx[] = [
     auth: 'owner token',
     request: 'postRequest',
     response: 'postResponse',
-    what: 'A message to one device\'s feed: a `remove` (an owner leaves a device), or an `invite` with the record the portal keeps for the invitee (`invitation`: the claim id derived from the invitation secret, the record sealed under it, the portal-proof key, and how many seconds it may be used: the portal keeps it no longer than that or the invitation\'s own `ttl`, by its own clock). Section 6, "Invitations", shows an invite.',
-    errors: '`wrong-type` 422 (neither a remove nor an invite), `wrong-device` 422 (the message names another device), `not-owner` 403 (the removal names another owner), `unknown-signer` / `revoked-key` / `bad-signature` 422, `forbidden` 403 (the device is not claimed by this account), `conflict` 409 (an invitation with that id exists)',
+    what: 'A message to one device\'s feed: a `remove` (an owner leaves a device), a `move` (an owner moves it to another portal: section 7), or an `invite` with the record the portal keeps for the invitee (`invitation`: the claim id derived from the invitation secret, the record sealed under it, the portal-proof key, and how many seconds it may be used: the portal keeps it no longer than that or the invitation\'s own `ttl`, by its own clock). Section 6, "Invitations", shows an invite.',
+    errors: '`wrong-type` 422 (not a remove, a move or an invite), `not-found` 404 (a move to this portal, for a device not registered here yet), `wrong-device` 422 (the message names another device), `not-owner` 403 (the removal names another owner), `unknown-signer` / `revoked-key` / `bad-signature` 422, `forbidden` 403 (the device is not claimed by this account), `conflict` 409 (an invitation with that id exists)',
   },
   {
     name: 'status',
@@ -722,6 +725,7 @@ and all of them at a factory reset, are void.
 mesh/messages.ts.
 
 ${envelope('Remove', x.remove, 'Signed by an administration key of the owner that leaves the device. Verified against that owner\'s master: a removal signed by another owner\'s key is `unknown-signer`; one that names another owner\'s master is `not-owner`.')}
+${envelope('Move', x.move, 'Signed by an administration key of an owner who moved its account to another portal (`mesh account move`, `mesh device move`): `portal` is the new portal\'s URL, `portalId` its UDF (the device pins it there). Posted on the old portal (the device must be linked to the account: `forbidden` otherwise) it goes into the device\'s feed; the device moves once every owner (not guests) has asked for the same portal, keeping its owners, configuration, rollback state and epoch, and registers at the new one. Posted on the new portal (its own UDF in `portalId`) it links the device, once registered there, to the account (`not-found` before). A move naming the portal the device is on is accepted and changes nothing; `unknown-owner`, `wrong-device`, `wrong-epoch`, `replay` as for a removal.')}
 ${envelope('Status (device to owners)', x.status, 'Signed by the device signature key. `owners` lists every owner and guest (`role`, `since` on the device clock, `invitedBy`, a guest\'s `grant` in words); `lastContact` is the newest data the device has heard from the portal (owners judge staleness from it); `treeHead` is the log head the device last verified; `epoch` is its ownership epoch (a new one after a factory reset: the portal then drops the feed items up to `n`, the last the device read). An error\'s `message` here is only the meaning of its code: the full text may name a setting or a value, so it travels in `private`, encrypted envelopes (section 4) to the current owners\' administration keys (and, for each guest, one with only what its grant covers and its own refusals).')}
 The private part, decrypted (mesh/messages.ts \`PrivateStatus\`; at most ${MAX_PRIVATE_STATUS_BYTES} bytes, else \`effective\` is left out and \`truncated\` set): the effective value of each setting with who set it, in which feed item (\`n\`: precedence is feed order) and the time they wrote; guests' grants; the full refusals. \`mesh device show\` prints it.
 

@@ -117,12 +117,10 @@ export function createRemove(admin: Signer, p: { device: string; master: string;
   return signJson(payload, [admin]);
 }
 
-export function parseRemovePayload(env: SignedEnvelope): RemovePayload {
-  const w = 'remove';
-  const o = obj(payloadObject(env, w, 'remove'), w, ['type', 'device', 'master', 'nonce', 'created'], ['epoch']);
+/** The fields an owner's message to one device carries (a removal, a move): who, which device, once, in which epoch. */
+function ownerMessageFields(o: ReturnType<typeof obj>, w: string): { device: string; master: string; nonce: string; created: string; epoch?: string } {
   const epoch = optStr(o, 'epoch', w, 64, B64U);
   return {
-    type: 'remove',
     device: str(o, 'device', w, 120, UDF_TEXT),
     master: str(o, 'master', w, 120, UDF_TEXT),
     nonce: str(o, 'nonce', w, 120, UDF_TEXT),
@@ -131,13 +129,61 @@ export function parseRemovePayload(env: SignedEnvelope): RemovePayload {
   };
 }
 
+export function parseRemovePayload(env: SignedEnvelope): RemovePayload {
+  const w = 'remove';
+  const o = obj(payloadObject(env, w, 'remove'), w, ['type', 'device', 'master', 'nonce', 'created'], ['epoch']);
+  return { type: 'remove', ...ownerMessageFields(o, w) };
+}
+
 /** Verify that the owner `master` itself asks to leave: only an owner's own administration key can remove that owner. */
 export function verifyRemove(envIn: unknown, master: MasterProfile): RemovePayload {
-  const env = parseSignedEnvelope(envIn, 'remove');
-  const p = parseRemovePayload(env);
+  return verifyOwn(envIn, master, 'remove', parseRemovePayload, 'a removal can only remove the owner who signed it');
+}
+
+/** An owner's own message: parsed, signed by an administration key of `master`, and naming that master (`not-owner`). */
+function verifyOwn<T extends { readonly master: string }>(envIn: unknown, master: MasterProfile, what: string, parse: (env: SignedEnvelope) => T, notOwner: string): T {
+  const env = parseSignedEnvelope(envIn, what);
+  const p = parse(env);
   verifyByAdmin(env, master);
-  if (p.master !== master.id) fail('not-owner', 'a removal can only remove the owner who signed it');
+  if (p.master !== master.id) fail('not-owner', notOwner);
   return p;
+}
+
+// ---------------------------------------------------------------- move (an owner moves a device to another portal)
+
+/**
+ * An owner asks the device to move to another portal: its URL and its key (the portal's UDF, which
+ * the device pins there). The device moves once every owner (not guests) has asked for the same
+ * portal; it keeps its owners, configuration, rollback state and epoch. The new portal links the
+ * device to the account that posts the same record there.
+ */
+export interface MovePayload {
+  readonly type: 'move';
+  readonly device: string;
+  readonly master: string;
+  readonly portal: string;
+  readonly portalId: string;
+  readonly nonce: string;
+  readonly created: string;
+  readonly epoch?: string;
+}
+
+export function createMove(admin: Signer, p: { device: string; master: string; portal: string; portalId: string; epoch?: string }): SignedEnvelope {
+  const payload: MovePayload = { type: 'move', device: p.device, master: p.master, portal: p.portal, portalId: p.portalId, nonce: nonceUdf(), created: nowIso(), ...(p.epoch !== undefined ? { epoch: p.epoch } : {}) };
+  return signJson(payload, [admin]);
+}
+
+export function parseMovePayload(env: SignedEnvelope): MovePayload {
+  const w = 'move';
+  const o = obj(payloadObject(env, w, 'move'), w, ['type', 'device', 'master', 'portal', 'portalId', 'nonce', 'created'], ['epoch']);
+  const portal = str(o, 'portal', w, 300);
+  if (!/^https?:\/\/[^\s]+$/.test(portal)) fail('malformed', 'move.portal must be an http(s) URL');
+  return { type: 'move', ...ownerMessageFields(o, w), portal, portalId: str(o, 'portalId', w, 120, UDF_TEXT) };
+}
+
+/** Verify a move asked by the owner `master` itself (signed by one of its administration keys). */
+export function verifyMove(envIn: unknown, master: MasterProfile): MovePayload {
+  return verifyOwn(envIn, master, 'move', parseMovePayload, 'a move names the owner who signs it');
 }
 
 // ---------------------------------------------------------------- status (device -> owners)

@@ -259,8 +259,8 @@ export function parseJoinRequest(v: unknown): JoinRequest {
 
 // ---------------------------------------------------------------- Download (device feed)
 
-export type ItemKind = 'claim' | 'application' | 'remove' | 'master' | 'invite';
-const KINDS: readonly ItemKind[] = ['claim', 'application', 'remove', 'master', 'invite'];
+export type ItemKind = 'claim' | 'application' | 'remove' | 'master' | 'invite' | 'move';
+const KINDS: readonly ItemKind[] = ['claim', 'application', 'remove', 'master', 'invite', 'move'];
 
 /**
  * One item of a device's feed. `n` counts the device's items 1, 2, 3, ...: a device that holds

@@ -231,7 +231,7 @@ test('key share / key recover: round trip, any 3 of 5, and wrong shares refused'
 test('every command has --help; mesh --help lists them all; unknown commands are usage errors', async (t) => {
   const top = await mesh(null, ['--help']);
   t.is(top.code, 0);
-  const names = ['profile create', 'profile show', 'status', 'device claim', 'device list', 'device remove', 'config set', 'config apply', 'admin add', 'admin join', 'admin revoke', 'recover', 'log verify', 'log witnesses', 'udf', 'key share', 'key recover'];
+  const names = ['profile create', 'profile show', 'status', 'device claim', 'device list', 'device remove', 'config set', 'config apply', 'admin add', 'admin join', 'admin revoke', 'recover', 'log verify', 'log witnesses', 'account move', 'device move', 'udf', 'key share', 'key recover'];
   for (const n of names) {
     t.true(top.stdout.includes(`mesh ${n} `), n);
     const h = await mesh(null, [...n.split(' '), '--help']);

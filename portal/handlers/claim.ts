@@ -5,7 +5,7 @@
  */
 import { fromB64u } from '../../mesh/bytes.js';
 import { fail, isMeshError } from '../../mesh/errors.js';
-import { peekType, verifyClaim, verifyRemove } from '../../mesh/messages.js';
+import { peekType, verifyClaim, verifyMove, verifyRemove } from '../../mesh/messages.js';
 import { verifyInvite } from '../../mesh/invite.js';
 import { PATHS, parseClaimRequest, parsePostRequest, type PostRequest } from '../../mesh/protocol.js';
 import { json, leafOf, limit, receipt, subject, type PortalContext, type Reply, type Route } from '../context.js';
@@ -87,7 +87,8 @@ export const claimRoutes: readonly Route[] = [
       const account = subject(call);
       const type = peekType(req.object);
       if (type === 'invite') return invite(ctx, account, req);
-      if (type !== 'remove') fail('wrong-type', `cannot post a ${type} message: only remove or invite`);
+      if (type === 'move') return move(ctx, account, req);
+      if (type !== 'remove') fail('wrong-type', `cannot post a ${type} message: only remove, invite or move`);
       if (req.invitation !== undefined) fail('malformed', 'only an invite comes with an invitation record');
       const a = await ownAccount(ctx, account);
       const p = verifyRemove(req.object, ctx.trust.master(a));
@@ -98,6 +99,22 @@ export const claimRoutes: readonly Route[] = [
     },
   },
 ];
+
+/**
+ * An owner moves a device to another portal (mesh device move): on this portal, the device's
+ * (linked to the account); on the portal named (this one, `portalId`), the device registered here
+ * since it moved is linked to the account. Logged and put in the device's feed either way.
+ */
+async function move(ctx: PortalContext, account: string, req: PostRequest): Promise<Reply> {
+  if (req.invitation !== undefined) fail('malformed', 'only an invite comes with an invitation record');
+  const a = await ownAccount(ctx, account);
+  const p = verifyMove(req.object, ctx.trust.master(a));
+  if (p.device !== req.device) fail('wrong-device', `the move names device ${p.device}, not ${req.device}`);
+  const link = p.portalId === ctx.portalId;
+  const r = await ctx.store.moveDevice({ device: req.device, account, move: json(req.object), link }, leafOf('move', req.object), ctx.now());
+  ctx.log.info(link ? 'device moved here' : 'device move asked', { device: req.device, account, to: p.portal });
+  return receipt(ctx, r, { device: req.device });
+}
 
 /** An owner's invitation: checked against the account's master, kept for the invitee, and put in the device's feed. */
 async function invite(ctx: PortalContext, account: string, req: PostRequest): Promise<Reply> {

@@ -552,6 +552,23 @@ export class SqlStore implements Storage {
     return appendedOf(change);
   }
 
+  async moveDevice(v: { device: string; account: string; move: string; link: boolean }, leaf: LeafInput, nowMs: number): Promise<Appended> {
+    const { change } = await this.logged(nowMs, async (tx, c) => {
+      if (v.link) {
+        // the portal the device moves to: the owner who asked links the device to its account here
+        const r = await tx.all<{ registered: number }>(`SELECT COUNT(*) AS registered FROM devices WHERE id = ?`, [v.device]);
+        if (num(r[0]?.registered ?? 0) === 0) fail('not-found', `device ${v.device} is not registered here (yet)`);
+        await tx.run(`INSERT INTO links (device, account, created) VALUES (?, ?, ?) ON CONFLICT (device, account) DO NOTHING`, [v.device, v.account, nowMs]);
+      } else {
+        const l = await tx.all<{ device: string }>(`SELECT device FROM links WHERE device = ? AND account = ?`, [v.device, v.account]);
+        if (l.length === 0) fail('forbidden', `device ${v.device} is not claimed by ${v.account}`, { device: v.device });
+      }
+      const at = addLeaf(c, leaf);
+      c.items.push({ device: v.device, kind: 'move', object: v.move, master: null, leaf: at, shared: false });
+    });
+    return appendedOf(change);
+  }
+
   async inviteDevice(v: { device: string; account: string; invite: string; invitation: InvitationRecord }, leaf: LeafInput, nowMs: number): Promise<Appended> {
     const { change } = await this.logged(nowMs, async (tx, c) => {
       const l = await tx.all<{ device: string }>(`SELECT device FROM links WHERE device = ? AND account = ?`, [v.device, v.account]);

@@ -171,6 +171,8 @@ export interface Storage {
   claimDevice(p: { device: string; account: string; claim: string; master: string }, leaf: LeafInput, nowMs: number): Promise<Appended>;
   /** A 'remove' item, then unlink. `forbidden` if the device is not linked to the account. */
   removeDevice(p: { device: string; account: string; remove: string }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  /** An owner's move of a device (logged, into its feed): on the old portal the device must be linked to the account; on the new one (`link`) it must be registered there, and is linked. */
+  moveDevice(p: { device: string; account: string; move: string; link: boolean }, leaf: LeafInput, nowMs: number): Promise<Appended>;
   isLinked(device: string, account: string): Promise<boolean>;
   /**
    * An owner's invitation: an 'invite' item in the device's feed, and the record the invitee
