@@ -56,6 +56,11 @@ const MAX_CATCH_UP = 64;
 /** an item whose proof is late (the portal's head does not hold it yet) is asked for again this soon */
 const LATE_RETRY_MS = 1000;
 
+/** The state after a move: the new portal (its key pinned), its feed and log read from the start; owners, configuration, floors, nonces and epoch kept. */
+function movedState(s: AgentState, m: { readonly portal: string; readonly portalId: string }): AgentState {
+  return { ...s, move: null, moves: {}, portalUrl: m.portal, portalKey: m.portalId, registered: false, n: 0, treeHead: null };
+}
+
 export class Agent {
   readonly dir: string;
   readonly device: DeviceFiles;
@@ -105,6 +110,13 @@ export class Agent {
     this.pollDelays = backoff(1000, 60_000, () => this.clock.random());
     // a device's first ownership epoch begins the first time its agent runs
     if (this.store.state.epoch === '') this.store.update((s) => ({ ...s, epoch: newEpoch() }));
+    // a move given on the device while no agent ran (mesh-agent move): taken now, before registering
+    const pending = this.store.state.move;
+    if (pending !== null && pending !== undefined) {
+      this.store.update((s) => movedState(s, pending));
+      this.client.close();
+      this.client = new PortalClient({ url: pending.portal, identity: { subject: opts.device.id, key: opts.device.keys.auth } });
+    }
   }
 
   /** Listen to a typed event; returns the function that stops listening. */
@@ -410,7 +422,7 @@ export class Agent {
    */
   private switchPortal(m: { readonly portal: string; readonly portalId: string }): void {
     this.log('moved', { portal: m.portal, portalId: m.portalId });
-    this.store.update((s) => ({ ...s, move: null, moves: {}, portalUrl: m.portal, portalKey: m.portalId, registered: false, n: 0, treeHead: null }));
+    this.store.update((s) => movedState(s, m));
     const push = this.push;
     this.push = undefined;
     void push?.stop();
@@ -582,6 +594,7 @@ export class Agent {
         }
         // a new epoch: the label record at the portal names it, so claimants can bind their claims to it
         if (command.cmd === 'reset') this.lostRegistration('reset');
+        if (r.state.move !== null && r.state.move !== undefined) this.switchPortal(r.state.move);
       } catch (e) {
         const code = isMeshError(e) ? e.code : 'internal';
         answer(this.dir, id, { ok: false, code, message: (e as Error).message });

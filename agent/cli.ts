@@ -12,6 +12,7 @@ import { hasDeviceDirectory, readAgentSettings, readDeviceDirectory, readSchemas
 import { createLogger, isLogLevel, levelOfEvent, LOG_LEVELS, type LogLevel } from '../runtime/log.js';
 import { sdNotifier } from '../runtime/sd-notify.js';
 import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
+import { normalizeUdf } from '../mesh/udf.js';
 import type { Json } from '../mesh/json.js';
 import { agentRunning, applyLocal, awaitAnswer, enqueue, newEpoch, type LocalCommand, type LocalResult } from './local.js';
 import { loadState } from './state.js';
@@ -30,6 +31,8 @@ Usage:
                                            remove one owner (physical possession decides)
   mesh-agent set --data DIR APP KEY=VALUE...
                                            change a setting on the device itself (its dial)
+  mesh-agent move --data DIR --to URL --portal-key UDF
+                                           move the device to another portal (its old one is gone)
   mesh-agent help COMMAND                  a command's options (the same as COMMAND --help)
 
 Every command takes --help and --json; mesh-agent --version prints the version.
@@ -95,7 +98,20 @@ The device's firmware can do the same over its local MQTT broker: with "localMqt
 "topic": T, "dial": true} in agent.json, the running agent takes {"APP": {"KEY": VALUE}} on T/set
 and answers on T/set/result (docs/agent.md).`;
 
-const COMMAND_HELP: Record<string, string> = { run: RUN_HELP, status: STATUS_HELP, reset: RESET_HELP, 'open-claim-window': WINDOW_HELP, 'remove-owner': REMOVE_OWNER_HELP, set: SET_HELP };
+const MOVE_HELP = `usage: mesh-agent move --data DIR --to URL --portal-key UDF [--json]
+
+Move this device to another portal when its old portal is gone (someone holding the device
+decides, as for a factory reset; with the old portal up, its owners use mesh device move). The
+device registers at URL, trusting only the portal whose key is UDF (its /healthz "portal"), and
+keeps its owners, configuration, rollback state and epoch; each owner then links it to the
+account at the new portal with mesh device move (after mesh account move).
+
+  --data DIR         the agent's directory
+  --to URL           the new portal's base URL
+  --portal-key UDF   the new portal's key
+  --json             print the result as JSON`;
+
+const COMMAND_HELP: Record<string, string> = { run: RUN_HELP, status: STATUS_HELP, reset: RESET_HELP, 'open-claim-window': WINDOW_HELP, 'remove-owner': REMOVE_OWNER_HELP, set: SET_HELP, move: MOVE_HELP };
 
 /** The agent's events and their levels; the rest by name (runtime/log.ts levelOfEvent). */
 const EVENT_LEVELS: Readonly<Record<string, LogLevel>> = {
@@ -131,6 +147,8 @@ async function main(argv: string[]): Promise<void> {
       return local(rest, 'open-claim-window');
     case 'remove-owner':
       return local(rest, 'remove-owner');
+    case 'move':
+      return move(rest);
     case 'set':
       return setLocal(rest);
     default:
@@ -285,6 +303,19 @@ async function status(argv: string[]): Promise<void> {
   }
   for (const e of s.errors.slice(-5)) lines.push(`error       [${e.code}] ${e.message} (${e.at})`);
   io.out(lines.join('\n'), data);
+}
+
+async function move(argv: string[]): Promise<void> {
+  const { values } = parse(argv, { data: { type: 'string' }, to: { type: 'string' }, 'portal-key': { type: 'string' } }, false);
+  if (values.help) {
+    process.stdout.write(MOVE_HELP + '\n');
+    return;
+  }
+  const dir = values.data ?? usage('--data DIR is required');
+  const portal = values.to ?? usage('--to URL (the new portal) is required');
+  if (!/^https?:\/\/\S+$/.test(portal)) usage('--to is an http:// or https:// URL');
+  const portalId = values['portal-key'] ?? usage("--portal-key UDF (the new portal's key, its /healthz \"portal\") is required");
+  return runLocal(dir, { cmd: 'move', portal: portal.replace(/\/$/, ''), portalId: (normalizeUdf(portalId).match(/.{1,4}/g) ?? []).join('-') }, values.json === true);
 }
 
 async function reset(argv: string[]): Promise<void> {

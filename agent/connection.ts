@@ -10,6 +10,7 @@ import { sealClaimBlob, type ClaimSecrets } from '../mesh/claim.js';
 import { createSession, verifyPortalProfile } from '../mesh/messages.js';
 import { deviceTopic } from '../mesh/protocol.js';
 import { logOrigin } from '../mesh/checkpoint.js';
+import { normalizeUdf } from '../mesh/udf.js';
 import type { LogKey } from '../mesh/feedlog.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import { parseDevicePayload } from '../mesh/profiles.js';
@@ -74,7 +75,7 @@ export async function register(p: {
       const hello = await p.client.hello();
       const portal = verifyPortalProfile(hello.portal);
       const pinned = p.portalKey ?? p.store.state.portalKey;
-      if (pinned !== null && pinned !== portal.id) {
+      if (pinned !== null && samePortal(pinned, portal.id) === false) {
         throw new MeshError('bad-key', `the portal's key is ${portal.id}, not ${pinned} ${p.portalKey !== null ? '(agent.json portalKey)' : '(pinned on first contact)'}; refusing to trust it`);
       }
       await p.client.register({
@@ -196,5 +197,14 @@ export class Push {
     const c = this.client;
     this.client = undefined;
     if (c !== undefined) await c.end().catch(() => undefined);
+  }
+}
+
+/** Whether a pinned portal key (a UDF, as printed or typed) names this portal's; a pin that is not a UDF never does. */
+function samePortal(pinned: string, id: string): boolean {
+  try {
+    return normalizeUdf(pinned) === normalizeUdf(id);
+  } catch {
+    return false;
   }
 }

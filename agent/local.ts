@@ -22,7 +22,8 @@ export type LocalCommand =
   | { readonly cmd: 'open-claim-window'; readonly minutes: number }
   | { readonly cmd: 'remove-owner'; readonly who: string }
   | { readonly cmd: 'reset' }
-  | { readonly cmd: 'set'; readonly app: string; readonly set: Readonly<Record<string, Json>>; readonly remove: readonly string[] };
+  | { readonly cmd: 'set'; readonly app: string; readonly set: Readonly<Record<string, Json>>; readonly remove: readonly string[] }
+  | { readonly cmd: 'move'; readonly portal: string; readonly portalId: string };
 
 export interface LocalResult {
   readonly ok: boolean;
@@ -59,6 +60,9 @@ export function applyLocal(
       const r = removeOwnerLocally(s, c.who, ctx.claimKey);
       return { state: r.state, message: `${r.removed.account} no longer owns this device; the other owners are not affected`, configChanged: true };
     }
+    case 'move':
+      // someone holding the device moves it (its old portal is gone): as if every owner had asked
+      return { state: { ...s, move: { portal: c.portal, portalId: c.portalId } }, message: `moving to ${c.portal} (portal ${c.portalId}): the device registers there, keeping its owners and configuration`, configChanged: false };
     case 'reset':
       return {
         state: { ...factoryReset(s, ctx.epoch, ctx.claimKey), claimWindowUntil: 0 },
@@ -80,6 +84,10 @@ export function parseLocalCommand(v: unknown): LocalCommand {
       return { cmd: 'remove-owner', who: o.who };
     case 'reset':
       return { cmd: 'reset' };
+    case 'move':
+      if (typeof o.portal !== 'string' || !/^https?:\/\/\S{1,290}$/.test(o.portal)) throw new MeshError('malformed', 'move needs the portal URL');
+      if (typeof o.portalId !== 'string' || !/^[A-Z2-7-]{10,120}$/.test(o.portalId)) throw new MeshError('malformed', "move needs the portal's key (its UDF)");
+      return { cmd: 'move', portal: o.portal, portalId: o.portalId };
     case 'set': {
       if (typeof o.app !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(o.app)) throw new MeshError('malformed', 'set needs an application name');
       if (typeof o.set !== 'object' || o.set === null || Array.isArray(o.set) || !Array.isArray(o.remove) || !o.remove.every((k) => typeof k === 'string')) throw new MeshError('malformed', 'set needs set and remove');

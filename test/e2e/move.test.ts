@@ -9,7 +9,8 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startPortalProcess } from '../../harness/portal-process.js';
-import { provisionDevice, readConfig, startAgentProcess, until } from '../../harness/agent-process.js';
+import { execFile } from 'node:child_process';
+import { AGENT_CLI, provisionDevice, readConfig, startAgentProcess, until } from '../../harness/agent-process.js';
 import { mesh, tmpHome, type CliRun } from '../hostile/world.js';
 
 const ok = (t: { is: (a: unknown, b: unknown, m?: string) => void }, r: CliRun, what: string): CliRun => {
@@ -75,5 +76,38 @@ test.serial('Alice and Bob move their accounts and their thermostat from portal 
     if (!aStopped) await a.stop();
     await b.stop();
     for (const d of [alice, bob, dir]) fs.rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test.serial('the old portal is already gone: the device is moved on the device itself (mesh-agent move), and its owner links it at the new portal', async (t) => {
+  const a = await startPortalProcess({ args: ['--no-mqtt'] });
+  const b = await startPortalProcess({ args: ['--no-mqtt', '--name', 'b.test'] });
+  const { dir, identity } = provisionDevice(a.http, { push: false, pollIntervalMs: 200 });
+  const agent = await startAgentProcess(dir);
+  const alice = tmpHome('alice');
+  let aStopped = false;
+  try {
+    ok(t, await mesh(alice, ['profile', 'create', '--portal', a.http, '--account', 'alice', '--admin-name', 'laptop', '--json']), 'alice profile');
+    ok(t, await mesh(alice, ['device', 'claim', identity.labelUri, '--name', 'hall', '--wait-ms', '15000', '--json']), 'alice claims');
+    ok(t, await mesh(alice, ['config', 'set', 'thermostat', 'setpoint=21', '--wait-ms', '15000', '--json']), 'alice sets 21');
+    await a.stop();
+    aStopped = true;
+    ok(t, await mesh(alice, ['account', 'move', '--to', b.http, '--json']), 'alice account move');
+    // someone holding the device moves it
+    const moved = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      execFile(process.execPath, [AGENT_CLI, 'move', '--data', dir, '--to', b.http, '--portal-key', b.portal, '--json'], (err, stdout, stderr) => resolve({ code: err === null ? 0 : ((err as { code?: number }).code ?? 1), out: stdout + stderr }));
+    });
+    t.is(moved.code, 0, moved.out);
+    const dm = ok(t, await mesh(alice, ['device', 'move', 'hall', '--wait', '20', '--json']), 'alice links the device at B');
+    t.is(dm.json.asked, false, 'the old portal could not be asked');
+    t.is(dm.json.linked, true);
+    const s = ok(t, await mesh(alice, ['config', 'set', 'thermostat', 'setpoint=23', '--wait-ms', '20000', '--json']), 'alice sets 23 at B');
+    t.is(s.json?.results?.[0]?.result, 'applied', s.stdout);
+    t.is(readConfig(dir).thermostat?.setpoint, 23);
+  } finally {
+    await agent.stop();
+    if (!aStopped) await a.stop();
+    await b.stop();
+    for (const d of [alice, dir]) fs.rmSync(d, { recursive: true, force: true });
   }
 });
