@@ -8,7 +8,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startPortalProcess } from '../../harness/portal-process.js';
+import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
 import { execFile } from 'node:child_process';
 import { AGENT_CLI, provisionDevice, readConfig, startAgentProcess, until } from '../../harness/agent-process.js';
 import { mesh, tmpHome, type CliRun } from '../hostile/world.js';
@@ -18,11 +18,16 @@ const ok = (t: { is: (a: unknown, b: unknown, m?: string) => void }, r: CliRun, 
   return r;
 };
 
-test.serial('Alice and Bob move their accounts and their thermostat from portal A to portal B; A shuts down and the device keeps obeying both', async (t) => {
+/** Portals A and B, and a device provisioned for A (polling, no push) whose agent runs. */
+async function twoPortals(): Promise<{ a: PortalProcess; b: PortalProcess; dir: string; identity: ReturnType<typeof provisionDevice>['identity']; agent: Awaited<ReturnType<typeof startAgentProcess>> }> {
   const a = await startPortalProcess({ args: ['--no-mqtt'] });
   const b = await startPortalProcess({ args: ['--no-mqtt', '--name', 'b.test'] });
   const { dir, identity } = provisionDevice(a.http, { push: false, pollIntervalMs: 200 });
-  const agent = await startAgentProcess(dir);
+  return { a, b, dir, identity, agent: await startAgentProcess(dir) };
+}
+
+test.serial('Alice and Bob move their accounts and their thermostat from portal A to portal B; A shuts down and the device keeps obeying both', async (t) => {
+  const { a, b, dir, identity, agent } = await twoPortals();
   const alice = tmpHome('alice');
   const bob = tmpHome('bob');
   let aStopped = false;
@@ -80,10 +85,7 @@ test.serial('Alice and Bob move their accounts and their thermostat from portal 
 });
 
 test.serial('the old portal is already gone: the device is moved on the device itself (mesh-agent move), and its owner links it at the new portal', async (t) => {
-  const a = await startPortalProcess({ args: ['--no-mqtt'] });
-  const b = await startPortalProcess({ args: ['--no-mqtt', '--name', 'b.test'] });
-  const { dir, identity } = provisionDevice(a.http, { push: false, pollIntervalMs: 200 });
-  const agent = await startAgentProcess(dir);
+  const { a, b, dir, identity, agent } = await twoPortals();
   const alice = tmpHome('alice');
   let aStopped = false;
   try {
