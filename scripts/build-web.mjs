@@ -34,7 +34,8 @@ const result = await build({
   bundle: true,
   platform: 'browser',
   target: 'es2022',
-  format: 'esm',
+  // classic scripts (not modules): they also run from a local file, where module scripts are refused
+  format: 'iife',
   minify: true,
   legalComments: 'linked',
   define: { __MESH_VERSION__: JSON.stringify(version) },

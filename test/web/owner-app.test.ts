@@ -19,6 +19,8 @@
  */
 import test from 'ava';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
@@ -92,8 +94,9 @@ async function storedSecrets(page: Page): Promise<string[]> {
 }
 
 /** Create a profile in the page; returns the recovery shares it showed. */
-async function createProfile(page: Page, account: string, a11y: string[], shots: boolean): Promise<string[]> {
+async function createProfile(page: Page, account: string, a11y: string[], shots: boolean, portal?: string): Promise<string[]> {
   await page.getByRole('button', { name: 'Create my profile' }).click();
+  if (portal !== undefined) await page.getByLabel('Portal').fill(portal);
   await page.getByLabel('Account name').fill(account);
   if (shots) await shot(page, '2-create');
   a11y.push(...(await axe(page)));
@@ -379,7 +382,7 @@ test.serial('the portal serves the app with a strict CSP, hands /claim and /invi
   try {
     const app = await fetch(`${portal.http}/claim`);
     t.is(app.status, 200);
-    t.regex(await app.text(), /<script type="module" src="app.js"><\/script>/);
+    t.regex(await app.text(), /<script defer src="app.js"><\/script>/);
     t.regex(app.headers.get('content-security-policy') ?? '', /default-src 'none'.*script-src 'self'/);
     t.is(app.headers.get('x-content-type-options'), 'nosniff');
     const js = await fetch(`${portal.http}/app.js`);
@@ -397,5 +400,45 @@ test.serial('the portal serves the app with a strict CSP, hands /claim and /invi
   } finally {
     await portal.stop();
     await off.stop();
+  }
+});
+
+test.serial('the app from another origin (a static host) and from a local file works with the portal through CORS', async (t) => {
+  const portal = await startPortalProcess({ args: ['--no-mqtt'] });
+  const dir = path.join(REPO, 'dist', 'web');
+  // a plain static host: the app's files, no headers of its own
+  const host = http.createServer((req, res) => {
+    const name = path.basename(new URL(req.url ?? '/', 'http://x').pathname) || 'index.html';
+    const file = path.join(dir, name);
+    if (!fs.existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': name.endsWith('.js') ? 'text/javascript' : name.endsWith('.css') ? 'text/css' : 'text/html' }).end(fs.readFileSync(file));
+  });
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const origin = `http://localhost:${(host.address() as AddressInfo).port}`;
+  const b = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    const ctx = await b.newContext({ viewport: PHONE });
+    const page = await ctx.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${origin}/`);
+    await createProfile(page, 'carol', [], false, portal.http);
+    await page.getByRole('heading', { name: 'Your devices' }).waitFor({ timeout: 30_000 });
+    await page.getByText('Log checked').waitFor({ timeout: 30_000 });
+    // and opened as a local file
+    const local = await (await b.newContext({ viewport: PHONE })).newPage();
+    local.on('pageerror', (e) => errors.push(e.message));
+    await local.goto(`file://${path.join(dir, 'index.html')}`);
+    await createProfile(local, 'dave', [], false, portal.http);
+    await local.getByRole('heading', { name: 'Your devices' }).waitFor({ timeout: 30_000 });
+    await local.getByText('Log checked').waitFor({ timeout: 30_000 });
+    t.deepEqual(errors, []);
+  } finally {
+    await b.close();
+    host.close();
+    await portal.stop();
   }
 });
