@@ -403,7 +403,7 @@ test.serial('the portal serves the app with a strict CSP, hands /claim and /invi
   }
 });
 
-test.serial('the app from another origin (a static host) and from a local file works with the portal through CORS', async (t) => {
+test.serial('the app from another origin (a static host) and from a local file works with the portal through CORS; the keyboard alone makes a profile', async (t) => {
   const portal = await startPortalProcess({ args: ['--no-mqtt'] });
   const dir = path.join(REPO, 'dist', 'web');
   // a plain static host: the app's files, no headers of its own
@@ -428,6 +428,29 @@ test.serial('the app from another origin (a static host) and from a local file w
     await createProfile(page, 'carol', [], false, portal.http);
     await page.getByRole('heading', { name: 'Your devices' }).waitFor({ timeout: 30_000 });
     await page.getByText('Log checked').waitFor({ timeout: 30_000 });
+    // the keyboard alone: Tab to a control, Enter to use it
+    const keys = await (await b.newContext({ viewport: PHONE })).newPage();
+    await keys.goto(`${origin}/`);
+    const tabTo = async (text: string): Promise<void> => {
+      for (let i = 0; i < 12; i++) {
+        await keys.keyboard.press('Tab');
+        const at = (await keys.evaluate("(document.activeElement?.labels?.[0]?.textContent ?? document.activeElement?.textContent ?? '').trim()")) as string;
+        if (at.startsWith(text)) return;
+      }
+      throw new Error(`Tab never reached "${text}"`);
+    };
+    await keys.getByRole('heading', { name: 'Your devices, your keys' }).waitFor();
+    await tabTo('Create my profile');
+    await keys.keyboard.press('Enter');
+    await keys.getByRole('heading', { name: 'Create your profile' }).waitFor();
+    await tabTo('Portal');
+    await keys.keyboard.press('Control+A');
+    await keys.keyboard.type(portal.http);
+    await tabTo('Account name');
+    await keys.keyboard.type('erin');
+    await keys.keyboard.press('Enter');
+    await keys.getByRole('heading', { name: 'Write down your recovery shares' }).waitFor({ timeout: 30_000 });
+
     // and opened as a local file
     const local = await (await b.newContext({ viewport: PHONE })).newPage();
     local.on('pageerror', (e) => errors.push(e.message));
