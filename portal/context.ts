@@ -11,6 +11,7 @@ import type { FeedHub } from './feed.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { RateLimiter } from './ratelimit.js';
+import type { SharedBudget } from './limits.js';
 import type { Session, SessionManager } from './sessions.js';
 import type { Appended, LeafInput, Storage } from './storage/types.js';
 import type { Witnessing } from './witnesses.js';
@@ -64,10 +65,10 @@ export interface PortalContext {
     readonly joinPerIp: RateLimiter;
     readonly joinPerAccount: RateLimiter;
     readonly claimLookupPerAccount: RateLimiter;
-    /** new devices and accounts per client address (limits.ts takeNewRecord) */
-    readonly newPerAddress: RateLimiter;
-    /** new devices and accounts from all addresses together, one bucket keyed '*' */
-    readonly newGlobal: RateLimiter;
+    /** new devices and accounts per client address (limits.ts takeNewRecord), held in the database */
+    readonly newPerAddress: SharedBudget;
+    /** new devices, accounts and joins from all addresses together, held in the database */
+    readonly newGlobal: SharedBudget;
   };
   readonly counters: PortalCounters;
   /** the push URL devices should use, or null */

@@ -7,6 +7,8 @@
  */
 import { fail } from '../mesh/errors.js';
 import type { PortalContext } from './context.js';
+import type { Take } from './ratelimit.js';
+import type { Storage } from './storage/types.js';
 
 /**
  * Sizes of the stored JSON text of each record an unauthenticated or self-registered client
@@ -48,19 +50,42 @@ export function checkSize(text: string, max: number, what: string): void {
 }
 
 /**
+ * A budget every portal process on the database shares (Storage.takeBudget): `perWindow` takes per
+ * key in each fixed window of `windowMs` on the portal's clock (windows start at multiples of
+ * `windowMs`). Over any span of one window at most 2 x `perWindow` are granted (the end of one
+ * window and the start of the next), as with a token bucket of that burst refilled over the window.
+ */
+export class SharedBudget {
+  constructor(
+    readonly perWindow: number,
+    readonly windowMs: number,
+  ) {}
+
+  get enabled(): boolean {
+    return this.perWindow > 0;
+  }
+
+  async take(store: Storage, key: string, nowMs: number): Promise<Take> {
+    if (!this.enabled) return { ok: true, retryAfterS: 0 };
+    const start = Math.floor(nowMs / this.windowMs) * this.windowMs;
+    if (await store.takeBudget(key, start, this.perWindow)) return { ok: true, retryAfterS: 0 };
+    return { ok: false, retryAfterS: Math.max(1, Math.ceil((start + this.windowMs - nowMs) / 1000)) };
+  }
+}
+
+/**
  * One new record (a device registration or an account; a join takes from the global budget only) from `ip`: take from the address's budget
  * (429 when it is spent: this client is asking too much) and from the global one (503 when spent:
- * the portal is busy, for everyone).
+ * the portal is busy, for everyone). Both are held in the database, shared by every portal process.
  */
-export function takeNewRecord(ctx: PortalContext, ip: string, what: string): void {
-  const now = ctx.clock.now();
-  const mine = ctx.limiters.newPerAddress.take(ip, now);
+export async function takeNewRecord(ctx: PortalContext, ip: string, what: string): Promise<void> {
+  const mine = await ctx.limiters.newPerAddress.take(ctx.store, `new|${ip}`, ctx.clock.now());
   if (!mine.ok) fail('rate-limited', `too many new ${what} from this address; try again in ${mine.retryAfterS} s`, { retryAfterS: mine.retryAfterS });
-  takeGlobal(ctx, what);
+  await takeGlobal(ctx, what);
 }
 
 /** One new record from the global budget (503 when it is spent). */
-export function takeGlobal(ctx: PortalContext, what: string): void {
-  const all = ctx.limiters.newGlobal.take('*', ctx.clock.now());
+export async function takeGlobal(ctx: PortalContext, what: string): Promise<void> {
+  const all = await ctx.limiters.newGlobal.take(ctx.store, 'new|*', ctx.clock.now());
   if (!all.ok) fail('unavailable', `this portal takes no more new ${what} for now; try again in ${all.retryAfterS} s`, { retryAfterS: all.retryAfterS });
 }

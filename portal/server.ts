@@ -28,6 +28,7 @@ import { Metrics } from './metrics.js';
 import { claimDataDir } from './pidfile.js';
 import { loadOrCreatePortalKey } from './portal-key.js';
 import { RateLimiter } from './ratelimit.js';
+import { SharedBudget } from './limits.js';
 import { SessionManager } from './sessions.js';
 import { openStorage } from './storage/open.js';
 import type { Storage, StoreEvent } from './storage/types.js';
@@ -291,8 +292,8 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
         joinPerIp: new RateLimiter(rate > 0 ? 1 / 6 : 0, 10),
         joinPerAccount: new RateLimiter(rate > 0 ? 1 / 6 : 0, 10),
         claimLookupPerAccount: new RateLimiter(rate > 0 ? 2 : 0, 20),
-        newPerAddress: new RateLimiter(newPerAddress / 3600, newPerAddress),
-        newGlobal: new RateLimiter(newGlobal / 3600, newGlobal),
+        newPerAddress: new SharedBudget(newPerAddress, HOUR_MS),
+        newGlobal: new SharedBudget(newGlobal, HOUR_MS),
       },
       counters,
       mqttUrl: pushed?.url ?? null,
@@ -373,7 +374,7 @@ export async function startPortal(opts: PortalOptions): Promise<PortalHandle> {
       if (sweeping !== undefined) return;
       const now = clock.now();
       sweeping = (async () => {
-        await store.prune({ nowMs: now, joinsBeforeMs: now - limits.joinMaxAgeMs, failuresBeforeMs: now - limits.claimWindowMs });
+        await store.prune({ nowMs: now, joinsBeforeMs: now - limits.joinMaxAgeMs, failuresBeforeMs: now - limits.claimWindowMs, budgetsBeforeMs: now - HOUR_MS });
         const gone = await store.expireUnclaimed({ registeredBeforeMs: now - limits.unclaimedTtlMs, nowMs: now });
         if (gone > 0) log.info('unclaimed devices expired', { count: gone, ttlHours: limits.unclaimedTtlMs / HOUR_MS });
         counters.unclaimed = await store.unclaimedCount();

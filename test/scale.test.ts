@@ -150,3 +150,24 @@ test('every request on another process: sessions, nonces, long polls, claim atte
     await done();
   }
 });
+
+test('the new-record budget of an address is one budget for all processes: registrations spread over two are refused once it is spent', async (t) => {
+  // each process alone would grant 4 an hour; together they grant 4, not 8
+  const { a, b, done } = await twoPortals(['--rate-limit', '1000', '--new-per-address', '4']);
+  try {
+    // the budget is per window of the (real) clock's hour: start well inside one, so all of it falls in one window
+    while (Date.now() % 3_600_000 > 3_600_000 - 60_000) await new Promise((r) => setTimeout(r, 1000));
+    const hour = Math.floor(Date.now() / 3_600_000);
+    const outcomes: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const url = (i % 2 === 0 ? a : b).http;
+      outcomes.push(await codeOf(register(url).then(({ token }) => token)));
+    }
+    t.is(Math.floor(Date.now() / 3_600_000), hour, 'the registrations fell in one hour window');
+    t.deepEqual(outcomes, ['resolved', 'resolved', 'resolved', 'resolved', 'rate-limited', 'rate-limited', 'rate-limited', 'rate-limited', 'rate-limited', 'rate-limited']);
+    // an owner binding an account from the same address takes from the same budget, on either process
+    t.is(await codeOf(TestOwner.create(b.http, 'bob')), 'rate-limited');
+  } finally {
+    await done();
+  }
+});

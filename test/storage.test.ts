@@ -32,7 +32,13 @@ interface Backend {
    * A fresh, empty store, a way to open another handle on the same data (another process, for
    * PostgreSQL), and raw SQL on it (behind the store's back, to play an older schema or a corruption).
    */
-  fresh(): Promise<{ store: Storage; another: () => Promise<Storage>; reopen: () => Promise<Storage>; raw: (sql: string) => Promise<void> }>;
+  fresh(): Promise<{
+    store: Storage;
+    another: () => Promise<Storage>;
+    reopen: () => Promise<Storage>;
+    raw: (sql: string) => Promise<void>;
+    query: <T>(sql: string) => Promise<T[]>;
+  }>;
 }
 
 const backends: Backend[] = [
@@ -51,7 +57,15 @@ const backends: Backend[] = [
         }
         return Promise.resolve();
       };
-      return { store, another: () => Promise.resolve(store), reopen: async () => SqlStore.open(new SqliteDriver(file)), raw };
+      const query = <T>(sql: string): Promise<T[]> => {
+        const db = new Database(file, { readonly: true });
+        try {
+          return Promise.resolve(db.prepare(sql).all() as T[]);
+        } finally {
+          db.close();
+        }
+      };
+      return { store, another: () => Promise.resolve(store), reopen: async () => SqlStore.open(new SqliteDriver(file)), raw, query };
     },
   },
   {
@@ -69,7 +83,16 @@ const backends: Backend[] = [
           await c.end();
         }
       };
-      return { store: await open(), another: open, reopen: open, raw };
+      const query = async <T>(sql: string): Promise<T[]> => {
+        const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+        await c.connect();
+        try {
+          return (await c.query(sql)).rows as T[];
+        } finally {
+          await c.end();
+        }
+      };
+      return { store: await open(), another: open, reopen: open, raw, query };
     },
   },
 ];
@@ -674,3 +697,39 @@ contract('publishes committed together are checked in order: a lower or equal se
     await store.close();
   }
 });
+
+contract('shared budgets: two writers (two store instances on one database) racing for one budget are granted no more than it in all; each window has its own, and old windows are swept', async (t, b) => {
+  const { store, reopen, query } = await b.fresh();
+  // a second instance on the same database: on PostgreSQL another pool, as another process
+  const other = await reopen();
+  try {
+    const HOUR = 3_600_000;
+    const w1 = 10 * HOUR;
+    // 2 x 40 takes at once from a budget of 25, half through each instance
+    const race = async (key: string, win: number, limit: number, n: number): Promise<boolean[]> =>
+      Promise.all(Array.from({ length: n }, (_, i) => (i % 2 === 0 ? store : other).takeBudget(key, win, limit)));
+    const first = await race('new|192.0.2.1', w1, 25, 80);
+    t.is(first.filter((g) => g).length, 25, 'exactly the budget is granted, no more');
+    // spent for both instances in this window
+    t.false(await store.takeBudget('new|192.0.2.1', w1, 25));
+    t.false(await other.takeBudget('new|192.0.2.1', w1, 25));
+    // another key has a budget of its own; a larger limit (a reconfigured portal) grants only the difference
+    t.true(await other.takeBudget('new|192.0.2.2', w1, 25));
+    t.true(await store.takeBudget('new|192.0.2.1', w1, 26));
+    t.false(await other.takeBudget('new|192.0.2.1', w1, 26));
+    t.false(await store.takeBudget('new|*', w1, 0), 'a budget of 0 grants nothing');
+    // the next window starts afresh, raced again
+    const second = await race('new|192.0.2.1', w1 + HOUR, 25, 60);
+    t.is(second.filter((g) => g).length, 25);
+    // the sweep drops windows that started before the given time, and only those
+    const windows = async (): Promise<string[]> => (await query<{ key: string; win: number; used: number }>(`SELECT key, win, used FROM budgets ORDER BY win, key`)).map((r) => `${r.key} ${Number(r.win) / HOUR} ${Number(r.used)}`);
+    t.deepEqual(await windows(), ['new|192.0.2.1 10 26', 'new|192.0.2.2 10 1', 'new|192.0.2.1 11 25']);
+    await other.prune({ nowMs: w1 + HOUR, joinsBeforeMs: 0, failuresBeforeMs: 0, budgetsBeforeMs: w1 + HOUR });
+    t.deepEqual(await windows(), ['new|192.0.2.1 11 25']);
+    t.false(await store.takeBudget('new|192.0.2.1', w1 + HOUR, 25), 'the current window is kept by the sweep');
+  } finally {
+    await other.close();
+    await store.close();
+  }
+});
+

@@ -40,7 +40,7 @@ export const accountRoutes: readonly Route[] = [
       const p = parseJoin(req.object);
       limit(ctx.limiters.joinPerAccount, p.account, `join requests for ${p.account}`, now);
       if ((await ctx.store.getAccount(p.account)) === undefined) fail('not-found', `no account ${p.account} here`);
-      takeGlobal(ctx, 'join requests');
+      await takeGlobal(ctx, 'join requests');
       await ctx.store.addJoin(p.account, { nonce: p.nonce, object: text }, now, ctx.limits.maxJoinsPerAccount, now - ctx.limits.joinMaxAgeMs);
       ctx.log.info('join request', { account: p.account, name: p.name });
       return { json: { ok: true } };

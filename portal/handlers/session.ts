@@ -74,7 +74,7 @@ export const sessionRoutes: readonly Route[] = [
         if (ctx.counters.unclaimed >= ctx.limits.maxUnclaimed) {
           fail('unavailable', `this portal holds ${ctx.counters.unclaimed} devices nobody has claimed yet, its limit; try again later`, { retryAfterS: 600 });
         }
-        takeNewRecord(ctx, call.ip, 'device registrations');
+        await takeNewRecord(ctx, call.ip, 'device registrations');
       }
       await ctx.sessions.useOnce(sp);
       const outcome = await ctx.store.registerDevice({
@@ -116,7 +116,7 @@ export const sessionRoutes: readonly Route[] = [
       if ((await ctx.store.getAccount(account)) === undefined) {
         checkSize(masterText, RECORD_LIMITS.bindProfileBytes, 'the master profile');
         checkSize(personalText, RECORD_LIMITS.bindProfileBytes, 'the personal profile');
-        takeNewRecord(ctx, call.ip, 'accounts');
+        await takeNewRecord(ctx, call.ip, 'accounts');
       }
       await ctx.sessions.useOnce(sp);
       const r = await ctx.store.bindAccount(

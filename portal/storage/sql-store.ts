@@ -679,8 +679,24 @@ export class SqlStore implements Storage {
     return n === 1;
   }
 
-  async prune(p: { nowMs: number; joinsBeforeMs: number; failuresBeforeMs: number }): Promise<void> {
+  async takeBudget(key: string, windowMs: number, limit: number): Promise<boolean> {
+    if (limit < 1) return false;
+    // one statement: the row is locked while it is counted (PostgreSQL ON CONFLICT DO UPDATE, SQLite's
+    // single writer), so two takers, in any processes, never both take the last one
+    const r = await this.db.transaction((tx) =>
+      tx.all<{ used: number }>(
+        `INSERT INTO budgets (key, win, used) VALUES (?, ?, 1)
+         ON CONFLICT (key, win) DO UPDATE SET used = budgets.used + 1 WHERE budgets.used < ?
+         RETURNING used`,
+        [key, windowMs, limit],
+      ),
+    );
+    return r.length === 1;
+  }
+
+  async prune(p: { nowMs: number; joinsBeforeMs: number; failuresBeforeMs: number; budgetsBeforeMs?: number }): Promise<void> {
     await this.db.transaction(async (tx) => {
+      if (p.budgetsBeforeMs !== undefined) await tx.run(`DELETE FROM budgets WHERE win < ?`, [p.budgetsBeforeMs]);
       await tx.run(`DELETE FROM sessions WHERE expires < ?`, [p.nowMs]);
       await tx.run(`DELETE FROM nonces WHERE expires < ?`, [p.nowMs]);
       await tx.run(`DELETE FROM joins WHERE created < ?`, [p.joinsBeforeMs]);

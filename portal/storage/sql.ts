@@ -154,6 +154,14 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
     `CREATE INDEX IF NOT EXISTS claim_failures_device ON claim_failures (device, at)`,
     // devices never claimed, by age: what the sweep expires and counts
     `CREATE INDEX IF NOT EXISTS devices_unclaimed ON devices (registered) WHERE feed_n = 0`,
+    // budgets shared by every process on the database (new records per address and in all): how
+    // many were taken from `key` in the window of the clock that starts at `win` (ms). Created at
+    // open like every table, so an older database gains it without a schema version of its own.
+    `CREATE TABLE IF NOT EXISTS budgets (
+      key TEXT NOT NULL,
+      win BIGINT NOT NULL,
+      used BIGINT NOT NULL,
+      PRIMARY KEY (key, win))`,
   ];
 }
 

@@ -206,8 +206,20 @@ export interface Storage {
   getSession(tokenHash: string): Promise<SessionRecord | undefined>;
   /** Refuse (false) a nonce already seen; remember it until `expiresMs`. */
   useNonce(nonce: string, expiresMs: number): Promise<boolean>;
-  /** Drop expired sessions and nonces, claim failures before `failuresBeforeMs`, joins before `joinsBeforeMs`. */
-  prune(p: { nowMs: number; joinsBeforeMs: number; failuresBeforeMs: number }): Promise<void>;
+  /**
+   * Drop expired sessions and nonces, claim failures before `failuresBeforeMs`, joins before
+   * `joinsBeforeMs`, budget windows that start before `budgetsBeforeMs`.
+   */
+  prune(p: { nowMs: number; joinsBeforeMs: number; failuresBeforeMs: number; budgetsBeforeMs?: number }): Promise<void>;
+
+  // ------------------------------------------------------------ budgets
+  /**
+   * Take one from the budget `key` in the window (of the caller's clock) that starts at
+   * `windowMs`: granted (true) while fewer than `limit` have been taken from it in that window by
+   * this or any other process sharing the database; refused (false, nothing taken) once it is
+   * spent. Atomic: racing takers are never granted more than `limit` in all.
+   */
+  takeBudget(key: string, windowMs: number, limit: number): Promise<boolean>;
 
   // ------------------------------------------------------------ status
   /** Keep the newest by seq; false (ignored) when `seq` is not newer than the stored one. */
