@@ -378,6 +378,9 @@ for (const postgres of [false, true]) {
     let more = 0;
     for (let i = 0; i < 40; i++) if ((await register(s, newDevice(s.clock))).status === 200) more++;
     t.is(more, 30);
+    // the budgets are counters in the database, per key and clock hour: 30 taken in this hour from the address
+    const used = async (): Promise<number[]> => (await s.rows(`SELECT used FROM budgets WHERE key = 'new|127.0.0.1' ORDER BY win`)).map((r) => Number(r.used));
+    t.is((await used()).at(-1), 30);
 
     // one device is claimed: it stays; the others expire once their TTL has passed and their sessions have ended
     const kept = devs[1] as Dev;
@@ -398,6 +401,8 @@ for (const postgres of [false, true]) {
     t.is(u.bytes, 0);
     t.is((await s.rows(`SELECT id FROM devices`)).length, 1, 'the claimed device is kept');
     t.deepEqual((await s.rows(`SELECT subject FROM sessions WHERE subject NOT LIKE '%@%'`)).length, 0);
+    // the sweep has dropped the budget windows of past hours
+    t.deepEqual(await s.rows(`SELECT key FROM budgets`), []);
     // an expired device registers again as a new one
     t.is((await register(s, devs[2] as Dev)).status, 200);
   });
