@@ -12,10 +12,11 @@
  *   the device to this owner's account, once the device has registered (waited for).
  */
 import { MeshError, isMeshError } from '../mesh/errors.js';
-import { b64u } from '../mesh/bytes.js';
-import { createMove } from '../mesh/messages.js';
-import { createPersonalProfile } from '../mesh/profiles.js';
+import { b64u, fromB64u } from '../mesh/bytes.js';
+import { createMove, verifyStatus } from '../mesh/messages.js';
+import { createPersonalProfile, verifyDeviceProfile } from '../mesh/profiles.js';
 import { PortalClient } from './portal-client.js';
+import type { DeviceStatusEntry } from '../mesh/protocol.js';
 import { hello, pollUntil, save, type Ctx } from './owner.js';
 import { findDevice } from './owner-devices.js';
 import type { DeviceRecord } from './owner-state.js';
@@ -76,8 +77,7 @@ export async function moveDevice(ctx: Ctx, which: string, waitMs: number): Promi
   const old = new PortalClient({ url: from.portal, identity: { subject: from.account, key: ctx.admin.sign } });
   let asked = false;
   try {
-    const status = (await old.deviceStatus().catch(() => [])).find((x) => x.device === d.id);
-    const epoch = (status?.status as { payload?: string } | null | undefined)?.payload === undefined ? undefined : epochOf(status?.status as { payload: string });
+    const epoch = epochAt(await old.deviceStatus().catch(() => []), d.id);
     const move = createMove(ctx.admin.sign, { device: d.id, master: state.master, portal: state.portal, portalId: state.portalId, ...(epoch !== undefined ? { epoch } : {}) });
     try {
       await old.post(d.id, move);
@@ -101,11 +101,13 @@ export async function moveDevice(ctx: Ctx, which: string, waitMs: number): Promi
   }
 }
 
-/** The ownership epoch in a device's signed status (read without trusting it: it only binds the record). */
-function epochOf(env: { payload: string }): string | undefined {
+/** The ownership epoch in the device's signed status, verified with the device's key (the device UDF names its profile); none if it does not verify. */
+function epochAt(entries: readonly DeviceStatusEntry[], device: string): string | undefined {
+  const e = entries.find((x) => x.device === device);
+  if (e === undefined || e.status === null) return undefined;
   try {
-    const p = JSON.parse(Buffer.from(env.payload, 'base64url').toString('utf8')) as { epoch?: unknown };
-    return typeof p.epoch === 'string' ? p.epoch : undefined;
+    const profile = verifyDeviceProfile(e.profile, device);
+    return verifyStatus(e.status, fromB64u(profile.payload.sign, 'sign', 32)).epoch;
   } catch {
     return undefined;
   }
