@@ -372,7 +372,7 @@ function move(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
   if (s.nonces.includes(p.nonce)) throw new MeshError('replay', `move ${p.nonce} was already used on this device`);
   // the portal the device is on already (the new portal delivering the moves that brought it there): nothing to do
   if (p.portalId === s.portalKey) return { state: useNonce(s, p.nonce), events: [], configChanged: false };
-  const moves = { ...(s.moves ?? {}), [owner.master]: { portal: p.portal, portalId: p.portalId } };
+  const moves = { ...s.moves, [owner.master]: { portal: p.portal, portalId: p.portalId } };
   const owners = Object.values(s.owners).filter((o) => o.role !== 'guest');
   const all = owners.every((o) => moves[o.master]?.portalId === p.portalId && moves[o.master]?.portal === p.portal);
   const next: AgentState = { ...useNonce(s, p.nonce), moves, ...(all ? { move: { portal: p.portal, portalId: p.portalId } } : {}) };
