@@ -17,7 +17,7 @@ import { createJoin, parseJoin, verifyJoinPin, type JoinPayload } from '../mesh/
 import { createMasterProfile, parseMasterPayload, verifyMasterProfile, witnessesOf, type AdminEntry, type AdminKeys, type MasterProfile } from '../mesh/profiles.js';
 import { present, udfMatches } from '../mesh/udf.js';
 import { PortalClient } from './portal-client.js';
-import { restoreFromAccount, type Restored } from './owner-restore.js';
+import { restoreFromAccount, restoreSchemas, type Restored } from './owner-restore.js';
 import { reencryptRollout } from './owner-rollout.js';
 import { currentMaster, hello, keepReceipt, materializeTargets, pollUntil, proveReceipt, publishApp, save, type Ctx } from './owner.js';
 import { newState, nowIso, type ConfigDoc, type DeviceRecord, type State } from './owner-state.js';
@@ -147,7 +147,8 @@ export async function joinAccount(o: { portalUrl: string; account: string; pin: 
       throw new MeshError('unknown-signer', `the portal let this computer in, but ${account}'s master profile does not list its key ${key}; try mesh admin add again`);
     }
     const restored = restoreFromAccount(acct, master, [admin.enc], (s) => o.note(s));
-    const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: master.envelope, admin: name, personalSeq: restored.personalSeq, apps: restored.apps, devices: restored.devices });
+    const devices = await restoreSchemas(client, restored.devices, restored.schemas, (s) => o.note(s));
+    const state = newState({ portalUrl, portal, account, master: masterId, masterEnvelope: master.envelope, admin: name, personalSeq: restored.personalSeq, apps: restored.apps, devices });
     return { state, masterId, restored, key };
   } finally {
     anon.close();

@@ -13,8 +13,8 @@ import { recoverSecret } from '../mesh/shamir.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { PortalClient } from './portal-client.js';
 import { hello, keepReceipt, nextSeq, proveReceipt } from './owner.js';
-import { restoreFromAccountForRecovery } from './owner-restore.js';
-import { newState, newAdminKeys, type State } from './owner-state.js';
+import { restoreFromAccountForRecovery, restoreSchemas } from './owner-restore.js';
+import { newState, newAdminKeys, schemasByFingerprint, type State } from './owner-state.js';
 
 function badShares(account: string, why: string): MeshError {
   return new MeshError('bad-share', `these shares do not rebuild ${account}'s master key (${why}): check each share for a typing mistake, and that they are for this account`);
@@ -80,6 +80,8 @@ export async function recoverAccount(o: { portalUrl: string; account: string; sh
 
     // From here on this device's own administration key speaks for the account.
     adminClient = new PortalClient({ url: portalUrl, identity: { subject: account, key: admin.sign } });
+    // the devices' schemas, from the personal profile's copies checked against each device's signed profile
+    state.devices = await restoreSchemas(adminClient, state.devices, restored.schemas, o.note);
     const personalSeq = nextSeq(restored.ahead, 'personal', state.personalSeq);
     const personal = createPersonalProfile(admin, {
       master: masterId,
@@ -87,6 +89,7 @@ export async function recoverAccount(o: { portalUrl: string; account: string; sh
       seq: personalSeq,
       devices: state.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc })),
       apps: Object.keys(state.apps).sort(),
+      schemas: schemasByFingerprint(state.devices),
     });
     const r2 = await proveReceipt({ client: adminClient, state }, 'personal', personal, await adminClient.publish(personal));
     state.personalSeq = personalSeq;

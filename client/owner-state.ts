@@ -12,7 +12,7 @@ import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/
 import { arr, checkJsonValue, int, obj, optStr, str, type Json, type Obj } from '../mesh/json.js';
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
 import { parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
-import { checkSchema, type Schema } from '../mesh/schema.js';
+import { checkSchema, schemaFingerprint, type Schema } from '../mesh/schema.js';
 
 /** 2: per-device documents (AppRecord.targets); a version 1 file is read and upgraded (see parseState) */
 export const STATE_VERSION = 2;
@@ -179,6 +179,18 @@ function parseDevice(v: unknown, w: string): DeviceRecord {
     ...(o.guest === true ? { guest: true } : {}),
     ...(o.schemas !== undefined ? { schemas: parseSchemas(o.schemas, `${w}.schemas`) } : {}),
   };
+}
+
+/**
+ * The devices' schemas as the personal profile carries them: one copy per schema fingerprint
+ * (recovery and a new administration device take them back from there, checked against each
+ * device's signed profile: client/owner-restore.ts restoreSchemas).
+ */
+export function schemasByFingerprint(devices: readonly DeviceRecord[]): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  // a schema is JSON: it came parsed from the device's claim record or an invitation
+  for (const d of devices) for (const s of Object.values(d.schemas ?? {})) out[schemaFingerprint(s)] = s as Json;
+  return out;
 }
 
 function parseSchemas(v: unknown, w: string): Record<string, Schema> {

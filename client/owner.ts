@@ -44,7 +44,7 @@ import { shortFingerprint } from '../mesh/claim.js';
 import { PortalClient } from './portal-client.js';
 import { ROLLOUT_APP } from './rollout.js';
 import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
-import { adminKid, nowIso, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './owner-state.js';
+import { adminKid, nowIso, schemasByFingerprint, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './owner-state.js';
 
 /**
  * What an owner's action needs, in the CLI (admin/command.ts: files, the terminal) and in the owner
@@ -288,7 +288,8 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
       // another administration device published it, to some or all devices: each target now has it
       const targets = { ...materializeTargets(mine, state.devices) };
       for (const id of ap.payload.devices) targets[id] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
-      const toAll = mine === undefined || state.devices.every((d) => ap.payload.devices.includes(d.id));
+      // to every device that runs it (a device whose schemas leave the application out never gets it)
+      const toAll = mine === undefined || state.devices.every((d) => ap.payload.devices.includes(d.id) || (d.schemas !== undefined && !Object.hasOwn(d.schemas, app)));
       state.apps[app] = { seq: ap.payload.seq, doc: toAll ? doc : mine.doc, publishedAt: ap.payload.created, targets };
     }
   }
@@ -318,6 +319,7 @@ export async function publishPersonal(ctx: Ctx): Promise<number> {
     apps: Object.keys(state.apps)
       .filter((a) => state.apps[a]?.removed !== true)
       .sort(),
+    schemas: schemasByFingerprint(state.devices),
   });
   const receipt = await proveReceipt(ctx, 'personal', env, await ctx.client.publish(env));
   state.personalSeq = seq;

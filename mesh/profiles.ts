@@ -115,7 +115,17 @@ export interface PersonalPayload {
   readonly created: string;
   readonly devices: readonly DeviceEntry[];
   readonly apps: readonly string[];
+  /**
+   * the JSON Schemas of the applications the devices run, keyed by schema fingerprint (one copy
+   * each, however many devices run it): what recovery and a new administration device take each
+   * device's schemas from, kept only where they match the fingerprints the device's own signed
+   * profile declares. Absent in profiles made before it (and when no device declares a schema).
+   */
+  readonly schemas?: Readonly<Record<string, Json>>;
 }
+
+/** at most this many schemas in a personal profile */
+export const MAX_PERSONAL_SCHEMAS = 256;
 
 export interface ApplicationPayload {
   readonly type: 'application';
@@ -237,7 +247,20 @@ export function parsePersonalPayload(bytes: Uint8Array): PersonalPayload {
   const w = 'personal profile';
   const o = looseObject(bytes, w);
   expectType(o, 'personal', w);
-  obj(o, w, ['type', 'master', 'account', 'seq', 'created', 'devices', 'apps']);
+  obj(o, w, ['type', 'master', 'account', 'seq', 'created', 'devices', 'apps'], ['schemas']);
+  let schemas: Record<string, Json> | undefined;
+  if (o.schemas !== undefined) {
+    const so = obj(o.schemas, `${w}.schemas`, [], Object.keys((o.schemas ?? {}) as Obj));
+    const keys = Object.keys(so);
+    if (keys.length > MAX_PERSONAL_SCHEMAS) fail('malformed', `${w}.schemas has more than ${MAX_PERSONAL_SCHEMAS} schemas`);
+    schemas = Object.create(null) as Record<string, Json>;
+    for (const k of keys) {
+      if (k.length > 120 || !UDF_TEXT.test(k)) fail('malformed', `${w}.schemas has a key that is not a schema fingerprint`);
+      const v = checkJsonValue(so[k], `${w}.schemas.${k}`);
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('malformed', `${w}.schemas.${k} must be an object`);
+      schemas[k] = v;
+    }
+  }
   const devices = arr(o, 'devices', w, MAX_DEVICES).map((d, i): DeviceEntry => {
     const dw = `${w}.devices[${i}]`;
     const dO = obj(d, dw, ['id', 'name', 'model', 'enc']);
@@ -255,6 +278,7 @@ export function parsePersonalPayload(bytes: Uint8Array): PersonalPayload {
     created: time(o, 'created', w),
     devices,
     apps,
+    ...(schemas !== undefined ? { schemas } : {}),
   };
 }
 
@@ -432,7 +456,7 @@ export interface PersonalProfile {
 }
 
 export function createPersonalProfile(admin: AdminKeys, p: Omit<PersonalPayload, 'type' | 'created'> & { created?: string }): SignedEnvelope {
-  const payload: PersonalPayload = { type: 'personal', master: p.master, account: p.account, seq: p.seq, created: p.created ?? nowIso(), devices: p.devices, apps: p.apps };
+  const payload: PersonalPayload = { type: 'personal', master: p.master, account: p.account, seq: p.seq, created: p.created ?? nowIso(), devices: p.devices, apps: p.apps, ...(p.schemas !== undefined && Object.keys(p.schemas).length > 0 ? { schemas: p.schemas } : {}) };
   if (!ACCOUNT.test(p.account)) fail('malformed', 'account must look like name@host');
   return signJson(payload, [admin.sign]);
 }

@@ -151,22 +151,23 @@ export function schemaFingerprint(schema: unknown): string {
 }
 
 /**
- * The schemas that came with a device (its sealed claim record, or an invitation), kept only
- * where they match the fingerprints its signed profile declares: `schemas` holds those,
- * `problems` says what was left out and why.
+ * The schemas that came with a device (its sealed claim record, or an invitation; `source` names
+ * where they came from otherwise, e.g. the personal profile at recovery), kept only where they
+ * match the fingerprints its signed profile declares: `schemas` holds those, `problems` says what
+ * was left out and why.
  */
-export function declaredSchemas(declared: readonly { readonly name: string; readonly schema: string }[], carried: unknown): { schemas: Record<string, Schema>; problems: string[] } {
+export function declaredSchemas(declared: readonly { readonly name: string; readonly schema: string }[], carried: unknown, source = 'the device'): { schemas: Record<string, Schema>; problems: string[] } {
   const schemas: Record<string, Schema> = {};
   const problems: string[] = [];
   const given = typeof carried === 'object' && carried !== null && !Array.isArray(carried) ? (carried as Record<string, unknown>) : {};
   for (const a of declared) {
     const s = Object.hasOwn(given, a.name) ? given[a.name] : undefined;
     if (s === undefined) {
-      problems.push(`the schema of ${a.name} did not come with the device`);
+      problems.push(`the schema of ${a.name} did not come with ${source}`);
       continue;
     }
     if (schemaFingerprint(s) !== a.schema) {
-      problems.push(`the schema of ${a.name} that came with the device is not the one its signed profile declares (${a.schema})`);
+      problems.push(`the schema of ${a.name} that came with ${source} is not the one ${source === 'the device' ? 'its' : "the device's"} signed profile declares (${a.schema})`);
       continue;
     }
     try {

@@ -5,7 +5,7 @@
  * read the feed, post signed statuses), so these flows need no device agent; the agent's own
  * end-to-end flows are in admin-agent.test.ts.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -20,6 +20,7 @@ import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
 import { createSession, createStatus, type OwnerStatus, type StatusError, type TreeHeadRef } from '../mesh/messages.js';
 import { parseApplicationPayload, parseMasterPayload, parsePersonalPayload } from '../mesh/profiles.js';
 import { authenticatorUdf, contentUdf } from '../mesh/udf.js';
+import { schemaFingerprint } from '../mesh/schema.js';
 import { PortalClient } from '../client/portal-client.js';
 import type { FeedItem } from '../mesh/protocol.js';
 import { startPortalProcess } from '../harness/portal-process.js';
@@ -97,19 +98,19 @@ class SimDevice {
     this.client = new PortalClient({ url, identity: { subject: d.id, key: d.keys.auth } });
   }
 
-  static make(url: string, authority: string, opts: { maker?: c.KeyPair; model?: string; blobProfile?: DeviceIdentity; sealWith?: Uint8Array } = {}): DeviceIdentity {
-    return newDeviceIdentity({ model: opts.model ?? 'thermostat', manufacturer: 'acme', serial: `sn${Math.floor(Math.random() * 1e9)}`, portalAuthority: authority, ...(opts.maker !== undefined ? { manufacturerKey: opts.maker } : {}) });
+  static make(url: string, authority: string, opts: { maker?: c.KeyPair; model?: string; blobProfile?: DeviceIdentity; sealWith?: Uint8Array; schemas?: Record<string, unknown> } = {}): DeviceIdentity {
+    return newDeviceIdentity({ model: opts.model ?? 'thermostat', manufacturer: 'acme', serial: `sn${Math.floor(Math.random() * 1e9)}`, portalAuthority: authority, ...(opts.maker !== undefined ? { manufacturerKey: opts.maker } : {}), ...(opts.schemas !== undefined ? { schemas: opts.schemas } : {}) });
   }
 
   /** Register; `blobOf` replaces what is sealed in the claim blob, `sealSecret` the secret it is sealed under (to simulate a dishonest portal). */
-  async register(opts: { blobOf?: DeviceIdentity; sealSecret?: Uint8Array } = {}): Promise<void> {
+  async register(opts: { blobOf?: DeviceIdentity; sealSecret?: Uint8Array; schemas?: Record<string, unknown> } = {}): Promise<void> {
     const secrets = deriveClaimSecrets(this.d.claimSecret);
     const sealer = deriveClaimSecrets(opts.sealSecret ?? this.d.claimSecret);
     const shown = opts.blobOf ?? this.d;
     await this.client.register({
       device: this.d.profile,
       endorsement: this.d.endorsement,
-      claim: { id: secrets.claimId, blob: sealClaimBlob(sealer, { profile: shown.profile, endorsement: shown.endorsement }), portalKey: b64u(secrets.portalKey) },
+      claim: { id: secrets.claimId, blob: sealClaimBlob(sealer, { profile: shown.profile, endorsement: shown.endorsement, ...(opts.schemas !== undefined ? { schemas: opts.schemas } : {}) }), portalKey: b64u(secrets.portalKey) },
       request: createSession(this.d.keys.auth, this.d.id),
     });
   }
@@ -563,6 +564,38 @@ test.serial('log verify: consistent, all receipts included; a device that saw an
   t.is(errCode(pinned), 'bad-key', pinned.stdout + pinned.stderr);
 });
 
+const HEATING = { type: 'object', properties: { level: { type: 'number', minimum: 0, maximum: 10 } }, additionalProperties: false };
+
+async function logSize(url: string): Promise<number> {
+  const client = new PortalClient({ url });
+  try {
+    return (JSON.parse(Buffer.from(payloadBytes(await client.treeHead())).toString('utf8')) as { size: number }).size;
+  } finally {
+    client.close();
+  }
+}
+
+/** `mesh config set heating level=11` from `home` is refused before publishing, with the schema's message: the log does not grow. */
+async function refusesOutOfRange(t: ExecutionContext, w: World, home: string): Promise<void> {
+  const before = await logSize(w.portal.url);
+  const r = await mesh(home, ['config', 'set', 'heating', 'level=11', '--wait', '0', '--json']);
+  t.is(errCode(r), 'schema', r.stdout + r.stderr);
+  t.regex(r.json.error.message as string, /boiler would refuse it: .*level is 11; the maximum is 10/);
+  t.is(await logSize(w.portal.url), before, 'nothing was published');
+}
+
+test.serial('device claim: a device that declares its schema; the personal profile carries it; config set checks values before publishing', async (t) => {
+  const w = await getWorld();
+  const boiler = new SimDevice(SimDevice.make(w.portal.url, authority(w.portal.url), { model: 'boiler', schemas: { heating: HEATING } }), w.portal.url);
+  devices.push(boiler);
+  await boiler.register({ schemas: { heating: HEATING } });
+  const r = await mesh(w.alice, ['device', 'claim', boiler.d.labelUri, '--name', 'boiler', '--wait-ms', '0', '--json']);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  const pp = parsePersonalPayload(payloadBytes((await accountOf(w.portal.url, w.alice, w.aliceAccount)).personal!));
+  t.deepEqual(pp.schemas, { [schemaFingerprint(HEATING)]: HEATING }, 'one copy, by fingerprint');
+  await refusesOutOfRange(t, w, w.alice);
+});
+
 test.serial('admin add / join: a second administration device by one-time PIN; then revoke it', async (t) => {
   const w = await getWorld();
   const phone = tmp('phone');
@@ -586,8 +619,10 @@ test.serial('admin add / join: a second administration device by one-time PIN; t
   t.is(j.code, 0, j.stdout + j.stderr);
   t.is(a.json.added.name, 'phone');
   t.is(j.json.admin.key, a.json.added.key);
-  t.is(j.json.devices.length, 1);
+  t.is(j.json.devices.length, 2);
   t.true(j.json.apps.thermostat.readable, 'configurations were re-encrypted so the new device can read them');
+  // the joined device has the devices' schemas back (from the personal profile, checked against each device's signed profile)
+  await refusesOutOfRange(t, w, phone);
 
   // the phone can change configuration; the laptop then carries on from its seq
   const before = (await mesh(w.alice, ['profile', 'show', '--json'])).json.apps.find((x: { app: string }) => x.app === 'thermostat').seq as number;
@@ -649,7 +684,9 @@ test.serial('recover: 3 shares on a new computer rebuild alice; wrong shares are
   t.deepEqual(show.json.doc, before.doc);
   const prof = await mesh(fresh, ['profile', 'show', '--json']);
   t.deepEqual(prof.json.admins.map((a: { name: string }) => a.name), ['new laptop']);
-  t.is(prof.json.devices.length, 1);
+  t.is(prof.json.devices.length, 2);
+  // the devices' schemas came back: values are checked before publishing
+  await refusesOutOfRange(t, w, fresh);
 
   // the lost laptop can no longer change anything
   const lost = await mesh(oldLaptop, ['config', 'set', 'thermostat', 'target=30', '--json']);
