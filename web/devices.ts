@@ -303,8 +303,9 @@ export async function devicePage(id: string, last?: Outcome): Promise<void> {
   }
   const effective = view?.private?.effective ?? {};
   const sections: HTMLElement[] = [];
-  // a device read back from the portal (recovery, a linked device) comes without the schemas its
-  // claim record carried: its settings are then those it reports in effect, and the device checks them
+  // a device whose schemas did not come back (an older device that declares none, or a personal
+  // profile published before it carried them: client/owner-restore.ts restoreSchemas): its settings
+  // are then those it reports in effect, and the device checks them
   const inferred = d.schemas === undefined;
   const schemas: Record<string, Schema> = d.schemas ?? inferSchemas(ctx.state, d, view);
   for (const [app, schema] of Object.entries(schemas)) {

@@ -315,6 +315,9 @@ test.serial('the owner app: profile, claim by camera and by code, the form, an i
     await newPage.getByRole('link', { name: 'living room' }).waitFor({ timeout: 20_000 });
     await shot(newPage, '4-devices');
     await newPage.getByRole('link', { name: 'living room' }).click();
+    // the schema came back with recovery (checked against the device's signed profile): the form has its range again
+    await newPage.getByLabel(/setpoint/).fill('35');
+    t.true(await newPage.locator('#form-thermostat button[type=submit]').isDisabled(), 'Save is disabled for 35 after recovery too');
     await setSetpoint(newPage, '23');
     await newPage.getByText('Applied by the device').waitFor({ timeout: 40_000 });
     await until('the device obeys the recovered phone', () => readConfig(a.dir).thermostat?.setpoint === 23, 20_000);
