@@ -36,7 +36,7 @@ shares stay valid.
     requireNoProfile(env.home);
     if (readAdminKeys(env.home) !== undefined) throw new MeshError('conflict', `${files(env.home).adminKeys} already exists; recover into an empty --home`);
 
-    const { state, admin, masterId, oldKeys, masterSeq, personalSeq, seed } = await recoverAccount({
+    const { state, admin, masterId, oldKeys, masterSeq, personalSeq, rollout, seed } = await recoverAccount({
       portalUrl,
       account,
       shares: pos,
@@ -59,6 +59,7 @@ shares stay valid.
         `  revoked ${oldKeys.length} previous administration key${oldKeys.length === 1 ? '' : 's'}: a lost device can no longer change anything`,
         `  devices: ${state.devices.length}${state.devices.length > 0 ? ` (${state.devices.map((d) => d.name).join(', ')}); they keep working, nothing to do on them` : ''}`,
         `  configurations read back: ${appsLine.length === 0 ? 'none' : appsLine.join(', ')}`,
+        ...(rollout ? ['  your rollout in progress was read back: see mesh rollout status'] : []),
         `  master profile #${masterSeq}, personal profile #${personalSeq}`,
         '  your recovery shares are unchanged: keep them where they were',
       ].join('\n'),
@@ -71,6 +72,7 @@ shares stay valid.
         personalSeq,
         devices: state.devices.map((d) => ({ id: d.id, name: d.name })),
         apps: Object.fromEntries(Object.entries(state.apps).map(([a, r]) => [a, { seq: r.seq, readable: r.doc !== null }])),
+        rollout,
         masterKeyKept: keep,
       },
     );

@@ -14,6 +14,7 @@ import type { AccountResponse } from '../mesh/protocol.js';
 import { PortalClient } from './portal-client.js';
 import { hello, keepReceipt, nextSeq, proveReceipt } from './owner.js';
 import { restoreFromAccountForRecovery, restoreSchemas } from './owner-restore.js';
+import { recoverRollout } from './owner-rollout.js';
 import { newState, newAdminKeys, schemasByFingerprint, type State } from './owner-state.js';
 
 function badShares(account: string, why: string): MeshError {
@@ -28,6 +29,8 @@ export interface Recovered {
   readonly oldKeys: string[];
   readonly masterSeq: number;
   readonly personalSeq: number;
+  /** whether an in-flight rollout's record was read back (with the escrow key) and written again for this device */
+  readonly rollout: boolean;
   /** the master seed: keep it only when asked to, then wipe it (fill(0)) */
   readonly seed: Uint8Array;
 }
@@ -95,7 +98,9 @@ export async function recoverAccount(o: { portalUrl: string; account: string; sh
     state.personalSeq = personalSeq;
     keepReceipt(state, r2);
     o.keep(state, admin);
-    return { state, admin, masterId, oldKeys, masterSeq: old.payload.seq + 1, personalSeq, seed };
+    // an in-flight rollout: its record, encrypted to the lost keys and the escrow key, written again for this device
+    const rollout = await recoverRollout({ state, admin, client: adminClient, ahead: restored.ahead, store: (s) => o.keep(s, admin), note: o.note }, acct, old, mk.escrow);
+    return { state, admin, masterId, oldKeys, masterSeq: old.payload.seq + 1, personalSeq, rollout, seed };
   } finally {
     client.close();
     adminClient?.close();

@@ -7,7 +7,8 @@
  *
  * The rollout's record (client/rollout.ts) is kept at the portal as an application profile of the
  * reserved application `mesh.rollout` that names no device and is encrypted to the owner's own
- * keys only (re-encrypted when an administration device is added), so any administration device
+ * keys only (re-encrypted when an administration device is added; read with the escrow key and
+ * written again at recovery), so any administration device
  * can show, resume or abort it. Each write of the record takes the next number; when two
  * administration devices write at once the portal keeps the first and the second gets `conflict`.
  * The state keeps the highest record number this computer has seen (State.rolloutSeq): a portal
@@ -19,7 +20,7 @@ import type { Json } from '../mesh/json.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import { createApplicationProfile, parseApplicationPayload, verifyApplicationProfile, type MasterProfile } from '../mesh/profiles.js';
 import { canonicalJson } from '../mesh/schema.js';
-import { randomBytes } from '../mesh/crypto.js';
+import { randomBytes, type KeyPair } from '../mesh/crypto.js';
 import { hex } from '../mesh/bytes.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { ROLLOUT_APP, decide, docTable, failures, isFailure, parseRollout, planWaves, waveDevices, waveSent, withDevices, type DeviceEntry, type DeviceResult, type Doc, type RolloutRecord } from './rollout.js';
@@ -119,6 +120,36 @@ export async function reencryptRollout(ctx: Ctx, extraReaders: readonly Uint8Arr
   const held = readRollout(ctx, await ctx.client.account(), currentMaster(ctx.state));
   if (held.rec === null) return false;
   await writeRollout(ctx, held, held.rec, extraReaders);
+  return true;
+}
+
+/**
+ * At recovery: the rollout record the lost administration device wrote, verified under the master
+ * profile from before the recovery (`old`, which still lists that device) and opened with the
+ * master's escrow key (every record is also encrypted to it), is written again by the recovered
+ * device, so it can show, resume or abort the rollout. False when there is none, or it does not
+ * verify or open (noted: it is then unreadable here, as before, and the next rollout replaces it).
+ */
+export async function recoverRollout(ctx: Ctx, acct: AccountResponse, old: MasterProfile, escrow: KeyPair): Promise<boolean> {
+  const env = acct.applications[ROLLOUT_APP];
+  if (env === undefined) return false;
+  let held: HeldRollout;
+  try {
+    const ap = verifyApplicationProfile(env, old);
+    if (ap.payload.app !== ROLLOUT_APP || ap.payload.devices.length !== 0) throw new MeshError('wrong-type', 'it is not a rollout record');
+    held = { rec: parseRollout(decryptDoc(ap, escrow)), seq: ap.payload.seq };
+  } catch (e) {
+    if (!isMeshError(e)) throw e;
+    ctx.note(`note: your rollout record could not be read back (${e.code}: ${e.message}); the next rollout replaces it\n`);
+    return false;
+  }
+  try {
+    await writeRollout(ctx, held, held.rec);
+  } catch (e) {
+    if (!isMeshError(e)) throw e;
+    ctx.note(`note: your rollout record could not be written again for this device (${e.code}: ${e.message}); the next rollout replaces it\n`);
+    return false;
+  }
   return true;
 }
 

@@ -28,7 +28,9 @@ interface World {
   readonly fleet: Fleet;
   readonly laptop: string;
   readonly account: string;
+  readonly shares: readonly string[];
   phone?: string;
+  recovered?: string;
 }
 
 let w: World;
@@ -47,7 +49,7 @@ test.before(async () => {
   const laptop = tmpHome('rollout-laptop');
   const p = await mesh(laptop, ['profile', 'create', '--portal', portal.http, '--account', 'alice', '--admin-name', 'laptop', '--keep-master-key', '--json']);
   if (p.code !== 0) throw new Error(`profile create: ${show(p)}`);
-  w = { portal, fleet, laptop, account: (p.json as { account: string }).account };
+  w = { portal, fleet, laptop, account: (p.json as { account: string }).account, shares: (p.json as { shares: string[] }).shares };
   for (const d of fleet.devices) {
     const c = await mesh(laptop, ['device', 'claim', d.identity.labelUri, '--name', d.name, '--wait', '30', '--json']);
     if (c.code !== 0) throw new Error(`claim ${d.name}: ${show(c)}`);
@@ -60,7 +62,7 @@ test.after.always(async () => {
   if (w === undefined) return;
   await w.fleet.stop();
   await w.portal.stop();
-  for (const h of [w.laptop, w.phone]) if (h !== undefined) fs.rmSync(h, { recursive: true, force: true });
+  for (const h of [w.laptop, w.phone, w.recovered]) if (h !== undefined) fs.rmSync(h, { recursive: true, force: true });
 });
 
 /** Every application profile the portal queued for a device (its feed), decoded. */
@@ -242,4 +244,24 @@ test.serial('a canary that fails its health check stops the rollout too (unhealt
   t.is(dev('dev-3').config().setpoint, 20, 'dev-3 went back on its own');
   for (const n of order.slice(2)) t.is(dev(n).config().setpoint, 20, `${n} never got it`);
   t.is((await mesh(w.laptop, ['rollout', 'abort', '--json'])).code, 0);
+});
+
+test.serial('the laptop is lost during a rollout: after mesh recover the new computer reads the record (with the escrow key), shows it and can abort it', async (t) => {
+  const order = ['dev-1', 'dev-2', ...names.filter((n) => n !== 'dev-1' && n !== 'dev-2')];
+  const r = await mesh(w.laptop, ['config', 'set', 'thermostat', 'setpoint=23', '--devices', order.join(','), '--canary', '2', '--wait', '60', '--json']);
+  t.is(r.code, 4, show(r));
+  t.is((r.json as { state: string }).state, 'stopped');
+  const fresh = tmpHome('rollout-recovered');
+  w.recovered = fresh;
+  const rec = await mesh(fresh, ['recover', ...w.shares.slice(0, 3), '--portal', w.portal.http, '--account', w.account, '--admin-name', 'new laptop', '--json']);
+  t.is(rec.code, 0, show(rec));
+  t.true((rec.json as { rollout: boolean }).rollout, 'the rollout record was read back');
+  const st = await mesh(fresh, ['rollout', 'status', '--json']);
+  t.is(st.code, 0, show(st));
+  t.is((st.json as { state: string }).state, 'stopped');
+  const human = await mesh(fresh, ['rollout', 'status']);
+  t.regex(human.stdout, /dev-2: REFUSED \[schema\]: .*setpoint/);
+  const ab = await mesh(fresh, ['rollout', 'abort', '--json']);
+  t.is(ab.code, 0, show(ab));
+  t.is(((await mesh(fresh, ['rollout', 'status', '--json'])).json as { state: string }).state, 'aborted');
 });
