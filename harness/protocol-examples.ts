@@ -39,6 +39,7 @@ import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '..
 import { MerkleTree } from '../mesh/merkle.js';
 import { splitSecret } from '../mesh/shamir.js';
 import { schemaFingerprint } from '../mesh/schema.js';
+import type { Json } from '../mesh/json.js';
 
 // ---------------------------------------------------------------- the examples
 
@@ -171,6 +172,8 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     created: at(400),
     devices: [d0, d1].map((d, i) => ({ id: d.id, name: i === 0 ? 'Kitchen' : 'Hall', model: d.model, enc: b64u(d.keys.enc.publicKey) })),
     apps: ['thermostat'],
+    // one copy of each schema the devices declare, by fingerprint (recovery takes them back from here)
+    schemas: { [schemaFingerprint(EXAMPLE_SCHEMA)]: EXAMPLE_SCHEMA as Json },
   });
   const config = { setpointC: 20.5, schedule: [{ from: '06:30', to: '22:00', setpointC: 21 }], units: 'metric' };
   const application = createApplicationProfile(admin, {
@@ -650,7 +653,7 @@ ${envelope('Device profile', d0.profile, 'Self-signed by the device signature ke
 ${envelope('Manufacturer endorsement', d0.endorsement, 'Signed by the manufacturer, whose key travels in the signature (`key`). Whether that manufacturer key is trusted is the verifier\'s decision; a wrong device or any failure is `endorsement-invalid`.')}
 ${envelope('Master profile', x.master, 'Signed by the master signing key `sign`; lists the administration keys (`admins`), the escrow keys and the revoked administration key UDFs; `seq` grows with every new version.')}
 ${envelope('Master profile, seq 2 (an administration key revoked)', x.masterV2, 'The same master key, a higher `seq`: the phone is removed from `admins` and its key UDF listed in `revoked`. Anything it signs is now `revoked-key`.')}
-${envelope('Personal profile', x.personal, 'Signed by an administration key; names its master, the account, the connected devices (with their encryption keys) and the applications.')}
+${envelope('Personal profile', x.personal, 'Signed by an administration key; names its master, the account, the connected devices (with their encryption keys) and the applications; optionally `schemas`, one copy of each JSON Schema the devices declare, keyed by its fingerprint: a recovered or newly joined administration device takes each device\'s schemas from here, keeping only those whose fingerprint the device\'s own signed profile declares (absent in profiles written before it).')}
 ${envelope('Application profile', x.application, 'Signed by an administration key; `config` is an encrypted envelope (shown pretty-printed and decrypted in section 4) whose recipients are the target devices (and here the administration device too). The portal verifies the signature chain but cannot read the configuration.')}
 
 ## 6. Onboarding and claims
