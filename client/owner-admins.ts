@@ -17,7 +17,8 @@ import { createJoin, parseJoin, verifyJoinPin, type JoinPayload } from '../mesh/
 import { createMasterProfile, parseMasterPayload, verifyMasterProfile, witnessesOf, type AdminEntry, type AdminKeys, type MasterProfile } from '../mesh/profiles.js';
 import { present, udfMatches } from '../mesh/udf.js';
 import { PortalClient } from './portal-client.js';
-import { restoreFromAccount, restoreSchemas, type Restored } from './owner-restore.js';
+import { restoreFromAccount, type Restored } from './owner-restore.js';
+import { restoreSchemas } from './owner-schemas.js';
 import { reencryptRollout } from './owner-rollout.js';
 import { currentMaster, hello, keepReceipt, materializeTargets, pollUntil, proveReceipt, publishApp, save, type Ctx } from './owner.js';
 import { newState, nowIso, type ConfigDoc, type DeviceRecord, type State } from './owner-state.js';

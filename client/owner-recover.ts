@@ -13,7 +13,8 @@ import { recoverSecret } from '../mesh/shamir.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import { PortalClient } from './portal-client.js';
 import { hello, keepReceipt, nextSeq, proveReceipt } from './owner.js';
-import { restoreFromAccountForRecovery, restoreSchemas } from './owner-restore.js';
+import { restoreFromAccountForRecovery } from './owner-restore.js';
+import { restoreSchemas } from './owner-schemas.js';
 import { recoverRollout } from './owner-rollout.js';
 import { newState, newAdminKeys, schemasByFingerprint, type State } from './owner-state.js';
 

@@ -6,16 +6,14 @@
  * fails with `bad-answer` and nothing is kept.
  */
 import { ROLLOUT_APP } from './rollout.js';
-import { MeshError, isMeshError } from '../mesh/errors.js';
+import { MeshError } from '../mesh/errors.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import type { KeyPair } from '../mesh/crypto.js';
 import type { MasterKeys } from '../mesh/keys.js';
 import { shortFingerprint } from '../mesh/claim.js';
-import { parseApplicationPayload, parsePersonalPayload, verifyApplicationProfile, verifyDeviceProfile, verifyPersonalProfile, type DeviceProfile, type MasterProfile } from '../mesh/profiles.js';
+import { parseApplicationPayload, parsePersonalPayload, verifyApplicationProfile, verifyPersonalProfile, type MasterProfile } from '../mesh/profiles.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import type { Json } from '../mesh/json.js';
-import { declaredSchemas } from '../mesh/schema.js';
-import type { PortalClient } from './portal-client.js';
 import { badAnswer, claimedSeq, openAsOwner, verifiedOrAhead, type Ahead } from './owner.js';
 import type { AppRecord, ConfigDoc, DeviceRecord } from './owner-state.js';
 
@@ -67,50 +65,6 @@ export function restoreFromAccount(acct: AccountResponse, master: MasterProfile,
     apps[app] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
   }
   return { personalSeq, devices, apps, schemas, ahead };
-}
-
-/**
- * The devices read back with their schemas: each device's signed profile (the portal serves it
- * with the devices' status; it must verify under the device's own key, whose UDF is the id the
- * personal profile lists) declares its applications and their schema fingerprints, and only a
- * carried schema with that fingerprint is kept. Anything else is dropped with a note: values for
- * that application are then checked by the device alone. Never fails: without the portal's
- * answer the devices come back without schemas, as they did before profiles carried them.
- */
-export async function restoreSchemas(client: PortalClient, devices: readonly DeviceRecord[], carried: Readonly<Record<string, Json>> | undefined, note: (s: string) => void): Promise<DeviceRecord[]> {
-  if (devices.length === 0) return [...devices];
-  if (carried === undefined) {
-    note("note: the personal profile at the portal does not carry your devices' schemas (an older mesh published it): values are checked by the devices alone\n");
-    return [...devices];
-  }
-  let profiles: Map<string, DeviceProfile | string>;
-  try {
-    profiles = new Map();
-    for (const e of await client.deviceStatus()) {
-      try {
-        profiles.set(e.device, verifyDeviceProfile(e.profile, e.device));
-      } catch (err) {
-        profiles.set(e.device, isMeshError(err) ? `${err.code}: ${err.message}` : String(err));
-      }
-    }
-  } catch (e) {
-    note(`warning: the devices' profiles could not be read from the portal (${isMeshError(e) ? e.message : String(e)}): your devices come back without their schemas, and values are checked by the devices alone\n`);
-    return [...devices];
-  }
-  return devices.map((d) => {
-    const p = profiles.get(d.id);
-    if (p === undefined || typeof p === 'string') {
-      note(`warning: ${d.name}: ${p === undefined ? 'the portal returned no profile for it' : `its profile from the portal does not verify (${p})`}; its schemas are not kept, and values for it are checked by the device alone\n`);
-      return d;
-    }
-    const apps = p.payload.apps;
-    if (apps === undefined) return d; // an older device: its profile declares no schemas
-    const given: Record<string, Json> = {};
-    for (const a of apps) if (Object.hasOwn(carried, a.schema)) given[a.name] = carried[a.schema] as Json;
-    const got = declaredSchemas(apps, given, 'the personal profile at the portal');
-    for (const x of got.problems) note(`warning: ${d.name}: ${x}; it is dropped, and values for it are checked by the device alone\n`);
-    return { ...d, schemas: got.schemas };
-  });
 }
 
 /** Recovery reads the configurations with the master escrow key (every owner-published configuration is also encrypted to it). */

@@ -184,7 +184,7 @@ function parseDevice(v: unknown, w: string): DeviceRecord {
 /**
  * The devices' schemas as the personal profile carries them: one copy per schema fingerprint
  * (recovery and a new administration device take them back from there, checked against each
- * device's signed profile: client/owner-restore.ts restoreSchemas).
+ * device's signed profile: client/owner-schemas.ts restoreSchemas).
  */
 export function schemasByFingerprint(devices: readonly DeviceRecord[]): Record<string, Json> {
   const out: Record<string, Json> = {};

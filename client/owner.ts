@@ -44,6 +44,7 @@ import { shortFingerprint } from '../mesh/claim.js';
 import { PortalClient } from './portal-client.js';
 import { ROLLOUT_APP } from './rollout.js';
 import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
+import { restoreSchemas } from './owner-schemas.js';
 import { adminKid, nowIso, schemasByFingerprint, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './owner-state.js';
 
 /**
@@ -260,7 +261,14 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
       const pp = verifiedOrAhead({ ahead: ctx.ahead, note }, 'personal', 'personal profile', claimed, state.personalSeq, () => verifyPersonalProfile(personal, master));
       if (pp !== undefined) {
         if (pp.payload.account !== state.account) throw badAnswer(`personal profile #${claimed}`, new MeshError('wrong-master', `it is for ${pp.payload.account}`));
+        const known = new Set(state.devices.map((d) => d.id));
         mergeDevices(state, pp.payload.devices);
+        // a device another administration device claimed: its schemas from the personal profile, checked against its signed profile
+        const added = state.devices.filter((d) => !known.has(d.id));
+        if (added.length > 0 && pp.payload.schemas !== undefined) {
+          const got = new Map((await restoreSchemas(ctx.client, added, pp.payload.schemas, note)).map((d) => [d.id, d]));
+          state.devices = state.devices.map((d) => got.get(d.id) ?? d);
+        }
         for (const app of pp.payload.apps) if (state.apps[app] === undefined) state.apps[app] = { seq: 0, doc: null, publishedAt: pp.payload.created };
         state.personalSeq = pp.payload.seq;
       }

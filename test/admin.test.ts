@@ -565,6 +565,7 @@ test.serial('log verify: consistent, all receipts included; a device that saw an
 });
 
 const HEATING = { type: 'object', properties: { level: { type: 'number', minimum: 0, maximum: 10 } }, additionalProperties: false };
+const LIGHT = { type: 'object', properties: { level: { type: 'number', minimum: 0, maximum: 5 } }, additionalProperties: false };
 
 async function logSize(url: string): Promise<number> {
   const client = new PortalClient({ url });
@@ -623,6 +624,17 @@ test.serial('admin add / join: a second administration device by one-time PIN; t
   t.true(j.json.apps.thermostat.readable, 'configurations were re-encrypted so the new device can read them');
   // the joined device has the devices' schemas back (from the personal profile, checked against each device's signed profile)
   await refusesOutOfRange(t, w, phone);
+  // a device the phone claims: the laptop takes its schema from the personal profile at its next sync
+  const lamp = new SimDevice(SimDevice.make(w.portal.url, authority(w.portal.url), { model: 'lamp', schemas: { light: LIGHT } }), w.portal.url);
+  devices.push(lamp);
+  await lamp.register({ schemas: { light: LIGHT } });
+  const cl = await mesh(phone, ['device', 'claim', lamp.d.labelUri, '--name', 'lamp', '--wait-ms', '0', '--json']);
+  t.is(cl.code, 0, cl.stdout + cl.stderr);
+  const size = await logSize(w.portal.url);
+  const dim = await mesh(w.alice, ['config', 'set', 'light', 'level=9', '--wait', '0', '--json']);
+  t.is(errCode(dim), 'schema', dim.stdout + dim.stderr);
+  t.regex(dim.json.error.message as string, /lamp would refuse it: .*level is 9; the maximum is 5/);
+  t.is(await logSize(w.portal.url), size, 'nothing was published');
 
   // the phone can change configuration; the laptop then carries on from its seq
   const before = (await mesh(w.alice, ['profile', 'show', '--json'])).json.apps.find((x: { app: string }) => x.app === 'thermostat').seq as number;
@@ -684,7 +696,7 @@ test.serial('recover: 3 shares on a new computer rebuild alice; wrong shares are
   t.deepEqual(show.json.doc, before.doc);
   const prof = await mesh(fresh, ['profile', 'show', '--json']);
   t.deepEqual(prof.json.admins.map((a: { name: string }) => a.name), ['new laptop']);
-  t.is(prof.json.devices.length, 2);
+  t.is(prof.json.devices.length, 3);
   // the devices' schemas came back: values are checked before publishing
   await refusesOutOfRange(t, w, fresh);
 

@@ -1,5 +1,5 @@
 /**
- * client/owner-restore.ts restoreSchemas: what recovery and a new administration device take
+ * client/owner-schemas.ts restoreSchemas: what recovery and a new administration device take
  * each device's schemas from (the personal profile's copies, by fingerprint), kept only where they
  * match what the device's own signed profile declares; and the personal profile carrying them
  * (an older one without them still reads).
@@ -12,7 +12,7 @@ import { schemaFingerprint } from '../mesh/schema.js';
 import type { Json } from '../mesh/json.js';
 import type { DeviceStatusEntry } from '../mesh/protocol.js';
 import type { PortalClient } from '../client/portal-client.js';
-import { restoreSchemas } from '../client/owner-restore.js';
+import { restoreSchemas } from '../client/owner-schemas.js';
 import { newAdminKeys, schemasByFingerprint, type DeviceRecord } from '../client/owner-state.js';
 import { codeOf } from './helpers/code-of.js';
 

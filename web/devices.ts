@@ -304,7 +304,7 @@ export async function devicePage(id: string, last?: Outcome): Promise<void> {
   const effective = view?.private?.effective ?? {};
   const sections: HTMLElement[] = [];
   // a device whose schemas did not come back (an older device that declares none, or a personal
-  // profile published before it carried them: client/owner-restore.ts restoreSchemas): its settings
+  // profile published before it carried them: client/owner-schemas.ts restoreSchemas): its settings
   // are then those it reports in effect, and the device checks them
   const inferred = d.schemas === undefined;
   const schemas: Record<string, Schema> = d.schemas ?? inferSchemas(ctx.state, d, view);
