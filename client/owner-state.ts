@@ -11,7 +11,7 @@ import { MeshError } from '../mesh/errors.js';
 import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
 import { arr, checkJsonValue, int, obj, optStr, str, type Json, type Obj } from '../mesh/json.js';
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
-import { parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
+import { MAX_PERSONAL_SCHEMAS, parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
 import { checkSchema, schemaFingerprint, type Schema } from '../mesh/schema.js';
 
 /** 2: per-device documents (AppRecord.targets); a version 1 file is read and upgraded (see parseState) */
@@ -187,11 +187,24 @@ function parseDevice(v: unknown, w: string): DeviceRecord {
  * device's signed profile: client/owner-schemas.ts restoreSchemas).
  */
 export function schemasByFingerprint(devices: readonly DeviceRecord[]): Record<string, Json> {
+  const all = new Map<string, Schema>();
+  for (const d of devices) for (const s of Object.values(d.schemas ?? {})) all.set(schemaFingerprint(s), s);
+  // within what a personal profile may hold (the count, and a share of its bytes): beyond that a
+  // schema is left out, and a device that runs it comes back without it (noted at recovery)
   const out: Record<string, Json> = {};
-  // a schema is JSON: it came parsed from the device's claim record or an invitation
-  for (const d of devices) for (const s of Object.values(d.schemas ?? {})) out[schemaFingerprint(s)] = s as Json;
+  let bytes = 0;
+  for (const [fp, s] of [...all].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const size = JSON.stringify(s).length;
+    if (Object.keys(out).length >= MAX_PERSONAL_SCHEMAS || bytes + size > MAX_PERSONAL_SCHEMA_BYTES) continue;
+    bytes += size;
+    // a schema is JSON: it came parsed from the device's claim record or an invitation
+    out[fp] = s as Json;
+  }
   return out;
 }
+
+/** the share of a personal profile (MAX_PROFILE_BYTES, 256 KiB) its schemas may take */
+export const MAX_PERSONAL_SCHEMA_BYTES = 48 * 1024;
 
 function parseSchemas(v: unknown, w: string): Record<string, Schema> {
   const o = obj(v, w, [], Object.keys((v ?? {}) as Obj));

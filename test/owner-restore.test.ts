@@ -13,7 +13,7 @@ import type { Json } from '../mesh/json.js';
 import type { DeviceStatusEntry } from '../mesh/protocol.js';
 import type { PortalClient } from '../client/portal-client.js';
 import { restoreSchemas } from '../client/owner-schemas.js';
-import { newAdminKeys, schemasByFingerprint, type DeviceRecord } from '../client/owner-state.js';
+import { MAX_PERSONAL_SCHEMA_BYTES, newAdminKeys, schemasByFingerprint, type DeviceRecord } from '../client/owner-state.js';
 import { codeOf } from './helpers/code-of.js';
 
 const HEATING = { type: 'object', properties: { level: { type: 'number', minimum: 0, maximum: 10 } } };
@@ -70,4 +70,13 @@ test('the personal profile carries the schemas by fingerprint; one without them 
   const without = parsePersonalPayload(payloadBytes(createPersonalProfile(admin, { ...base, schemas: {} })));
   t.false('schemas' in without, 'no empty field is written');
   t.is(codeOf(() => parsePersonalPayload(payloadBytes(createPersonalProfile(admin, { ...base, schemas: { __proto__x: HEATING } })))), 'malformed');
+});
+
+test('the schemas a personal profile carries stay within its share of the profile: beyond it a schema is left out', (t) => {
+  const big = (i: number) => ({ type: 'object', description: `${i}`.padEnd(15_000, 'x') });
+  const recs = [0, 1, 2, 3, 4].map((i): DeviceRecord => ({ ...device(`d${i}`).rec, schemas: { app: big(i) } }));
+  const carried = schemasByFingerprint(recs);
+  t.is(Object.keys(carried).length, 3, '3 of 15 kB fit in 48 KiB');
+  t.true(JSON.stringify(carried).length <= MAX_PERSONAL_SCHEMA_BYTES + 1000);
+  t.is(Object.keys(schemasByFingerprint([...recs.slice(0, 1), ...recs.slice(0, 1)])).length, 1, 'one copy per fingerprint');
 });
