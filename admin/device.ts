@@ -30,7 +30,7 @@ function fmtMs(ms: number): string {
 export const deviceClaimCommand: Command = {
   name: 'device claim',
   summary: 'claim a device from its label (QR code or printed code and fingerprint), or accept an invitation',
-  help: `usage: mesh device claim LABEL|INVITATION [--name NAME] [--trust-manufacturer KEYUDF] [--wait S]
+  help: `usage: mesh device claim LABEL|INVITATION [--name NAME] [--trust-manufacturer KEYUDF] [--portal URL] [--wait S]
 
 LABEL is what the device's label shows: the URI in its QR code
 (https://portal/claim#code=CODE&fp=FP&m=MAKER; the older mcu://maker@portal/CODE?fp=FP too),
@@ -49,10 +49,14 @@ command waits for the device to confirm.
 
   --name NAME                 what to call the device (default: its model and fingerprint)
   --trust-manufacturer KEYUDF the manufacturer key you expect (warns when the endorsement is by another key)
+  --portal URL                an invitation to a device at another portal than yours: that portal's URL
+                              (default https://HOST, HOST as the invitation names it). You are bound
+                              there as a visitor (your master profile only), and the device's claim,
+                              configuration and status go there from now on
   --wait S                    how long to wait for the device to confirm, in seconds (default 15; 0 = don't wait)
   --wait-ms N                 the same in milliseconds
   --json                      print the result as JSON`,
-  options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, ...WAIT_OPTIONS },
+  options: { name: { type: 'string' }, 'trust-manufacturer': { type: 'string' }, portal: { type: 'string' }, ...WAIT_OPTIONS },
   async run(v, pos, env) {
     if (pos.length === 0) throw new MeshError('usage', 'give the label (the https://.../claim#... URI of its QR code, or "CODE FINGERPRINT") or the invitation (https://.../invite#...)');
     const text = pos.join(' ');
@@ -66,7 +70,8 @@ command waits for the device to confirm.
     if (wantName !== undefined) checkLabel(wantName, 'the device name');
 
     await withOwner(env, async (ctx) => {
-      const lookup = await lookupClaim(ctx, text);
+      const via = strOpt(v, 'portal');
+      const lookup = await lookupClaim(ctx, text, via !== undefined ? { portal: via } : {});
       const { device, schemas } = lookup;
       const fp = lookup.fingerprint;
       const { name, endorsedBy, personalSeq, sent, outcome } = await completeClaim(ctx, lookup, { ...(wantName !== undefined ? { name: wantName } : {}), ...(trust !== undefined ? { trust } : {}), waitMs });

@@ -11,7 +11,8 @@ import { verifyDeviceProfile, verifyEndorsement, type DeviceProfile, type Endors
 import { normalizeUdf, udfMatches } from '../mesh/udf.js';
 import { declaredSchemas, validate, type Schema } from '../mesh/schema.js';
 import { deviceStatuses, keepReceipt, ownerEntry, pollUntil, proveReceipt, publishApp, publishPersonal, save, sync, type Ctx } from './owner.js';
-import { checkLabel, docFor, nowIso, type DeviceRecord, type Endorsed } from './owner-state.js';
+import { checkLabel, docFor, nowIso, type DevicePortal, type DeviceRecord, type Endorsed } from './owner-state.js';
+import { isHome, portalUrl, visit } from './owner-intermesh.js';
 import { errorsFor, waitForDevices, type Outcome } from './owner-wait.js';
 
 const SKEW_MS = 5000;
@@ -33,6 +34,8 @@ export interface ClaimLookup {
   readonly existing: DeviceRecord | undefined;
   /** the name it gets without one given */
   readonly suggestedName: string;
+  /** the device's portal, when an invitation names another than the owner's home (the Intermesh) */
+  readonly portal?: DevicePortal;
 }
 
 /**
@@ -40,20 +43,28 @@ export interface ClaimLookup {
  * the device's record from the portal, open it with the code, and check the device is the one on
  * the label (`fingerprint-mismatch` otherwise; nothing is sent).
  */
-export async function lookupClaim(ctx: Ctx, text: string): Promise<ClaimLookup> {
+export async function lookupClaim(ctx: Ctx, text: string, o: { portal?: string } = {}): Promise<ClaimLookup> {
   const { state } = ctx;
   const invitation = isInvitation(text) ? parseInvitation(text) : undefined;
   const label = invitation ?? parseClaimLabel(text);
-  if (label.portal !== '') {
-    const host = new URL(state.portal).host;
-    if (label.portal !== host && label.portal !== state.portalName) ctx.note(`note: the label names the portal ${label.portal}; your profile is at ${state.portal}\n`);
-  }
+  // an invitation to a device at another portal is accepted there, as a visitor (client/owner-intermesh.ts)
+  const awayUrl = invitation !== undefined && !isHome(ctx, invitation.portal) ? portalUrl(invitation.portal, o.portal) : undefined;
+  if (o.portal !== undefined && awayUrl === undefined) throw new MeshError('usage', '--portal is for an invitation to a device at another portal than yours');
+  if (label.portal !== '' && awayUrl === undefined && !isHome(ctx, label.portal)) ctx.note(`note: the label names the portal ${label.portal}; your profile is at ${state.portal}\n`);
   await sync(ctx);
   save(ctx);
   const secrets = invitation !== undefined ? deriveInviteSecrets(invitation.secret) : deriveClaimSecrets(label.secret);
   let blob: unknown;
+  let portal: DevicePortal | undefined;
   try {
-    blob = openClaimBlob(secrets, (await ctx.client.claimLookup(secrets.claimId)).blob);
+    const found =
+      awayUrl === undefined
+        ? await ctx.client.claimLookup(secrets.claimId)
+        : await visit(ctx, awayUrl, async (client, p) => {
+            portal = p;
+            return client.claimLookup(secrets.claimId);
+          });
+    blob = openClaimBlob(secrets, found.blob);
   } catch (e) {
     if (isMeshError(e, 'not-found')) {
       if (invitation !== undefined) throw new MeshError('not-found', 'the portal holds no such invitation: check that you copied all of it, or ask the owner for a new one');
@@ -112,6 +123,7 @@ export async function lookupClaim(ctx: Ctx, text: string): Promise<ClaimLookup> 
     schemas,
     existing,
     suggestedName: existing?.name ?? `${device.payload.model}-${(fp.split('-')[1] ?? fp).toLowerCase()}`,
+    ...(portal !== undefined ? { portal } : {}),
   };
 }
 
@@ -153,10 +165,23 @@ export async function completeClaim(ctx: Ctx, lookup: ClaimLookup, o: { name?: s
 
   const claim = createClaim(ctx.admin.sign, secrets, { device: device.id, master: state.master, account: state.account, ...(epoch !== undefined ? { epoch } : {}), ...(terms !== undefined ? { invite: terms.invite } : {}) });
   const claimedAt = nowIso();
-  const receipt = await proveReceipt(ctx, 'claim', claim, await ctx.client.claim(secrets.claimId, claim));
-  keepReceipt(state, receipt);
+  const away = lookup.portal;
+  if (away === undefined) keepReceipt(state, await proveReceipt(ctx, 'claim', claim, await ctx.client.claim(secrets.claimId, claim)));
+  // at the device's portal: proven against the key pinned there (mesh log verify covers the home portal's log only)
+  else await visit(ctx, away, async (client) => proveReceipt({ client, state, portal: away }, 'claim', claim, await client.claim(secrets.claimId, claim)));
   const guest = terms?.role === 'guest';
-  const rec: DeviceRecord = { id: device.id, name, model: device.payload.model, enc: device.payload.enc, fingerprint: fp, claimedAt, endorsedBy, ...(guest ? { guest: true } : {}), ...(schemas !== undefined ? { schemas } : {}) };
+  const rec: DeviceRecord = {
+    id: device.id,
+    name,
+    model: device.payload.model,
+    enc: device.payload.enc,
+    fingerprint: fp,
+    claimedAt,
+    endorsedBy,
+    ...(guest ? { guest: true } : {}),
+    ...(schemas !== undefined ? { schemas } : {}),
+    ...(away !== undefined ? { portal: away } : {}),
+  };
   state.devices = [...state.devices.filter((d) => d.id !== device.id), rec];
   save(ctx);
   const personalSeq = await publishPersonal(ctx);

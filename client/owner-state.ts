@@ -49,6 +49,18 @@ export interface DeviceRecord {
    * declares none (made before devices declared them): its values cannot be checked before publishing
    */
   readonly schemas?: Readonly<Record<string, Schema>>;
+  /** the device is registered at another portal than this owner's home (the Intermesh): its claim, configuration and status go there */
+  readonly portal?: DevicePortal;
+}
+
+/** Another portal, as an owner's CLI knows it for a device registered there: its URL and its key, pinned on first contact. */
+export interface DevicePortal {
+  readonly url: string;
+  /** the portal key's UDF */
+  readonly id: string;
+  /** the portal key (base64url) */
+  readonly key: string;
+  readonly name: string;
 }
 
 /** What was last published to one device for one application. */
@@ -161,7 +173,7 @@ export function newState(p: {
 }
 
 function parseDevice(v: unknown, w: string): DeviceRecord {
-  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest', 'schemas']);
+  const o = obj(v, w, ['id', 'name', 'model', 'enc', 'fingerprint', 'claimedAt', 'endorsedBy'], ['seenOwners', 'guest', 'schemas', 'portal']);
   let endorsedBy: Endorsed | null = null;
   if (o.endorsedBy !== null) {
     const eo = obj(o.endorsedBy, `${w}.endorsedBy`, ['manufacturer', 'key', 'trusted']);
@@ -178,7 +190,13 @@ function parseDevice(v: unknown, w: string): DeviceRecord {
     ...(o.seenOwners !== undefined ? { seenOwners: arr(o, 'seenOwners', w, 256).map((x, i) => str({ x }, 'x', `${w}.seenOwners[${i}]`, 120)) } : {}),
     ...(o.guest === true ? { guest: true } : {}),
     ...(o.schemas !== undefined ? { schemas: parseSchemas(o.schemas, `${w}.schemas`) } : {}),
+    ...(o.portal !== undefined ? { portal: parseDevicePortal(o.portal, `${w}.portal`) } : {}),
   };
+}
+
+function parseDevicePortal(v: unknown, w: string): DevicePortal {
+  const o = obj(v, w, ['url', 'id', 'key', 'name']);
+  return { url: str(o, 'url', w, 2000), id: str(o, 'id', w, 120), key: str(o, 'key', w, 60), name: str(o, 'name', w, 253) };
 }
 
 /**

@@ -45,7 +45,8 @@ import { PortalClient } from './portal-client.js';
 import { ROLLOUT_APP } from './rollout.js';
 import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
 import { restoreSchemas } from './owner-schemas.js';
-import { adminKid, nowIso, schemasByFingerprint, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type Receipt, type State } from './owner-state.js';
+import { adminKid, nowIso, schemasByFingerprint, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type DevicePortal, type Receipt, type State } from './owner-state.js';
+import { visit } from './owner-intermesh.js';
 
 /**
  * What an owner's action needs, in the CLI (admin/command.ts: files, the terminal) and in the owner
@@ -144,10 +145,10 @@ function requireListed(master: MasterProfile, admin: AdminKeys, account: string)
  * leaf is exactly the payload we published. Otherwise `bad-answer`; a network failure on the way
  * stays `unavailable`/`timeout`. Either way the caller keeps nothing of this exchange.
  */
-export async function proveReceipt(p: { client: PortalClient; state: State }, kind: string, env: SignedEnvelope, r: LogReceipt): Promise<Receipt> {
+export async function proveReceipt(p: { client: PortalClient; state: State; portal?: DevicePortal }, kind: string, env: SignedEnvelope, r: LogReceipt): Promise<Receipt> {
   const leaf = leafHash(payloadBytes(env));
   try {
-    const th = verifyTreeHead(r.treeHead, portalKey(p.state));
+    const th = verifyTreeHead(r.treeHead, p.portal !== undefined ? fromB64u(p.portal.key, 'portal.key', 32) : portalKey(p.state));
     if (r.index >= th.size) fail('bad-proof', `leaf ${r.index} is not inside the signed log of ${th.size} entries`);
     const inc = await p.client.inclusion(r.index, th.size);
     if (inc.index !== r.index || inc.size !== th.size) fail('bad-proof', `an inclusion proof for leaf ${inc.index} of ${inc.size} came back for leaf ${r.index} of ${th.size}`);
@@ -369,16 +370,31 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, opts: Pu
   const devices = [...(opts.targets ?? state.devices)];
   const toAll = opts.targets === undefined || state.devices.every((d) => devices.some((x) => x.id === d.id));
   const extraReaders = opts.extraReaders ?? [];
-  const env = createApplicationProfile(ctx.admin, {
-    master: state.master,
-    app,
-    seq,
-    created: publishedAt,
-    config: doc,
-    devices: devices.map((d) => ({ id: d.id, enc: fromB64u(d.enc, 'device.enc', 32) })),
-    alsoReadableBy: [...ownerReaders(master), ...extraReaders],
-    ...(opts.confirmS !== undefined ? { confirmS: opts.confirmS } : {}),
-  });
+  const envFor = (to: readonly DeviceRecord[]): SignedEnvelope =>
+    createApplicationProfile(ctx.admin, {
+      master: state.master,
+      app,
+      seq,
+      created: publishedAt,
+      config: doc,
+      devices: to.map((d) => ({ id: d.id, enc: fromB64u(d.enc, 'device.enc', 32) })),
+      alsoReadableBy: [...ownerReaders(master), ...extraReaders],
+      ...(opts.confirmS !== undefined ? { confirmS: opts.confirmS } : {}),
+    });
+  // devices at other portals (the Intermesh) get the same number there, each portal for its own devices;
+  // the home portal always gets it (for the devices there, perhaps none), so it holds the account's latest number
+  const away = new Map<string, { portal: DevicePortal; devices: DeviceRecord[] }>();
+  for (const d of devices) {
+    if (d.portal === undefined) continue;
+    const g = away.get(d.portal.id) ?? { portal: d.portal, devices: [] };
+    g.devices.push(d);
+    away.set(d.portal.id, g);
+  }
+  for (const g of away.values()) {
+    const e = envFor(g.devices);
+    await visit(ctx, g.portal, async (client) => proveReceipt({ client, state, portal: g.portal }, 'application', e, await client.publish(e)));
+  }
+  const env = envFor(devices.filter((d) => d.portal === undefined));
   const receipt = await proveReceipt(ctx, 'application', env, await ctx.client.publish(env));
   const targets = materializeTargets(old, state.devices);
   for (const d of devices) {
@@ -411,7 +427,21 @@ export interface DeviceView {
 /** Each device's latest signed status, verified with the device's own key (bound to its UDF). */
 export async function deviceStatuses(ctx: Ctx): Promise<Map<string, DeviceView>> {
   const out = new Map<string, DeviceView>();
-  for (const e of await ctx.client.deviceStatus()) {
+  const entries = await ctx.client.deviceStatus();
+  // devices at other portals: their status from there, only for the devices this owner has there
+  const away = new Map<string, DevicePortal>();
+  for (const d of ctx.state.devices) if (d.portal !== undefined) away.set(d.portal.id, d.portal);
+  for (const portal of away.values()) {
+    const mine = new Set(ctx.state.devices.filter((d) => d.portal?.id === portal.id).map((d) => d.id));
+    try {
+      const got = await visit(ctx, portal, (client) => client.deviceStatus());
+      entries.push(...got.filter((e) => mine.has(e.device)));
+    } catch (e) {
+      if (!isMeshError(e) || !['unavailable', 'timeout'].includes(e.code)) throw e;
+      ctx.note(`note: the portal ${portal.name} (${portal.url}) could not be reached for the status of your devices there\n`);
+    }
+  }
+  for (const e of entries) {
     let profile: DeviceProfile | null = null;
     let status: StatusPayload | null = null;
     let priv: PrivateStatus | null = null;

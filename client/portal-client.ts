@@ -174,7 +174,7 @@ export class PortalClient {
     return r.token;
   }
 
-  async bindAccount(req: { account: string; master: SignedEnvelope; personal: SignedEnvelope; request: SignedEnvelope }): Promise<BindAccountResponse> {
+  async bindAccount(req: { account: string; home?: string; master: SignedEnvelope; personal: SignedEnvelope; request: SignedEnvelope }): Promise<BindAccountResponse> {
     const r = parseBindAccountResponse(await this.request('POST', PATHS.bindAccount, req, { auth: false }));
     this.token = r.token;
     return r;

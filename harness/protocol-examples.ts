@@ -273,6 +273,7 @@ export function buildExamples(opts: { now?: Date } = {}): Examples {
     registerRequest: { device: d0.profile, endorsement: d0.endorsement, claim: { id: d0.secrets.claimId, blob: claimBlob, portalKey: b64u(d0.secrets.portalKey) }, request: session },
     registerResponse: { token, expires, device: d0.id },
     bindAccountRequest: { account: 'alice', master: masterEnv, personal, request: ownerSession },
+    visitorBindAccountRequest: { account: 'alice', home: portalName, master: masterEnv, personal, request: ownerSession },
     bindAccountResponse: { account, master: masterId, token, expires, receipts: { master: { index: 0, treeHead: treeHeadAt(2) }, personal: { index: 1, treeHead: treeHeadAt(2) } } },
     publishRequest: { object: application },
     publishResponse: receipt(3, { delivered: 2 }),
@@ -400,8 +401,8 @@ const TXS: readonly Tx[] = [
     auth: 'none (the request is signed by an administration key)',
     request: 'bindAccountRequest',
     response: 'bindAccountResponse',
-    what: 'Binds `alice@<portal>` to a master profile with the first personal profile; logs both. Answers an owner token and, when this call bound the account, the log receipts of both profiles (absent on a repeat of the same binding).',
-    errors: '`wrong-master` / `bad-signature` / `unknown-signer` / `revoked-key` 422, `forbidden` 403 (the personal profile or session is for another account), `bad-challenge` / `replay` 422 (the session request, as in Session), `conflict` 409 (the account is bound to another master)',
+    what: 'Binds `alice@<portal>` to a master profile with the first personal profile; logs both. Answers an owner token and, when this call bound the account, the log receipts of both profiles (absent on a repeat of the same binding). With `home` (another portal\'s name) it binds a visitor, `alice@<home>`: section 6, "Co-owning a device at another portal".',
+    errors: '`wrong-master` / `bad-signature` / `unknown-signer` / `revoked-key` 422, `forbidden` 403 (the personal profile or session is for another account), `bad-challenge` / `replay` 422 (the session request, as in Session), `conflict` 409 (the account is bound to another master), `malformed` 400 (`home` names this portal), `rate-limited` 429 (new accounts, visitors included, are budgeted per address and in all)',
   },
   {
     name: 'publish',
@@ -722,6 +723,30 @@ The device records the invitee as an owner or a guest (\`invitedBy\`, \`since\`,
 them in its signed status. A guest's change outside its grant is \`out-of-scope\`, after its end
 \`grant-expired\`; a guest's invitation is \`not-permitted\`. Invitations of an owner who leaves,
 and all of them at a factory reset, are void.
+
+### Co-owning a device at another portal (the Intermesh)
+
+A device trusts its owners by their master fingerprint, not by their portal, so the invitee's
+account may live at another portal (its home). The invitation URI names the device's portal;
+the invitee's CLI (\`mesh device claim INVITATION [--portal URL]\`) talks to that portal for this
+device only. It checks the portal's self-signed profile (the key is pinned in the device's record
+on first contact, as the home portal's is in the profile), and, when Session answers \`not-found\`,
+binds itself there as a **visitor**: BindAccount with \`home\`, the master profile, a personal
+profile for the home account that lists no device (the visited portal learns nothing of the
+owner's other devices) and a session request signed by an administration key the master lists:
+
+${wire('visitorBindAccountRequest')}
+The portal verifies it exactly as a binding of its own account (the master's self-signature, the
+personal profile and the session request under it, freshness, the new-record budgets) and binds
+\`alice@<home>\`; the first master bound to a name keeps it (\`conflict\`). A visitor's sessions
+are Session's as usual, and a visitor may only: look up and claim with an invitation (a label is
+\`forbidden\`), publish configurations for devices that list it (the Publish check that every
+target is linked to the account) and its master profile, and read its devices' status
+(DeviceStatus, which lists only those). Post (remove, invite, move), a personal profile and Join
+are \`forbidden\` to it. The claim's receipt, and each configuration's, is proven against the
+visited portal's pinned key; a configuration is published, with the same number, to each portal
+for its own devices, and always to the home portal (for the devices there, perhaps none), so that
+the home portal holds the account's latest number for every application.
 
 ## 7. Messages
 

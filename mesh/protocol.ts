@@ -154,6 +154,12 @@ export function parseRegisterRequest(v: unknown): RegisterRequest {
 /** POST BindAccount: `alice` on this portal bound to a master profile, with the first personal profile. */
 export interface BindAccountRequest {
   readonly account: string;
+  /**
+   * A visitor's binding (the Intermesh): the name of the portal the account lives at, not this one.
+   * The account is then account@home, bound here only so that its owner can claim, configure and
+   * read devices registered here that invited it; it may do nothing else at this portal.
+   */
+  readonly home?: string;
   readonly master: SignedEnvelope;
   readonly personal: SignedEnvelope;
   readonly request: SignedEnvelope;
@@ -161,9 +167,10 @@ export interface BindAccountRequest {
 
 export function parseBindAccountRequest(v: unknown): BindAccountRequest {
   const w = 'BindAccount request';
-  const o = obj(v, w, ['account', 'master', 'personal', 'request']);
+  const o = obj(v, w, ['account', 'master', 'personal', 'request'], ['home']);
   return {
     account: str(o, 'account', w, 64, /^[a-z0-9][a-z0-9._-]{0,63}$/),
+    ...(o.home !== undefined ? { home: str(o, 'home', w, 253, /^[a-z0-9][a-z0-9.:-]{0,252}$/) } : {}),
     master: parseSignedEnvelope(o.master, `${w}.master`),
     personal: parseSignedEnvelope(o.personal, `${w}.personal`),
     request: parseSignedEnvelope(o.request, `${w}.request`),

@@ -8,6 +8,7 @@ import { PATHS, parseJoinRequest } from '../../mesh/protocol.js';
 import { json, limit, subject, type Route } from '../context.js';
 import { checkSize, RECORD_LIMITS, takeGlobal } from '../limits.js';
 import { ownAccount } from './publish.js';
+import { isVisitor } from './visitor.js';
 
 export const accountRoutes: readonly Route[] = [
   {
@@ -39,7 +40,7 @@ export const accountRoutes: readonly Route[] = [
       checkSize(text, RECORD_LIMITS.joinBytes, 'the join request');
       const p = parseJoin(req.object);
       limit(ctx.limiters.joinPerAccount, p.account, `join requests for ${p.account}`, now);
-      if ((await ctx.store.getAccount(p.account)) === undefined) fail('not-found', `no account ${p.account} here`);
+      if (isVisitor(ctx, p.account) || (await ctx.store.getAccount(p.account)) === undefined) fail('not-found', `no account ${p.account} here`);
       await takeGlobal(ctx, 'join requests');
       await ctx.store.addJoin(p.account, { nonce: p.nonce, object: text }, now, ctx.limits.maxJoinsPerAccount, now - ctx.limits.joinMaxAgeMs);
       ctx.log.info('join request', { account: p.account, name: p.name });

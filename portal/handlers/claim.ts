@@ -11,6 +11,7 @@ import { PATHS, parseClaimRequest, parsePostRequest, type PostRequest } from '..
 import { json, leafOf, limit, receipt, subject, type PortalContext, type Reply, type Route } from '../context.js';
 import { checkSize, RECORD_LIMITS } from '../limits.js';
 import { ownAccount } from './publish.js';
+import { hostOnly } from './visitor.js';
 
 const CLAIM_ID = /^[A-Za-z0-9_-]{1,40}$/;
 
@@ -26,7 +27,10 @@ export const claimRoutes: readonly Route[] = [
       const id = call.query.get('id');
       if (id === null || !CLAIM_ID.test(id)) fail('malformed', 'the query parameter id must be a claim id (base64url)');
       const d = await ctx.store.getDeviceByClaimId(id);
-      if (d !== undefined) return { json: { blob: d.claimBlob } };
+      if (d !== undefined) {
+        hostOnly(ctx, account, 'claim a device by its label');
+        return { json: { blob: d.claimBlob } };
+      }
       const inv = await ctx.store.getInvitation(id);
       if (inv === undefined) return fail('not-found', 'no device is registered under this claim id, and no invitation has it; is the device online?');
       if (inv.usedMs !== null) fail('invitation-used', 'this invitation has been accepted already: each works once; ask an owner for a new one');
@@ -46,6 +50,7 @@ export const claimRoutes: readonly Route[] = [
       const inv = byLabel === undefined ? await ctx.store.getInvitation(req.id) : undefined;
       const d = byLabel ?? (inv === undefined ? undefined : await ctx.store.getDevice(inv.device));
       if (d === undefined) return fail('not-found', 'no device is registered under this claim id, and no invitation has it');
+      if (inv === undefined) hostOnly(ctx, account, 'claim a device by its label');
       const now = ctx.now();
       const { count, oldestMs } = await ctx.store.claimFailures(d.id, now - ctx.limits.claimWindowMs);
       if (count >= ctx.limits.claimAttempts) {
@@ -85,6 +90,7 @@ export const claimRoutes: readonly Route[] = [
     handle: async (ctx, call) => {
       const req = parsePostRequest(call.body);
       const account = subject(call);
+      hostOnly(ctx, account, 'post removals, invitations or moves');
       const type = peekType(req.object);
       if (type === 'invite') return invite(ctx, account, req);
       if (type === 'move') return move(ctx, account, req);

@@ -9,6 +9,7 @@ import { verifyMasterProfile, verifyPersonalProfile } from '../../mesh/profiles.
 import { PATHS, parsePublishRequest } from '../../mesh/protocol.js';
 import { json, leafOf, receipt, subject, type PortalContext, type Route } from '../context.js';
 import type { AccountRecord } from '../storage/types.js';
+import { hostOnly } from './visitor.js';
 
 export async function ownAccount(ctx: PortalContext, account: string): Promise<AccountRecord> {
   return (await ctx.store.getAccount(account)) ?? fail('not-found', `no account ${account} here`);
@@ -34,6 +35,7 @@ export const publishRoutes: readonly Route[] = [
           return receipt(ctx, r);
         }
         case 'personal': {
+          hostOnly(ctx, account, 'publish a personal profile');
           const p = verifyPersonalProfile(req.object, ctx.trust.master(a));
           if (p.payload.account !== account) fail('forbidden', `the personal profile is for ${p.payload.account}, not ${account}`);
           const r = await ctx.store.publishPersonal(account, { personal: json(req.object), seq: p.payload.seq }, leafOf('personal', req.object), now);

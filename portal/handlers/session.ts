@@ -99,7 +99,9 @@ export const sessionRoutes: readonly Route[] = [
     auth: 'none',
     handle: async (ctx, call) => {
       const req = parseBindAccountRequest(call.body);
-      const account = `${req.account}@${ctx.name}`;
+      if (req.home === ctx.name) fail('malformed', `home names this portal (${ctx.name}): bind the account here without it`);
+      // a visitor (home set) is bound under its home portal's name, and may only use devices that invite it (visitor.ts)
+      const account = `${req.account}@${req.home ?? ctx.name}`;
       if (!ACCOUNT_PATTERN.test(account)) fail('malformed', `${account} is not a valid account name`);
       const masterText = json(req.master);
       const personalText = json(req.personal);
@@ -132,7 +134,7 @@ export const sessionRoutes: readonly Route[] = [
         ctx.now(),
       );
       if (r.appended !== null) await ctx.tree.ensure(r.appended.index + 1);
-      if (r.created) ctx.log.info('account bound', { account, master: masterId });
+      if (r.created) ctx.log.info(req.home === undefined ? 'account bound' : 'visitor bound', { account, master: masterId });
       const s = await ctx.sessions.issue({ kind: 'account', subject: account, kid });
       const [mi, pi] = r.appended?.indices ?? [];
       if (mi === undefined || pi === undefined) return { json: { account, master: masterId, token: s.token, expires: s.expires } };

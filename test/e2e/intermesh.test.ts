@@ -1,0 +1,112 @@
+/**
+ * The Intermesh (issue 18), REAL processes: portals A and B, a device provisioned for A, Alice
+ * (the `mesh` CLI, home A) and Bob (home B). Alice invites Bob; Bob accepts with his CLI homed on
+ * B: A binds him as a visitor on the strength of his master profile, and his claim, his setting
+ * and his reading of the device's status go to A. The device applies Bob's setting; Alice sees it
+ * as set by Bob. A stranger on B gets nothing at A: no invitation, no device.
+ */
+import test from 'ava';
+import * as fs from 'node:fs';
+import { startPortalProcess } from '../../harness/portal-process.js';
+import { provisionDevice, readConfig, startAgentProcess, until } from '../../harness/agent-process.js';
+import { mesh, tmpHome, type CliRun } from '../hostile/world.js';
+import { loadAdminKeys, loadState } from '../../admin/state.js';
+import { PortalClient } from '../../client/portal-client.js';
+import { createApplicationProfile, createPersonalProfile } from '../../mesh/profiles.js';
+import { createClaim, createRemove } from '../../mesh/messages.js';
+import { deriveClaimSecrets, parseClaimLabel } from '../../mesh/claim.js';
+import { fromB64u } from '../../mesh/bytes.js';
+import { isMeshError } from '../../mesh/errors.js';
+
+const ok = (t: { is: (a: unknown, b: unknown, m?: string) => void }, r: CliRun, what: string): CliRun => {
+  t.is(r.code, 0, `${what}: ${r.stdout}${r.stderr}`);
+  return r;
+};
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'accepted';
+  } catch (e) {
+    return isMeshError(e) ? e.code : String(e);
+  }
+}
+
+test.serial('Bob on portal B co-owns a device on portal A by Alice’s invitation; a stranger on B gets nothing at A', async (t) => {
+  const a = await startPortalProcess({ args: ['--no-mqtt', '--name', 'a.test'] });
+  const b = await startPortalProcess({ args: ['--no-mqtt', '--name', 'b.test'] });
+  const { dir, identity } = provisionDevice(a.http, { push: false, pollIntervalMs: 200 });
+  const agent = await startAgentProcess(dir);
+  const alice = tmpHome('alice');
+  const bob = tmpHome('bob');
+  const eve = tmpHome('eve');
+  try {
+    ok(t, await mesh(alice, ['profile', 'create', '--portal', a.http, '--account', 'alice', '--admin-name', 'laptop', '--json']), 'alice profile');
+    ok(t, await mesh(bob, ['profile', 'create', '--portal', b.http, '--account', 'bob', '--admin-name', 'phone', '--json']), 'bob profile (home B)');
+    ok(t, await mesh(eve, ['profile', 'create', '--portal', b.http, '--account', 'eve', '--admin-name', 'pc', '--json']), 'eve profile (home B)');
+    ok(t, await mesh(alice, ['device', 'claim', identity.labelUri, '--name', 'hall', '--wait-ms', '15000', '--json']), 'alice claims');
+    ok(t, await mesh(alice, ['config', 'set', 'thermostat', 'setpoint=21', '--wait-ms', '15000', '--json']), 'alice sets 21');
+    const inv = ok(t, await mesh(alice, ['device', 'invite', 'hall', '--json']), 'invite');
+    const invitation = (inv.json as { invitation: string }).invitation;
+
+    // Bob, home B, accepts at A (the invitation names A's host; --portal gives its http URL)
+    const claimed = ok(t, await mesh(bob, ['device', 'claim', invitation, '--portal', a.http, '--name', 'hall', '--wait-ms', '15000', '--json']), 'bob accepts at A');
+    t.is(claimed.json.accepted, true, claimed.stdout);
+    const bobState = loadState(bob);
+    t.is(bobState.account, 'bob@b.test', 'Bob stays at home B');
+    t.is(bobState.portal, b.http);
+    const rec = bobState.devices.find((d) => d.name === 'hall');
+    t.is(rec?.portal?.url, a.http, "the device's record keeps its portal");
+    t.is(rec?.portal?.id, a.portal, "A's key pinned");
+
+    // Bob sets a value: it goes to A, the device applies it
+    const set = ok(t, await mesh(bob, ['config', 'set', 'thermostat', 'mode=eco', '--wait-ms', '20000', '--json']), 'bob sets eco');
+    t.is(set.json?.results?.[0]?.result, 'applied', set.stdout);
+    await until('the device applies both', () => {
+      const c = readConfig(dir).thermostat;
+      return c?.setpoint === 21 && c.mode === 'eco' ? true : undefined;
+    });
+    // Bob reads the device's status from A
+    const bobShow = ok(t, await mesh(bob, ['device', 'show', 'hall', '--json']), 'bob show');
+    t.is(bobShow.json.effective?.thermostat?.mode?.owner, 'bob@b.test', bobShow.stdout);
+    // Alice sees it as set by Bob
+    let shown: { effective: Record<string, Record<string, { value: unknown; owner: string }>> | null } | undefined;
+    await until('alice sees mode=eco set by bob', async () => {
+      shown = (await mesh(alice, ['device', 'show', 'hall', '--json'])).json as typeof shown;
+      return shown?.effective?.thermostat?.mode?.value === 'eco' ? true : undefined;
+    });
+    t.is(shown?.effective?.thermostat?.mode?.owner, 'bob@b.test');
+    t.is(shown?.effective?.thermostat?.setpoint?.owner, 'alice@a.test');
+
+    // Eve (home B, no invitation): the used invitation is refused, and bound at A as a visitor she can do nothing to the device
+    const again = await mesh(eve, ['device', 'claim', invitation, '--portal', a.http, '--json']);
+    t.not(again.code, 0);
+    t.is(again.json?.error?.code, 'invitation-used', again.stdout + again.stderr);
+    const es = loadState(eve);
+    const ek = loadAdminKeys(eve);
+    const c = new PortalClient({ url: a.http, identity: { subject: es.account, key: ek.sign } });
+    try {
+      const personal = createPersonalProfile(ek, { master: es.master, account: es.account, seq: 1, devices: [], apps: [] });
+      await c.bindAccount({ account: 'eve', home: 'b.test', master: es.masterEnvelope, personal, request: await c.sessionRequest(ek.sign, es.account) });
+      t.deepEqual(await c.deviceStatus(), [], 'no device status for her');
+      const label = parseClaimLabel(identity.labelUri);
+      const secrets = deriveClaimSecrets(label.secret);
+      t.is(await code(c.claimLookup(secrets.claimId)), 'forbidden', 'a visitor cannot claim by label');
+      const claim = createClaim(ek.sign, secrets, { device: identity.id, master: es.master, account: es.account });
+      t.is(await code(c.claim(secrets.claimId, claim)), 'forbidden');
+      const rm = createRemove(ek.sign, { device: identity.id, master: es.master });
+      t.is(await code(c.post(identity.id, rm)), 'forbidden', 'a visitor posts nothing but configurations');
+      const app = createApplicationProfile(ek, { master: es.master, app: 'thermostat', seq: 1, config: { setpoint: 30 }, devices: [{ id: identity.id, enc: fromB64u(rec?.enc ?? '', 'enc', 32) }] });
+      t.is(await code(c.publish(app)), 'forbidden', "not a device she owns");
+      t.is(await code(c.publish(createPersonalProfile(ek, { master: es.master, account: es.account, seq: 2, devices: [], apps: [] }))), 'forbidden');
+    } finally {
+      c.close();
+    }
+    t.is(readConfig(dir).thermostat?.setpoint, 21);
+  } finally {
+    await agent.stop();
+    await a.stop();
+    await b.stop();
+    for (const d of [alice, bob, eve, dir]) fs.rmSync(d, { recursive: true, force: true });
+  }
+});
