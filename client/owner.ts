@@ -381,8 +381,11 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, opts: Pu
       alsoReadableBy: [...ownerReaders(master), ...extraReaders],
       ...(opts.confirmS !== undefined ? { confirmS: opts.confirmS } : {}),
     });
-  // devices at other portals (the Intermesh) get the same number there, each portal for its own devices;
-  // the home portal always gets it (for the devices there, perhaps none), so it holds the account's latest number
+  // the home portal always gets it (for the devices there, perhaps none), first: it holds the account's latest
+  // number, so if a portal below fails, the next sync takes this number and the next change goes above it
+  const env = envFor(devices.filter((d) => d.portal === undefined));
+  const receipt = await proveReceipt(ctx, 'application', env, await ctx.client.publish(env));
+  // devices at other portals (the Intermesh) get the same number there, each portal for its own devices
   const away = new Map<string, { portal: DevicePortal; devices: DeviceRecord[] }>();
   for (const d of devices) {
     if (d.portal === undefined) continue;
@@ -394,8 +397,6 @@ export async function publishApp(ctx: Ctx, app: string, doc: ConfigDoc, opts: Pu
     const e = envFor(g.devices);
     await visit(ctx, g.portal, async (client) => proveReceipt({ client, state, portal: g.portal }, 'application', e, await client.publish(e)));
   }
-  const env = envFor(devices.filter((d) => d.portal === undefined));
-  const receipt = await proveReceipt(ctx, 'application', env, await ctx.client.publish(env));
   const targets = materializeTargets(old, state.devices);
   for (const d of devices) {
     // what this device had before: nothing sent yet is an empty document; null only when it cannot be read here
