@@ -9,7 +9,8 @@
 import { b64u } from '../mesh/bytes.js';
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import { verifyPortalProfile } from '../mesh/messages.js';
-import { createPersonalProfile } from '../mesh/profiles.js';
+import { createPersonalProfile, verifyMasterProfile } from '../mesh/profiles.js';
+import { badAnswer, proveReceipt } from './owner-receipt.js';
 import { PortalClient } from './portal-client.js';
 import type { Ctx } from './owner.js';
 import type { DevicePortal } from './owner-state.js';
@@ -51,10 +52,32 @@ export async function visit<T>(ctx: Ctx, at: string | DevicePortal, fn: (client:
       }
       ctx.note(`bound your master profile at ${profile.name} as a visitor (${state.account})\n`);
     }
+    await forwardMaster(ctx, client, portal);
     return await fn(client, portal);
   } finally {
     client.close();
   }
+}
+
+/**
+ * The visited portal holds the master profile it was given when this owner was bound there, and
+ * puts each newer one into the feeds of the devices that list the owner: so that a key added or
+ * revoked at home counts there too, this owner's newer master profile is published there when
+ * the portal shows an older one (verified first: one that does not verify is `bad-answer`).
+ */
+async function forwardMaster(ctx: Ctx, client: PortalClient, portal: DevicePortal): Promise<void> {
+  const { state } = ctx;
+  const ours = verifyMasterProfile(state.masterEnvelope, state.master);
+  let theirs;
+  try {
+    theirs = verifyMasterProfile((await client.account()).master, state.master);
+  } catch (e) {
+    if (!isMeshError(e) || e.code === 'unavailable' || e.code === 'timeout') throw e;
+    throw badAnswer(`master profile at ${portal.name}`, e);
+  }
+  if (theirs.payload.seq >= ours.payload.seq) return;
+  await proveReceipt({ client, state, portal }, 'master', ours.envelope, await client.publish(ours.envelope));
+  ctx.note(`sent your master profile #${ours.payload.seq} to ${portal.name} (it held #${theirs.payload.seq})\n`);
 }
 
 /** The URL of the portal an invitation names (https, or `via` when it is that portal under another scheme or path). */

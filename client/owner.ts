@@ -19,11 +19,10 @@
  *   tree heads            signed by the pinned key and consistent with the last one (mesh log verify)
  */
 import { b64u, fromB64u } from '../mesh/bytes.js';
-import { MeshError, fail, isMeshError } from '../mesh/errors.js';
+import { MeshError, isMeshError } from '../mesh/errors.js';
 import { decrypt, payloadBytes, type EncryptedEnvelope, type SignedEnvelope } from '../mesh/envelope.js';
 import { checkJsonValue, parseJson } from '../mesh/json.js';
-import { leafHash, verifyInclusion } from '../mesh/merkle.js';
-import { openPrivateStatus, verifyStatus, verifyTreeHead, verifyPortalProfile, type PortalProfile, type PrivateStatus, type StatusPayload } from '../mesh/messages.js';
+import { openPrivateStatus, verifyStatus, verifyPortalProfile, type PortalProfile, type PrivateStatus, type StatusPayload } from '../mesh/messages.js';
 import { signKeyId } from '../mesh/keys.js';
 import {
   MAX_CONFIG_BYTES,
@@ -43,10 +42,13 @@ import {
 import { shortFingerprint } from '../mesh/claim.js';
 import { PortalClient } from './portal-client.js';
 import { ROLLOUT_APP } from './rollout.js';
-import type { AccountResponse, HelloResponse, LogReceipt } from '../mesh/protocol.js';
+import type { AccountResponse, HelloResponse } from '../mesh/protocol.js';
 import { restoreSchemas } from './owner-schemas.js';
 import { adminKid, nowIso, schemasByFingerprint, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type DevicePortal, type Receipt, type State } from './owner-state.js';
 import { visit } from './owner-intermesh.js';
+import { badAnswer, portalKey, proveReceipt } from './owner-receipt.js';
+
+export { badAnswer, portalKey, proveReceipt };
 
 /**
  * What an owner's action needs, in the CLI (admin/command.ts: files, the terminal) and in the owner
@@ -74,15 +76,6 @@ export interface Ctx {
  */
 export type Ahead = Map<string, number>;
 export const MAX_UNVERIFIED_STEP = 1000;
-
-/** The portal's answer cannot be believed: `bad-answer`, naming what and why (the verifier's code). */
-export function badAnswer(what: string, e: MeshError, detail: Record<string, unknown> = {}): MeshError {
-  return new MeshError(
-    'bad-answer',
-    `the portal's ${what} cannot be believed (${e.code}: ${e.message}); nothing of it was kept. Run the command again; if it keeps failing, run mesh log verify and do not trust this portal`,
-    { what, cause: e.code, ...detail },
-  );
-}
 
 export function ownerClient(state: State, admin: AdminKeys): PortalClient {
   return new PortalClient({ url: state.portal, identity: { subject: state.account, key: admin.sign } });
@@ -113,10 +106,6 @@ export async function hello(client: PortalClient, pinnedId?: string): Promise<{ 
   return { hello: h, portal };
 }
 
-export function portalKey(state: State): Uint8Array {
-  return fromB64u(state.portalKey, 'portalKey', 32);
-}
-
 // ---------------------------------------------------------------- the master profile we hold
 
 export function currentMaster(state: State): MasterProfile {
@@ -138,28 +127,6 @@ function requireListed(master: MasterProfile, admin: AdminKeys, account: string)
 }
 
 // ---------------------------------------------------------------- receipts
-
-/**
- * The portal's receipt for `env`, proven before anything is kept: the tree head is signed by the
- * pinned portal key, the leaf is inside it, and an inclusion proof (one more request) shows that
- * leaf is exactly the payload we published. Otherwise `bad-answer`; a network failure on the way
- * stays `unavailable`/`timeout`. Either way the caller keeps nothing of this exchange.
- */
-export async function proveReceipt(p: { client: PortalClient; state: State; portal?: DevicePortal }, kind: string, env: SignedEnvelope, r: LogReceipt): Promise<Receipt> {
-  const leaf = leafHash(payloadBytes(env));
-  try {
-    const th = verifyTreeHead(r.treeHead, p.portal !== undefined ? fromB64u(p.portal.key, 'portal.key', 32) : portalKey(p.state));
-    if (r.index >= th.size) fail('bad-proof', `leaf ${r.index} is not inside the signed log of ${th.size} entries`);
-    const inc = await p.client.inclusion(r.index, th.size);
-    if (inc.index !== r.index || inc.size !== th.size) fail('bad-proof', `an inclusion proof for leaf ${inc.index} of ${inc.size} came back for leaf ${r.index} of ${th.size}`);
-    verifyInclusion(leaf, r.index, th.size, inc.proof.map((x, i) => fromB64u(x, `proof[${i}]`, 32)), th.root);
-    return { index: r.index, kind, payloadHash: b64u(leaf), size: th.size, root: b64u(th.root) };
-  } catch (e) {
-    // a fault of ours (not a MeshError) or of the network is not blamed on the portal's answer
-    if (!isMeshError(e) || e.code === 'unavailable' || e.code === 'timeout') throw e;
-    throw badAnswer(`receipt for this ${kind}`, e, { index: r.index });
-  }
-}
 
 /** Keep a proven receipt so `mesh log verify` can later check the object is still in the log. */
 export function keepReceipt(state: State, receipt: Receipt): void {

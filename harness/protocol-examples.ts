@@ -743,7 +743,9 @@ are Session's as usual, and a visitor may only: look up and claim with an invita
 \`forbidden\`), publish configurations for devices that list it (the Publish check that every
 target is linked to the account) and its master profile, and read its devices' status
 (DeviceStatus, which lists only those). Post (remove, invite, move), a personal profile and Join
-are \`forbidden\` to it. The claim's receipt, and each configuration's, is proven against the
+are \`forbidden\` to it. On each visit the CLI reads (Account) the master profile the visited
+portal holds, verifies it, and publishes its own when that is newer, so that a revocation at home
+reaches the visited portal and the devices' feeds there. The claim's receipt, and each configuration's, is proven against the
 visited portal's pinned key; a configuration is published, with the same number, to each portal
 for its own devices, and always to the home portal (for the devices there, perhaps none), so that
 the home portal holds the account's latest number for every application.

@@ -12,11 +12,13 @@ import { provisionDevice, readConfig, startAgentProcess, until } from '../../har
 import { mesh, tmpHome, type CliRun } from '../hostile/world.js';
 import { loadAdminKeys, loadState } from '../../admin/state.js';
 import { PortalClient } from '../../client/portal-client.js';
-import { createApplicationProfile, createPersonalProfile } from '../../mesh/profiles.js';
+import { createApplicationProfile, createPersonalProfile, verifyMasterProfile } from '../../mesh/profiles.js';
 import { createClaim, createRemove } from '../../mesh/messages.js';
 import { deriveClaimSecrets, parseClaimLabel } from '../../mesh/claim.js';
 import { fromB64u } from '../../mesh/bytes.js';
 import { isMeshError } from '../../mesh/errors.js';
+import { formatVkey } from '../../mesh/cosignature.js';
+import * as c from '../../mesh/crypto.js';
 
 const ok = (t: { is: (a: unknown, b: unknown, m?: string) => void }, r: CliRun, what: string): CliRun => {
   t.is(r.code, 0, `${what}: ${r.stdout}${r.stderr}`);
@@ -42,7 +44,7 @@ test.serial('Bob on portal B co-owns a device on portal A by Alice’s invitatio
   const eve = tmpHome('eve');
   try {
     ok(t, await mesh(alice, ['profile', 'create', '--portal', a.http, '--account', 'alice', '--admin-name', 'laptop', '--json']), 'alice profile');
-    ok(t, await mesh(bob, ['profile', 'create', '--portal', b.http, '--account', 'bob', '--admin-name', 'phone', '--json']), 'bob profile (home B)');
+    ok(t, await mesh(bob, ['profile', 'create', '--portal', b.http, '--account', 'bob', '--admin-name', 'phone', '--keep-master-key', '--json']), 'bob profile (home B)');
     ok(t, await mesh(eve, ['profile', 'create', '--portal', b.http, '--account', 'eve', '--admin-name', 'pc', '--json']), 'eve profile (home B)');
     ok(t, await mesh(alice, ['device', 'claim', identity.labelUri, '--name', 'hall', '--wait-ms', '15000', '--json']), 'alice claims');
     ok(t, await mesh(alice, ['config', 'set', 'thermostat', 'setpoint=21', '--wait-ms', '15000', '--json']), 'alice sets 21');
@@ -63,8 +65,8 @@ test.serial('Bob on portal B co-owns a device on portal A by Alice’s invitatio
     const set = ok(t, await mesh(bob, ['config', 'set', 'thermostat', 'mode=eco', '--wait-ms', '20000', '--json']), 'bob sets eco');
     t.is(set.json?.results?.[0]?.result, 'applied', set.stdout);
     await until('the device applies both', () => {
-      const c = readConfig(dir).thermostat;
-      return c?.setpoint === 21 && c.mode === 'eco' ? true : undefined;
+      const cfg = readConfig(dir).thermostat;
+      return cfg?.setpoint === 21 && cfg.mode === 'eco' ? true : undefined;
     });
     // Bob reads the device's status from A
     const bobShow = ok(t, await mesh(bob, ['device', 'show', 'hall', '--json']), 'bob show');
@@ -78,29 +80,44 @@ test.serial('Bob on portal B co-owns a device on portal A by Alice’s invitatio
     t.is(shown?.effective?.thermostat?.mode?.owner, 'bob@b.test');
     t.is(shown?.effective?.thermostat?.setpoint?.owner, 'alice@a.test');
 
+    // Bob changes his master profile at home (lists a witness, quorum 0): his next visit to A sends it there first
+    const wkey = formatVkey({ name: 'w.test', publicKey: c.ed25519KeyPair(c.randomBytes(32)).publicKey });
+    ok(t, await mesh(bob, ['log', 'witnesses', '--add', wkey, '--quorum', '0', '--json']), 'bob master #2 at home');
+    const set2 = ok(t, await mesh(bob, ['config', 'set', 'thermostat', 'mode=comfort', '--wait-ms', '20000', '--json']), 'bob sets comfort');
+    t.is(set2.json?.results?.[0]?.result, 'applied', set2.stdout);
+    const bs = loadState(bob);
+    const bc = new PortalClient({ url: a.http, identity: { subject: bs.account, key: loadAdminKeys(bob).sign } });
+    try {
+      const atA = verifyMasterProfile((await bc.account()).master, bs.master);
+      t.is(atA.payload.seq, 2, "A holds Bob's master profile #2");
+      t.is(atA.payload.witnesses?.[0], wkey);
+    } finally {
+      bc.close();
+    }
+
     // Eve (home B, no invitation): the used invitation is refused, and bound at A as a visitor she can do nothing to the device
     const again = await mesh(eve, ['device', 'claim', invitation, '--portal', a.http, '--json']);
     t.not(again.code, 0);
     t.is(again.json?.error?.code, 'invitation-used', again.stdout + again.stderr);
     const es = loadState(eve);
     const ek = loadAdminKeys(eve);
-    const c = new PortalClient({ url: a.http, identity: { subject: es.account, key: ek.sign } });
+    const pc = new PortalClient({ url: a.http, identity: { subject: es.account, key: ek.sign } });
     try {
       const personal = createPersonalProfile(ek, { master: es.master, account: es.account, seq: 1, devices: [], apps: [] });
-      await c.bindAccount({ account: 'eve', home: 'b.test', master: es.masterEnvelope, personal, request: await c.sessionRequest(ek.sign, es.account) });
-      t.deepEqual(await c.deviceStatus(), [], 'no device status for her');
+      await pc.bindAccount({ account: 'eve', home: 'b.test', master: es.masterEnvelope, personal, request: await pc.sessionRequest(ek.sign, es.account) });
+      t.deepEqual(await pc.deviceStatus(), [], 'no device status for her');
       const label = parseClaimLabel(identity.labelUri);
       const secrets = deriveClaimSecrets(label.secret);
-      t.is(await code(c.claimLookup(secrets.claimId)), 'forbidden', 'a visitor cannot claim by label');
+      t.is(await code(pc.claimLookup(secrets.claimId)), 'forbidden', 'a visitor cannot claim by label');
       const claim = createClaim(ek.sign, secrets, { device: identity.id, master: es.master, account: es.account });
-      t.is(await code(c.claim(secrets.claimId, claim)), 'forbidden');
+      t.is(await code(pc.claim(secrets.claimId, claim)), 'forbidden');
       const rm = createRemove(ek.sign, { device: identity.id, master: es.master });
-      t.is(await code(c.post(identity.id, rm)), 'forbidden', 'a visitor posts nothing but configurations');
+      t.is(await code(pc.post(identity.id, rm)), 'forbidden', 'a visitor posts nothing but configurations');
       const app = createApplicationProfile(ek, { master: es.master, app: 'thermostat', seq: 1, config: { setpoint: 30 }, devices: [{ id: identity.id, enc: fromB64u(rec?.enc ?? '', 'enc', 32) }] });
-      t.is(await code(c.publish(app)), 'forbidden', "not a device she owns");
-      t.is(await code(c.publish(createPersonalProfile(ek, { master: es.master, account: es.account, seq: 2, devices: [], apps: [] }))), 'forbidden');
+      t.is(await code(pc.publish(app)), 'forbidden', "not a device she owns");
+      t.is(await code(pc.publish(createPersonalProfile(ek, { master: es.master, account: es.account, seq: 2, devices: [], apps: [] }))), 'forbidden');
     } finally {
-      c.close();
+      pc.close();
     }
     t.is(readConfig(dir).thermostat?.setpoint, 21);
   } finally {
