@@ -324,6 +324,12 @@ test('Publish master: a new master goes to every claimed device; a revoked admin
   t.is(await codeOf(o.client.publish(createMasterProfile(o.masterKeys, [adminEntry(second)], { seq: 3 }))), 'revoked-key');
   const old = new PortalClient({ url: portal.http, identity: { subject: o.account, key: o.admin.sign } });
   t.is(await codeOf(old.openSession()), 'revoked-key');
+  // nor by binding again with the older master profile that still listed it
+  const short = o.account.split('@')[0] as string;
+  t.is(await codeOf(new PortalClient({ url: portal.http }).bindAccount({ account: short, master: o.master, personal: o.personal, request: createSession(o.admin.sign, o.account) })), 'revoked-key');
+  // the phone, listed in the master the portal holds, may bind again with it (a visitor's new administration device does)
+  const p2 = createPersonalProfile(second, { master: o.masterId, account: o.account, seq: 1, devices: [], apps: [] });
+  t.is((await new PortalClient({ url: portal.http }).bindAccount({ account: short, master: m2, personal: p2, request: createSession(second.sign, o.account) })).master, o.masterId);
   const phone = new PortalClient({ url: portal.http, identity: { subject: o.account, key: second.sign } });
   t.is(await codeOf(phone.publish(createMasterProfile(o.masterKeys, [adminEntry(second)], { seq: 2 }))), 'rollback');
   t.is(await codeOf(phone.publish(createMasterProfile(generateMasterKeys(), [adminEntry(second)], { seq: 3 }))), 'wrong-master');

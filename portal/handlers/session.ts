@@ -115,10 +115,15 @@ export const sessionRoutes: readonly Route[] = [
       ctx.sessions.checkFresh(sp);
       const kid = verifyOwnerSignature(req.request, master);
       // a new account is a new record, with permanent log entries: size-limited and budgeted
-      if ((await ctx.store.getAccount(account)) === undefined) {
+      const held = await ctx.store.getAccount(account);
+      if (held === undefined) {
         checkSize(masterText, RECORD_LIMITS.bindProfileBytes, 'the master profile');
         checkSize(personalText, RECORD_LIMITS.bindProfileBytes, 'the personal profile');
         await takeNewRecord(ctx, call.ip, 'accounts');
+      } else if (held.masterId === masterId && held.masterSeq > master.payload.seq) {
+        // a repeat with an older master profile than the one held: the key must be good under the held one
+        // (else a key revoked since would get a session by presenting the master that still listed it)
+        verifyOwnerSignature(req.request, ctx.trust.master(held));
       }
       await ctx.sessions.useOnce(sp);
       const r = await ctx.store.bindAccount(
