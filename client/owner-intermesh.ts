@@ -42,8 +42,9 @@ export async function visit<T>(ctx: Ctx, at: string | DevicePortal, fn: (client:
     try {
       await client.openSession();
     } catch (e) {
-      if (!isMeshError(e, 'not-found')) throw e;
-      // not bound there yet: bind as a visitor, the master profile and a personal profile that lists nothing
+      // not bound there yet, or bound with an older master that does not list this administration device (added at
+      // home since): bind as a visitor with the master profile we hold and a personal profile that lists nothing
+      if (!isMeshError(e, 'not-found') && !isMeshError(e, 'unknown-signer')) throw e;
       const at = state.account.indexOf('@');
       const personal = createPersonalProfile(ctx.admin, { master: state.master, account: state.account, seq: Math.max(1, state.personalSeq), devices: [], apps: [] });
       const bound = await client.bindAccount({ account: state.account.slice(0, at), home: state.account.slice(at + 1), master: state.masterEnvelope, personal, request: await client.sessionRequest(ctx.admin.sign, state.account) });

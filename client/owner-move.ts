@@ -19,7 +19,7 @@ import { PortalClient } from './portal-client.js';
 import type { DeviceStatusEntry } from '../mesh/protocol.js';
 import { hello, pollUntil, save, type Ctx } from './owner.js';
 import { findDevice } from './owner-devices.js';
-import { schemasByFingerprint, type DeviceRecord } from './owner-state.js';
+import { deviceEntry, schemasByFingerprint, type DeviceRecord } from './owner-state.js';
 
 /** Bind this owner's master at the portal at `url` and move this computer's profile there. */
 export async function moveAccount(ctx: Ctx, url: string): Promise<{ from: string; account: string; portalId: string }> {
@@ -39,7 +39,7 @@ export async function moveAccount(ctx: Ctx, url: string): Promise<{ from: string
     master: state.master,
     account,
     seq: state.personalSeq + 1,
-    devices: state.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc })),
+    devices: state.devices.map(deviceEntry),
     apps: Object.keys(state.apps).filter((a) => state.apps[a]?.removed !== true).sort(),
     schemas: schemasByFingerprint(state.devices),
   });

@@ -16,7 +16,7 @@ import { hello, keepReceipt, nextSeq, proveReceipt } from './owner.js';
 import { restoreFromAccountForRecovery } from './owner-restore.js';
 import { restoreSchemas } from './owner-schemas.js';
 import { recoverRollout } from './owner-rollout.js';
-import { newState, newAdminKeys, schemasByFingerprint, type State } from './owner-state.js';
+import { deviceEntry, newState, newAdminKeys, schemasByFingerprint, type State } from './owner-state.js';
 
 function badShares(account: string, why: string): MeshError {
   return new MeshError('bad-share', `these shares do not rebuild ${account}'s master key (${why}): check each share for a typing mistake, and that they are for this account`);
@@ -91,7 +91,7 @@ export async function recoverAccount(o: { portalUrl: string; account: string; sh
       master: masterId,
       account,
       seq: personalSeq,
-      devices: state.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc })),
+      devices: state.devices.map(deviceEntry),
       apps: Object.keys(state.apps).sort(),
       schemas: schemasByFingerprint(state.devices),
     });

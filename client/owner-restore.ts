@@ -10,12 +10,11 @@ import { MeshError } from '../mesh/errors.js';
 import { payloadBytes } from '../mesh/envelope.js';
 import type { KeyPair } from '../mesh/crypto.js';
 import type { MasterKeys } from '../mesh/keys.js';
-import { shortFingerprint } from '../mesh/claim.js';
 import { parseApplicationPayload, parsePersonalPayload, verifyApplicationProfile, verifyPersonalProfile, type MasterProfile } from '../mesh/profiles.js';
 import type { AccountResponse } from '../mesh/protocol.js';
 import type { Json } from '../mesh/json.js';
 import { badAnswer, claimedSeq, openAsOwner, verifiedOrAhead, type Ahead } from './owner.js';
-import type { AppRecord, ConfigDoc, DeviceRecord } from './owner-state.js';
+import { deviceFromEntry, type AppRecord, type ConfigDoc, type DeviceRecord } from './owner-state.js';
 
 export interface Restored {
   readonly personalSeq: number;
@@ -42,7 +41,7 @@ export function restoreFromAccount(acct: AccountResponse, master: MasterProfile,
     const pp = verifiedOrAhead({ ahead, note }, 'personal', 'personal profile', claimed, 0, () => verifyPersonalProfile(personal, master));
     if (pp !== undefined) {
       personalSeq = pp.payload.seq;
-      devices = pp.payload.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc, fingerprint: shortFingerprint(d.id), claimedAt: null, endorsedBy: null }));
+      devices = pp.payload.devices.map(deviceFromEntry);
       schemas = pp.payload.schemas;
     } else {
       note('warning: so the list of devices at the portal is not used; claim your devices again if they are missing\n');

@@ -11,7 +11,8 @@ import { MeshError } from '../mesh/errors.js';
 import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
 import { arr, checkJsonValue, int, obj, optStr, str, type Json, type Obj } from '../mesh/json.js';
 import { masterKeysFromSeed, signKeyId, type MasterKeys } from '../mesh/keys.js';
-import { MAX_PERSONAL_SCHEMAS, parseMasterPayload, type AdminKeys, type MasterPayload } from '../mesh/profiles.js';
+import { MAX_PERSONAL_SCHEMAS, parseMasterPayload, type AdminKeys, type DeviceEntry, type MasterPayload } from '../mesh/profiles.js';
+import { shortFingerprint } from '../mesh/claim.js';
 import { checkSchema, schemaFingerprint, type Schema } from '../mesh/schema.js';
 
 /** 2: per-device documents (AppRecord.targets); a version 1 file is read and upgraded (see parseState) */
@@ -51,6 +52,16 @@ export interface DeviceRecord {
   readonly schemas?: Readonly<Record<string, Schema>>;
   /** the device is registered at another portal than this owner's home (the Intermesh): its claim, configuration and status go there */
   readonly portal?: DevicePortal;
+}
+
+/** A device as the personal profile lists it (with its portal when it is not the account's). */
+export function deviceEntry(d: DeviceRecord): DeviceEntry {
+  return { id: d.id, name: d.name, model: d.model, enc: d.enc, ...(d.portal !== undefined ? { portal: d.portal } : {}) };
+}
+
+/** A device the personal profile lists, as a record this computer has not claimed itself. */
+export function deviceFromEntry(d: DeviceEntry): DeviceRecord {
+  return { id: d.id, name: d.name, model: d.model, enc: d.enc, fingerprint: shortFingerprint(d.id), claimedAt: null, endorsedBy: null, ...(d.portal !== undefined ? { portal: d.portal } : {}) };
 }
 
 /** Another portal, as an owner's CLI knows it for a device registered there: its URL and its key, pinned on first contact. */

@@ -36,15 +36,15 @@ import {
   verifyPersonalProfile,
   type AdminKeys,
   type ApplicationProfile,
+  type DeviceEntry,
   type DeviceProfile,
   type MasterProfile,
 } from '../mesh/profiles.js';
-import { shortFingerprint } from '../mesh/claim.js';
 import { PortalClient } from './portal-client.js';
 import { ROLLOUT_APP } from './rollout.js';
 import type { AccountResponse, HelloResponse } from '../mesh/protocol.js';
 import { restoreSchemas } from './owner-schemas.js';
-import { adminKid, nowIso, schemasByFingerprint, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type DevicePortal, type Receipt, type State } from './owner-state.js';
+import { adminKid, deviceEntry, deviceFromEntry, nowIso, schemasByFingerprint, type AppRecord, type ConfigDoc, type DeviceDoc, type DeviceRecord, type DevicePortal, type Receipt, type State } from './owner-state.js';
 import { visit } from './owner-intermesh.js';
 import { badAnswer, portalKey, proveReceipt } from './owner-receipt.js';
 
@@ -272,9 +272,9 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
   return { account: acct, master };
 }
 
-function mergeDevices(state: State, listed: readonly { id: string; name: string; model: string; enc: string }[]): void {
+function mergeDevices(state: State, listed: readonly DeviceEntry[]): void {
   const old = new Map(state.devices.map((d) => [d.id, d]));
-  state.devices = listed.map((d) => old.get(d.id) ?? { id: d.id, name: d.name, model: d.model, enc: d.enc, fingerprint: shortFingerprint(d.id), claimedAt: null, endorsedBy: null });
+  state.devices = listed.map((d) => old.get(d.id) ?? deviceFromEntry(d));
 }
 
 // ---------------------------------------------------------------- publishing
@@ -291,7 +291,7 @@ export async function publishPersonal(ctx: Ctx): Promise<number> {
     master: state.master,
     account: state.account,
     seq,
-    devices: state.devices.map((d) => ({ id: d.id, name: d.name, model: d.model, enc: d.enc })),
+    devices: state.devices.map(deviceEntry),
     apps: Object.keys(state.apps)
       .filter((a) => state.apps[a]?.removed !== true)
       .sort(),

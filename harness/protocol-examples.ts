@@ -654,7 +654,7 @@ ${envelope('Device profile', d0.profile, 'Self-signed by the device signature ke
 ${envelope('Manufacturer endorsement', d0.endorsement, 'Signed by the manufacturer, whose key travels in the signature (`key`). Whether that manufacturer key is trusted is the verifier\'s decision; a wrong device or any failure is `endorsement-invalid`.')}
 ${envelope('Master profile', x.master, 'Signed by the master signing key `sign`; lists the administration keys (`admins`), the escrow keys and the revoked administration key UDFs; `seq` grows with every new version.')}
 ${envelope('Master profile, seq 2 (an administration key revoked)', x.masterV2, 'The same master key, a higher `seq`: the phone is removed from `admins` and its key UDF listed in `revoked`. Anything it signs is now `revoked-key`.')}
-${envelope('Personal profile', x.personal, 'Signed by an administration key; names its master, the account, the connected devices (with their encryption keys) and the applications; optionally `schemas`, one copy of each JSON Schema the devices declare, keyed by its fingerprint: a recovered or newly joined administration device takes each device\'s schemas from here, keeping only those whose fingerprint the device\'s own signed profile declares (absent in profiles written before it).')}
+${envelope('Personal profile', x.personal, 'Signed by an administration key; names its master, the account, the connected devices (with their encryption keys) and the applications; optionally `schemas`, one copy of each JSON Schema the devices declare, keyed by its fingerprint: a recovered or newly joined administration device takes each device\'s schemas from here, keeping only those whose fingerprint the device\'s own signed profile declares (absent in profiles written before it). A device registered at another portal than the account\'s (section 6, "Co-owning a device at another portal") has an optional `portal`: that portal\'s `url`, key UDF `id`, `key` and `name`, so that the owner\'s other administration devices talk to it there.')}
 ${envelope('Application profile', x.application, 'Signed by an administration key; `config` is an encrypted envelope (shown pretty-printed and decrypted in section 4) whose recipients are the target devices (and here the administration device too). The portal verifies the signature chain but cannot read the configuration.')}
 
 ## 6. Onboarding and claims
@@ -745,7 +745,10 @@ target is linked to the account) and its master profile, and read its devices' s
 (DeviceStatus, which lists only those). Post (remove, invite, move), a personal profile and Join
 are \`forbidden\` to it. On each visit the CLI reads (Account) the master profile the visited
 portal holds, verifies it, and publishes its own when that is newer, so that a revocation at home
-reaches the visited portal and the devices' feeds there. The claim's receipt, and each configuration's, is proven against the
+reaches the visited portal and the devices' feeds there. An administration device the visited
+portal does not know yet (added at home since the binding: Session is \`unknown-signer\`) binds
+again with the newer master profile; BindAccount judges a repeat by the newer of the presented and
+the held master profile, so a key revoked since cannot come back with an older one. The claim's receipt, and each configuration's, is proven against the
 visited portal's pinned key; a configuration is published, with the same number, to each portal
 for its own devices, and always to the home portal (for the devices there, perhaps none), so that
 the home portal holds the account's latest number for every application.

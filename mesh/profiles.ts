@@ -105,6 +105,8 @@ export interface DeviceEntry {
   readonly name: string;
   readonly model: string;
   readonly enc: string;
+  /** the device is registered at another portal than the account's (the Intermesh): its URL, key UDF, key and name */
+  readonly portal?: { readonly url: string; readonly id: string; readonly key: string; readonly name: string };
 }
 
 export interface PersonalPayload {
@@ -263,8 +265,14 @@ export function parsePersonalPayload(bytes: Uint8Array): PersonalPayload {
   }
   const devices = arr(o, 'devices', w, MAX_DEVICES).map((d, i): DeviceEntry => {
     const dw = `${w}.devices[${i}]`;
-    const dO = obj(d, dw, ['id', 'name', 'model', 'enc']);
-    return { id: str(dO, 'id', dw, 120, UDF_TEXT), name: str(dO, 'name', dw, 64, LABEL), model: str(dO, 'model', dw, 64, NAME), enc: pubStr(dO, 'enc', dw) };
+    const dO = obj(d, dw, ['id', 'name', 'model', 'enc'], ['portal']);
+    let portal: DeviceEntry['portal'];
+    if (dO.portal !== undefined) {
+      const pw = `${dw}.portal`;
+      const po = obj(dO.portal, pw, ['url', 'id', 'key', 'name']);
+      portal = { url: str(po, 'url', pw, 2000, /^https?:\/\/[^\s]+$/), id: str(po, 'id', pw, 120, UDF_TEXT), key: pubStr(po, 'key', pw), name: str(po, 'name', pw, 253) };
+    }
+    return { id: str(dO, 'id', dw, 120, UDF_TEXT), name: str(dO, 'name', dw, 64, LABEL), model: str(dO, 'model', dw, 64, NAME), enc: pubStr(dO, 'enc', dw), ...(portal !== undefined ? { portal } : {}) };
   });
   const apps = arr(o, 'apps', w, MAX_APPS).map((a, i) => {
     if (typeof a !== 'string' || !NAME.test(a)) return fail('malformed', `${w}.apps[${i}] must be an application name`);

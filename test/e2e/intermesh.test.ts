@@ -9,7 +9,8 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import { startPortalProcess } from '../../harness/portal-process.js';
 import { provisionDevice, readConfig, startAgentProcess, until } from '../../harness/agent-process.js';
-import { mesh, tmpHome, type CliRun } from '../hostile/world.js';
+import { MESH_CLI, mesh, tmpHome, type CliRun } from '../hostile/world.js';
+import { spawn } from 'node:child_process';
 import { loadAdminKeys, loadState } from '../../admin/state.js';
 import { PortalClient } from '../../client/portal-client.js';
 import { createApplicationProfile, createPersonalProfile, verifyMasterProfile } from '../../mesh/profiles.js';
@@ -42,6 +43,7 @@ test.serial('Bob on portal B co-owns a device on portal A by Alice’s invitatio
   const alice = tmpHome('alice');
   const bob = tmpHome('bob');
   const eve = tmpHome('eve');
+  const homes: string[] = [];
   try {
     ok(t, await mesh(alice, ['profile', 'create', '--portal', a.http, '--account', 'alice', '--admin-name', 'laptop', '--json']), 'alice profile');
     ok(t, await mesh(bob, ['profile', 'create', '--portal', b.http, '--account', 'bob', '--admin-name', 'phone', '--keep-master-key', '--json']), 'bob profile (home B)');
@@ -95,6 +97,31 @@ test.serial('Bob on portal B co-owns a device on portal A by Alice’s invitatio
       bc.close();
     }
 
+    // Bob adds a tablet at home: it learns from his personal profile that hall is at A, and is let in there
+    // (A held a master that did not list it: it binds with the newer one, which then goes to A and to the device)
+    const tablet = tmpHome('tablet');
+    homes.push(tablet);
+    let joined: Promise<CliRun> | undefined;
+    const add = await new Promise<{ code: number; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [MESH_CLI, '--home', bob, 'admin', 'add', '--name', 'tablet', '--wait-ms', '60000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        const line = out.split('\n').find((l) => l.includes('"pin"') && l.endsWith('}'));
+        if (joined !== undefined || line === undefined) return;
+        const { pin } = JSON.parse(line) as { pin: string };
+        joined = mesh(tablet, ['admin', 'join', '--portal', b.http, '--account', 'bob@b.test', '--pin', pin, '--name', 'tablet', '--wait-ms', '60000', '--json']);
+      });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.on('close', (code) => resolve({ code: code ?? -1, out }));
+    });
+    t.is(add.code, 0, add.out);
+    ok(t, await (joined as Promise<CliRun>), 'tablet joins');
+    t.is(loadState(tablet).devices.find((d) => d.name === 'hall')?.portal?.id, a.portal, "the tablet knows hall's portal from the personal profile");
+    const set3 = ok(t, await mesh(tablet, ['config', 'set', 'thermostat', 'mode=off', '--wait-ms', '20000', '--json']), 'the tablet sets off');
+    t.is(set3.json?.results?.[0]?.result, 'applied', set3.stdout);
+    t.is(readConfig(dir).thermostat?.mode, 'off');
+
     // Eve (home B, no invitation): the used invitation is refused, and bound at A as a visitor she can do nothing to the device
     const again = await mesh(eve, ['device', 'claim', invitation, '--portal', a.http, '--json']);
     t.not(again.code, 0);
@@ -124,6 +151,6 @@ test.serial('Bob on portal B co-owns a device on portal A by Alice’s invitatio
     await agent.stop();
     await a.stop();
     await b.stop();
-    for (const d of [alice, bob, eve, dir]) fs.rmSync(d, { recursive: true, force: true });
+    for (const d of [alice, bob, eve, dir, ...homes]) fs.rmSync(d, { recursive: true, force: true });
   }
 });
