@@ -14,6 +14,7 @@ import { webRow } from './web-row.js';
 import { pollsRow, publishRow, wireRow } from './portal-rows.js';
 import { scaleRow } from './scale-row.js';
 import { logcheckRow } from './logcheck-row.js';
+import { bytesRow } from './bytes-row.js';
 import { log, type Line, type Options } from './util.js';
 
 type RowFn = (o: Options & { agentsOnDisk?: boolean; devices?: number }) => Promise<Line[]>;
@@ -27,6 +28,7 @@ const ROWS: readonly { readonly name: string; readonly what: string; readonly ru
   { name: 'polls', what: 'unchanged polls/s vs a bare node:http server, same load tool', run: pollsRow },
   { name: 'publish', what: 'publishes/s accepted, SQLite and PostgreSQL', run: publishRow },
   { name: 'scale', what: 'publishes/s and polls/s, 1, 2 and 3 portal processes on PostgreSQL behind a round-robin proxy', run: scaleRow },
+  { name: 'bytes', what: 'bytes one device downloads for one change, at 1, 100, 1,000 and 10,000 recipients; bytes the portal stores', run: bytesRow },
   { name: 'verify', what: 'Ed25519 verify/s: mesh/crypto vs node:crypto and @noble/curves', run: verifyRow },
   { name: 'provision', what: 'devices provisioned per second (provisionBatch)', run: provisionRow },
   { name: 'logcheck', what: "the device's log check (checkpoint, consistency and inclusion proofs) per applied item vs the core alone", run: logcheckRow },
