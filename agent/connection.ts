@@ -137,6 +137,14 @@ export class Push {
     }, retryMs);
   }
 
+  /** An attempt that failed before a connection: logged, and the next one on the schedule. */
+  private failed(e: unknown): void {
+    if (this.stopped) return;
+    const retryMs = this.delays.next();
+    this.p.log('push-error', { message: (e as Error).message, retryMs });
+    this.retry(retryMs);
+  }
+
   private async attempt(): Promise<void> {
     if (this.stopped) return;
     const { device, clock, log } = this.p;
@@ -145,10 +153,7 @@ export class Push {
       password = this.p.password !== undefined ? await this.p.password() : JSON.stringify(createSession(device.keys.auth, device.id));
     } catch (e) {
       // no password now (the portal did not answer for a challenge): try again on the same schedule
-      if (this.stopped) return;
-      const retryMs = this.delays.next();
-      log('push-error', { message: (e as Error).message, retryMs });
-      this.retry(retryMs);
+      this.failed(e);
       return;
     }
     if (this.stopped) return;
@@ -157,10 +162,7 @@ export class Push {
     try {
       c = await MqttLite.connect({ url: this.p.url, clientId, username: device.id, password, keepaliveS: 30, connectTimeoutMs: 10_000, clock });
     } catch (e) {
-      if (this.stopped) return;
-      const retryMs = this.delays.next();
-      log('push-error', { message: (e as Error).message, retryMs });
-      this.retry(retryMs);
+      this.failed(e);
       return;
     }
     if (this.stopped) {

@@ -26,6 +26,14 @@ export function abytes(v: unknown, len: number | undefined, field: string): asse
   if (len !== undefined && v.length !== len) fail('malformed', `${field} must be ${len} bytes, got ${v.length}`);
 }
 
+/** The arguments of AES-256-GCM, checked alike by both engines (`data`: the plaintext or ciphertext || tag). */
+export function gcmArgs(key: unknown, iv: unknown, data: unknown, aad: unknown, dataField: 'plaintext' | 'ciphertext'): void {
+  abytes(key, AES_KEY_LEN, 'key');
+  abytes(iv, GCM_IV_LEN, 'iv');
+  abytes(data, undefined, dataField);
+  abytes(aad, undefined, 'aad');
+}
+
 export function alength(n: unknown): asserts n is number {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > 255 * 64) fail('malformed', 'output length must be a whole number from 1 to 16320');
 }

@@ -8,19 +8,18 @@
 import * as nc from 'node:crypto';
 import { fail } from './errors.js';
 import {
-  AES_KEY_LEN,
   ED25519_PUBLIC_LEN,
   ED25519_SEED_LEN,
   ED25519_SIG_LEN,
   ED_PKCS8,
   ED_SPKI,
-  GCM_IV_LEN,
   GCM_TAG_LEN,
   X25519_LEN,
   X_PKCS8,
   X_SPKI,
   abytes,
   alength,
+  gcmArgs,
   nonZeroShared,
   strictEd25519Point,
   type KeyPair,
@@ -172,10 +171,7 @@ export function x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Uint8
 
 /** AES-256-GCM encryption; returns ciphertext || 16-byte tag. */
 export function aesGcmEncrypt(key: Uint8Array, iv: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  abytes(key, AES_KEY_LEN, 'key');
-  abytes(iv, GCM_IV_LEN, 'iv');
-  abytes(plaintext, undefined, 'plaintext');
-  abytes(aad, undefined, 'aad');
+  gcmArgs(key, iv, plaintext, aad, 'plaintext');
   const c = nc.createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(aad);
   const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
@@ -184,10 +180,7 @@ export function aesGcmEncrypt(key: Uint8Array, iv: Uint8Array, plaintext: Uint8A
 
 /** AES-256-GCM decryption of ciphertext || tag; a wrong key or any change throws `decrypt-failed`. */
 export function aesGcmDecrypt(key: Uint8Array, iv: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
-  abytes(key, AES_KEY_LEN, 'key');
-  abytes(iv, GCM_IV_LEN, 'iv');
-  abytes(sealed, undefined, 'ciphertext');
-  abytes(aad, undefined, 'aad');
+  gcmArgs(key, iv, sealed, aad, 'ciphertext');
   if (sealed.length < GCM_TAG_LEN) fail('decrypt-failed', 'ciphertext shorter than its tag');
   const d = nc.createDecipheriv('aes-256-gcm', key, iv);
   d.setAAD(aad);

@@ -13,7 +13,7 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { gcm } from '@noble/ciphers/aes.js';
 import { fail } from './errors.js';
 import { utf8 } from './bytes.js';
-import { AES_KEY_LEN, ED25519_PUBLIC_LEN, ED25519_SEED_LEN, ED25519_SIG_LEN, GCM_IV_LEN, GCM_TAG_LEN, X25519_LEN, abytes, alength, nonZeroShared, strictEd25519Point, type KeyPair } from './crypto-base.js';
+import { ED25519_PUBLIC_LEN, ED25519_SEED_LEN, ED25519_SIG_LEN, GCM_TAG_LEN, X25519_LEN, abytes, alength, gcmArgs, nonZeroShared, strictEd25519Point, type KeyPair } from './crypto-base.js';
 
 // ---------------------------------------------------------------- hashes
 
@@ -126,19 +126,13 @@ export function x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Uint8
 
 /** AES-256-GCM encryption; returns ciphertext || 16-byte tag. */
 export function aesGcmEncrypt(key: Uint8Array, iv: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  abytes(key, AES_KEY_LEN, 'key');
-  abytes(iv, GCM_IV_LEN, 'iv');
-  abytes(plaintext, undefined, 'plaintext');
-  abytes(aad, undefined, 'aad');
+  gcmArgs(key, iv, plaintext, aad, 'plaintext');
   return gcm(key, iv, aad).encrypt(plaintext);
 }
 
 /** AES-256-GCM decryption of ciphertext || tag; a wrong key or any change throws `decrypt-failed`. */
 export function aesGcmDecrypt(key: Uint8Array, iv: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
-  abytes(key, AES_KEY_LEN, 'key');
-  abytes(iv, GCM_IV_LEN, 'iv');
-  abytes(sealed, undefined, 'ciphertext');
-  abytes(aad, undefined, 'aad');
+  gcmArgs(key, iv, sealed, aad, 'ciphertext');
   if (sealed.length < GCM_TAG_LEN) fail('decrypt-failed', 'ciphertext shorter than its tag');
   try {
     return gcm(key, iv, aad).decrypt(sealed);

@@ -3,7 +3,8 @@
 // device). Built from the compiled dist/agent/cli.js. Dynamic imports (mqtt, conf) stay in the same
 // file but are evaluated only when first used, so start-up does not pay for them.
 import { build } from 'esbuild';
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { writeChanged } from './write-changed.mjs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 
@@ -25,23 +26,7 @@ const result = await build({
   banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
   logLevel: 'warning',
 });
-// Written only when it changed, and by rename: a test or bench run reading the bundle while
-// another `npm run bench` or `npm test` builds never sees it half written.
-let same = 0;
-for (const f of result.outputFiles) {
-  let old;
-  try {
-    old = readFileSync(f.path);
-  } catch {
-    old = undefined;
-  }
-  if (old !== undefined && Buffer.compare(old, f.contents) === 0) {
-    same++;
-    continue;
-  }
-  writeFileSync(`${f.path}.tmp`, f.contents);
-  renameSync(`${f.path}.tmp`, f.path);
-}
+const same = writeChanged(result.outputFiles);
 const kb = (statSync(outfile).size / 1024).toFixed(0);
 const note = same === result.outputFiles.length ? ' (unchanged)' : '';
 console.log(`${outfile} ${kb} KiB in ${Date.now() - started} ms${note}`);

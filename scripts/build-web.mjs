@@ -6,7 +6,8 @@
 // else that needs Node in the bundle is a build error. The sizes are printed (npm run bench
 // measures the gzipped JS against its limit).
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { writeChanged } from './write-changed.mjs';
 import { gzipSync } from 'node:zlib';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,17 +44,7 @@ const result = await build({
   logLevel: 'warning',
 });
 // written by rename, and only when changed: a portal serving dist/web never reads half a file
-for (const f of result.outputFiles) {
-  let old;
-  try {
-    old = readFileSync(f.path);
-  } catch {
-    old = undefined;
-  }
-  if (old !== undefined && Buffer.compare(old, f.contents) === 0) continue;
-  writeFileSync(`${f.path}.tmp`, f.contents);
-  renameSync(`${f.path}.tmp`, f.path);
-}
+writeChanged(result.outputFiles);
 for (const n of ['index.html', 'app.css']) {
   copyFileSync(path.join(root, 'web', n), path.join(out, `${n}.tmp`));
   renameSync(path.join(out, `${n}.tmp`), path.join(out, n));
