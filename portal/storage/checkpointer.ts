@@ -6,10 +6,11 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { sqliteOptions } from './sqlite-binding.js';
 
 const port = parentPort;
 if (port === null) throw new Error('checkpointer.js runs as a worker thread');
-const db = new Database((workerData as { file: string }).file);
+const db = new Database((workerData as { file: string }).file, sqliteOptions());
 db.pragma('busy_timeout = 1000');
 port.on('message', (m: number | string) => {
   if (typeof m === 'number') {

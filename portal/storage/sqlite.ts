@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { FlushFn, SqlDriver, SqlTx, SqlValue } from './sql.js';
+import { sqliteOptions } from './sqlite-binding.js';
 
 type Db = Database.Database;
 type Stmt = Database.Statement<unknown[], unknown>;
@@ -101,7 +102,7 @@ export class SqliteDriver implements SqlDriver {
 
   constructor(private readonly file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const w = new Database(file);
+    const w = new Database(file, sqliteOptions());
     const mode = String(w.pragma('journal_mode = WAL', { simple: true })).toLowerCase();
     // In WAL mode synchronous=NORMAL leaves the WAL unsynced at commit (checkpoints stay synced);
     // every group commit is then synced by us (fdatasync of the WAL on the thread pool) before any
@@ -112,7 +113,7 @@ export class SqliteDriver implements SqlDriver {
     if (this.walPath !== undefined) w.pragma(`wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT}`);
     w.pragma('busy_timeout = 5000');
     this.writer = new Connection(w);
-    const r = new Database(file);
+    const r = new Database(file, sqliteOptions());
     r.pragma('busy_timeout = 5000');
     this.reader = new Connection(r);
     try {
