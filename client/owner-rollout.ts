@@ -18,7 +18,7 @@
 import { MeshError, isMeshError } from '../mesh/errors.js';
 import type { Json } from '../mesh/json.js';
 import { payloadBytes } from '../mesh/envelope.js';
-import { createApplicationProfile, parseApplicationPayload, verifyApplicationProfile, type MasterProfile } from '../mesh/profiles.js';
+import { applicationTargets, createApplicationProfile, parseApplicationPayload, verifyApplicationProfile, type MasterProfile } from '../mesh/profiles.js';
 import { canonicalJson } from '../mesh/schema.js';
 import { randomBytes, type KeyPair } from '../mesh/crypto.js';
 import { hex } from '../mesh/bytes.js';
@@ -62,7 +62,7 @@ export function readRollout(ctx: Ctx, acct: AccountResponse, master: MasterProfi
   let rec: RolloutRecord;
   try {
     const ap = verifyApplicationProfile(env, master);
-    if (ap.payload.app !== ROLLOUT_APP || ap.payload.devices.length !== 0) throw new MeshError('wrong-type', 'it is not a rollout record');
+    if (ap.payload.app !== ROLLOUT_APP || applicationTargets(ap).length !== 0) throw new MeshError('wrong-type', 'it is not a rollout record');
     rec = parseRollout(decryptDoc(ap, ctx.admin.enc));
   } catch (e) {
     // written before this administration device joined (or was recovered), or by one revoked since: not usable here, but
@@ -136,7 +136,7 @@ export async function recoverRollout(ctx: Ctx, acct: AccountResponse, old: Maste
   let held: HeldRollout;
   try {
     const ap = verifyApplicationProfile(env, old);
-    if (ap.payload.app !== ROLLOUT_APP || ap.payload.devices.length !== 0) throw new MeshError('wrong-type', 'it is not a rollout record');
+    if (ap.payload.app !== ROLLOUT_APP || applicationTargets(ap).length !== 0) throw new MeshError('wrong-type', 'it is not a rollout record');
     held = { rec: parseRollout(decryptDoc(ap, escrow)), seq: ap.payload.seq };
   } catch (e) {
     if (!isMeshError(e)) throw e;

@@ -20,13 +20,13 @@
  */
 import { b64u, fromB64u } from '../mesh/bytes.js';
 import { MeshError, isMeshError } from '../mesh/errors.js';
-import { decrypt, payloadBytes, type EncryptedEnvelope, type SignedEnvelope } from '../mesh/envelope.js';
-import { checkJsonValue, parseJson } from '../mesh/json.js';
+import { payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
 import { openPrivateStatus, verifyStatus, verifyPortalProfile, type PortalProfile, type PrivateStatus, type StatusPayload } from '../mesh/messages.js';
 import { signKeyId } from '../mesh/keys.js';
 import {
-  MAX_CONFIG_BYTES,
+  applicationTargets,
   createApplicationProfile,
+  openApplicationAsReader,
   createPersonalProfile,
   parseApplicationPayload,
   parsePersonalPayload,
@@ -140,11 +140,8 @@ export interface SyncResult {
   readonly master: MasterProfile;
 }
 
-export function decryptDoc(ap: { readonly payload: { readonly config: EncryptedEnvelope } }, key: { publicKey: Uint8Array; privateKey: Uint8Array }): ConfigDoc {
-  const plain = decrypt(ap.payload.config, key);
-  const doc = checkJsonValue(parseJson(plain, MAX_CONFIG_BYTES, 'configuration'), 'configuration');
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new MeshError('malformed', 'configuration must be a JSON object');
-  return doc;
+export function decryptDoc(ap: ApplicationProfile, key: { publicKey: Uint8Array; privateKey: Uint8Array }): ConfigDoc {
+  return openApplicationAsReader(ap, key);
 }
 
 /** Open an application profile's configuration with an owner key (an administrator's or the escrow key). */
@@ -263,9 +260,10 @@ export async function sync(ctx: Ctx): Promise<SyncResult> {
       }
       // another administration device published it, to some or all devices: each target now has it
       const targets = { ...materializeTargets(mine, state.devices) };
-      for (const id of ap.payload.devices) targets[id] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
+      const sentTo = applicationTargets(ap);
+      for (const id of sentTo) targets[id] = { seq: ap.payload.seq, doc, publishedAt: ap.payload.created };
       // to every device that runs it (a device whose schemas leave the application out never gets it)
-      const toAll = mine === undefined || state.devices.every((d) => ap.payload.devices.includes(d.id) || (d.schemas !== undefined && !Object.hasOwn(d.schemas, app)));
+      const toAll = mine === undefined || state.devices.every((d) => sentTo.includes(d.id) || (d.schemas !== undefined && !Object.hasOwn(d.schemas, app)));
       state.apps[app] = { seq: ap.payload.seq, doc: toAll ? doc : mine.doc, publishedAt: ap.payload.created, targets };
     }
   }

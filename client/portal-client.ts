@@ -13,6 +13,7 @@ import { createSession } from '../mesh/messages.js';
 import {
   PATHS,
   LIMITS,
+  MAX_PUBLISH_BYTES,
   parseAccountResponse,
   parseBindAccountResponse,
   parseChallengeResponse,
@@ -93,34 +94,36 @@ export class PortalClient {
   }
 
   /** One HTTP exchange. Returns parsed JSON, or throws MeshError carrying the portal's code. */
-  async request(method: 'GET' | 'POST', path: string, body?: unknown, opts: { auth?: boolean; timeoutMs?: number; text?: boolean } = {}): Promise<unknown> {
+  /** `maxBytes`: the largest answer taken (default four times LIMITS.maxBodyBytes) */
+  async request(method: 'GET' | 'POST', path: string, body?: unknown, opts: { auth?: boolean; timeoutMs?: number; text?: boolean; maxBytes?: number } = {}): Promise<unknown> {
     const auth = opts.auth ?? true;
     if (auth && this.token === undefined) await this.openSession();
+    const maxBytes = opts.maxBytes ?? LIMITS.maxBodyBytes * 4;
     try {
-      return await this.once(method, path, body, auth, opts.timeoutMs, opts.text);
+      return await this.once(method, path, body, auth, maxBytes, opts.timeoutMs, opts.text);
     } catch (e) {
       if (auth && e instanceof MeshError && e.code === 'unauthorized' && this.identity !== undefined) {
         await this.openSession();
-        return this.once(method, path, body, auth, opts.timeoutMs, opts.text);
+        return this.once(method, path, body, auth, maxBytes, opts.timeoutMs, opts.text);
       }
       throw e;
     }
   }
 
-  private async once(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean, timeoutMs?: number, asText = false): Promise<unknown> {
+  private async once(method: 'GET' | 'POST', path: string, body: unknown, auth: boolean, maxBytes: number, timeoutMs?: number, asText = false): Promise<unknown> {
     const data = body === undefined ? undefined : utf8(JSON.stringify(body));
     const headers: Record<string, string> = {};
     if (auth && this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
     if (data !== undefined) headers['content-type'] = 'application/json';
     const base = this.url.pathname.replace(/\/$/, '');
     this.bytesOut += requestBytes(method, base + path, this.url.host, headers, data?.length) + (data?.length ?? 0);
-    const res = await this.transport.send({ method, path: base + path, headers, body: data, timeoutMs: timeoutMs ?? this.timeoutMs, maxBytes: LIMITS.maxBodyBytes * 4 });
+    const res = await this.transport.send({ method, path: base + path, headers, body: data, timeoutMs: timeoutMs ?? this.timeoutMs, maxBytes });
     this.bytesIn += res.body.length + res.headerBytes;
     const status = res.status;
     if (asText && status >= 200 && status < 300) return fromUtf8(res.body, 'portal response');
     let json: unknown;
     try {
-      json = res.body.length === 0 ? {} : parseJson(res.body, LIMITS.maxBodyBytes * 4, 'portal response');
+      json = res.body.length === 0 ? {} : parseJson(res.body, maxBytes, 'portal response');
     } catch (e) {
       // a refusal whose body is not JSON (a gateway's error page, say) is still judged by its status
       if (status >= 200 && status < 300) throw e;
@@ -134,7 +137,7 @@ export class PortalClient {
   async openSession(): Promise<string> {
     if (this.identity === undefined) throw new MeshError('unauthorized', 'no identity to open a portal session with');
     const request = await this.sessionRequest(this.identity.key, this.identity.subject);
-    const r = parseSessionResponse(await this.once('POST', PATHS.session, { request }, false));
+    const r = parseSessionResponse(await this.once('POST', PATHS.session, { request }, false, LIMITS.maxBodyBytes * 4));
     this.token = r.token;
     this.push = r.push?.password;
     return r.token;
@@ -160,7 +163,7 @@ export class PortalClient {
 
   /** Challenge: a fresh value from the portal to sign into a session request. */
   async challenge(): Promise<string> {
-    return parseChallengeResponse(await this.once('GET', PATHS.challenge, undefined, false)).challenge;
+    return parseChallengeResponse(await this.once('GET', PATHS.challenge, undefined, false, LIMITS.maxBodyBytes * 4)).challenge;
   }
 
   async hello(): Promise<HelloResponse> {
@@ -185,7 +188,8 @@ export class PortalClient {
   }
 
   async account(): Promise<AccountResponse> {
-    return parseAccountResponse(await this.request('GET', PATHS.account));
+    // the latest profile of each application comes with every part (one per device it went to)
+    return parseAccountResponse(await this.request('GET', PATHS.account, undefined, { maxBytes: MAX_PUBLISH_BYTES * 4 }));
   }
 
   /** The feed after `since`; with `logFrom` (the size of the log head the caller holds) the answer proves its items logged. */

@@ -15,7 +15,7 @@
 import fc from 'fast-check';
 import { b64u, fromB64u, utf8 } from '../mesh/bytes.js';
 import { MeshError, isMeshErrorCode, type MeshErrorCode } from '../mesh/errors.js';
-import { decodeSignedEnvelope, parseEncryptedEnvelope, parseSignedEnvelope, sign, type SignedEnvelope, type Signer } from '../mesh/envelope.js';
+import { decodeSignedEnvelope, encrypt, parseEncryptedEnvelope, parseManifest, parsePart, parseSealed, parseSignedEnvelope, sign, type SignedEnvelope, type Signer } from '../mesh/envelope.js';
 import { parseDeviceKeys, signKeyId } from '../mesh/keys.js';
 import {
   parseBundle,
@@ -461,7 +461,11 @@ export function fuzzTargets(x: Examples): FuzzTarget[] {
   const masterV2 = verifyMasterProfile(x.masterV2, x.masterId);
   const envelopes = [x.master, x.masterV2, x.personal, x.application, x.claim, x.remove, x.status, x.session, x.ownerSession, x.portalProfile, x.join, x.log.treeHead, d0.profile, d0.endorsement];
   const bundles = [{ master: x.master }, { master: x.master, object: x.personal }, { master: x.master, object: x.application }, { master: x.masterV2, object: x.application }];
-  const appConfig = (JSON.parse(Buffer.from(fromB64u(x.application.payload)).toString('utf8')) as { config: unknown }).config;
+  const appPayload = JSON.parse(Buffer.from(fromB64u(x.application.payload)).toString('utf8')) as { sealed: unknown; parts: unknown };
+  // the form before parts, still read: an encrypted envelope with a wrapped key per recipient
+  const v1Config = JSON.parse(JSON.stringify(encrypt(utf8('{"setpoint":21}'), [{ publicKey: d0.keys.enc.publicKey }, { publicKey: d1.keys.enc.publicKey }]))) as unknown;
+  // what the portal serves device 0: the signed envelope with its own part
+  const servedToD0 = { payload: x.application.payload, sigs: x.application.sigs, parts: (x.application.parts ?? []).filter((q) => q.device === d0.id) };
   const p = <T>(name: string, parse: (v: unknown) => T, ...seeds: unknown[]): FuzzTarget => ({ name, input: 'value', seeds, run: parse });
   const PARSE_ONLY: readonly MeshErrorCode[] = ['malformed', 'too-large'];
 
@@ -480,7 +484,10 @@ export function fuzzTargets(x: Examples): FuzzTarget[] {
     // envelopes
     { ...p('parseSignedEnvelope', (v) => parseSignedEnvelope(v), ...envelopes), codes: PARSE_ONLY },
     { name: 'decodeSignedEnvelope', input: 'text', seeds: [...envelopes.map(text), utf8(text(x.application))], run: (v) => decodeSignedEnvelope(v as string), codes: PARSE_ONLY },
-    { ...p('parseEncryptedEnvelope', (v) => parseEncryptedEnvelope(v), appConfig), codes: PARSE_ONLY },
+    { ...p('parseEncryptedEnvelope', (v) => parseEncryptedEnvelope(v), v1Config), codes: PARSE_ONLY },
+    { ...p('parseSealed', (v) => parseSealed(v), appPayload.sealed), codes: PARSE_ONLY },
+    { ...p('parseManifest', (v) => parseManifest(v), appPayload.parts), codes: PARSE_ONLY },
+    { ...p('parsePart', (v) => parsePart(v), ...(x.application.parts ?? [])), codes: PARSE_ONLY },
 
     // profiles
     p('verifyDeviceProfile', (v) => verifyDeviceProfile(v), d0.profile, d1.profile),
@@ -488,9 +495,9 @@ export function fuzzTargets(x: Examples): FuzzTarget[] {
     { ...p('verifyEndorsement', (v) => verifyEndorsement(v, d0.id), d0.endorsement), codes: ['endorsement-invalid'] },
     p('verifyMasterProfile', (v) => verifyMasterProfile(v, x.masterId), x.master, x.masterV2),
     p('verifyPersonalProfile', (v) => verifyPersonalProfile(v, master), x.personal),
-    p('verifyApplicationProfile', (v) => verifyApplicationProfile(v, masterV2), x.application),
+    p('verifyApplicationProfile', (v) => verifyApplicationProfile(v, masterV2), x.application, servedToD0),
     { ...p('parseBundle', (v) => parseBundle(v), ...bundles), codes: PARSE_ONLY },
-    p('verify (the one function, with a target device)', (v) => verify(x.masterId, v, { device: { id: d0.id, enc: d0.keys.enc } }), ...bundles),
+    p('verify (the one function, with a target device)', (v) => verify(x.masterId, v, { device: { id: d0.id, enc: d0.keys.enc } }), ...bundles, { master: x.masterV2, object: servedToD0 }),
 
     // messages
     { name: 'parseStatusPayload', input: 'bytes', seeds: [fromB64u(x.status.payload)], run: (v) => parseStatusPayload(v as Uint8Array), codes: ['malformed', 'too-large', 'wrong-type'] },

@@ -13,7 +13,7 @@ import * as c from '../mesh/crypto.js';
 import { b64u, utf8 } from '../mesh/bytes.js';
 import { MESH_ERRORS, MeshError } from '../mesh/errors.js';
 import { httpStatus } from '../portal/status-codes.js';
-import { type SignedEnvelope, payloadBytes, MAX_ENVELOPE_BYTES, MAX_RECIPIENTS, MAX_SIGNATURES } from '../mesh/envelope.js';
+import { type SignedEnvelope, payloadBytes, MAX_ENVELOPE_BYTES, MAX_PARTS, MAX_RECIPIENTS, MAX_SIGNATURES } from '../mesh/envelope.js';
 import { type DeviceKeys, type MasterKeys, masterKeysFromSeed, signKeyId, encKeyId, KEYINFO_CONTENT_TYPE } from '../mesh/keys.js';
 import {
   type AdminKeys,
@@ -35,7 +35,7 @@ import { createClaim, createJoin, createMove, createPortalProfile, createRemove,
 import { createInvite, deriveInviteSecrets, invitationUri, parseInvitePayload, type Grant } from '../mesh/invite.js';
 import { logOrigin, signCheckpoint } from '../mesh/checkpoint.js';
 import { addSignatures, cosign, formatAddCheckpoint, formatVkey, NOTE_ED25519_TYPE } from '../mesh/cosignature.js';
-import { LIMITS, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
+import { LIMITS, MAX_PUBLISH_BYTES, PATHS, PROTOCOL_VERSION, deviceTopic, type WireError } from '../mesh/protocol.js';
 import { MerkleTree } from '../mesh/merkle.js';
 import { splitSecret } from '../mesh/shamir.js';
 import { schemaFingerprint } from '../mesh/schema.js';
@@ -535,7 +535,9 @@ export function renderDocument(x: Examples): string {
     lines.push('Response (200):', '', wire(t.response));
     return lines.join('\n');
   };
-  const appPayload = JSON.parse(Buffer.from(payloadBytes(x.application)).toString('utf8')) as { config: unknown };
+  const appPayload = JSON.parse(Buffer.from(payloadBytes(x.application)).toString('utf8')) as { sealed: unknown; parts: unknown };
+  const d0Part = x.application.parts?.find((q) => q.device === d0.id);
+  const servedToD0 = { payload: x.application.payload, sigs: x.application.sigs, parts: d0Part === undefined ? [] : [d0Part] };
   const masterProfile = verifyMasterProfile(x.master, x.masterId);
   const opened = openApplicationProfile(verifyApplicationProfile(x.application, masterProfile), { id: d0.id, enc: d0.keys.enc });
 
@@ -562,7 +564,8 @@ Contents: 1 Conventions · 2 Identifiers (UDF) · 3 Signed envelopes · 4 Encryp
 - JSON everywhere, UTF-8, no BOM. Every parser (mesh/json.ts, mesh/protocol.ts) refuses unknown
   fields, wrong types, missing fields and trailing garbage (\`malformed\`) and has a size limit
   (\`too-large\`): ${MAX_ENVELOPE_BYTES} bytes per envelope, ${MAX_PROFILE_BYTES} per profile payload,
-  ${MAX_CONFIG_BYTES} per application configuration, ${LIMITS.maxBodyBytes} per HTTP body.
+  ${MAX_CONFIG_BYTES} per application configuration, ${LIMITS.maxBodyBytes} per HTTP body (${MAX_PUBLISH_BYTES} for a
+  Publish, whose application profile carries a part per recipient).
 - Binary values are base64url without padding, and must be canonical (the one encoding of their bytes).
 - Times are ISO 8601 UTC with milliseconds, exactly as \`Date.prototype.toISOString\` writes them.
 - Cryptography (mesh/crypto.ts, one suite, no options): Ed25519 (RFC 8032) with strict public keys
@@ -628,11 +631,47 @@ wrapped for each recipient with one ephemeral X25519 key per envelope:
 At most ${MAX_RECIPIENTS} recipients. Refusals: \`not-a-recipient\` (our key is not listed), \`decrypt-failed\`
 (anything changed, or the wrong key), \`bad-key\` (a small-order key).
 
-Example: the \`config\` of the application profile in section 5, encrypted to target devices 0 and 1
-and to the administration device:
+### Parted: one configuration to many devices (application profiles)
 
-${block('json', pretty(appPayload.config))}
-Decrypted by target device 0 (device 2, not a target, gets \`not-a-recipient\`):
+An application profile made now is **parted** (seed §6.5): the signed payload holds only what
+every recipient shares, \`sealed\`, and the **manifest** of the recipients' parts, \`parts\`; each
+recipient's **part** (its wrapped key) travels unsigned in the envelope's \`parts\` list, beside
+\`payload\` and \`sigs\`. The owner publishes every part; the portal checks them against the manifest
+and stores the envelope once and each device's part with that device's feed item; a device is
+served the envelope with its own part only, so what it downloads and checks for a change does not
+depend on how many devices the change went to.
+
+    kc    = HKDF-SHA-512(ikm = cek, salt = epk, info = "mmm-kc-v1", 32)        (signed: the key commitment)
+    kek_i = HKDF-SHA-512(ikm = X25519(eph, R_i), salt = epk || R_i, info = "mmm-wrap-v1", 32)
+    wk_i  = AES-256-GCM(kek_i, iv = 0^96, cek, aad = "mmm-part-v1" || 0 || kid_i || 0 || device_i)
+    ct    = AES-256-GCM(cek, iv, plaintext, aad = "mmm-parts-v1" || epk)
+    leaf_i = device_i || "\\n" || kid_i || "\\n" || wk_i       (device_i is empty for an owner's own key)
+    manifest = { "n": number of parts, "root": b64u(RFC 9162 Merkle root over leaf_i, in order) }
+
+\`\`\`
+sealed: { "epk": b64u(32), "iv": b64u(12), "ct": b64u(ciphertext || tag), "kc": b64u(32) }
+parts:  [ { "device": device UDF (absent for an owner's key), "kid": UDF of R_i, "wk": b64u(48) } ]
+\`\`\`
+
+A device checks its own part without the others: its wrapping key comes from the **signed**
+ephemeral key, whose private half only the signer held, so no one else (the portal, another
+recipient who knows the content key) can make a part that opens for it; the key the part yields
+must match the signed \`kc\`; the part is bound to the device's key and id. The manifest lets the
+portal, and an owner holding all parts, check that the list is exactly the one signed: a publish
+without every part, with a part changed, added, repeated or reordered, is refused \`bad-part\`. At most
+${MAX_PARTS} parts. Refusals: \`not-a-recipient\` (no part for us), \`decrypt-failed\` (a part or the
+ciphertext changed, or made by anyone but the signer), \`bad-part\` (a key other than the committed
+one; parts that do not match the manifest). Profiles made before parts (a signed \`devices\` list and
+an encrypted envelope as above in \`config\`) are still verified and opened.
+
+Example: the \`sealed\` and \`parts\` of the application profile in section 5, to target devices 0
+and 1 and to the administration device:
+
+${block('json', pretty({ sealed: appPayload.sealed, parts: appPayload.parts }))}
+What the portal serves device 0 (the signed envelope and its own part):
+
+${block('json', pretty(servedToD0))}
+Opened by target device 0 (device 2, not a target, gets \`not-a-recipient\`):
 
 ${block('json', pretty(opened))}
 ## 5. Profiles
@@ -655,7 +694,7 @@ ${envelope('Manufacturer endorsement', d0.endorsement, 'Signed by the manufactur
 ${envelope('Master profile', x.master, 'Signed by the master signing key `sign`; lists the administration keys (`admins`), the escrow keys and the revoked administration key UDFs; `seq` grows with every new version.')}
 ${envelope('Master profile, seq 2 (an administration key revoked)', x.masterV2, 'The same master key, a higher `seq`: the phone is removed from `admins` and its key UDF listed in `revoked`. Anything it signs is now `revoked-key`.')}
 ${envelope('Personal profile', x.personal, 'Signed by an administration key; names its master, the account, the connected devices (with their encryption keys) and the applications; optionally `schemas`, one copy of each JSON Schema the devices declare, keyed by its fingerprint: a recovered or newly joined administration device takes each device\'s schemas from here, keeping only those whose fingerprint the device\'s own signed profile declares (absent in profiles written before it). A device registered at another portal than the account\'s (section 6, "Co-owning a device at another portal") has an optional `portal`: that portal\'s `url`, key UDF `id`, `key` and `name`, so that the owner\'s other administration devices talk to it there.')}
-${envelope('Application profile', x.application, 'Signed by an administration key; `config` is an encrypted envelope (shown pretty-printed and decrypted in section 4) whose recipients are the target devices (and here the administration device too). The portal verifies the signature chain but cannot read the configuration.')}
+${envelope('Application profile', x.application, 'Signed by an administration key; parted (section 4): `sealed` is the configuration encrypted once, `parts` the manifest of the recipients\' parts, which travel beside the payload in the envelope\'s `parts` (here as the owner publishes it: the target devices 0 and 1 and the administration device). The portal verifies the signature chain and the parts against the manifest but cannot read the configuration; each device is served its own part only.')}
 
 ## 6. Onboarding and claims
 

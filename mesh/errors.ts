@@ -26,6 +26,7 @@ export const MESH_ERRORS = [
   { code: 'wrong-type', meaning: 'an object of another type than the one expected' },
   { code: 'not-a-recipient', meaning: 'encrypted, but not to this key' },
   { code: 'decrypt-failed', meaning: 'the ciphertext or its key wrap was changed, or the key is wrong' },
+  { code: 'bad-part', meaning: "a device's part of a profile sent to many (its wrapped key) that does not match what the owner signed" },
   { code: 'endorsement-invalid', meaning: "the manufacturer's endorsement does not verify" },
   { code: 'fingerprint-mismatch', meaning: 'the device is not the one whose fingerprint is on its label' },
   { code: 'bad-claim-proof', meaning: "the claim does not prove knowledge of the label's secret" },

@@ -8,7 +8,11 @@
  *   personal     signed by an administration key the master lists; master attached;
  *                connected devices and applications; seq
  *   application  signed by an administration key; configuration encrypted to the target
- *                devices' encryption keys; application name; seq; creation time
+ *                devices' encryption keys; application name; seq; creation time. Made parted
+ *                (mesh/envelope.ts): the signed payload holds the shared ciphertext and the
+ *                manifest of the parts; each target's part travels beside it. Profiles made
+ *                before (a `devices` list and a wrapped key per recipient in the signed
+ *                payload) are still verified and opened.
  */
 import { parseVkey, type NoteKey } from './cosignature.js';
 import * as c from './crypto.js';
@@ -16,11 +20,17 @@ import { b64u, fromB64u, fromUtf8, utf8 } from './bytes.js';
 import { fail, MeshError } from './errors.js';
 import {
   type EncryptedEnvelope,
+  type Manifest,
+  type Sealed,
   type SignedEnvelope,
   type Signer,
+  checkParts,
   decrypt,
-  encrypt,
+  decryptPart,
+  encryptParts,
   parseEncryptedEnvelope,
+  parseManifest,
+  parseSealed,
   parseSignedEnvelope,
   payloadBytes,
   signJson,
@@ -135,8 +145,12 @@ export interface ApplicationPayload {
   readonly app: string;
   readonly seq: number;
   readonly created: string;
-  readonly devices: readonly string[];
-  readonly config: EncryptedEnvelope;
+  /** the parted form (every profile made now): the shared ciphertext, the parts' manifest */
+  readonly sealed?: Sealed;
+  readonly parts?: Manifest;
+  /** the form before parts: the targets named, and a wrapped key per recipient, in the signed payload */
+  readonly devices?: readonly string[];
+  readonly config?: EncryptedEnvelope;
   /**
    * The owner asks the device to confirm the change: it must reach the portal with it in effect
    * (and pass its health check) within this many seconds, or it goes back to the configuration
@@ -294,21 +308,23 @@ export function parseApplicationPayload(bytes: Uint8Array): ApplicationPayload {
   const w = 'application profile';
   const o = looseObject(bytes, w);
   expectType(o, 'application', w);
-  obj(o, w, ['type', 'master', 'app', 'seq', 'created', 'devices', 'config'], ['confirm']);
-  const devices = arr(o, 'devices', w, MAX_DEVICES).map((d, i) => {
-    if (typeof d !== 'string' || !UDF_TEXT.test(d)) return fail('malformed', `${w}.devices[${i}] must be a device UDF`);
-    return d;
-  });
-  return {
-    type: 'application',
+  const parted = o.parts !== undefined;
+  if (parted) obj(o, w, ['type', 'master', 'app', 'seq', 'created', 'sealed', 'parts'], ['confirm']);
+  else obj(o, w, ['type', 'master', 'app', 'seq', 'created', 'devices', 'config'], ['confirm']);
+  const head = {
+    type: 'application' as const,
     master: str(o, 'master', w, 120, UDF_TEXT),
     app: str(o, 'app', w, 64, NAME),
     seq: int(o, 'seq', w, 1),
     created: time(o, 'created', w),
-    devices,
-    config: parseEncryptedEnvelope(o.config, `${w}.config`),
     ...(o.confirm !== undefined ? { confirm: int(o, 'confirm', w, 1, MAX_CONFIRM_S) } : {}),
   };
+  if (parted) return { ...head, sealed: parseSealed(o.sealed, `${w}.sealed`), parts: parseManifest(o.parts, `${w}.parts`) };
+  const devices = arr(o, 'devices', w, MAX_DEVICES).map((d, i) => {
+    if (typeof d !== 'string' || !UDF_TEXT.test(d)) return fail('malformed', `${w}.devices[${i}] must be a device UDF`);
+    return d;
+  });
+  return { ...head, devices, config: parseEncryptedEnvelope(o.config, `${w}.config`) };
 }
 
 // ---------------------------------------------------------------- device profile
@@ -491,19 +507,20 @@ export function createApplicationProfile(
   if (!NAME.test(p.app)) fail('malformed', 'application names are lowercase letters, digits, ".", "_" or "-"');
   const plaintext = utf8(JSON.stringify(checkJsonValue(p.config, 'config')));
   if (plaintext.length > MAX_CONFIG_BYTES) fail('too-large', `configuration is ${plaintext.length} bytes; the limit is ${MAX_CONFIG_BYTES}`);
-  const recipients = [...p.devices.map((d) => ({ publicKey: d.enc })), ...(p.alsoReadableBy ?? []).map((k) => ({ publicKey: k }))];
+  if (p.confirmS !== undefined && (!Number.isSafeInteger(p.confirmS) || p.confirmS < 1 || p.confirmS > MAX_CONFIRM_S)) fail('usage', `a confirmation window is 1 s to ${MAX_CONFIRM_S / 3600} h`);
+  const recipients = [...p.devices.map((d) => ({ publicKey: d.enc, device: d.id })), ...(p.alsoReadableBy ?? []).map((k) => ({ publicKey: k }))];
+  const { sealed, manifest, parts } = encryptParts(plaintext, recipients);
   const payload: ApplicationPayload = {
     type: 'application',
     master: p.master,
     app: p.app,
     seq: p.seq,
     created: p.created ?? nowIso(),
-    devices: p.devices.map((d) => d.id),
-    config: encrypt(plaintext, recipients),
+    sealed,
+    parts: manifest,
     ...(p.confirmS !== undefined ? { confirm: p.confirmS } : {}),
   };
-  if (p.confirmS !== undefined && (!Number.isSafeInteger(p.confirmS) || p.confirmS < 1 || p.confirmS > MAX_CONFIRM_S)) fail('usage', `a confirmation window is 1 s to ${MAX_CONFIRM_S / 3600} h`);
-  return signJson(payload, [admin.sign]);
+  return { ...signJson(payload, [admin.sign]), parts };
 }
 
 export interface ApplicationProfile {
@@ -511,24 +528,63 @@ export interface ApplicationProfile {
   readonly payload: ApplicationPayload;
   readonly envelope: SignedEnvelope;
   readonly signer: string;
+  /** every part the manifest lists came with it (always, for a profile made before parts) */
+  readonly complete: boolean;
 }
 
-/** Verify the signature chain of an application profile (what a portal can check: no decryption). */
+/**
+ * Verify the signature chain of an application profile (what a portal can check: no decryption),
+ * and the parts it carries against its signed manifest (`bad-part`): a device is served its own
+ * part only; a publisher, and an owner reading back, carry all of them (then their root is checked).
+ */
 export function verifyApplicationProfile(envIn: unknown, master: MasterProfile): ApplicationProfile {
   const env = parseSignedEnvelope(envIn, 'application profile');
   const { payload, kid } = verifyByAdmin(env, master);
   const p = parseApplicationPayload(payload);
   if (p.master !== master.id) fail('wrong-master', `this application profile belongs to ${p.master}, not ${master.id}`);
-  return { master, payload: p, envelope: env, signer: kid };
+  if (p.parts === undefined && env.parts !== undefined) fail('malformed', 'parts beside a profile that is not parted');
+  const complete = p.parts === undefined || checkParts(env.parts ?? [], p.parts);
+  return { master, payload: p, envelope: env, signer: kid, complete };
 }
 
-/** Decrypt an application profile's configuration as one of its target devices. */
-export function openApplicationProfile(ap: ApplicationProfile, device: { id: string; enc: c.KeyPair }): { [k: string]: Json } {
-  if (!ap.payload.devices.includes(device.id)) fail('not-a-recipient', `this ${ap.payload.app} profile does not name device ${device.id}`);
-  const plain = decrypt(ap.payload.config, device.enc);
+/**
+ * The devices an application profile was sent to: named in the signed payload (older profiles),
+ * or the parts' devices, which must all be present (the manifest root was checked).
+ */
+export function applicationTargets(ap: ApplicationProfile): string[] {
+  if (ap.payload.parts === undefined) return [...(ap.payload.devices ?? [])];
+  if (!ap.complete) fail('bad-part', `this ${ap.payload.app} profile came with ${ap.envelope.parts?.length ?? 0} of its ${ap.payload.parts.n} parts: its targets cannot be told`);
+  return (ap.envelope.parts ?? []).flatMap((x) => (x.device === undefined ? [] : [x.device]));
+}
+
+function configDoc(plain: Uint8Array): { [k: string]: Json } {
   const doc = checkJsonValue(parseJson(plain, MAX_CONFIG_BYTES, 'configuration'), 'configuration');
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) fail('malformed', 'configuration must be a JSON object');
   return doc;
+}
+
+/** Decrypt an application profile's configuration as one of its target devices (with its own part). */
+export function openApplicationProfile(ap: ApplicationProfile, device: { id: string; enc: c.KeyPair }): { [k: string]: Json } {
+  const { sealed, config } = ap.payload;
+  if (sealed !== undefined) {
+    const part = ap.envelope.parts?.find((x) => x.device === device.id);
+    if (part === undefined) fail('not-a-recipient', `this ${ap.payload.app} profile came without a part for device ${device.id}`);
+    return configDoc(decryptPart(sealed, part, device.enc, device.id));
+  }
+  if (!(ap.payload.devices ?? []).includes(device.id)) fail('not-a-recipient', `this ${ap.payload.app} profile does not name device ${device.id}`);
+  return configDoc(decrypt(config as EncryptedEnvelope, device.enc));
+}
+
+/** Decrypt an application profile's configuration with an owner's key (a reader's part, no device). */
+export function openApplicationAsReader(ap: ApplicationProfile, key: c.KeyPair): { [k: string]: Json } {
+  const { sealed, config } = ap.payload;
+  if (sealed !== undefined) {
+    const kid = encKeyId(key.publicKey);
+    const part = ap.envelope.parts?.find((x) => x.device === undefined && x.kid === kid);
+    if (part === undefined) fail('not-a-recipient', `this ${ap.payload.app} profile is not encrypted to ${kid}`, { kid });
+    return configDoc(decryptPart(sealed, part, key));
+  }
+  return configDoc(decrypt(config as EncryptedEnvelope, key));
 }
 
 // ---------------------------------------------------------------- the one verification function

@@ -43,6 +43,12 @@ export const LIMITS = {
   maxItemsPerDownload: 100,
 } as const;
 
+/**
+ * A Publish body may be larger than other requests: an application profile to many devices
+ * carries every device's part (about 170 bytes each; MAX_PARTS of them fit).
+ */
+export const MAX_PUBLISH_BYTES = 4 * 1024 * 1024;
+
 const B64U = /^[A-Za-z0-9_-]+$/;
 const what = (s: string): string => `response ${s}`;
 

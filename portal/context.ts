@@ -105,6 +105,8 @@ export interface Route {
   readonly path: string;
   readonly method: 'GET' | 'POST';
   readonly auth: Auth;
+  /** the largest request body it takes (default LIMITS.maxBodyBytes) */
+  readonly maxBody?: number;
   /** may answer at once (no promise) when it needs nothing it has to wait for */
   handle(ctx: PortalContext, call: Call): Reply | Promise<Reply>;
 }

@@ -11,7 +11,12 @@ import type { Storage, StoredItem } from './storage/types.js';
 export function itemJson(i: StoredItem, path?: readonly string[]): string {
   const master = i.master === null ? '' : `,"master":${i.master}`;
   const proof = path === undefined ? '' : `,"path":${JSON.stringify(path)}`;
-  return `{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":${i.object}${master},"index":${i.index}${proof}}`;
+  return `{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":${objectJson(i)}${master},"index":${i.index}${proof}}`;
+}
+
+/** The stored object (JSON text of an object), with the device's own part inside it when it has one. */
+function objectJson(i: StoredItem): string {
+  return i.part === null ? i.object : `${i.object.slice(0, -1)},"parts":[${i.part}]}`;
 }
 
 /** The last object encoded for a push: the items of one change to many devices share it. */
@@ -19,7 +24,7 @@ let lastObject: { text: string; bytes: Buffer } | undefined;
 
 /** itemJson(i) as UTF-8 bytes, encoding an object shared by many items (one change to a fleet) only once. */
 export function itemBuffer(i: StoredItem): Buffer {
-  if (i.object.length < 4096) return Buffer.from(itemJson(i), 'utf8');
+  if (i.object.length < 4096 || i.part !== null) return Buffer.from(itemJson(i), 'utf8');
   if (lastObject?.text !== i.object) lastObject = { text: i.object, bytes: Buffer.from(i.object, 'utf8') };
   const master = i.master === null ? '' : `,"master":${i.master}`;
   const head = Buffer.from(`{"n":${i.n},"kind":${JSON.stringify(i.kind)},"object":`, 'utf8');

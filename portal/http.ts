@@ -354,7 +354,8 @@ export class HttpFront {
 
   private withBody(x: Exchange, route: Route, query: URLSearchParams, session: Session | undefined): void | Promise<void> {
     const { req } = x;
-    if (route.method === 'POST') return readBody(req, LIMITS.maxBodyBytes).then((b) => this.handle(x, route, query, session, parseJson(b, LIMITS.maxBodyBytes, `${route.name} request`)));
+    const max = route.maxBody ?? LIMITS.maxBodyBytes;
+    if (route.method === 'POST') return readBody(req, max).then((b) => this.handle(x, route, query, session, parseJson(b, max, `${route.name} request`)));
     if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') return readBody(req, LIMITS.maxBodyBytes).then(() => this.handle(x, route, query, session, undefined));
     return this.handle(x, route, query, session, undefined);
   }

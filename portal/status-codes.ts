@@ -38,6 +38,7 @@ export const HTTP_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   'fingerprint-mismatch': 422,
   'not-a-recipient': 422,
   'decrypt-failed': 422,
+  'bad-part': 422,
   'bad-proof': 422,
   'log-inconsistent': 422,
   'not-logged': 422,

@@ -10,10 +10,10 @@
  */
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { MeshError, type MeshErrorCode } from '../mesh/errors.js';
+import { MeshError, fail, type MeshErrorCode } from '../mesh/errors.js';
 import { payloadBytes, type SignedEnvelope } from '../mesh/envelope.js';
 import { leafHash } from '../mesh/merkle.js';
-import { verifyApplicationProfile, verifyMasterProfile, type MasterProfile } from '../mesh/profiles.js';
+import { applicationTargets, verifyApplicationProfile, verifyMasterProfile, type MasterProfile } from '../mesh/profiles.js';
 import type { AccountRecord, LeafInput } from './storage/types.js';
 
 /** What the Publish handler needs of a verified application profile. */
@@ -21,8 +21,12 @@ export interface CheckedApplication {
   readonly app: string;
   readonly seq: number;
   readonly devices: readonly string[];
-  /** the envelope as stored (JSON text) */
+  /** each device's part (JSON text), in the order of `devices`; absent for a profile made before parts */
+  readonly parts?: readonly string[];
+  /** the envelope as every device's item refers to it (JSON text, without the parts) */
   readonly text: string;
+  /** the envelope as the owner reads it back (with every part) */
+  readonly latest: string;
   readonly leaf: LeafInput;
 }
 
@@ -52,12 +56,21 @@ export class MasterCache {
 export function checkApplication(job: ApplicationJob, masters: MasterCache): CheckedApplication {
   const p = verifyApplicationProfile(job.object, masters.get(job.account, job.masterId, job.master));
   const data = payloadBytes(job.object);
+  const leaf = { kind: 'application', data, hash: leafHash(data) };
+  if (p.payload.parts === undefined) {
+    const text = JSON.stringify(job.object);
+    return { app: p.payload.app, seq: p.payload.seq, devices: applicationTargets(p), text, latest: text, leaf };
+  }
+  if (!p.complete) fail('bad-part', `a publish carries every part: ${job.object.parts?.length ?? 0} of ${p.payload.parts.n} came`);
+  const mine = (job.object.parts ?? []).filter((x) => x.device !== undefined);
   return {
     app: p.payload.app,
     seq: p.payload.seq,
-    devices: p.payload.devices,
-    text: JSON.stringify(job.object),
-    leaf: { kind: 'application', data, hash: leafHash(data) },
+    devices: mine.map((x) => x.device as string),
+    parts: mine.map((x) => JSON.stringify(x)),
+    text: JSON.stringify({ payload: job.object.payload, sigs: job.object.sigs }),
+    latest: JSON.stringify(job.object),
+    leaf,
   };
 }
 

@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as c from '../mesh/crypto.js';
 import { b64u, fromB64u, utf8 } from '../mesh/bytes.js';
-import { decrypt, payloadBytes } from '../mesh/envelope.js';
+import { payloadBytes } from '../mesh/envelope.js';
+import { docOf, targetsOf } from './helpers/app-profile.js';
 import { deriveClaimSecrets, labelUri, sealClaimBlob } from '../mesh/claim.js';
 import { encKeyId } from '../mesh/keys.js';
 import { newDeviceIdentity, type DeviceIdentity } from '../mesh/device.js';
@@ -137,10 +138,10 @@ class SimDevice {
 
   /** The newest application profile for `app` in the feed, decrypted with the device key. */
   latestConfig(app: string): { seq: number; doc: unknown; master: string } | undefined {
-    const apps = this.items.filter((i) => i.kind === 'application').map((i) => parseApplicationPayload(payloadBytes(i.object))).filter((p) => p.app === app);
-    const p = apps.sort((a, b) => a.seq - b.seq).pop();
-    if (p === undefined) return undefined;
-    return { seq: p.seq, master: p.master, doc: JSON.parse(Buffer.from(decrypt(p.config, this.d.keys.enc)).toString('utf8')) };
+    const apps = this.items.filter((i) => i.kind === 'application').map((i) => ({ p: parseApplicationPayload(payloadBytes(i.object)), env: i.object })).filter((x) => x.p.app === app);
+    const last = apps.sort((a, b) => a.p.seq - b.p.seq).pop();
+    if (last === undefined) return undefined;
+    return { seq: last.p.seq, master: last.p.master, doc: docOf(last.env, this.d.keys.enc, this.d.id) };
   }
 
   close(): void {
@@ -444,7 +445,7 @@ test.serial('config set --wait-ms: reports applied, or the error the device sign
         if (i.kind !== 'application') continue;
         const p = parseApplicationPayload(payloadBytes(i.object));
         if (p.app !== 'thermostat') continue;
-        const doc = JSON.parse(Buffer.from(decrypt(p.config, dev.d.keys.enc)).toString('utf8')) as { target?: unknown };
+        const doc = docOf(i.object, dev.d.keys.enc, dev.d.id) as { target?: unknown };
         if (typeof doc.target === 'number' && doc.target > 30) {
           await dev.status([{ master, account: w.aliceAccount, apps: [{ app: 'thermostat', seq: p.seq - 1, appliedAt: new Date().toISOString() }] }], {
             errors: [{ code: 'schema', message: 'target must be at most 30', at: new Date().toISOString(), master, app: 'thermostat', seq: p.seq }],
@@ -520,10 +521,10 @@ test.serial('device remove: the device is told, dropped from the profile, and la
   t.false(parsePersonalPayload(payloadBytes(acct.personal!)).devices.some((d) => d.id === spare.id));
   const next = await mesh(w.alice, ['config', 'set', 'thermostat', 'note=after-remove', '--wait', '0', '--json']);
   t.deepEqual(next.json.devices.map((d: { name: string }) => d.name), ['hall thermostat']);
-  const p = parseApplicationPayload(payloadBytes((await accountOf(w.portal.url, w.alice, w.aliceAccount)).applications.thermostat!));
-  t.false(p.devices.includes(spare.id));
-  t.false(p.config.recipients.some((x) => x.kid === encKeyId(sim.d.keys.enc.publicKey)), 'not encrypted to the removed device');
-  t.true(p.config.recipients.some((x) => x.kid === encKeyId(dev.d.keys.enc.publicKey)));
+  const env = (await accountOf(w.portal.url, w.alice, w.aliceAccount)).applications.thermostat!;
+  t.false(targetsOf(env).includes(spare.id));
+  t.false(env.parts?.some((x) => x.kid === encKeyId(sim.d.keys.enc.publicKey)), 'not encrypted to the removed device');
+  t.true(env.parts?.some((x) => x.kid === encKeyId(dev.d.keys.enc.publicKey)));
   const unknown = await mesh(w.alice, ['device', 'remove', 'no-such-device', '--json']);
   t.is(errCode(unknown), 'not-found', unknown.stdout + unknown.stderr);
 });

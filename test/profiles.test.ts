@@ -9,17 +9,19 @@ import fc from 'fast-check';
 import * as c from '../mesh/crypto.js';
 import { MeshError } from '../mesh/errors.js';
 import { b64u, fromB64u, utf8 } from '../mesh/bytes.js';
-import { decrypt, encrypt, payloadBytes, sign, signJson, type SignedEnvelope } from '../mesh/envelope.js';
+import { encrypt, payloadBytes, sign, signJson, type SignedEnvelope } from '../mesh/envelope.js';
 import { encKeyId, masterKeysFromSeed, parseDeviceKeys, serializeDeviceKeys, signKeyId, generateDeviceKeys } from '../mesh/keys.js';
 import {
   MAX_CONFIG_BYTES,
   MAX_PROFILE_BYTES,
   adminEntry,
+  applicationTargets,
   createApplicationProfile,
   createDeviceProfile,
   createMasterProfile,
   createPersonalProfile,
   endorseDevice,
+  openApplicationAsReader,
   openApplicationProfile,
   verify,
   verifyApplicationProfile,
@@ -151,15 +153,16 @@ test('personal profile: naming another master is wrong-master; a changed payload
 
 test('application profile: each target device decrypts the configuration; a non-target is not-a-recipient', (t) => {
   const ap = verifyApplicationProfile(x.application, masterV2);
-  t.deepEqual(ap.payload.devices, [d0.id, d1.id]);
+  t.deepEqual(applicationTargets(ap), [d0.id, d1.id]);
   for (const d of [d0, d1]) t.deepEqual(openApplicationProfile(ap, { id: d.id, enc: d.keys.enc }), x.config);
   t.is(codeOf(() => openApplicationProfile(ap, { id: d2.id, enc: d2.keys.enc })), 'not-a-recipient');
   // d2 pretending to be d0 (the listed id, its own key): not a recipient of the envelope
   t.is(codeOf(() => openApplicationProfile(ap, { id: d0.id, enc: d2.keys.enc })), 'not-a-recipient');
-  // the administration device was added as a reader: it can decrypt the envelope directly
-  t.deepEqual(JSON.parse(Buffer.from(decrypt(ap.payload.config, x.keys.admin.enc)).toString('utf8')), x.config);
-  t.is(ap.payload.config.recipients.length, 3);
-  t.true(ap.payload.config.recipients.some((r) => r.kid === encKeyId(d1.keys.enc.publicKey)));
+  // the administration device was added as a reader: it opens the configuration with its own part
+  t.deepEqual(openApplicationAsReader(ap, x.keys.admin.enc), x.config);
+  t.is(ap.envelope.parts?.length, 3);
+  t.is(ap.payload.parts?.n, 3);
+  t.true(ap.envelope.parts?.some((r) => r.kid === encKeyId(d1.keys.enc.publicKey) && r.device === d1.id));
 });
 
 test('application profile (fast-check): any JSON object config, any non-empty subset of devices as targets', (t) => {
@@ -194,13 +197,14 @@ test('application profile: config limits and a signed but undecryptable config',
   t.is(codeOf(() => createApplicationProfile(x.keys.admin, { master: x.masterId, app: 'Bad Name', seq: 1, config: {}, devices: target })), 'malformed');
   // an admin signs a config whose ciphertext was damaged before signing: the signature is fine, decryption is not
   const p = payloadOf(x.application);
-  const cfg = p.config as { ct: string };
+  const cfg = p.sealed as { ct: string };
   const ct = new Uint8Array(fromB64u(cfg.ct));
   ct[0] = (ct[0] as number) ^ 1;
-  const broken = signJson({ ...p, config: { ...cfg, ct: b64u(ct) } }, [x.keys.admin.sign]);
+  const broken = { ...signJson({ ...p, sealed: { ...cfg, ct: b64u(ct) } }, [x.keys.admin.sign]), parts: x.application.parts };
   t.is(codeOf(() => verify(x.masterId, { master: x.masterV2, object: broken }, { device: { id: d0.id, enc: d0.keys.enc } })), 'decrypt-failed');
-  // a config that decrypts to something other than a JSON object
-  const notObject = signJson({ ...p, config: encrypt(utf8('[1,2]'), [{ publicKey: d0.keys.enc.publicKey }]) }, [x.keys.admin.sign]);
+  // a config that decrypts to something other than a JSON object (in the form before parts, still read)
+  const { sealed: _s, parts: _p, ...head } = p;
+  const notObject = signJson({ ...head, devices: [d0.id], config: encrypt(utf8('[1,2]'), [{ publicKey: d0.keys.enc.publicKey }]) }, [x.keys.admin.sign]);
   t.is(codeOf(() => verify(x.masterId, { master: x.masterV2, object: notObject }, { device: { id: d0.id, enc: d0.keys.enc } })), 'malformed');
 });
 

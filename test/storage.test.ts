@@ -225,7 +225,7 @@ contract('claim, publish and remove: feeds number 1, 2, 3 per device; seqs only 
     t.is(await code(store.publishApplication(a, { app: 'x', seq: 1, object: '{"app":1}', targets: [d1.id] }, leaf('application'), 1)), 'forbidden');
     const c1 = await store.claimDevice({ device: d1.id, account: a, claim: '{"claim":1}', master: '{"m":1}' }, leaf('claim'), 2);
     t.is(c1.index, 2);
-    t.deepEqual(c1.items, [{ device: d1.id, n: 1, kind: 'claim', object: '{"claim":1}', master: '{"m":1}', index: 2 }]);
+    t.deepEqual(c1.items, [{ device: d1.id, n: 1, kind: 'claim', object: '{"claim":1}', part: null, master: '{"m":1}', index: 2 }]);
     t.true(await store.isLinked(d1.id, a));
     t.false(await store.isLinked(d2.id, a));
     const p1 = await store.publishApplication(a, { app: 'x', seq: 1, object: '{"app":1}', targets: [d1.id, d1.id] }, leaf('application'), 3);
@@ -617,6 +617,64 @@ contract('two writers racing (two handles, on PostgreSQL two pools as two proces
   } finally {
     if (other !== store) await other.close();
     await store.close();
+  }
+});
+
+contract('a parted profile: the object once, each device its own part, the owner reads back every part', async (t, b) => {
+  const { store, another, query } = await b.fresh();
+  const other = await another();
+  try {
+    const a = await account(store);
+    const ds = [device(), device(), device()];
+    for (const d of ds) {
+      await store.registerDevice(d);
+      await store.claimDevice({ device: d.id, account: a, claim: '{"claim":1}', master: '{"m":1}' }, leaf('claim'), 2);
+    }
+    const parts = ds.map((d) => `{"device":"${d.id}","kid":"K","wk":"W"}`);
+    const latest = `{"payload":"P","sigs":[],"parts":[${parts.join(',')}]}`;
+    const r = await store.publishApplication(a, { app: 'x', seq: 1, object: '{"payload":"P","sigs":[]}', latest, targets: ds.map((d) => d.id), parts }, leaf('application'), 3);
+    t.deepEqual(r.items.map((i) => i.part), parts);
+    // read back by another handle (another process on PostgreSQL): each device's item has its own part only
+    for (const [k, d] of ds.entries()) {
+      const items = await other.feedSince(d.id, 1, 10);
+      t.is(items.length, 1);
+      t.is(items[0]?.object, '{"payload":"P","sigs":[]}');
+      t.is(items[0]?.part, parts[k]);
+      t.is((await other.feedItem(d.id, 2))?.part, parts[k]);
+    }
+    t.is((await other.applications(a)).x, latest);
+    // stored once: the feed rows refer to one shared object; the parts are per row
+    const rows = await query<{ n: unknown }>(`SELECT COUNT(*) AS n FROM objects`);
+    t.is(Number(rows[0]?.n), 1);
+    // claims and the profiles made before parts have no part
+    t.is((await other.feedSince((ds[0] as { id: string }).id, 0, 1))[0]?.part, null);
+  } finally {
+    if (other !== store) await other.close();
+    await store.close();
+  }
+});
+
+contract('a feed table from before parts (schema 3) gets its part column on open; its rows keep their objects', async (t, b) => {
+  const { store, reopen, raw } = await b.fresh();
+  const d = device();
+  let a = '';
+  try {
+    a = await account(store);
+    await store.registerDevice(d);
+    await store.claimDevice({ device: d.id, account: a, claim: '{"claim":1}', master: '{"m":1}' }, leaf('claim'), 2);
+  } finally {
+    await store.close();
+  }
+  await raw(`ALTER TABLE feed DROP COLUMN part; UPDATE meta SET value = '3' WHERE key = 'schema'`);
+  const s2 = await reopen();
+  try {
+    const items = await s2.feedSince(d.id, 0, 10);
+    t.deepEqual(items.map((i) => [i.object, i.part]), [['{"claim":1}', null]]);
+    const r = await s2.publishApplication(a, { app: 'x', seq: 1, object: '{"o":1}', targets: [d.id], parts: ['{"p":1}'] }, leaf('application'), 3);
+    t.is(r.items[0]?.part, '{"p":1}');
+    t.is((await s2.feedItem(d.id, 2))?.part, '{"p":1}');
+  } finally {
+    await s2.close();
   }
 });
 

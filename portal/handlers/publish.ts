@@ -6,7 +6,7 @@
 import { fail } from '../../mesh/errors.js';
 import { peekType } from '../../mesh/messages.js';
 import { verifyMasterProfile, verifyPersonalProfile } from '../../mesh/profiles.js';
-import { PATHS, parsePublishRequest } from '../../mesh/protocol.js';
+import { MAX_PUBLISH_BYTES, PATHS, parsePublishRequest } from '../../mesh/protocol.js';
 import { json, leafOf, receipt, subject, type PortalContext, type Route } from '../context.js';
 import type { AccountRecord } from '../storage/types.js';
 import { hostOnly } from './visitor.js';
@@ -21,6 +21,7 @@ export const publishRoutes: readonly Route[] = [
     path: PATHS.publish,
     method: 'POST',
     auth: 'account',
+    maxBody: MAX_PUBLISH_BYTES,
     handle: async (ctx, call) => {
       const req = parsePublishRequest(call.body);
       const account = subject(call);
@@ -45,7 +46,7 @@ export const publishRoutes: readonly Route[] = [
         case 'application': {
           // verified (signature chain to the account's master) off the event loop when it can be
           const p = await ctx.verifier.application(req.object, a);
-          const r = await ctx.store.publishApplication(account, { app: p.app, seq: p.seq, object: p.text, targets: p.devices }, p.leaf, now);
+          const r = await ctx.store.publishApplication(account, { app: p.app, seq: p.seq, object: p.text, latest: p.latest, targets: p.devices, ...(p.parts !== undefined ? { parts: p.parts } : {}) }, p.leaf, now);
           ctx.log.debug('application profile published', { account, app: p.app, seq: p.seq, devices: r.items.length });
           return receipt(ctx, r);
         }

@@ -55,6 +55,7 @@ interface FeedRow {
   object: string;
   master: string | null;
   log_index: number;
+  part: string | null;
 }
 
 const toDevice = (r: DeviceRow): DeviceRecord => ({
@@ -102,6 +103,7 @@ const toItem = (r: FeedRow): StoredItem => ({
   n: num(r.n),
   kind: r.kind as ItemKind,
   object: r.object,
+  part: r.part ?? null,
   master: r.master,
   index: num(r.log_index),
 });
@@ -109,7 +111,16 @@ const toItem = (r: FeedRow): StoredItem => ({
 /** A feed row as a FeedRow, its object resolved when the row refers to a shared one. */
 const FEED_COLUMNS = `f.device AS device, f.n AS n, f.kind AS kind,
   CASE WHEN f.object LIKE '@%' THEN (SELECT o.object FROM objects o WHERE o.id = substr(f.object, 2)) ELSE f.object END AS object,
-  f.master AS master, f.log_index AS log_index`;
+  f.master AS master, f.log_index AS log_index, f.part AS part`;
+
+/** The feed table's columns (an older database lacks some). */
+async function feedColumns(tx: SqlRunner, dialect: 'sqlite' | 'postgres'): Promise<string[]> {
+  const rows =
+    dialect === 'sqlite'
+      ? await tx.all<{ name: string }>(`SELECT name FROM pragma_table_info('feed')`)
+      : await tx.all<{ name: string }>(`SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'feed' AND table_schema = current_schema()`);
+  return rows.map((r) => r.name);
+}
 
 /** Unclaimed devices deleted per transaction, and transactions per sweep at most. */
 const EXPIRE_BATCH = 500;
@@ -124,6 +135,8 @@ interface NewItem {
   readonly leaf: number;
   /** the object is stored once (in `objects`) for every item of the change that shares it */
   readonly shared: boolean;
+  /** the device's own part of a parted application profile */
+  readonly part?: string;
 }
 
 /** An application profile to publish: checked and written by the flush, for the whole group at once. */
@@ -132,8 +145,12 @@ interface Publish {
   readonly app: string;
   readonly seq: number;
   readonly object: string;
+  /** what `applications` keeps: the object with every part */
+  readonly latest: string;
   /** without repeats */
   readonly targets: readonly string[];
+  /** each target's part, when the profile is parted */
+  readonly parts?: ReadonlyMap<string, string>;
   readonly leaf: LeafInput;
 }
 
@@ -184,7 +201,11 @@ export class SqlStore implements Storage {
       for (const s of schemaSql(db.dialect)) await tx.run(s);
       const v = await tx.all<{ value: string }>(`SELECT value FROM meta WHERE key = 'schema'`);
       if (v.length === 0) await tx.run(`INSERT INTO meta (key, value) VALUES ('schema', ?)`, [SCHEMA_VERSION]);
-      else if (UPGRADABLE_SCHEMAS.includes(v[0]?.value ?? '')) await tx.run(`UPDATE meta SET value = ? WHERE key = 'schema'`, [SCHEMA_VERSION]);
+      else if (UPGRADABLE_SCHEMAS.includes(v[0]?.value ?? '')) {
+        // before 4, feed rows had no part (every item carried its whole object)
+        if (!(await feedColumns(tx, db.dialect)).includes('part')) await tx.run(`ALTER TABLE feed ADD COLUMN part TEXT`);
+        await tx.run(`UPDATE meta SET value = ? WHERE key = 'schema'`, [SCHEMA_VERSION]);
+      }
       else if (v[0]?.value !== SCHEMA_VERSION) fail('state', `the database has schema version ${v[0]?.value ?? '?'}; this portal needs ${SCHEMA_VERSION}`);
       const head = await tx.all<{ size: number }>(`SELECT size FROM log_head WHERE id = 1`);
       if (head.length === 0) await buildTree(tx);
@@ -301,8 +322,8 @@ export class SqlStore implements Storage {
           }
           stored = `@${id}`;
         }
-        feedRows.push([it.device, n, it.kind, stored, it.master, index, c.nowMs]);
-        c.stored.push({ device: it.device, n, kind: it.kind, object: it.object, master: it.master, index });
+        feedRows.push([it.device, n, it.kind, stored, it.master, index, c.nowMs, it.part ?? null]);
+        c.stored.push({ device: it.device, n, kind: it.kind, object: it.object, part: it.part ?? null, master: it.master, index });
       }
     }
     const root = edge.root();
@@ -323,7 +344,7 @@ export class SqlStore implements Storage {
       insertRows(tx, `INSERT INTO log (idx, kind, data, leaf_hash, created)`, 5, logRows),
       insertRows(tx, `INSERT INTO log_nodes (level, idx, hash)`, 3, nodeRows),
       insertRows(tx, `INSERT INTO objects (id, object)`, 2, objectRows),
-      insertRows(tx, `INSERT INTO feed (device, n, kind, object, master, log_index, created)`, 7, feedRows),
+      insertRows(tx, `INSERT INTO feed (device, n, kind, object, master, log_index, created, part)`, 8, feedRows),
       logRows.length > 0 ? tx.run(`UPDATE log_head SET size = ?, root = ? WHERE id = 1`, [grew.size, root]) : undefined,
       tx.notify(this.notifications(changes, grew, logRows.length > 0)),
     ]);
@@ -511,8 +532,14 @@ export class SqlStore implements Storage {
    * checks every publish of the group with a few queries, in order (a later one sees the seq an
    * earlier one set), and writes those it accepts together.
    */
-  async publishApplication(account: string, v: { app: string; seq: number; object: string; targets: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended> {
-    const publish: Publish = { account, app: v.app, seq: v.seq, object: v.object, targets: [...new Set(v.targets)], leaf };
+  async publishApplication(
+    account: string,
+    v: { app: string; seq: number; object: string; latest?: string; targets: readonly string[]; parts?: readonly string[] },
+    leaf: LeafInput,
+    nowMs: number,
+  ): Promise<Appended> {
+    const parts = v.parts === undefined ? undefined : new Map(v.targets.map((d, i) => [d, v.parts?.[i] ?? fail('malformed', `no part for device ${d}`)]));
+    const publish: Publish = { account, app: v.app, seq: v.seq, object: v.object, latest: v.latest ?? v.object, targets: [...new Set(v.targets)], ...(parts !== undefined ? { parts } : {}), leaf };
     const { change } = await this.logged(nowMs, () => Promise.resolve(), publish);
     return appendedOf(change);
   }
@@ -944,9 +971,12 @@ function decidePublishes(changes: readonly Change[], st: PublishState): SqlValue
     else if (missing !== undefined) c.refusal = new MeshError('forbidden', `device ${missing} is not claimed by ${p.account}`, { device: missing });
     else {
       st.held.set(k, p.seq);
-      rows.set(k, [p.account, p.app, p.seq, p.object]);
+      rows.set(k, [p.account, p.app, p.seq, p.latest]);
       const at = addLeaf(c, p.leaf);
-      for (const d of p.targets) c.items.push({ device: d, kind: 'application', object: p.object, master: null, leaf: at, shared: p.targets.length > 1 });
+      for (const d of p.targets) {
+        const part = p.parts?.get(d);
+        c.items.push({ device: d, kind: 'application', object: p.object, master: null, leaf: at, shared: p.targets.length > 1, ...(part !== undefined ? { part } : {}) });
+      }
     }
   }
   return [...rows.values()];

@@ -99,6 +99,7 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
       master TEXT,
       log_index BIGINT NOT NULL,
       created BIGINT NOT NULL,
+      part TEXT,
       PRIMARY KEY (device, n))`,
     // an object delivered to several devices (one application profile to a fleet), stored once:
     // their feed rows hold '@' + its id instead of the object itself
@@ -168,9 +169,10 @@ export function schemaSql(dialect: 'sqlite' | 'postgres'): string[] {
 /**
  * 2: feed rows may refer to a shared object ('@' + objects.id); a version 1 database has no such rows.
  * 3: the log's tree nodes and head (log_nodes, log_head); built from the leaves when upgrading.
+ * 4: feed rows may hold the device's part of a parted application profile (feed.part).
  */
-export const SCHEMA_VERSION = '3';
-export const UPGRADABLE_SCHEMAS: readonly string[] = ['1', '2'];
+export const SCHEMA_VERSION = '4';
+export const UPGRADABLE_SCHEMAS: readonly string[] = ['1', '2', '3'];
 
 /** `?, ?, ...` for n values. */
 export function marks(n: number): string {

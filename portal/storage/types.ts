@@ -64,6 +64,8 @@ export interface StoredItem {
   readonly n: number;
   readonly kind: ItemKind;
   readonly object: string;
+  /** the device's own part of a parted application profile (JSON text), served inside the object */
+  readonly part: string | null;
   readonly master: string | null;
   readonly index: number;
 }
@@ -160,9 +162,16 @@ export interface Storage {
   publishPersonal(account: string, p: { personal: string; seq: number }, leaf: LeafInput, nowMs: number): Promise<Appended>;
   /**
    * A new application profile: seq strictly greater than the account's last for the app (else
-   * `rollback`); every target linked to the account (else `forbidden`); an item per target.
+   * `rollback`); every target linked to the account (else `forbidden`); an item per target. The
+   * object is stored once; `parts[i]` (if given) is the part `targets[i]` is served with it;
+   * `latest` (default `object`) is what `applications` returns (with every part).
    */
-  publishApplication(account: string, p: { app: string; seq: number; object: string; targets: readonly string[] }, leaf: LeafInput, nowMs: number): Promise<Appended>;
+  publishApplication(
+    account: string,
+    p: { app: string; seq: number; object: string; latest?: string; targets: readonly string[]; parts?: readonly string[] },
+    leaf: LeafInput,
+    nowMs: number,
+  ): Promise<Appended>;
   /** Latest application profile per app name. */
   applications(account: string): Promise<Record<string, string>>;
 

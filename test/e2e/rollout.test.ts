@@ -15,7 +15,8 @@ import Database from 'better-sqlite3';
 import { startPortalProcess, type PortalProcess } from '../../harness/portal-process.js';
 import { startFleet, type Fleet, type FleetDevice } from '../../harness/fleet.js';
 import { THERMOSTAT_SCHEMA } from '../../harness/agent-process.js';
-import { decrypt, parseSignedEnvelope, payloadBytes } from '../../mesh/envelope.js';
+import { parseSignedEnvelope, payloadBytes, type SignedEnvelope } from '../../mesh/envelope.js';
+import { docOf, targetsOf } from '../helpers/app-profile.js';
 import { parseApplicationPayload } from '../../mesh/profiles.js';
 import { isMeshError } from '../../mesh/errors.js';
 import { MESH_CLI, cliError, mesh, tmpHome, type CliRun } from '../hostile/world.js';
@@ -66,7 +67,7 @@ test.after.always(async () => {
 });
 
 /** Every application profile the portal queued for a device (its feed), decoded. */
-function feedApplications(deviceId: string): { app: string; seq: number; devices: readonly string[] }[] {
+function feedApplications(deviceId: string): { app: string; seq: number }[] {
   const db = new Database(path.join(w.portal.dataDir, 'portal.db'), { readonly: true });
   try {
     const rows = db.prepare(`SELECT f.object AS object, o.object AS shared FROM feed f LEFT JOIN objects o ON f.object = '@' || o.id WHERE f.device = ? AND f.kind = 'application'`).all(deviceId) as { object: string; shared: string | null }[];
@@ -77,11 +78,12 @@ function feedApplications(deviceId: string): { app: string; seq: number; devices
 }
 
 /** The latest thermostat profile the owner published, as the portal holds it. */
-function latestThermostat(): ReturnType<typeof parseApplicationPayload> {
+function latestThermostat(): ReturnType<typeof parseApplicationPayload> & { env: SignedEnvelope } {
   const db = new Database(path.join(w.portal.dataDir, 'portal.db'), { readonly: true });
   try {
     const row = db.prepare(`SELECT object FROM applications WHERE app = 'thermostat'`).get() as { object: string };
-    return parseApplicationPayload(payloadBytes(parseSignedEnvelope(JSON.parse(row.object) as unknown, 'application')));
+    const env = parseSignedEnvelope(JSON.parse(row.object) as unknown, 'application');
+    return { ...parseApplicationPayload(payloadBytes(env)), env };
   } finally {
     db.close();
   }
@@ -107,8 +109,8 @@ test.serial('10 devices, --canary 2 --abort-on 1: the second canary refuses, the
   // the only publication of the change names the two canaries and is encrypted to them alone
   const pub = latestThermostat();
   t.is(pub.seq, seq);
-  t.deepEqual([...pub.devices].sort(), [dev('dev-1').files.id, dev('dev-2').files.id].sort());
-  t.deepEqual(JSON.parse(Buffer.from(decrypt(pub.config, dev('dev-1').files.keys.enc)).toString('utf8')), { setpoint: 23 });
+  t.deepEqual(targetsOf(pub.env).sort(), [dev('dev-1').files.id, dev('dev-2').files.id].sort());
+  t.deepEqual(docOf(pub.env, dev('dev-1').files.keys.enc, dev('dev-1').files.id), { setpoint: 23 });
   for (const n of names.slice(2)) {
     const d = dev(n);
     // what reached it: nothing of the change in its feed at the portal, nothing applied or refused
@@ -118,7 +120,7 @@ test.serial('10 devices, --canary 2 --abort-on 1: the second canary refuses, the
     t.false(d.events.some((e) => (e.seq ?? 0) >= seq), `${n} saw nothing of #${seq}`);
     t.is(d.config().setpoint, 20);
     // and its key cannot open the publication
-    const err = t.throws(() => decrypt(pub.config, d.files.keys.enc));
+    const err = t.throws(() => docOf(pub.env, d.files.keys.enc, d.files.id));
     t.true(isMeshError(err, 'not-a-recipient'), `${n}: ${String(err)}`);
   }
   // what the owner reads
