@@ -75,14 +75,20 @@ export class MasterMemo {
   private readonly lru = new Lru<string, { master: MasterProfile; kids: ReadonlySet<string> }>(256);
 
   get(owner: Owner): { master: MasterProfile; kids: ReadonlySet<string> } {
-    const key = `${owner.master}|${owner.masterEnvelope.sigs.map((s) => s.sig).join(',')}`;
-    const hit = this.lru.get(key);
-    if (hit !== undefined) return hit;
-    const master = verifyMasterProfile(owner.masterEnvelope, owner.master);
+    const hit = this.lru.get(MasterMemo.key(owner.master, owner.masterEnvelope));
+    return hit ?? this.remember(verifyMasterProfile(owner.masterEnvelope, owner.master));
+  }
+
+  /** A master verified already (the one a claim came with): the next item of its owner need not verify it again. */
+  remember(master: MasterProfile): { master: MasterProfile; kids: ReadonlySet<string> } {
     const kids = new Set<string>([...master.payload.admins.map((a) => signKeyId(fromB64u(a.sign, 'sign', 32))), ...master.payload.revoked]);
     const v = { master, kids };
-    this.lru.set(key, v);
+    this.lru.set(MasterMemo.key(master.id, master.envelope), v);
     return v;
+  }
+
+  private static key(id: string, env: Owner['masterEnvelope']): string {
+    return `${id}|${env.sigs.map((s) => s.sig).join(',')}`;
   }
 }
 
@@ -193,6 +199,7 @@ function claim(s: AgentState, item: FeedItem, ctx: CoreContext): StepResult {
     apps: known?.apps ?? {},
     revoked: union(revokedOf(known, floor), master.payload.revoked),
   };
+  ctx.masters.remember(master);
   return {
     state: { ...useNonce(s, c.nonce), owners: { ...s.owners, [master.id]: owner } },
     events: [{ type: 'claimed', n: item.n, account: c.account, master: master.id }],

@@ -12,11 +12,9 @@ import {
   ED25519_SEED_LEN,
   ED25519_SIG_LEN,
   ED_PKCS8,
-  ED_SPKI,
   GCM_TAG_LEN,
   X25519_LEN,
   X_PKCS8,
-  X_SPKI,
   abytes,
   alength,
   gcmArgs,
@@ -114,7 +112,7 @@ function edPublicKeyObject(pub: Uint8Array): nc.KeyObject {
   const hit = pubCache.get(id);
   if (hit !== undefined) return hit;
   strictEd25519Point(pub);
-  const k = nc.createPublicKey({ key: Buffer.concat([ED_SPKI, pub]), format: 'der', type: 'spki' });
+  const k = nc.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pub).toString('base64url') }, format: 'jwk' });
   if (pubCache.size >= PUB_CACHE_MAX) {
     const first = pubCache.keys().next().value;
     if (first !== undefined) pubCache.delete(first);
@@ -136,11 +134,54 @@ export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signat
 
 // ---------------------------------------------------------------- X25519
 
+/**
+ * X25519 private keys as node:crypto KeyObjects, by the array that holds the scalar: importing one
+ * (createPrivateKey from DER) costs more than the Diffie-Hellman itself, and the arrays a caller
+ * holds are used again (a device's own key for every profile, an ephemeral key for every
+ * recipient). Checked against a copy of the scalar, so an array changed since is imported again.
+ */
+const xPrivByArray = new WeakMap<Uint8Array, { scalar: Uint8Array; key: nc.KeyObject }>();
+
+function xPrivateKeyObject(privateKey: Uint8Array): nc.KeyObject {
+  const hit = xPrivByArray.get(privateKey);
+  if (hit !== undefined && nc.timingSafeEqual(hit.scalar, privateKey)) return hit.key;
+  const key = nc.createPrivateKey({ key: Buffer.concat([X_PKCS8, privateKey]), format: 'der', type: 'pkcs8' });
+  xPrivByArray.set(privateKey, { scalar: new Uint8Array(privateKey), key });
+  return key;
+}
+
+// X25519 public keys as KeyObjects (owners' keys are used for every status a device seals), bounded.
+const xPubCache = new Map<string, nc.KeyObject>();
+
+function xPublicKeyObject(pub: Uint8Array): nc.KeyObject {
+  const id = Buffer.from(pub).toString('base64');
+  const hit = xPubCache.get(id);
+  if (hit !== undefined) return hit;
+  const k = nc.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(pub).toString('base64url') }, format: 'jwk' });
+  if (xPubCache.size >= PUB_CACHE_MAX) {
+    const first = xPubCache.keys().next().value;
+    if (first !== undefined) xPubCache.delete(first);
+  }
+  xPubCache.set(id, k);
+  return k;
+}
+
 export function x25519KeyPair(seed?: Uint8Array): KeyPair {
-  const s = seed === undefined ? randomBytes(X25519_LEN) : seed;
-  abytes(s, X25519_LEN, 'seed');
-  const priv = nc.createPrivateKey({ key: Buffer.concat([X_PKCS8, s]), format: 'der', type: 'pkcs8' });
-  return { publicKey: rawPublic(nc.createPublicKey(priv)), privateKey: new Uint8Array(s) };
+  if (seed === undefined) {
+    // a fresh key (every envelope's ephemeral key): generated as a KeyObject, read out as JWK, which
+    // costs a tenth of importing a random scalar from DER
+    const k = nc.generateKeyPairSync('x25519');
+    const jwk = k.privateKey.export({ format: 'jwk' });
+    const privateKey = u8(Buffer.from(jwk.d ?? '', 'base64url'));
+    const publicKey = u8(Buffer.from(jwk.x ?? '', 'base64url'));
+    abytes(privateKey, X25519_LEN, 'privateKey');
+    abytes(publicKey, X25519_LEN, 'publicKey');
+    xPrivByArray.set(privateKey, { scalar: new Uint8Array(privateKey), key: k.privateKey });
+    return { publicKey, privateKey };
+  }
+  abytes(seed, X25519_LEN, 'seed');
+  const privateKey = new Uint8Array(seed);
+  return { publicKey: rawPublic(nc.createPublicKey(xPrivateKeyObject(privateKey))), privateKey };
 }
 
 /** The X25519 public key of a private scalar. */
@@ -156,8 +197,8 @@ export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
 export function x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Uint8Array {
   abytes(privateKey, X25519_LEN, 'privateKey');
   abytes(peerPublicKey, X25519_LEN, 'peerPublicKey');
-  const priv = nc.createPrivateKey({ key: Buffer.concat([X_PKCS8, privateKey]), format: 'der', type: 'pkcs8' });
-  const pub = nc.createPublicKey({ key: Buffer.concat([X_SPKI, peerPublicKey]), format: 'der', type: 'spki' });
+  const priv = xPrivateKeyObject(privateKey);
+  const pub = xPublicKeyObject(peerPublicKey);
   let shared: Uint8Array;
   try {
     shared = u8(nc.diffieHellman({ privateKey: priv, publicKey: pub }));
