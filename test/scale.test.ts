@@ -171,3 +171,15 @@ test('the new-record budget of an address is one budget for all processes: regis
     await done();
   }
 });
+
+test('the cap on unclaimed devices is one cap for all processes: registrations spread over two stop at it', async (t) => {
+  // each process alone, counting since its last sweep, would take 3 more; together they hold 3 in all
+  const { a, b, done } = await twoPortals(['--rate-limit', '1000', '--new-per-address', '1000', '--max-unclaimed', '3']);
+  try {
+    const outcomes: string[] = [];
+    for (let i = 0; i < 6; i++) outcomes.push(await codeOf(register((i % 2 === 0 ? a : b).http).then(({ token }) => token)));
+    t.deepEqual(outcomes, ['resolved', 'resolved', 'resolved', 'unavailable', 'unavailable', 'unavailable']);
+  } finally {
+    await done();
+  }
+});

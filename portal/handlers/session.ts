@@ -71,6 +71,8 @@ export const sessionRoutes: readonly Route[] = [
       // a new device is a new record: budgeted per address and in all, and unclaimed ones are capped
       const known = (await ctx.store.getDevice(dev.id)) !== undefined;
       if (!known) {
+        // several processes share a PostgreSQL database: the count is the database's, not this process's since its last sweep
+        if (ctx.store.kind === 'postgres') ctx.counters.unclaimed = await ctx.store.unclaimedCount();
         if (ctx.counters.unclaimed >= ctx.limits.maxUnclaimed) {
           fail('unavailable', `this portal holds ${ctx.counters.unclaimed} devices nobody has claimed yet, its limit; try again later`, { retryAfterS: 600 });
         }

@@ -1,7 +1,8 @@
 /**
  * Attack 5: the portal mangles the envelope in a Download answer: a bit flipped in the signed
  * payload (not the bytes it logged: not-logged), the payload cut short or padded, a signature cut short, an envelope larger than any
- * the protocol allows, the whole answer cut off. Each is refused with a typed code (no crash,
+ * the protocol allows, the whole answer cut off; the device's part of the profile (its wrapped key,
+ * unsigned) removed, relabelled for another device or changed. Each is refused with a typed code (no crash,
  * no partial configuration), the agent keeps polling, config.json is unchanged, the reason is
  * in the agent's status; once the portal stops, the device applies the owner's real update.
  */
@@ -47,7 +48,28 @@ const cases: { name: string; code: string; replace: (it: WireItem) => WireItem }
   { name: 'the payload cut in half', code: 'not-logged', replace: (it) => withPayload(it, (b) => b.subarray(0, Math.floor(b.length / 2))) },
   { name: 'the payload padded with whitespace (same JSON, other bytes)', code: 'not-logged', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from('    \n')])) },
   { name: 'the payload padded with a trailing garbage byte', code: 'not-logged', replace: (it) => withPayload(it, (b) => Buffer.concat([b, Buffer.from([0x00])])) },
+  // the parts are not signed, so the log check passes; a part is checked against the signed
+  // manifest when the device holds them all (here it is the only recipient: bad-part), and
+  // otherwise against the signed ephemeral key and key commitment (test/parts.test.ts)
+  { name: "the device's part left out", code: 'not-a-recipient', replace: (it) => ({ ...it, object: { payload: it.object.payload, sigs: it.object.sigs } }) },
+  { name: "the device's part relabelled for another device", code: 'bad-part', replace: (it) => withPart(it, (p) => ({ ...p, device: 'MAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA' })) },
+  {
+    name: "one bit flipped in the device's wrapped key",
+    code: 'bad-part',
+    replace: (it) =>
+      withPart(it, (p) => {
+        const wk = Buffer.from(fromB64u(p.wk, 'wk'));
+        wk[3] = (wk[3] as number) ^ 1;
+        return { ...p, wk: b64u(wk) };
+      }),
+  },
 ];
+
+function withPart(it: WireItem, change: (p: NonNullable<WireItem['object']['parts']>[number]) => NonNullable<WireItem['object']['parts']>[number]): WireItem {
+  const parts = it.object.parts ?? [];
+  if (parts.length !== 1) throw new Error(`the portal served ${parts.length} parts, not the device's own`);
+  return { ...it, object: { ...it.object, parts: parts.map(change) } };
+}
 
 for (const k of cases) {
   test.serial(`${k.name}: refused (${k.code}), config unchanged, the agent keeps polling`, async (t) => {

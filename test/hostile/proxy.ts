@@ -172,7 +172,7 @@ export const DOWNLOAD = '/.well-known/mmm/Download';
 export interface WireItem {
   n: number;
   kind: string;
-  object: { payload: string; sigs: { kid: string; key?: string; sig: string }[] };
+  object: { payload: string; sigs: { kid: string; key?: string; sig: string }[]; parts?: { device?: string; kid: string; wk: string }[] };
   master?: unknown;
   index: number;
   /** the inclusion proof in the answer's log head (mesh/feedlog.ts) */
