@@ -29,7 +29,7 @@ import { b64u, concat, fromB64u, utf8 } from './bytes.js';
 import { fail } from './errors.js';
 import { arr, int, obj, optStr, parseJson, str, type Obj } from './json.js';
 import { encKeyId, signKeyId } from './keys.js';
-import { leafHash, MerkleTree } from './merkle.js';
+import { leafHash, rootOfLeafHashes } from './merkle.js';
 
 export const MAX_ENVELOPE_BYTES = 512 * 1024;
 export const MAX_SIGNATURES = 8;
@@ -306,7 +306,7 @@ export function partLeaf(p: Part): Uint8Array {
 
 /** The manifest of a list of parts, in their order. */
 export function manifestOf(parts: readonly Part[]): Manifest {
-  return { n: parts.length, root: b64u(new MerkleTree(parts.map((p) => leafHash(partLeaf(p)))).root()) };
+  return { n: parts.length, root: b64u(rootOfLeafHashes(parts.map((p) => leafHash(partLeaf(p))))) };
 }
 
 /**

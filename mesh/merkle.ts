@@ -61,6 +61,23 @@ export function emptyRoot(): Uint8Array {
   return EMPTY_ROOT.slice();
 }
 
+/**
+ * §2.1.1 MTH of a list of leaf hashes, bottom up (pairing neighbours, an odd last node carried
+ * up a level, which gives the same tree as splitting at the largest power of two): for a list
+ * built once and not appended to (a manifest), without a MerkleTree.
+ */
+export function rootOfLeafHashes(hashes: readonly Uint8Array[]): Uint8Array {
+  if (hashes.length === 0) return emptyRoot();
+  let level = hashes;
+  while (level.length > 1) {
+    const next: Uint8Array[] = [];
+    for (let i = 0; i + 1 < level.length; i += 2) next.push(nodeHash(level[i] as Uint8Array, level[i + 1] as Uint8Array));
+    if (level.length % 2 === 1) next.push(level[level.length - 1] as Uint8Array);
+    level = next;
+  }
+  return (level[0] as Uint8Array).slice();
+}
+
 // ---------------------------------------------------------------- integer helpers
 
 function isCount(n: unknown): n is number {

@@ -63,13 +63,14 @@ export function checkApplication(job: ApplicationJob, masters: MasterCache): Che
   }
   if (!p.complete) fail('bad-part', `a publish carries every part: ${job.object.parts?.length ?? 0} of ${p.payload.parts.n} came`);
   const mine = (job.object.parts ?? []).filter((x) => x.device !== undefined);
+  const text = JSON.stringify({ payload: job.object.payload, sigs: job.object.sigs });
   return {
     app: p.payload.app,
     seq: p.payload.seq,
     devices: mine.map((x) => x.device as string),
     parts: mine.map((x) => JSON.stringify(x)),
-    text: JSON.stringify({ payload: job.object.payload, sigs: job.object.sigs }),
-    latest: JSON.stringify(job.object),
+    text,
+    latest: `${text.slice(0, -1)},"parts":${JSON.stringify(job.object.parts)}}`,
     leaf,
   };
 }

@@ -17,6 +17,7 @@ import {
   leafHash,
   nodeHash,
   rootFromInclusion,
+  rootOfLeafHashes,
   verifyConsistency,
   verifyInclusion,
 } from '../mesh/merkle.js';
@@ -750,4 +751,14 @@ test('property: proofs from the nodes nodesRead names equal MerkleTree proofs', 
   );
   // a proof needs O(log n) stored nodes, not the tree
   t.true(nodesRead((node) => inclusionProofFrom(1234, PROP_N, node)).length <= 2 * Math.ceil(Math.log2(PROP_N)));
+});
+
+test('rootOfLeafHashes (a manifest built once, bottom up) is the MTH of the same leaves, for 0 to 70 leaves', (t) => {
+  for (let n = 0; n <= 70; n++) {
+    const hashes = Array.from({ length: n }, (_, i) => leafHash(utf8(`part ${i}`)));
+    t.is(hex(rootOfLeafHashes(hashes)), hex(new MerkleTree(hashes).root()), `n = ${n}`);
+  }
+  // the leaves' order matters
+  const two = [leafHash(utf8('a')), leafHash(utf8('b'))];
+  t.not(hex(rootOfLeafHashes(two)), hex(rootOfLeafHashes([...two].reverse())));
 });
