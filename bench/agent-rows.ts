@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 
 import { openClaimWindow, provisionDevice, startAgentProcess, type AgentProcess } from '../harness/agent-process.js';
 import { TestOwner } from '../harness/owner.js';
+import { AGENT_NODE_FLAGS } from '../provisioning/systemd.js';
 import { startBenchPortal, track, type BenchPortal, BUNDLED_AGENT, fmt, log, median, percentile, rssMiB, rssParts, sleep, spawnUntil, stopChild, timeToExit, wallMs, type Line, type Options } from './util.js';
 
 function needBundle(): void {
@@ -24,21 +25,35 @@ async function waitForLog(a: AgentProcess, text: string, timeoutMs = 15_000): Pr
 
 // ------------------------------------------------------------------ idle RSS
 
-/** One agent, claimed by two owners, connected by MQTT, left idle; and a bare node idling alongside. */
+/** The node options the agent ships with (or MESH_BENCH_AGENT_FLAGS, space-separated, to try others). */
+function shippedFlags(): readonly string[] {
+  const env = process.env.MESH_BENCH_AGENT_FLAGS;
+  return env === undefined ? AGENT_NODE_FLAGS : env.split(' ').filter((f) => f !== '');
+}
+
+/**
+ * Agents claimed by two owners, connected by MQTT, left idle; and a bare node idling alongside.
+ * Each run starts the agent both as it ships (node with AGENT_NODE_FLAGS, the V8 options of the
+ * systemd unit and the Docker image: provisioning/systemd.ts) and with node's defaults: the
+ * target is judged on the first, the second is reported. MESH_BENCH_AGENT_FLAGS (space-separated)
+ * replaces the shipped flags, to try others.
+ */
 export async function rssRow(o: Options): Promise<Line[]> {
   needBundle();
   const runs = o.quick ? 1 : 3;
   const idleMs = o.quick ? 5_000 : 10_000;
+  const shipped = shippedFlags();
   const portal = await startBenchPortal();
   const alice = await TestOwner.create(portal.http, 'alice');
   const bob = await TestOwner.create(portal.http, 'bob');
-  const agents: { a: AgentProcess; dir: string }[] = [];
+  const agents: { a: AgentProcess; dir: string; flags: boolean }[] = [];
   const bares: ReturnType<typeof spawn>[] = [];
   try {
-    for (let i = 0; i < runs; i++) {
+    for (let i = 0; i < runs * 2; i++) {
+      const flags = i % 2 === 0;
       const { dir, identity } = provisionDevice(portal.http, { pollIntervalMs: 30_000 });
-      const a = await startAgentProcess(dir, [], BUNDLED_AGENT);
-      agents.push({ a, dir });
+      const a = await startAgentProcess(dir, [], BUNDLED_AGENT, {}, flags ? shipped : []);
+      agents.push({ a, dir, flags });
       await alice.claim(identity.labelUri);
       await a.waitFor((e) => e.type === 'claimed' && e.account === alice.account, 15_000, 'alice claimed');
       // a device with an owner takes a second label claim only while its claim window is open (the button)
@@ -49,24 +64,37 @@ export async function rssRow(o: Options): Promise<Line[]> {
     }
     // the idle period starts now for all agents; a bare node starts idling alongside each
     for (let i = 0; i < runs; i++) bares.push(track(spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })));
-    log(`rss: ${runs} agent(s) claimed by two owners and connected; idling ${idleMs / 1000} s`);
+    log(`rss: ${runs} agent(s) with the shipped flags (${shipped.join(' ') || 'none'}) and ${runs} without, claimed by two owners and connected; idling ${idleMs / 1000} s`);
     await sleep(idleMs);
-    const agentRss = agents.map(({ a }) => rssMiB(a.proc.pid as number));
-    const agentParts = agents.map(({ a }) => rssParts(a.proc.pid as number));
+    const measure = (flags: boolean): { rss: number[]; parts: unknown[] } => {
+      const mine = agents.filter((x) => x.flags === flags);
+      return { rss: mine.map(({ a }) => rssMiB(a.proc.pid as number)), parts: mine.map(({ a }) => rssParts(a.proc.pid as number)) };
+    };
+    const withFlags = measure(true);
+    const without = measure(false);
     const bareRss = bares.map((b) => rssMiB(b.pid as number));
     const bareParts = bares.map((b) => rssParts(b.pid as number));
     for (const { a } of agents) if (!a.logs().includes('"push-connected"') || a.logs().includes('"push-disconnected"')) throw new Error('an agent lost its MQTT connection while idling');
-    const rss = median(agentRss);
+    const rss = median(withFlags.rss);
+    const plain = median(without.rss);
     const base = median(bareRss);
     const ratio = rss / base;
     return [
       {
-        figure: 'agent idle RSS, connected, two owners',
+        figure: `agent idle RSS, connected, two owners, as shipped (node ${shipped.join(' ') || 'with no options'})`,
         value: `${fmt.mib(rss)} (${fmt.x(ratio)})`,
         baseline: `${fmt.mib(base)} (node idle)`,
         target: '<= 1.25x',
         pass: ratio <= 1.25,
-        data: { rssMiB: rss, baselineMiB: base, ratio, runs, idleMs, agentRss, bareRss, agentParts, bareParts },
+        data: { rssMiB: rss, baselineMiB: base, ratio, runs, idleMs, flags: shipped, agentRss: withFlags.rss, bareRss, agentParts: withFlags.parts, bareParts },
+      },
+      {
+        figure: 'agent idle RSS, the same, with node\'s default options',
+        value: `${fmt.mib(plain)} (${fmt.x(plain / base)})`,
+        baseline: `${fmt.mib(base)} (node idle)`,
+        target: 'report',
+        pass: null,
+        data: { rssMiB: plain, baselineMiB: base, ratio: plain / base, agentRss: without.rss, agentParts: without.parts },
       },
     ];
   } finally {
@@ -93,11 +121,12 @@ export async function coldStartRow(o: Options): Promise<Line[]> {
   try {
     // one run of each first, not counted: the page cache holds node and the bundle for every run after
     await timeToExit(['-e', '0']);
-    const first = await spawnUntil([BUNDLED_AGENT, 'run', '--data', dir], /^mesh-agent ready .*$/m);
+    const flags = shippedFlags();
+    const first = await spawnUntil([...flags, BUNDLED_AGENT, 'run', '--data', dir], /^mesh-agent ready .*$/m);
     await stopChild(first.proc);
     for (let i = 0; i < runs; i++) {
       bareMs.push(await timeToExit(['-e', '0']));
-      const r = await spawnUntil([BUNDLED_AGENT, 'run', '--data', dir], /^mesh-agent ready .*$/m);
+      const r = await spawnUntil([...flags, BUNDLED_AGENT, 'run', '--data', dir], /^mesh-agent ready .*$/m);
       agentMs.push(r.ms);
       await stopChild(r.proc);
     }
@@ -106,7 +135,7 @@ export async function coldStartRow(o: Options): Promise<Line[]> {
     const ratio = agent / base;
     return [
       {
-        figure: 'agent cold start to first successful poll',
+        figure: `agent cold start to first successful poll, as shipped (node ${flags.join(' ') || 'with no options'})`,
         value: `${fmt.ms(agent)} (${fmt.x(ratio)})`,
         baseline: `${fmt.ms(base)} (node -e 0)`,
         target: '<= 3x',
@@ -128,7 +157,7 @@ export async function latencyRow(o: Options): Promise<Line[]> {
   const warmup = 10;
   const portal: BenchPortal = await startBenchPortal();
   const { dir, identity } = provisionDevice(portal.http, { pollIntervalMs: 30_000 });
-  const agent = await startAgentProcess(dir, [], BUNDLED_AGENT);
+  const agent = await startAgentProcess(dir, [], BUNDLED_AGENT, {}, shippedFlags());
   const alice = await TestOwner.create(portal.http, 'alice');
   const ms: number[] = [];
   const accepted: number[] = [];

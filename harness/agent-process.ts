@@ -43,8 +43,9 @@ process.once('exit', () => {
 });
 
 /** `env` may fake the agent's clock for the whole process (harness/faketime.ts fakeTimeEnv): the process is node itself. */
-export async function startAgentProcess(dir: string, args: string[] = [], file = AGENT_CLI, env: Record<string, string> = {}): Promise<AgentProcess> {
-  const proc = spawn(process.execPath, [file, 'run', '--data', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** `nodeArgs`: options for node itself, before the script (the V8 options a unit or image sets). */
+export async function startAgentProcess(dir: string, args: string[] = [], file = AGENT_CLI, env: Record<string, string> = {}, nodeArgs: readonly string[] = []): Promise<AgentProcess> {
+  const proc = spawn(process.execPath, [...nodeArgs, file, 'run', '--data', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   running.add(proc);
   const signal = (sig: NodeJS.Signals): void => void proc.kill(sig);
   const events: AgentEvent[] = [];

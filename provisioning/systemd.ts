@@ -29,6 +29,15 @@ u ${AGENT_USER} - "Mathematical Mesh device agent" ${AGENT_DATA_DIR} /usr/sbin/n
 `;
 }
 
+/**
+ * The options node runs the agent with, in this unit and in Dockerfile.arm's ENTRYPOINT (a test
+ * keeps them the same): `--jitless`, V8's interpreter only, no compiled code: about 1 MiB less
+ * for an idle agent, which runs little JavaScript (its cryptography is OpenSSL's); cold start a few
+ * per cent slower (docs/benchmarks.md, "The leaner agent"; bench/agent-rows.ts measures the agent
+ * with and without it).
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = ['--jitless'];
+
 export function agentUnit(p: { description?: string } = {}): string {
   return `[Unit]
 Description=${p.description ?? 'Mathematical Mesh device agent'}
@@ -49,7 +58,7 @@ Group=${AGENT_USER}
 StateDirectory=mesh-agent
 StateDirectoryMode=0700
 UMask=0077
-ExecStart=/usr/bin/node ${AGENT_SCRIPT} run --data ${AGENT_DATA_DIR}
+ExecStart=/usr/bin/node ${[...AGENT_NODE_FLAGS, AGENT_SCRIPT].join(' ')} run --data ${AGENT_DATA_DIR}
 Restart=always
 RestartSec=5
 # sandbox: the agent writes only its data directory; a configuration hook runs inside it too

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { validate } from 'dockerfile-utils';
 import { AGENT_CLI, REPO, provisionDevice } from '../harness/agent-process.js';
 import { startPortalProcess } from '../harness/portal-process.js';
+import { AGENT_NODE_FLAGS, agentUnit } from '../provisioning/systemd.js';
 
 const run = promisify(execFile);
 const read = (f: string): string => fs.readFileSync(path.join(REPO, f), 'utf8');
@@ -67,6 +68,13 @@ for (const [file, major] of [
     t.false(/:latest\b/.test(text.replace(/^#.*$/gm, '')), 'no latest tag');
   });
 }
+
+test("the agent image runs node with the systemd unit's options (AGENT_NODE_FLAGS)", (t) => {
+  const entry = /^ENTRYPOINT (\[.*\])$/m.exec(read('Dockerfile.arm'))?.[1];
+  t.truthy(entry, 'an exec-form ENTRYPOINT');
+  t.deepEqual(JSON.parse(entry ?? '[]') as unknown, ['node', ...AGENT_NODE_FLAGS, '/opt/mesh/mesh-agent.mjs']);
+  t.true(agentUnit().includes(`ExecStart=/usr/bin/node ${AGENT_NODE_FLAGS.join(' ')} /opt/mesh/mesh-agent.mjs run`));
+});
 
 test('.dockerignore keeps node_modules, dist and .git out of the build context', (t) => {
   const lines = read('.dockerignore').split('\n').map((l) => l.trim());

@@ -129,7 +129,7 @@ test('batch of 5 through the CLI: board files, modes, signatures, labels, public
     for (const line of [
       'User=mesh',
       'StateDirectory=mesh-agent',
-      'ExecStart=/usr/bin/node /opt/mesh/mesh-agent.mjs run --data /var/lib/mesh-agent',
+      'ExecStart=/usr/bin/node --jitless /opt/mesh/mesh-agent.mjs run --data /var/lib/mesh-agent',
       'Restart=always',
       'ProtectSystem=strict',
       'NoNewPrivileges=yes',
