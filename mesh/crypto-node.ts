@@ -167,20 +167,11 @@ function xPublicKeyObject(pub: Uint8Array): nc.KeyObject {
 }
 
 export function x25519KeyPair(seed?: Uint8Array): KeyPair {
-  if (seed === undefined) {
-    // a fresh key (every envelope's ephemeral key): generated as a KeyObject, read out as JWK, which
-    // costs a tenth of importing a random scalar from DER
-    const k = nc.generateKeyPairSync('x25519');
-    const jwk = k.privateKey.export({ format: 'jwk' });
-    const privateKey = u8(Buffer.from(jwk.d ?? '', 'base64url'));
-    const publicKey = u8(Buffer.from(jwk.x ?? '', 'base64url'));
-    abytes(privateKey, X25519_LEN, 'privateKey');
-    abytes(publicKey, X25519_LEN, 'publicKey');
-    xPrivByArray.set(privateKey, { scalar: new Uint8Array(privateKey), key: k.privateKey });
-    return { publicKey, privateKey };
-  }
-  abytes(seed, X25519_LEN, 'seed');
-  const privateKey = new Uint8Array(seed);
+  // not generateKeyPairSync + a JWK export: on Node 20 that deadlocks when the export's allocation
+  // runs a GC that destroys an earlier key-generation job (both take the key's mutex; seen in npm test)
+  const s = seed === undefined ? randomBytes(X25519_LEN) : seed;
+  abytes(s, X25519_LEN, 'seed');
+  const privateKey = new Uint8Array(s);
   return { publicKey: rawPublic(nc.createPublicKey(xPrivateKeyObject(privateKey))), privateKey };
 }
 
