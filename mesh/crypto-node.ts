@@ -97,9 +97,26 @@ export function ed25519Sign(privateKey: Uint8Array, message: Uint8Array): Uint8A
   return u8(nc.sign(null, message, edPrivateKeyObject(privateKey)));
 }
 
-// Checked public keys, bounded. A key that passed the strict check is kept with its KeyObject.
+// Public keys as KeyObjects, bounded, one cache per curve. An Ed25519 key is kept only once it
+// passed the strict check; X25519 keys (owners' keys, used for every status a device seals) as they are.
 const PUB_CACHE_MAX = 4096;
 const pubCache = new Map<string, nc.KeyObject>();
+const xPubCache = new Map<string, nc.KeyObject>();
+
+/** The key's KeyObject from `cache`, or imported (from JWK: faster than SPKI DER) after `check` and kept. */
+function cachedPublicKey(cache: Map<string, nc.KeyObject>, crv: 'Ed25519' | 'X25519', pub: Uint8Array, check?: (pub: Uint8Array) => void): nc.KeyObject {
+  const id = Buffer.from(pub).toString('base64');
+  const hit = cache.get(id);
+  if (hit !== undefined) return hit;
+  check?.(pub);
+  const k = nc.createPublicKey({ key: { kty: 'OKP', crv, x: Buffer.from(pub).toString('base64url') }, format: 'jwk' });
+  if (cache.size >= PUB_CACHE_MAX) {
+    const first = cache.keys().next().value;
+    if (first !== undefined) cache.delete(first);
+  }
+  cache.set(id, k);
+  return k;
+}
 
 /** The strict public-key check (crypto-base.ts), cached with the key's KeyObject. Throws `bad-key`. */
 export function checkEd25519PublicKey(pub: Uint8Array): void {
@@ -108,17 +125,7 @@ export function checkEd25519PublicKey(pub: Uint8Array): void {
 
 function edPublicKeyObject(pub: Uint8Array): nc.KeyObject {
   abytes(pub, ED25519_PUBLIC_LEN, 'publicKey');
-  const id = Buffer.from(pub).toString('base64');
-  const hit = pubCache.get(id);
-  if (hit !== undefined) return hit;
-  strictEd25519Point(pub);
-  const k = nc.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pub).toString('base64url') }, format: 'jwk' });
-  if (pubCache.size >= PUB_CACHE_MAX) {
-    const first = pubCache.keys().next().value;
-    if (first !== undefined) pubCache.delete(first);
-  }
-  pubCache.set(id, k);
-  return k;
+  return cachedPublicKey(pubCache, 'Ed25519', pub, strictEd25519Point);
 }
 
 /**
@@ -150,21 +157,6 @@ function xPrivateKeyObject(privateKey: Uint8Array): nc.KeyObject {
   return key;
 }
 
-// X25519 public keys as KeyObjects (owners' keys are used for every status a device seals), bounded.
-const xPubCache = new Map<string, nc.KeyObject>();
-
-function xPublicKeyObject(pub: Uint8Array): nc.KeyObject {
-  const id = Buffer.from(pub).toString('base64');
-  const hit = xPubCache.get(id);
-  if (hit !== undefined) return hit;
-  const k = nc.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(pub).toString('base64url') }, format: 'jwk' });
-  if (xPubCache.size >= PUB_CACHE_MAX) {
-    const first = xPubCache.keys().next().value;
-    if (first !== undefined) xPubCache.delete(first);
-  }
-  xPubCache.set(id, k);
-  return k;
-}
 
 export function x25519KeyPair(seed?: Uint8Array): KeyPair {
   // not generateKeyPairSync + a JWK export: on Node 20 that deadlocks when the export's allocation
@@ -189,7 +181,7 @@ export function x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Uint8
   abytes(privateKey, X25519_LEN, 'privateKey');
   abytes(peerPublicKey, X25519_LEN, 'peerPublicKey');
   const priv = xPrivateKeyObject(privateKey);
-  const pub = xPublicKeyObject(peerPublicKey);
+  const pub = cachedPublicKey(xPubCache, 'X25519', peerPublicKey);
   let shared: Uint8Array;
   try {
     shared = u8(nc.diffieHellman({ privateKey: priv, publicKey: pub }));
